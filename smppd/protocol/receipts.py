@@ -1,0 +1,172 @@
+"""Delivery receipts: recognising them, and reading id, state, error and dates.
+
+A deliver_sm (or data_sm) is a receipt because of its esm_class message-type bits,
+never because its text looks like one: a subscriber can send "id:1 stat:DELIVRD".
+The TLVs receipted_message_id / message_state / network_error_code win over the
+text when present; the text is parsed tolerantly because every vendor writes it
+differently (field order, case, missing fields, 10- or 12-digit dates, free-form err).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .. import status as st
+from .constants import ESM_TYPE_MASK, RECEIPT_TYPES
+from .pdu import Pdu
+
+# stat: values seen in the wild -> (status vocabulary, final?)
+_STAT_TEXT: dict[str, tuple[str, bool]] = {
+    "DELIVRD": (st.DELIVERED, True),
+    "DELIVERED": (st.DELIVERED, True),
+    "UNDELIV": (st.UNDELIVERED, True),
+    "UNDELIVERABLE": (st.UNDELIVERED, True),
+    "UNDELIVERED": (st.UNDELIVERED, True),
+    "FAILED": (st.UNDELIVERED, True),
+    "EXPIRED": (st.EXPIRED, True),
+    "DELETED": (st.DELETED, True),
+    "REJECTD": (st.REJECTED, True),
+    "REJECTED": (st.REJECTED, True),
+    "UNKNOWN": (st.UNKNOWN, False),
+    "ACCEPTD": (st.SUBMITTED, False),
+    "ACCEPTED": (st.SUBMITTED, False),
+    "ENROUTE": (st.SUBMITTED, False),
+    "SCHEDULED": (st.SUBMITTED, False),
+    "SCHEDLD": (st.SUBMITTED, False),
+    "BUFFERED": (st.SUBMITTED, False),
+}
+
+# message_state TLV (SMPP 3.4 5.2.28; 9 = SKIPPED from SMPP 5.0)
+_MESSAGE_STATE: dict[int, tuple[str, str, bool]] = {
+    1: ("ENROUTE", st.SUBMITTED, False),
+    2: ("DELIVRD", st.DELIVERED, True),
+    3: ("EXPIRED", st.EXPIRED, True),
+    4: ("DELETED", st.DELETED, True),
+    5: ("UNDELIV", st.UNDELIVERED, True),
+    6: ("ACCEPTD", st.SUBMITTED, False),
+    7: ("UNKNOWN", st.UNKNOWN, False),
+    8: ("REJECTD", st.REJECTED, True),
+    9: ("SKIPPED", st.UNDELIVERED, True),
+}
+
+_KEY_RE = re.compile(
+    r"(?:^|(?<=[\s,;]))(id|sub|dlvrd|submit[ _]?date|done[ _]?date|stat|err|text)\s*:\s*",
+    re.IGNORECASE)
+
+
+class ReceiptError(ValueError):
+    """A receipt without a message id or a recognisable state."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    message_id: str  # as the SMSC wrote it; IdPolicy turns it into a match key
+    stat: str  # the SMSC's word, upper-case (DELIVRD, UNDELIV, ...)
+    status: str  # smppd's vocabulary
+    final: bool
+    error: str | None = None  # err: from the text, or the network error code
+    submit_date: datetime | None = None
+    done_date: datetime | None = None
+    text_fields: dict[str, str] = field(default_factory=dict)
+    network_error_code: bytes | None = None
+
+
+def is_receipt(pdu: Pdu) -> bool:
+    """True for an SMSC delivery receipt or intermediate notification (esm_class bits)."""
+    return (pdu.fields.get("esm_class", 0) & ESM_TYPE_MASK) in RECEIPT_TYPES
+
+
+def parse_text(text: str) -> dict[str, str]:
+    """Fields of a receipt's text form, keys lower-cased with '_' for blanks.
+
+    `text:` runs to the end (it may contain anything, including 'stat:').
+    """
+    fields: dict[str, str] = {}
+    matches = list(_KEY_RE.finditer(text))
+    for index, match in enumerate(matches):
+        key = match.group(1).lower().replace("_", " ")
+        key = {"submitdate": "submit date", "donedate": "done date"}.get(key, key)
+        if key == "text":
+            fields["text"] = text[match.end():]
+            break
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        fields.setdefault(key, text[match.end():end].strip())
+    return fields
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """YYMMDDhhmm or YYMMDDhhmmss (some SMSCs add a 4-digit year); None if unreadable."""
+    if not value:
+        return None
+    digits = value.strip()
+    formats = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S", 14: "%Y%m%d%H%M%S"}
+    fmt = formats.get(len(digits))
+    if fmt is None or not digits.isdigit():
+        return None
+    try:
+        return datetime.strptime(digits, fmt)
+    except ValueError:
+        return None
+
+
+def parse(pdu: Pdu, body_text: str | None = None) -> Receipt:
+    """Read a receipt PDU. `body_text` is its decoded short_message/message_payload (the
+    caller knows the SMSC's charset); without it the octets are read as Latin-1.
+
+    Raises ReceiptError when neither TLVs nor text give an id and a state.
+    """
+    if body_text is None:
+        raw = pdu.fields.get("short_message") or pdu.fields.get("message_payload") or b""
+        body_text = raw.decode("latin-1")
+    text_fields = parse_text(body_text)
+
+    message_id = pdu.fields.get("receipted_message_id") or text_fields.get("id") or ""
+    message_id = message_id.strip().strip("\x00")
+    if not message_id:
+        raise ReceiptError("receipt has no message id (no receipted_message_id TLV, no id:)")
+
+    state_tlv = pdu.fields.get("message_state")
+    if state_tlv is not None and state_tlv in _MESSAGE_STATE:
+        stat, status, final = _MESSAGE_STATE[state_tlv]
+    else:
+        stat = (text_fields.get("stat") or "").strip().upper()
+        if stat not in _STAT_TEXT:
+            raise ReceiptError(f"receipt for {message_id!r} has no recognisable state "
+                               f"(stat:{stat!r}, message_state={state_tlv!r})")
+        status, final = _STAT_TEXT[stat]
+
+    network_error = pdu.fields.get("network_error_code")
+    error = text_fields.get("err") or None
+    if network_error and len(network_error) == 3:
+        error = f"{network_error[0]}:{int.from_bytes(network_error[1:], 'big')}"
+    return Receipt(
+        message_id=message_id,
+        stat=stat,
+        status=status,
+        final=final,
+        error=error,
+        submit_date=parse_date(text_fields.get("submit date")),
+        done_date=parse_date(text_fields.get("done date")),
+        text_fields=text_fields,
+        network_error_code=network_error,
+    )
+
+
+def format_text(message_id: str, stat: str, *, sub: int = 1, dlvrd: int = 1, err: str = "000",
+                submit: datetime | None = None, done: datetime | None = None,
+                text: str = "") -> str:
+    """The SMPP 3.4 Appendix B receipt text (used by the fake SMSC)."""
+    submit = submit or datetime.now()
+    done = done or submit
+    return (f"id:{message_id} sub:{sub:03d} dlvrd:{dlvrd:03d} "
+            f"submit date:{submit:%y%m%d%H%M} done date:{done:%y%m%d%H%M} "
+            f"stat:{stat} err:{err} text:{text[:20]}")
+
+
+def message_state_for(stat: str) -> int | None:
+    for value, (name, _status, _final) in _MESSAGE_STATE.items():
+        if name == stat:
+            return value
+    return None

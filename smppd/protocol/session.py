@@ -1,0 +1,511 @@
+"""The ESME side of one SMPP connection, without I/O.
+
+Bytes and clock readings go in (`connection_made`, `data_received`, `tick`,
+`connection_lost`); bytes to write (`data_to_send`) and events (`events`) come out,
+and `next_deadline` says when `tick` must be called next. No reactor, no socket, no
+sleep: every behaviour here is testable by feeding bytes, the way h11 is.
+
+What it guarantees its caller:
+- at most `window` submits await a response; each has a response deadline;
+- every submit ends in exactly one SubmitResult or SubmitUnknown (a timeout, an
+  unbind or a lost connection means "outcome unknown", never "not sent");
+- a response that arrives after its timeout is still reported (LateResponse);
+- a deliver_sm is answered only when the caller calls `respond` (after its durable
+  write), so the SMSC redelivers whatever smppd did not keep;
+- malformed input from the SMSC produces generic_nack or a close, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from . import constants as c
+from . import pdu as codec
+from .framing import DEFAULT_MAX_PDU_LENGTH, Framer, FramingError
+from .pdu import Pdu, PduDecodeError
+
+
+class BindMode(StrEnum):
+    TRANSCEIVER = "transceiver"
+    TRANSMITTER = "transmitter"
+    RECEIVER = "receiver"
+
+
+class State(StrEnum):
+    CLOSED = "closed"  # no connection (before connection_made or after connection_lost)
+    BINDING = "binding"
+    BOUND = "bound"
+    DRAINING = "draining"  # graceful unbind: waiting for outstanding responses
+    UNBINDING = "unbinding"  # unbind sent, waiting for unbind_resp
+    UNBOUND = "unbound"  # no longer bound; the connection is to be closed
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    system_id: str
+    password: str
+    system_type: str = ""
+    bind_mode: BindMode = BindMode.TRANSCEIVER
+    window: int = 10
+    response_timeout: float = 30.0
+    bind_timeout: float = 10.0
+    enquire_link_interval: float = 30.0
+    enquire_link_timeout: float = 10.0
+    unbind_timeout: float = 5.0
+    drain_timeout: float = 10.0
+    max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
+    addr_ton: int = 0
+    addr_npi: int = 0
+    address_range: str = ""
+    initial_sequence: int = 1
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"window: expected at least 1, got {self.window}")
+        if not 1 <= self.initial_sequence <= c.MAX_SEQUENCE:
+            raise ValueError("initial_sequence: expected 1..0x7FFFFFFF")
+
+
+# Events -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    system_id: str  # the SMSC's system_id from bind_resp
+
+
+@dataclass(frozen=True, slots=True)
+class BindFailed:
+    status: int  # command_status of bind_resp, or 0 for a timeout
+    reason: str
+
+    @property
+    def status_name(self) -> str:
+        return c.status_name(self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    token: Any
+    status: int
+    message_id: str | None  # None when the SMSC returned none (error, or a broken body)
+    generic_nack: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitUnknown:
+    """The submit may or may not have reached the SMSC: no response came."""
+
+    token: Any
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LateResponse:
+    """A response for a submit already reported as SubmitUnknown."""
+
+    token: Any
+    status: int
+    message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverReceived:
+    """A deliver_sm or data_sm from the SMSC. Answer with `respond(handle, status)`."""
+
+    handle: int
+    pdu: Pdu
+
+
+@dataclass(frozen=True, slots=True)
+class UnbindReceived:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """The SMSC sent something wrong; already answered or ignored. For logs and metrics."""
+
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConnection:
+    """The transport must close the connection once pending bytes are written."""
+
+    reason: str
+
+
+Event = (Bound | BindFailed | SubmitResult | SubmitUnknown | LateResponse | DeliverReceived
+         | UnbindReceived | ProtocolError | CloseConnection)
+
+
+class SessionError(RuntimeError):
+    """The caller used the session wrongly (submit while not bound, window full, ...)."""
+
+
+_BIND_COMMANDS = {
+    BindMode.TRANSCEIVER: "bind_transceiver",
+    BindMode.TRANSMITTER: "bind_transmitter",
+    BindMode.RECEIVER: "bind_receiver",
+}
+_SUBMIT_COMMANDS = frozenset({"submit_sm", "data_sm"})
+_DELIVER_COMMANDS = frozenset({"deliver_sm", "data_sm"})
+_LATE_MEMORY = 10_000  # timed-out submits remembered for their late responses
+
+
+class EsmeSession:
+    """One connection's SMPP state. Create a new one for every connection."""
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self.state = State.CLOSED
+        self._framer = Framer(config.max_pdu_length)
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._sequence = config.initial_sequence - 1
+        # seq -> (token, deadline, command); insertion order is deadline order because
+        # every submit gets the same timeout.
+        self._submits: dict[int, tuple[Any, float, str]] = {}
+        self._timed_out: OrderedDict[int, Any] = OrderedDict()
+        self._control: dict[int, str] = {}  # seq -> bind / enquire_link / unbind
+        self._delivers: dict[int, str] = {}  # seq -> deliver_sm / data_sm awaiting respond()
+        self._bind_deadline: float | None = None
+        self._enquire_deadline: float | None = None
+        self._drain_deadline: float | None = None
+        self._unbind_deadline: float | None = None
+        self._last_received = 0.0
+        self.smsc_system_id: str | None = None
+        self._can_transmit = config.bind_mode is not BindMode.RECEIVER
+
+    # Inputs -------------------------------------------------------------------
+
+    def connection_made(self, now: float) -> None:
+        if self.state is not State.CLOSED:
+            raise SessionError("connection_made on a session that is already connected")
+        cfg = self.config
+        self.state = State.BINDING
+        self._last_received = now
+        self._bind_deadline = now + cfg.bind_timeout
+        self._send_request(_BIND_COMMANDS[cfg.bind_mode], "bind", {
+            "system_id": cfg.system_id, "password": cfg.password,
+            "system_type": cfg.system_type, "interface_version": c.INTERFACE_VERSION_34,
+            "addr_ton": cfg.addr_ton, "addr_npi": cfg.addr_npi,
+            "address_range": cfg.address_range,
+        })
+
+    def data_received(self, data: bytes, now: float) -> None:
+        if self.state is State.CLOSED:
+            return
+        self._last_received = now
+        try:
+            frames = self._framer.feed(data)
+        except FramingError as exc:
+            self._reply(Pdu("generic_nack", exc.sequence, c.ESME_RINVCMDLEN))
+            self._protocol_error(f"unrecoverable framing: {exc}")
+            self._close(f"framing error: {exc}")
+            return
+        for frame in frames:
+            if self.state is State.CLOSED:
+                break
+            self._handle_frame(frame, now)
+
+    def tick(self, now: float) -> None:
+        """Fire every deadline that has passed."""
+        if self.state is State.CLOSED:
+            return
+        if self._bind_deadline is not None and now >= self._bind_deadline:
+            self._bind_deadline = None
+            self._events.append(BindFailed(0, "no bind response within "
+                                              f"{self.config.bind_timeout:g} s"))
+            self._close("bind timeout")
+            return
+        self._expire_submits(now)
+        if self.state in (State.BOUND, State.DRAINING):
+            self._keepalive(now)
+        if self._drain_deadline is not None and (now >= self._drain_deadline or not self._submits):
+            self._drain_deadline = None
+            self._send_unbind(now)
+        if self._unbind_deadline is not None and now >= self._unbind_deadline:
+            self._unbind_deadline = None
+            self._close("no unbind_resp in time")
+
+    def connection_lost(self, now: float, reason: str = "connection lost") -> None:
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self._fail_outstanding(reason)
+        self._control.clear()
+        self._delivers.clear()
+        self._bind_deadline = self._enquire_deadline = None
+        self._drain_deadline = self._unbind_deadline = None
+
+    # Caller requests ------------------------------------------------------------
+
+    @property
+    def bound(self) -> bool:
+        return self.state is State.BOUND
+
+    @property
+    def can_submit(self) -> bool:
+        return (self.state is State.BOUND and self._can_transmit
+                and len(self._submits) < self.config.window)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._submits)
+
+    @property
+    def window_available(self) -> int:
+        if self.state is not State.BOUND or not self._can_transmit:
+            return 0
+        return self.config.window - len(self._submits)
+
+    def submit(self, fields: dict[str, Any], token: Any, now: float,
+               command: str = "submit_sm") -> int:
+        """Send one submit_sm (or data_sm); returns its sequence number.
+
+        Raises SessionError when not bound or the window is full, and PduEncodeError
+        for fields SMPP cannot carry; in both cases nothing was sent.
+        """
+        if command not in _SUBMIT_COMMANDS:
+            raise SessionError(f"{command} is not a submit command")
+        if self.state is not State.BOUND or not self._can_transmit:
+            raise SessionError(f"cannot submit in state {self.state.value}")
+        if len(self._submits) >= self.config.window:
+            raise SessionError(f"window of {self.config.window} is full")
+        sequence = self._allocate_sequence()
+        self._out.append(codec.encode(Pdu(command, sequence, 0, fields)))
+        self._submits[sequence] = (token, now + self.config.response_timeout, command)
+        return sequence
+
+    def respond(self, handle: int, status: int = c.ESME_ROK) -> None:
+        """Answer a DeliverReceived. Unknown or already answered handles are ignored."""
+        command = self._delivers.pop(handle, None)
+        if command is None or self.state is State.CLOSED:
+            return
+        fields = {"message_id": ""} if command == "data_sm" else {}
+        self._reply(Pdu(command + "_resp", handle, status, fields))
+
+    def unbind(self, now: float) -> None:
+        """Graceful close: no new submits, wait for outstanding responses up to
+        drain_timeout, send unbind, wait for unbind_resp up to unbind_timeout."""
+        if self.state is State.BINDING:
+            self._close("closed before bound")
+        elif self.state is State.BOUND:
+            self.state = State.DRAINING
+            self._drain_deadline = now + self.config.drain_timeout
+            if not self._submits:
+                self._drain_deadline = None
+                self._send_unbind(now)
+
+    # Outputs --------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self._bind_deadline, self._drain_deadline,
+                                 self._unbind_deadline, self._enquire_deadline) if d is not None]
+        if self._submits:
+            deadlines.append(next(iter(self._submits.values()))[1])
+        if self.state in (State.BOUND, State.DRAINING) and self._enquire_deadline is None:
+            deadlines.append(self._last_received + self.config.enquire_link_interval)
+        return min(deadlines) if deadlines else None
+
+    # Internals ------------------------------------------------------------------
+
+    def _allocate_sequence(self) -> int:
+        """Next sequence number in 1..0x7FFFFFFF, wrapping, skipping numbers still
+        awaiting a response (the pending maps never collide across a wrap)."""
+        sequence = self._sequence
+        while True:
+            sequence = sequence + 1 if sequence < c.MAX_SEQUENCE else 1
+            if sequence not in self._submits and sequence not in self._control:
+                self._sequence = sequence
+                return sequence
+
+    def _send_request(self, command: str, kind: str, fields: dict[str, Any]) -> int:
+        sequence = self._allocate_sequence()
+        self._out.append(codec.encode(Pdu(command, sequence, 0, fields)))
+        self._control[sequence] = kind
+        return sequence
+
+    def _reply(self, pdu: Pdu) -> None:
+        self._out.append(codec.encode(pdu))
+
+    def _protocol_error(self, description: str) -> None:
+        self._events.append(ProtocolError(description))
+
+    def _close(self, reason: str) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.state = State.UNBOUND
+        self._fail_outstanding(reason)
+        self._bind_deadline = self._enquire_deadline = None
+        self._drain_deadline = self._unbind_deadline = None
+        self._events.append(CloseConnection(reason))
+
+    def _fail_outstanding(self, reason: str) -> None:
+        for sequence, (token, _deadline, _command) in self._submits.items():
+            self._remember_timed_out(sequence, token)
+            self._events.append(SubmitUnknown(token, reason))
+        self._submits.clear()
+
+    def _remember_timed_out(self, sequence: int, token: Any) -> None:
+        self._timed_out[sequence] = token
+        if len(self._timed_out) > _LATE_MEMORY:
+            self._timed_out.popitem(last=False)
+
+    def _expire_submits(self, now: float) -> None:
+        submits = self._submits
+        while submits:
+            sequence, (token, deadline, _command) = next(iter(submits.items()))
+            if deadline > now:
+                break
+            del submits[sequence]
+            self._remember_timed_out(sequence, token)
+            self._events.append(SubmitUnknown(
+                token, f"no response within {self.config.response_timeout:g} s"))
+
+    def _keepalive(self, now: float) -> None:
+        if self._enquire_deadline is not None:
+            if now >= self._enquire_deadline:
+                self._enquire_deadline = None
+                self._close("no enquire_link_resp within "
+                            f"{self.config.enquire_link_timeout:g} s")
+            return
+        if now - self._last_received >= self.config.enquire_link_interval:
+            self._send_request("enquire_link", "enquire_link", {})
+            self._enquire_deadline = now + self.config.enquire_link_timeout
+
+    def _send_unbind(self, now: float) -> None:
+        if self.state not in (State.BOUND, State.DRAINING):
+            return
+        self.state = State.UNBINDING
+        self._send_request("unbind", "unbind", {})
+        self._unbind_deadline = now + self.config.unbind_timeout
+
+    def _handle_frame(self, frame: bytes, now: float) -> None:
+        try:
+            pdu = codec.decode(frame)
+        except PduDecodeError as exc:
+            self._handle_undecodable(frame, exc)
+            return
+        command = pdu.command
+        if command == "submit_sm_resp" or command == "data_sm_resp":
+            self._handle_submit_response(pdu.sequence, pdu.status,
+                                         pdu.fields.get("message_id"), False)
+        elif command in _DELIVER_COMMANDS:
+            self._handle_deliver(pdu)
+        elif command == "enquire_link":
+            self._reply(codec.response_to(pdu))
+        elif command == "enquire_link_resp":
+            if self._control.pop(pdu.sequence, None) == "enquire_link":
+                self._enquire_deadline = None
+        elif command == "generic_nack":
+            self._handle_generic_nack(pdu)
+        elif command == "unbind":
+            self._reply(codec.response_to(pdu))
+            self._events.append(UnbindReceived())
+            self._close("unbound by the SMSC")
+        elif command == "unbind_resp":
+            if self._control.pop(pdu.sequence, None) == "unbind":
+                self._close("unbind complete")
+        elif command.startswith("bind_") and command.endswith("_resp"):
+            self._handle_bind_response(pdu)
+        elif command == "alert_notification":
+            pass  # no response is defined for it
+        elif pdu.is_response:
+            self._protocol_error(f"unexpected {command} seq {pdu.sequence}")
+        else:
+            # A request an ESME does not serve (submit_sm, bind_*, query_sm from the SMSC).
+            self._reply(Pdu("generic_nack", pdu.sequence, c.ESME_RINVCMDID))
+            self._protocol_error(f"unexpected request {command} seq {pdu.sequence}")
+
+    def _handle_undecodable(self, frame: bytes, exc: PduDecodeError) -> None:
+        _length, command_id, status, sequence = codec.decode_header(frame)
+        self._protocol_error(f"undecodable PDU: {exc}")
+        if not command_id & c.RESPONSE_BIT:
+            self._reply(Pdu("generic_nack", sequence, exc.status))
+            return
+        # A response we cannot read still settles its request: its status is in the header.
+        if sequence in self._submits:
+            self._handle_submit_response(sequence, status, None, False)
+        elif sequence in self._control:
+            kind = self._control[sequence]
+            if kind == "bind":
+                self._handle_bind_response(Pdu("bind_transceiver_resp", sequence, status))
+            else:
+                self._control.pop(sequence)
+                if kind == "enquire_link":
+                    self._enquire_deadline = None
+
+    def _handle_submit_response(self, sequence: int, status: int, message_id: str | None,
+                                nack: bool) -> None:
+        entry = self._submits.pop(sequence, None)
+        message_id = message_id or None
+        if entry is not None:
+            self._events.append(SubmitResult(entry[0], status, message_id, nack))
+            if self._drain_deadline is not None and not self._submits:
+                self._drain_deadline = 0.0  # drained: unbind on the next tick
+            return
+        token = self._timed_out.pop(sequence, None)
+        if token is not None:
+            self._events.append(LateResponse(token, status, message_id))
+        else:
+            self._protocol_error(f"response for unknown seq {sequence}")
+
+    def _handle_deliver(self, pdu: Pdu) -> None:
+        if self.state not in (State.BOUND, State.DRAINING, State.UNBINDING) or \
+                self.config.bind_mode is BindMode.TRANSMITTER:
+            self._reply(Pdu(pdu.command + "_resp", pdu.sequence, c.ESME_RINVBNDSTS,
+                            {"message_id": ""} if pdu.command == "data_sm" else {}))
+            self._protocol_error(f"{pdu.command} while {self.state.value}")
+            return
+        self._delivers[pdu.sequence] = pdu.command
+        self._events.append(DeliverReceived(pdu.sequence, pdu))
+
+    def _handle_generic_nack(self, pdu: Pdu) -> None:
+        sequence = pdu.sequence
+        if sequence == 0:
+            # The SMSC could not even read our header: the stream is out of step.
+            self._protocol_error(f"generic_nack seq 0 ({c.status_name(pdu.status)})")
+            self._close(f"generic_nack with seq 0 ({c.status_name(pdu.status)})")
+        elif sequence in self._submits or sequence in self._timed_out:
+            self._handle_submit_response(sequence, pdu.status, None, True)
+        elif sequence in self._control:
+            kind = self._control.pop(sequence)
+            if kind == "bind":
+                self._control[sequence] = kind
+                self._handle_bind_response(Pdu("bind_transceiver_resp", sequence, pdu.status
+                                               or c.ESME_RBINDFAIL))
+            elif kind == "enquire_link":
+                self._enquire_deadline = None  # the link answered; it is alive
+            elif kind == "unbind":
+                self._close("unbind answered with generic_nack")
+        else:
+            self._protocol_error(f"generic_nack for unknown seq {sequence}")
+
+    def _handle_bind_response(self, pdu: Pdu) -> None:
+        if self._control.pop(pdu.sequence, None) != "bind" or self.state is not State.BINDING:
+            self._protocol_error(f"unexpected {pdu.command} seq {pdu.sequence}")
+            return
+        self._bind_deadline = None
+        if pdu.status == c.ESME_ROK:
+            self.state = State.BOUND
+            self.smsc_system_id = pdu.fields.get("system_id", "")
+            self._events.append(Bound(self.smsc_system_id or ""))
+            return
+        self._events.append(BindFailed(pdu.status, c.status_name(pdu.status)))
+        self._close(f"bind rejected: {c.status_name(pdu.status)}")

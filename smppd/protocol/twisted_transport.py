@@ -1,0 +1,128 @@
+"""The Twisted protocol around an EsmeSession: bytes in, bytes out, one timer.
+
+Deliberately thin: every decision is the session's. This class only moves bytes,
+reads the clock, keeps a single DelayedCall at the session's next deadline, and
+hands the session's events to a sink (the Link).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from .session import CloseConnection, EsmeSession, Event
+
+EventSink = Callable[["SessionProtocol", list[Event]], None]
+
+
+class SessionProtocol(Protocol):
+    def __init__(self, session: EsmeSession, sink: EventSink, clock: IReactorTime,
+                 on_lost: Callable[[SessionProtocol, str], None]) -> None:
+        self.session = session
+        self._sink = sink
+        self._clock = clock
+        self._on_lost = on_lost
+        self._timer: IDelayedCall | None = None
+        self._abort_call: IDelayedCall | None = None
+        self._closing = False
+
+    # Twisted callbacks ----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except Exception:  # not every transport (TLS over a non-TCP one) supports it
+                pass
+        self.session.connection_made(self._clock.seconds())
+        self.pump()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.session.data_received(data, self._clock.seconds())
+        self.pump()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._cancel_timer()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        text = reason.getErrorMessage() if reason is not None else "connection lost"
+        self.session.connection_lost(self._clock.seconds(), text)
+        events = self.session.events()
+        if events:
+            self._sink(self, events)
+        self._on_lost(self, text)
+
+    # Used by the link -----------------------------------------------------------
+
+    def submit(self, fields: dict[str, Any], token: Any, command: str = "submit_sm",
+               flush: bool = True) -> int:
+        sequence = self.session.submit(fields, token, self._clock.seconds(), command)
+        if flush:
+            self.pump()
+        return sequence
+
+    def respond(self, handle: int, status: int) -> None:
+        self.session.respond(handle, status)
+        self.pump()
+
+    def unbind(self) -> None:
+        self.session.unbind(self._clock.seconds())
+        self.pump()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def pump(self) -> None:
+        """Write what the session produced and hand over its events, until quiet
+        (an event handler may submit more)."""
+        session = self.session
+        for _ in range(1000):
+            data = session.data_to_send()
+            if data and self.transport is not None:
+                self.transport.write(data)
+            events = session.events()
+            if not events:
+                break
+            for event in events:
+                if isinstance(event, CloseConnection) and not self._closing:
+                    self._closing = True
+                    self._clock.callLater(0, self._lose)
+            self._sink(self, events)
+        self._schedule()
+
+    # Internals ------------------------------------------------------------------
+
+    def _lose(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+            # A peer that never reads would keep the socket forever: abort after a while.
+            self._abort_call = self._clock.callLater(5.0, self.abort)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.session.tick(self._clock.seconds())
+        self.pump()
+
+    def _schedule(self) -> None:
+        deadline = self.session.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            self._cancel_timer()
+            return
+        if timer is not None and timer.active():
+            if timer.getTime() <= deadline:
+                return  # fires early enough; a tick with nothing due is harmless
+            timer.cancel()
+        delay = max(0.0, deadline - self._clock.seconds())
+        self._timer = self._clock.callLater(delay, self._tick)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
