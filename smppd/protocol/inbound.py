@@ -141,6 +141,9 @@ class Reassembler:
         self.profile = profile
         self.max_groups = max_groups
         self._groups: dict[GroupKey, _Group] = {}
+        # Recently completed groups: a redelivered part of a message already handed
+        # over is a duplicate, not the start of a new message that will never complete.
+        self._completed: dict[GroupKey, tuple[float, dict[int, bytes]]] = {}
         self.duplicates = 0
 
     def __len__(self) -> int:
@@ -152,6 +155,10 @@ class Reassembler:
         if concat is None or concat.total <= 1:
             return self._message([fragment], fragment.data_coding)
         key = (fragment.source, fragment.destination, concat.reference, concat.total)
+        done = self._completed.get(key)
+        if done is not None and done[1].get(concat.number) == fragment.payload:
+            self.duplicates += 1
+            return None
         group = self._groups.get(key)
         if group is None:
             if len(self._groups) >= self.max_groups:
@@ -166,10 +173,13 @@ class Reassembler:
             return None
         del self._groups[key]
         ordered = [group.parts[n] for n in range(1, group.total + 1)]
+        self._completed[key] = (now, {n: f.payload for n, f in group.parts.items()})
         return self._message(ordered, group.data_coding)
 
     def expire(self, now: float) -> list[tuple[GroupKey, list[int]]]:
         """Drop groups older than the timeout; returns each key with the parts it had."""
+        self._completed = {key: done for key, done in self._completed.items()
+                           if now - done[0] < self.timeout}
         expired = [key for key, group in self._groups.items()
                    if now - group.first_seen >= self.timeout]
         return [(key, sorted(self._groups.pop(key).parts)) for key in expired]

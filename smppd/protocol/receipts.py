@@ -92,7 +92,7 @@ def parse_text(text: str) -> dict[str, str]:
             fields["text"] = text[match.end():]
             break
         end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        fields.setdefault(key, text[match.end():end].strip())
+        fields.setdefault(key, text[match.end():end].strip().rstrip(",;").strip())
     return fields
 
 

@@ -39,7 +39,7 @@ def relative(period: timedelta) -> str:
 
 def parse(value: str, now: datetime | None = None) -> datetime:
     """An absolute (aware) datetime from either form; relative ones count from `now`."""
-    if len(value) != 16 or not value[:13].isdigit() or value[15] not in "+-R":
+    if len(value) != 16 or not value[:15].isdigit() or value[15] not in "+-R":
         raise ValueError(f"{value!r} is not an SMPP time (YYMMDDhhmmsstnnp)")
     yy, mo, dd, hh, mi, ss = (int(value[i:i + 2]) for i in range(0, 12, 2))
     if value[15] == "R":
@@ -47,4 +47,7 @@ def parse(value: str, now: datetime | None = None) -> datetime:
         return base + timedelta(days=yy * 365 + mo * 30 + dd, hours=hh, minutes=mi, seconds=ss)
     offset = timedelta(minutes=15 * int(value[13:15]))
     zone = timezone(-offset if value[15] == "-" else offset)
-    return datetime(2000 + yy, mo, dd, hh, mi, ss, int(value[12]) * 100_000, tzinfo=zone)
+    try:
+        return datetime(2000 + yy, mo, dd, hh, mi, ss, int(value[12]) * 100_000, tzinfo=zone)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid SMPP time: {exc}") from None
