@@ -155,8 +155,4 @@ def connect(smsc: FakeSmsc) -> Iterator[Callable[..., tuple[Connector, Recording
 
     yield start
     for connector in started:
-        for link in connector.links:
-            call(link._cancel_calls)
-            link.state = link.state.STOPPED
-            if link.protocol is not None:
-                call(link.protocol.abort)
+        call(connector.abort)

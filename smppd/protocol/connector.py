@@ -17,7 +17,13 @@ from enum import StrEnum
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
 from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
 from twisted.internet.protocol import Factory
 
@@ -173,10 +179,23 @@ class Link:
         self.protocol.unbind()
         return self._stopped
 
+    def abort(self) -> None:
+        """Drop the connection at once, no unbind, and stay down (tests, fatal errors)."""
+        self._cancel_calls()
+        self.state = LinkState.STOPPED
+        if self.protocol is not None:
+            self.protocol.abort()
+
     def _endpoint(self) -> Any:
         cfg = self.connector.config
-        endpoint = HostnameEndpoint(self.reactor, cfg.host, cfg.port,
-                                    timeout=cfg.reconnect.connect_timeout)
+        timeout = cfg.reconnect.connect_timeout
+        endpoint: Any
+        if isIPAddress(cfg.host):  # no resolver thread for a literal address
+            endpoint = TCP4ClientEndpoint(self.reactor, cfg.host, cfg.port, timeout=timeout)
+        elif isIPv6Address(cfg.host):
+            endpoint = TCP6ClientEndpoint(self.reactor, cfg.host, cfg.port, timeout=timeout)
+        else:
+            endpoint = HostnameEndpoint(self.reactor, cfg.host, cfg.port, timeout=timeout)
         if cfg.tls is None:
             return endpoint
         from twisted.internet import ssl  # imported only when TLS is configured
@@ -368,6 +387,10 @@ class Connector:
 
     def stop(self) -> defer.Deferred[Any]:
         return defer.DeferredList([link.stop() for link in self.links])
+
+    def abort(self) -> None:
+        for link in self.links:
+            link.abort()
 
     def submit(self, fields: dict[str, Any], token: Any, flush: bool = True) -> Link | None:
         """Submit on a bound transmitting link with room in its window; None if none has."""
