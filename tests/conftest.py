@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from smppd.fake_smsc import Behaviour, FakeSmsc
 from twisted.internet import defer, reactor
 from twisted.internet.threads import blockingCallFromThread
 
-from smppd.fake_smsc import Behaviour, FakeSmsc
 from smppd.protocol.connector import (
     BindKind,
     Connector,

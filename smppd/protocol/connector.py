@@ -244,7 +244,8 @@ class Link:
             self._stable_call.cancel()
         self._stable_call = None
         if was_bound or self.state is LinkState.STOPPED:
-            log.warning("smsc=%s unbound: %s", self.name, reason)
+            level = logging.INFO if self.state is LinkState.STOPPED else logging.WARNING
+            log.log(level, "smsc=%s unbound: %s", self.name, reason)
             self.connector.listener.unbound(self, reason)
         if self.state is LinkState.STOPPED:
             if self._stopped is not None:

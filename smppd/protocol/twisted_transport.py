@@ -7,6 +7,7 @@ hands the session's events to a sink (the Link).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -35,10 +36,9 @@ class SessionProtocol(Protocol):
     def connectionMade(self) -> None:
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
-            try:
+            # Not every transport (TLS over a non-TCP one) supports it.
+            with contextlib.suppress(Exception):
                 set_no_delay(True)
-            except Exception:  # not every transport (TLS over a non-TCP one) supports it
-                pass
         self.session.connection_made(self._clock.seconds())
         self.pump()
 

@@ -8,8 +8,8 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from smppd.fake_smsc import FakeSmsc
+
 from smppd.protocol import receipts
 from smppd.protocol.connector import LinkState, TlsConfig
 from smppd.protocol.inbound import Reassembler, fragment_from_pdu
@@ -39,7 +39,7 @@ def _reassembled(listener) -> list:  # type: ignore[no-untyped-def]
 ])
 def test_mo_is_decoded_and_reassembled(smsc: FakeSmsc, connect, text: str,  # type: ignore[no-untyped-def]
                                        encoding: Encoding | None, mode: SplitMode) -> None:
-    connector, listener = connect()
+    _connector, listener = connect()
     sequences = call(smsc.inject_mo, "48500100200", "4600", text, encoding=encoding,
                      split_mode=mode)
     wait_for(lambda: len(listener.delivers) == len(sequences), what="all parts delivered")
@@ -51,7 +51,7 @@ def test_mo_is_decoded_and_reassembled(smsc: FakeSmsc, connect, text: str,  # ty
 
 def test_mo_parts_out_of_order_with_duplicate(smsc: FakeSmsc, connect) -> None:  # type: ignore[no-untyped-def]
     """Checklist 25 over TCP: parts 3,1,2 and a duplicate 2 give one message."""
-    connector, listener = connect()
+    _connector, listener = connect()
     text = "part " * 80  # 400 septets: 3 parts
     call(smsc.inject_mo, "48500", "4600", text, order=[3, 1, 2], duplicate=[2])
     wait_for(lambda: len(listener.delivers) == 4, what="4 deliver_sm")
@@ -61,7 +61,7 @@ def test_mo_parts_out_of_order_with_duplicate(smsc: FakeSmsc, connect) -> None: 
 
 def test_mo_that_looks_like_a_receipt_is_an_mo(smsc: FakeSmsc, connect) -> None:  # type: ignore[no-untyped-def]
     """Checklist 16."""
-    connector, listener = connect()
+    _connector, listener = connect()
     call(smsc.inject_mo, "48500", "4600", "id:1 stat:DELIVRD")
     wait_for(lambda: listener.delivers, what="MO")
     assert not receipts.is_receipt(listener.delivers[0])
@@ -70,7 +70,7 @@ def test_mo_that_looks_like_a_receipt_is_an_mo(smsc: FakeSmsc, connect) -> None:
 
 def test_mo_vendor_tlvs_reach_the_record(smsc: FakeSmsc, connect) -> None:  # type: ignore[no-untyped-def]
     """Checklist 30 over TCP."""
-    connector, listener = connect()
+    _connector, listener = connect()
     call(smsc.inject_mo, "48500", "4600", "hi", unknown_tlvs=[(0x1403, b"\x01"),
                                                              (0x060D, b"op")])
     wait_for(lambda: listener.delivers, what="MO")
@@ -81,7 +81,7 @@ def test_failed_durable_write_asks_for_redelivery(smsc: FakeSmsc, connect) -> No
     """Checklist 32: a deliver the handler could not keep is answered ESME_RX_T_APPN."""
     from twisted.internet import defer
 
-    connector, listener = connect()
+    _connector, listener = connect()
     listener.deliver_status = lambda event: defer.fail(RuntimeError("database down"))
     (sequence,) = call(smsc.inject_mo, "48500", "4600", "hello")
     wait_for(lambda: sequence in smsc.deliver_responses, what="deliver_sm_resp")

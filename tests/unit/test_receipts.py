@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 import pytest
@@ -95,10 +96,8 @@ def test_garbage_receipts_raise_receipt_error(text: str) -> None:
 
 @given(st.binary(max_size=200))
 def test_any_receipt_bytes_parse_or_raise_receipt_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ReceiptError):
         receipts.parse(Pdu("deliver_sm", 1, 0, {"esm_class": 4, "short_message": data}))
-    except ReceiptError:
-        pass
 
 
 def test_states_never_regress() -> None:
@@ -147,5 +146,5 @@ def test_ids_stay_exact_beyond_64_bits() -> None:
     uuid = "6f1c0e8e-3c1b-4c5e-9d7f-2a1b3c4d5e6f"
     assert match_key(uuid, IdFormat.STRING) == uuid
     assert match_key(uuid, IdFormat.DEC) == uuid  # not numeric: kept, never mangled
-    with pytest.raises(ValueError, match="0..3"):
+    with pytest.raises(ValueError, match=r"0\.\.3"):
         IdPolicy.from_kannel(4)

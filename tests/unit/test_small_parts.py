@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -80,7 +81,7 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
     # 20 binds killed at once: from the 3rd attempt their cumulative times spread out.
     times = sorted(sum(r[i] for r in rounds[:4]) for i in range(20))
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) > 0
+    assert min(b - a for a, b in itertools.pairwise(times)) > 0
     assert max(max(r) for r in rounds) <= 30.0
     backoffs[0].reset()
     assert backoffs[0].next_delay() <= 1.0

@@ -1,0 +1,86 @@
+"""The `smppd` command line (names fixed by DESIGN.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _fake_smsc(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    from .fake_smsc import Behaviour, FakeSmsc
+
+    credentials = None
+    if args.credentials:
+        system_id, _, password = args.credentials.partition(":")
+        credentials = {system_id: password}
+    behaviour = Behaviour(credentials=credentials, receipt_delay=args.receipt_delay,
+                          id_format=args.id_format)
+    smsc = FakeSmsc(behaviour)
+    port = smsc.listen(args.port, args.host)
+    logging.getLogger("smppd.fake_smsc").info(
+        "fake SMSC listening on %s:%d (%s)", args.host, port.getHost().port,
+        "any credentials" if credentials is None else f"system_id {args.credentials.split(':')[0]}")
+    reactor.run()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.count, Path(args.dir))
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    print(f"smppd {args.command}: the daemon (store, HTTP API, configuration) is not built "
+          "yet; this release has the protocol core, `smppd demo` and `smppd fake-smsc`.",
+          file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smppd", description="SMPP 3.4 carrier connector")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("--config", required=True)
+    run.set_defaults(handler=_not_yet)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("--config", required=True)
+    check.set_defaults(handler=_not_yet)
+
+    fake = commands.add_parser("fake-smsc", help="run the bundled fake SMSC")
+    fake.add_argument("--port", type=int, default=2775)
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--credentials", metavar="SYSTEM_ID:PASSWORD",
+                      help="accept only these credentials (default: any)")
+    fake.add_argument("--receipt-delay", type=float, default=0.0, metavar="SECONDS")
+    fake.add_argument("--id-format", default="dec", choices=["dec", "hex", "hexpad", "uuid", "big"])
+    fake.set_defaults(handler=_fake_smsc)
+
+    demo = commands.add_parser("demo", help="send messages through the fake SMSC and report")
+    demo.add_argument("--count", type=int, default=300)
+    demo.add_argument("--dir", default="demo-output", help="where the report is written")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.log_level if args.command != "demo" else "warning")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
