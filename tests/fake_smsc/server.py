@@ -435,6 +435,15 @@ class FakeSmsc(Factory):
             sequences.append(self.deliver(fields, unknown_tlvs))
         return sequences
 
+    def send_enquire_link(self) -> list[int]:
+        """An SMSC-side enquire_link on every bound connection; returns the sequences."""
+        sequences = []
+        for connection in self.bound_connections:
+            sequence = connection.next_sequence()
+            connection.send(Pdu("enquire_link", sequence))
+            sequences.append(sequence)
+        return sequences
+
     def broadcast_raw(self, data: bytes) -> None:
         for connection in list(self.connections):
             connection.send_raw(data)

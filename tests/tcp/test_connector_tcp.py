@@ -347,3 +347,32 @@ def test_graceful_stop_unbinds(smsc: FakeSmsc, connect) -> None:  # type: ignore
     assert set(listener.results) == {"m1", "m2"}  # drained before unbinding
     assert any(p.command == "unbind" for p in smsc.received)
     assert connector.links[0].state is LinkState.STOPPED
+
+
+def test_smsc_enquire_link_answered_within_a_burst(smsc: FakeSmsc, connect) -> None:  # type: ignore[no-untyped-def]
+    """Checklist 11: mid-way through a 1,000-message burst the SMSC sends enquire_link; the
+    answer reaches it before more than one window of further submits (ordering, not time)."""
+    smsc.behaviour.receipts = False
+    connector, listener = connect(window=10)
+    total = 1000
+    sent = 0
+    asked: list[tuple[int, int]] = []  # (enquire seq, PDUs the SMSC had received then)
+
+    def pump() -> None:
+        nonlocal sent
+        while sent < total and connector.window_available > 0:
+            connector.submit(_submit_fields(receipt=False), sent, flush=False)
+            sent += 1
+        connector.flush()
+        if not asked and len(smsc.submits) >= 300:
+            (sequence,) = smsc.send_enquire_link()
+            asked.append((sequence, len(smsc.received)))
+
+    while len(listener.results) < total:
+        call(pump)
+        wait_for(lambda: connector.window_available > 0 or len(listener.results) == total)
+    sequence, position = asked[0]
+    answer = next(i for i, p in enumerate(smsc.received)
+                  if p.command == "enquire_link_resp" and p.sequence == sequence)
+    submits_in_between = sum(1 for p in smsc.received[position:answer] if p.command == "submit_sm")
+    assert submits_in_between <= 10
