@@ -29,7 +29,7 @@ class SessionProtocol(Protocol):
         self._on_lost = on_lost
         self._timer: IDelayedCall | None = None
         self._abort_call: IDelayedCall | None = None
-        self._closing = False
+        self._close_reason: str | None = None  # why we closed, when we did
 
     # Twisted callbacks ----------------------------------------------------------
 
@@ -50,7 +50,9 @@ class SessionProtocol(Protocol):
         self._cancel_timer()
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
-        text = reason.getErrorMessage() if reason is not None else "connection lost"
+        # When the session asked for the close, its reason is the one worth logging.
+        text = self._close_reason or (reason.getErrorMessage() if reason is not None
+                                      else "connection lost")
         self.session.connection_lost(self._clock.seconds(), text)
         events = self.session.events()
         if events:
@@ -90,8 +92,8 @@ class SessionProtocol(Protocol):
             if not events:
                 break
             for event in events:
-                if isinstance(event, CloseConnection) and not self._closing:
-                    self._closing = True
+                if isinstance(event, CloseConnection) and self._close_reason is None:
+                    self._close_reason = event.reason
                     self._clock.callLater(0, self._lose)
             self._sink(self, events)
         self._schedule()
