@@ -484,13 +484,12 @@ class EsmeSession:
             self._close(f"generic_nack with seq 0 ({c.status_name(pdu.status)})")
         elif sequence in self._submits or sequence in self._timed_out:
             self._handle_submit_response(sequence, pdu.status, None, True)
+        elif self._control.get(sequence) == "bind":
+            self._handle_bind_response(Pdu("bind_transceiver_resp", sequence,
+                                           pdu.status or c.ESME_RBINDFAIL))
         elif sequence in self._control:
             kind = self._control.pop(sequence)
-            if kind == "bind":
-                self._control[sequence] = kind
-                self._handle_bind_response(Pdu("bind_transceiver_resp", sequence, pdu.status
-                                               or c.ESME_RBINDFAIL))
-            elif kind == "enquire_link":
+            if kind == "enquire_link":
                 self._enquire_deadline = None  # the link answered; it is alive
             elif kind == "unbind":
                 self._close("unbind answered with generic_nack")

@@ -313,3 +313,12 @@ def test_unexpected_requests_and_responses() -> None:
     assert [e.description for e in events] == [
         "unexpected request submit_sm seq 8", "unexpected query_sm_resp seq 99",
         "response for unknown seq 12345"]
+
+
+def test_generic_nack_to_bind_is_a_bind_failure() -> None:
+    peer = Peer()
+    peer.session.connection_made(0)
+    (bind,) = peer.sent()
+    events = peer.feed(Pdu("generic_nack", bind.sequence, c.ESME_RINVCMDID))
+    assert isinstance(events[0], BindFailed) and events[0].status_name == "ESME_RINVCMDID"
+    assert isinstance(events[-1], CloseConnection)
