@@ -8,6 +8,20 @@ import sys
 from pathlib import Path
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535, got {text}")
+    return value
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -61,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_not_yet)
 
     fake = commands.add_parser("fake-smsc", help="run the bundled fake SMSC")
-    fake.add_argument("--port", type=int, default=2775)
+    fake.add_argument("--port", type=_port, default=2775)
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--credentials", metavar="SYSTEM_ID:PASSWORD",
                       help="accept only these credentials (default: any)")
@@ -70,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.set_defaults(handler=_fake_smsc)
 
     demo = commands.add_parser("demo", help="send messages through the fake SMSC and report")
-    demo.add_argument("--count", type=int, default=300)
+    demo.add_argument("--count", type=_positive_int, default=300)
     demo.add_argument("--dir", default="demo-output", help="where the report is written")
     demo.set_defaults(handler=_demo)
     return parser
@@ -79,7 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level if args.command != "demo" else "warning")
-    return args.handler(args)
+    from twisted.internet.error import CannotListenError
+
+    try:
+        return args.handler(args)
+    except CannotListenError as exc:
+        print(f"smppd {args.command}: cannot listen on {exc.interface or '*'}:{exc.port}: "
+              f"{exc.socketError}", file=sys.stderr)
+    except OSError as exc:
+        print(f"smppd {args.command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import csv
 import random
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -121,7 +121,7 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
     from .fake_smsc import Behaviour, FakeSmsc
 
     output = output or Path("demo-output")
-    output.mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)  # before the reactor: a bad --dir fails fast
     smsc = FakeSmsc(Behaviour(receipt_delay=0.2, receipt_status_by_prefix=DESTINATION_PREFIXES,
                               id_format="hexpad", receipt_id_format="dec"))
     port = smsc.listen()
@@ -131,7 +131,7 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
     config = ConnectorConfig("demo-smsc", "127.0.0.1", port.getHost().port,
                              SessionConfig("demo", "demo", window=20))
     connector = Connector(config, listener, reactor)
-    queue = [(message, index) for message in messages for index in range(len(message.parts))]
+    queue = deque((message, index) for message in messages for index in range(len(message.parts)))
     started = time.monotonic()
     result = {"code": 0}
     print(f"smppd demo: fake SMSC on 127.0.0.1:{port.getHost().port}, {count} messages "
@@ -139,7 +139,7 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
 
     def pump() -> None:
         while queue and connector.window_available > 0:
-            message, index = queue.pop(0)
+            message, index = queue.popleft()
             fields = dict(message.parts[index], source_addr="Acme",
                           source_addr_ton=c.TON_ALPHANUMERIC, destination_addr=message.destination,
                           dest_addr_ton=c.TON_INTERNATIONAL, dest_addr_npi=c.NPI_ISDN,
