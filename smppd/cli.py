@@ -25,6 +25,7 @@ def _port(text: str) -> int:
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is per-plugin noise
 
 
 def _fake_smsc(args: argparse.Namespace) -> int:
@@ -53,11 +54,42 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.count, Path(args.dir))
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    print(f"smppd {args.command}: the daemon (store, HTTP API, configuration) is not built "
-          "yet; this release has the protocol core, `smppd demo` and `smppd fake-smsc`.",
-          file=sys.stderr)
-    return 2
+def _run(args: argparse.Namespace) -> int:
+    from .daemon.run import run
+
+    return run(args.config)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load
+
+    try:
+        settings = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.config}: OK ({len(settings.smscs)} SMSC(s), {len(settings.accounts)} "
+          f"account(s), {len(settings.routes)} route(s))")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load
+    from .store import database
+
+    try:
+        url = args.url or load(args.config).database
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        engine = database.make_engine(url)
+        database.upgrade(engine)
+        print(f"database at revision {database.current_revision(engine)}")
+    except database.DatabaseError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,11 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daemon in the foreground")
     run.add_argument("--config", required=True)
-    run.set_defaults(handler=_not_yet)
+    run.set_defaults(handler=_run)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("--config", required=True)
-    check.set_defaults(handler=_not_yet)
+    check.set_defaults(handler=_check_config)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate the schema to this version")
+    source = upgrade.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="take the database URL from this file")
+    source.add_argument("--url", help="a database URL (sqlite:///... or postgresql+psycopg://...)")
+    upgrade.set_defaults(handler=_db_upgrade)
 
     fake = commands.add_parser("fake-smsc", help="run the bundled fake SMSC")
     fake.add_argument("--port", type=_port, default=2775)

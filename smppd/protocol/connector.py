@@ -38,6 +38,7 @@ from .session import (
     EsmeSession,
     Event,
     LateResponse,
+    PduCounters,
     ProtocolError,
     SessionConfig,
     SessionError,
@@ -211,7 +212,8 @@ class Link:
         self._retry_call = None
         self.state = LinkState.CONNECTING
         self.connect_attempts += 1
-        session = EsmeSession(replace(self.connector.config.session, bind_mode=self.mode))
+        session = EsmeSession(replace(self.connector.config.session, bind_mode=self.mode),
+                              self.connector.counters)
         factory = Factory.forProtocol(
             lambda: SessionProtocol(session, self._events, self.reactor, self._lost))
         try:
@@ -356,6 +358,7 @@ class Connector:
         self.listener = listener
         self.reactor = reactor
         self.links = [Link(self, mode, reactor) for mode in _modes(config.bind)]
+        self.counters = PduCounters()
 
     @property
     def name(self) -> str:

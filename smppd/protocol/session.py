@@ -17,7 +17,7 @@ What it guarantees its caller:
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -156,11 +156,23 @@ _DELIVER_COMMANDS = frozenset({"deliver_sm", "data_sm"})
 _LATE_MEMORY = 10_000  # timed-out submits remembered for their late responses
 
 
+class PduCounters:
+    """PDUs by command (and status, for those received). Plain counters, read by the
+    metrics exporter at scrape time; one per connector, shared by its sessions."""
+
+    __slots__ = ("received", "sent")
+
+    def __init__(self) -> None:
+        self.sent: Counter[str] = Counter()
+        self.received: Counter[tuple[str, int]] = Counter()
+
+
 class EsmeSession:
     """One connection's SMPP state. Create a new one for every connection."""
 
-    def __init__(self, config: SessionConfig) -> None:
+    def __init__(self, config: SessionConfig, counters: PduCounters | None = None) -> None:
         self.config = config
+        self.counters = counters if counters is not None else PduCounters()
         self.state = State.CLOSED
         self._framer = Framer(config.max_pdu_length)
         self._out: list[bytes] = []
@@ -278,6 +290,7 @@ class EsmeSession:
             raise SessionError(f"window of {self.config.window} is full")
         sequence = self._allocate_sequence()
         self._out.append(codec.encode(Pdu(command, sequence, 0, fields)))
+        self.counters.sent[command] += 1
         self._submits[sequence] = (token, now + self.config.response_timeout, command)
         return sequence
 
@@ -338,11 +351,13 @@ class EsmeSession:
     def _send_request(self, command: str, kind: str, fields: dict[str, Any]) -> int:
         sequence = self._allocate_sequence()
         self._out.append(codec.encode(Pdu(command, sequence, 0, fields)))
+        self.counters.sent[command] += 1
         self._control[sequence] = kind
         return sequence
 
     def _reply(self, pdu: Pdu) -> None:
         self._out.append(codec.encode(pdu))
+        self.counters.sent[pdu.command] += 1
 
     def _protocol_error(self, description: str) -> None:
         self._events.append(ProtocolError(description))
@@ -401,8 +416,10 @@ class EsmeSession:
             pdu = codec.decode(frame)
         except PduDecodeError as exc:
             self._handle_undecodable(frame, exc)
+            self.counters.received[("undecodable", exc.status)] += 1
             return
         command = pdu.command
+        self.counters.received[(command, pdu.status)] += 1
         if command == "submit_sm_resp" or command == "data_sm_resp":
             self._handle_submit_response(pdu.sequence, pdu.status,
                                          pdu.fields.get("message_id"), False)

@@ -1,0 +1,1 @@
+"""The HTTP API (JSON), /metrics, /healthz and /readyz."""

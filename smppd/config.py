@@ -1,0 +1,413 @@
+"""The daemon's configuration: YAML as in DESIGN.md, `${VAR}` from the environment.
+
+Validation is a small hand-written walker rather than a schema library because the
+one thing that matters here is the message an operator reads at 2 a.m.: one line
+naming the file, the key path (`smscs[1].window`) and what was expected. Every
+problem is collected, so one run of `smppd check-config` lists them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .protocol.connector import BindKind
+from .protocol.message_id import IdFormat
+from .protocol.segmentation import MAX_PARTS_LIMIT, SplitMode
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+RECEIPT_POLICIES = ("all", "any", "first", "last")
+ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    """One or more configuration problems; str() is one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    ca_file: str | None
+    server_name: str | None
+
+
+@dataclass(frozen=True)
+class SmscSettings:
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: str = field(repr=False)
+    system_type: str = ""
+    bind: BindKind = BindKind.TRANSCEIVER
+    window: int = 10
+    throughput: float = 0.0  # submit_sm per second; 0 = no limit
+    tls: TlsSettings | None = None
+    dcs0_charset: str = "gsm"
+    latin1: bool = False
+    split: SplitMode = SplitMode.UDH
+    max_parts: int = 10
+    id_format_response: IdFormat = IdFormat.STRING
+    id_format_receipt: IdFormat = IdFormat.STRING
+    receipt_policy: str = "all"
+    response_timeout: float = 30.0
+    enquire_link_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    name: str
+    token: str = field(repr=False)
+    balance: int = 0
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    prefix: str  # digits of the E.164 number, without '+'
+    smsc: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: str
+    database: str
+    http_listen_host: str
+    http_listen_port: int
+    smscs: tuple[SmscSettings, ...]
+    accounts: tuple[AccountSettings, ...]
+    routes: tuple[RouteSettings, ...] = ()
+    price_default: int = 1
+    price_by_prefix: tuple[tuple[str, int], ...] = ()
+    log_level: str = "info"
+    max_body_bytes: int = 64 * 1024
+    retry_initial: float = 1.0
+    retry_max: float = 60.0
+    max_attempts: int = 10
+
+    def smsc(self, name: str) -> SmscSettings:
+        return next(s for s in self.smscs if s.name == name)
+
+
+class _Reader:
+    """Walks the parsed YAML, collecting problems instead of stopping at the first."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.path}: {key}: {message}")
+
+    def section(self, data: Any, key: str, known: set[str]) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.problem(key or "(top level)", f"expected a mapping, got {_kind(data)}")
+            return {}
+        for name in data:
+            if name not in known:
+                where = f"{key}.{name}" if key else str(name)
+                self.problem(where, "unknown key (expected one of: "
+                             + ", ".join(sorted(known)) + ")")
+        return data
+
+    def get(self, data: dict[str, Any], key: str, name: str, kind: Callable[..., Any],
+            default: Any = ..., **limits: Any) -> Any:
+        where = f"{key}.{name}" if key else name
+        if name not in data or data[name] is None:
+            if default is ...:
+                self.problem(where, "missing required value")
+            return None if default is ... else default
+        value = self.expand(data[name], where)
+        if value is None:
+            return None if default is ... else default
+        try:
+            return kind(value, **limits)
+        except ValueError as exc:
+            self.problem(where, str(exc))
+            return None if default is ... else default
+
+    def expand(self, value: Any, where: str) -> Any:
+        if not isinstance(value, str):
+            return value
+        missing: list[str] = []
+
+        def substitute(match: re.Match[str]) -> str:
+            name, fallback = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if fallback is not None:
+                return fallback
+            missing.append(name)
+            return ""
+
+        result = _VARIABLE.sub(substitute, value)
+        if missing:
+            self.problem(where, "environment variable " + ", ".join(missing) + " is not set")
+            return None
+        return result
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _text(value: Any, allow_empty: bool = False, max_length: int = 256) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a string, got {_kind(value)}")
+    text = str(value)
+    if not text and not allow_empty:
+        raise ValueError("expected a non-empty string")
+    if len(text) > max_length:
+        raise ValueError(f"expected at most {max_length} characters, got {len(text)}")
+    return text
+
+
+def _integer(value: Any, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        value = int(value)  # from ${VAR}
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number, got {_kind(value)} {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise ValueError(f"expected {bounds}, got {value}")
+    return value
+
+
+def _number(value: Any, low: float = 0.0) -> float:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {_kind(value)} {value!r}")
+    if value < low:
+        raise ValueError(f"expected at least {low:g}, got {value}")
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_kind(value)} {value!r}")
+    return value
+
+
+def _choice(value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _listen(value: Any) -> tuple[str, int]:
+    text = _text(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT (port 0..65535), got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _prefix(value: Any) -> str:
+    text = _text(value).lstrip("+")
+    if not text.isdigit():
+        raise ValueError(f"expected a number prefix such as +48, got {value!r}")
+    return text
+
+
+def _database(value: Any) -> str:
+    text = _text(value, max_length=4096)
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", text):
+        raise ValueError("expected a URL starting sqlite:/// or postgresql+psycopg://, got "
+                         + repr(text.split("://")[0] + "://..."))
+    return text
+
+
+_SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "bind", "window",
+              "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
+              "receipt_policy", "response_timeout", "enquire_link_interval"}
+_TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
+             "retry"}
+
+
+def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
+    data = r.section(data, key, _SMSC_KEYS)
+    before = len(r.problems)
+    get = lambda name, kind, default=..., **kw: r.get(data, key, name, kind, default, **kw)  # noqa: E731
+    tls = None
+    if data.get("tls") not in (None, False):
+        tls_data = {} if data["tls"] is True else r.section(data["tls"], f"{key}.tls",
+                                                            {"ca_file", "server_name"})
+        ca_file = r.get(tls_data, f"{key}.tls", "ca_file", _text, None)
+        if ca_file is not None and not os.access(ca_file, os.R_OK):
+            r.problem(f"{key}.tls.ca_file", f"cannot read {ca_file!r}")
+        tls = TlsSettings(ca_file, r.get(tls_data, f"{key}.tls", "server_name", _text, None))
+    ids = data.get("id_format") or {}
+    id_formats = [f.value for f in IdFormat]
+    if isinstance(ids, str):
+        ids = {"response": ids, "receipt": ids}
+    ids = r.section(ids, f"{key}.id_format", {"response", "receipt"})
+    settings = dict(
+        name=get("name", _text, max_length=64), host=get("host", _text),
+        port=get("port", _integer, low=1, high=65535), system_id=get("system_id", _text,
+                                                                     max_length=15),
+        password=get("password", _text, allow_empty=True, max_length=8),
+        system_type=get("system_type", _text, "", allow_empty=True, max_length=12),
+        bind=BindKind(get("bind", _choice, "transceiver",
+                          choices=tuple(k.value for k in BindKind))),
+        window=get("window", _integer, 10, low=1, high=10_000),
+        throughput=get("throughput", _number, 0.0),
+        tls=tls,
+        dcs0_charset=get("dcs0_charset", _choice, "gsm", choices=("gsm", "latin1")),
+        latin1=get("latin1", _boolean, False),
+        split=SplitMode(get("split", _choice, "udh", choices=tuple(m.value for m in SplitMode))),
+        max_parts=get("max_parts", _integer, 10, low=1, high=MAX_PARTS_LIMIT),
+        id_format_response=IdFormat(r.get(ids, f"{key}.id_format", "response", _choice,
+                                          "string", choices=tuple(id_formats))),
+        id_format_receipt=IdFormat(r.get(ids, f"{key}.id_format", "receipt", _choice,
+                                         "string", choices=tuple(id_formats))),
+        receipt_policy=get("receipt_policy", _choice, "all", choices=RECEIPT_POLICIES),
+        response_timeout=get("response_timeout", _number, 30.0, low=0.1),
+        enquire_link_interval=get("enquire_link_interval", _number, 30.0, low=1.0),
+    )
+    if len(r.problems) > before:
+        return None
+    return SmscSettings(**settings)
+
+
+def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
+    data = r.section(data, key, {"name", "token", "balance"})
+    before = len(r.problems)
+    name = r.get(data, key, "name", _text, max_length=64)
+    if name is not None and not ACCOUNT_NAME.match(name):
+        r.problem(f"{key}.name", "expected letters, digits, '.', '_' or '-'")
+    token = r.get(data, key, "token", _text, max_length=512)
+    if token is not None and len(token) < 16:
+        r.problem(f"{key}.token", "expected at least 16 characters (a guessable token is "
+                  "an open door)")
+    balance = r.get(data, key, "balance", _integer, 0, low=0)
+    if len(r.problems) > before:
+        return None
+    return AccountSettings(name, token, balance)
+
+
+def _unique(r: _Reader, items: list[Any], key: str, what: str,
+            value: Callable[[Any], str]) -> None:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item is None:
+            continue
+        name = value(item)
+        if name in seen:
+            r.problem(f"{key}[{index}].name",
+                      f"duplicate {what} {name!r} (also {key}[{seen[name]}])")
+        seen.setdefault(name, index)
+
+
+def _read_list(r: _Reader, data: dict[str, Any], key: str, required: bool) -> list[Any]:
+    value = data.get(key)
+    if value is None:
+        if required:
+            r.problem(key, "missing required value (a list with at least one entry)")
+        return []
+    if not isinstance(value, list) or (required and not value):
+        r.problem(key, f"expected a list with at least one entry, got {_kind(value)}")
+        return []
+    return value
+
+
+def parse(data: Any, path: str = "<config>") -> Settings:
+    """Validate parsed YAML into Settings; raises ConfigError listing every problem."""
+    r = _Reader(path)
+    top = r.section(data, "", _TOP_KEYS)
+    database = r.get(top, "", "database", _database)
+    http = r.section(top.get("http"), "http", {"listen", "max_body_bytes"}) \
+        if top.get("http") is not None else (r.problem("http", "missing required value") or {})
+    listen = r.get(http, "http", "listen", _listen) if http else None
+    max_body = r.get(http, "http", "max_body_bytes", _integer, 64 * 1024, low=1024)
+    smscs = [_read_smsc(r, item, f"smscs[{i}]")
+             for i, item in enumerate(_read_list(r, top, "smscs", True))]
+    _unique(r, smscs, "smscs", "SMSC name", lambda s: s.name)
+    accounts = [_read_account(r, item, f"accounts[{i}]")
+                for i, item in enumerate(_read_list(r, top, "accounts", True))]
+    _unique(r, accounts, "accounts", "account name", lambda a: a.name)
+    tokens: dict[str, int] = {}
+    for index, account in enumerate(accounts):
+        if account is not None and tokens.setdefault(account.token, index) != index:
+            r.problem(f"accounts[{index}].token",
+                      f"the same token as accounts[{tokens[account.token]}]")
+    names = {s.name for s in smscs if s is not None}
+    routes = []
+    for index, item in enumerate(_read_list(r, top, "routes", False)):
+        key = f"routes[{index}]"
+        item = r.section(item, key, {"prefix", "smsc"})
+        prefix = r.get(item, key, "prefix", _prefix)
+        smsc = r.get(item, key, "smsc", _text)
+        if smsc is not None and names and smsc not in names:
+            r.problem(f"{key}.smsc", f"no SMSC named {smsc!r} (known: {', '.join(sorted(names))})")
+        if prefix is not None and smsc is not None:
+            routes.append(RouteSettings(prefix, smsc))
+    pricing = r.section(top.get("pricing") or {}, "pricing", {"default", "prefixes"})
+    price_default = r.get(pricing, "pricing", "default", _integer, 1, low=0)
+    prices = []
+    raw_prices = pricing.get("prefixes") or {}
+    if not isinstance(raw_prices, dict):
+        r.problem("pricing.prefixes", f"expected a mapping of prefix: points, got "
+                  f"{_kind(raw_prices)}")
+        raw_prices = {}
+    for prefix, points in raw_prices.items():
+        where = f"pricing.prefixes.{prefix}"
+        try:
+            prices.append((_prefix(prefix), _integer(points, low=0)))
+        except ValueError as exc:
+            r.problem(where, str(exc))
+    retry = r.section(top.get("retry") or {}, "retry", {"initial", "max", "max_attempts"})
+    settings = Settings(
+        path=path, database=database or "",
+        http_listen_host=listen[0] if listen else "", http_listen_port=listen[1] if listen else 0,
+        smscs=tuple(s for s in smscs if s is not None),
+        accounts=tuple(a for a in accounts if a is not None),
+        routes=tuple(routes), price_default=price_default,
+        price_by_prefix=tuple(prices),
+        log_level=r.get(top, "", "log_level", _choice, "info", choices=LOG_LEVELS),
+        max_body_bytes=max_body,
+        retry_initial=r.get(retry, "retry", "initial", _number, 1.0, low=0.01),
+        retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
+        max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings
+
+
+def load(path: str | Path) -> Settings:
+    """Read and validate a configuration file; every failure is a ConfigError."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) \
+            from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{name}: {where}invalid YAML: {problem}"]) from None
+    if data is None:
+        raise ConfigError([f"{name}: the file is empty"])
+    return parse(data, name)

@@ -1,0 +1,1 @@
+"""The daemon: wiring of store, dispatcher, connectors, HTTP API and metrics."""

@@ -1,0 +1,401 @@
+"""The dispatcher: queued messages -> submit_sm on the bound SMSCs.
+
+Event driven, never polling: it runs when a message is accepted, when a window
+slot frees, when a bind comes up and when a throttle timer is due, and does
+nothing at all while no SMSC is bound (checklist 15: no requeue storm).
+
+How duplicates stay bounded after a kill -9: a part's slot is given back only when
+its outcome (the SMSC id, or the error) is committed, not when the response
+arrives. So at any moment at most `window` parts per SMSC have been sent without
+a durable record; after a crash exactly those are still `queued` and are sent
+again. That is the documented duplicate bound: at most the window per SMSC.
+
+The store is the queue: memory holds at most `memory_limit` messages. Beyond that
+new messages stay only in the database and are read back in id order (which is
+accept order) when memory runs low; start-up recovery is the same read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer
+
+from .. import status as st
+from ..config import SmscSettings
+from ..protocol import command_status
+from ..protocol import constants as c
+from ..protocol.command_status import Action
+from ..protocol.connector import Connector
+from ..protocol.message_id import IdPolicy
+from ..protocol.segmentation import SplitPolicy, split
+from ..protocol.session import SubmitResult, SubmitUnknown
+from ..protocol.text import CharsetProfile, Encoding
+from ..store import operations as ops
+from ..store.queries import QueuedMessage
+from ..throttle.bucket import TokenBucket
+
+log = logging.getLogger("smppd.dispatcher")
+DEFAULT_ROUTE = "*"
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A message on its way out; `unsent` are the part numbers not yet submitted."""
+
+    id: str
+    sender: str
+    recipient: str
+    text: str
+    encoding: str
+    parts: int
+    concat_ref: int
+    route: str
+    unsent: deque[int]
+    fields: list[dict[str, Any]] | None = None
+    failed: bool = False
+    attempts: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_queued(cls, message: QueuedMessage, route: str) -> Outgoing:
+        return cls(message.id, message.sender, message.recipient, message.text,
+                   message.encoding, message.parts, message.concat_ref, route,
+                   deque(message.unsent))
+
+
+@dataclass(slots=True)
+class PartToken:
+    """What the session carries for one submit and hands back with its outcome."""
+
+    message: Outgoing
+    part_no: int
+    channel: Channel
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TextSettings:
+    profile: CharsetProfile
+    policy: SplitPolicy
+
+    @classmethod
+    def of(cls, smsc: SmscSettings) -> TextSettings:
+        return cls(CharsetProfile(smsc.dcs0_charset, smsc.latin1),
+                   SplitPolicy(smsc.split, smsc.max_parts))
+
+
+class Channel:
+    """The dispatcher's view of one SMSC: its connector, bucket and work."""
+
+    def __init__(self, settings: SmscSettings, connector: Connector, now: float) -> None:
+        self.name = settings.name
+        self.connector = connector
+        self.settings = settings
+        self.text = TextSettings.of(settings)
+        self.ids = IdPolicy(settings.id_format_response, settings.id_format_receipt)
+        self.bucket = TokenBucket(settings.throughput, now=now)
+        self.current: Outgoing | None = None  # the message whose parts are being sent
+        self.retries: deque[tuple[Outgoing, int]] = deque()
+        self.unsettled = 0  # parts sent whose outcome is not yet committed
+        self.throttled_streak = 0
+
+    @property
+    def window(self) -> int:
+        return self.settings.window * sum(1 for _ in self.connector.transmitters)
+
+    def reconfigure(self, settings: SmscSettings) -> None:
+        self.settings = settings
+        self.text = TextSettings.of(settings)
+        self.ids = IdPolicy(settings.id_format_response, settings.id_format_receipt)
+        self.bucket.set_rate(settings.throughput)
+
+
+class Dispatcher:
+    def __init__(self, reactor: Any, put: Callable[[Any], defer.Deferred[Any]],
+                 load: Callable[[str, int], defer.Deferred[Any]],
+                 routes: dict[str, str], default_text: TextSettings,
+                 retry_initial: float = 1.0, retry_max: float = 60.0, max_attempts: int = 10,
+                 memory_limit: int = 20_000, metrics: Any = None) -> None:
+        self.reactor = reactor
+        self.put = put  # Writer.put
+        self.load = load  # (after_id, limit) -> Deferred[(list[QueuedMessage], last_id)]
+        self.channels: dict[str, Channel] = {}
+        self.routes = routes
+        self._route_lengths = sorted({len(p) for p in routes}, reverse=True)
+        self.default_text = default_text
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.max_attempts = max_attempts
+        self.memory_limit = memory_limit
+        self.metrics = metrics
+        self.queues: dict[str, deque[Outgoing]] = {DEFAULT_ROUTE: deque()}
+        self.in_memory = 0
+        self.spilled = True  # the database may hold work: read it at start
+        self.cursor = ""
+        self._refilling = False
+        self._timer: Any = None
+        self.accepting = True
+        self.stopped = False
+
+    # Wiring ------------------------------------------------------------------------
+
+    def add_channel(self, channel: Channel) -> None:
+        self.channels[channel.name] = channel
+        self.queues.setdefault(channel.name, deque())
+
+    def route_for(self, recipient: str) -> str:
+        for length in self._route_lengths:
+            target = self.routes.get(recipient[:length])
+            if target is not None:
+                return target
+        return DEFAULT_ROUTE
+
+    def text_for(self, route: str) -> TextSettings:
+        channel = self.channels.get(route)
+        return channel.text if channel is not None else self.default_text
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting in memory (the database may hold more when spilled)."""
+        return self.in_memory
+
+    # New work ----------------------------------------------------------------------
+
+    def accepted(self, message: QueuedMessage) -> None:
+        """A message is committed as queued; send it when there is room."""
+        if self.spilled or self.in_memory >= self.memory_limit:
+            self.spilled = True  # it stays in the database; refill reads it in order
+        else:
+            self._enqueue(message)
+            self.cursor = message.id
+        self.pump()
+
+    def _enqueue(self, message: QueuedMessage) -> None:
+        route = message.smsc or self.route_for(message.recipient)
+        if route not in self.queues:
+            route = DEFAULT_ROUTE  # its SMSC left the configuration: any will do
+        self.queues[route].append(Outgoing.from_queued(message, route))
+        self.in_memory += 1
+
+    def refill(self) -> None:
+        if self._refilling or not self.spilled or self.stopped:
+            return
+        self._refilling = True
+        limit = max(1, self.memory_limit - self.in_memory)
+        d = self.load(self.cursor, limit)
+
+        def loaded(result: tuple[list[QueuedMessage], str | None]) -> None:
+            messages, last_id = result
+            self._refilling = False
+            for message in messages:
+                self._enqueue(message)
+            if last_id is None:
+                self.spilled = False  # caught up: new accepts go straight to memory
+            else:
+                self.cursor = last_id
+            if messages:
+                log.info("dispatcher: %d queued messages read from the store", len(messages))
+            self.pump()
+
+        def failed(failure: Any) -> None:
+            self._refilling = False
+            log.error("dispatcher: cannot read queued messages: %s; retrying in 5 s",
+                      failure.getErrorMessage())
+            self.reactor.callLater(5.0, self.refill)
+
+        d.addCallbacks(loaded, failed)
+
+    # Sending -----------------------------------------------------------------------
+
+    def pump(self) -> None:
+        if self.stopped:
+            return
+        now = self.reactor.seconds()
+        wait: float | None = None
+        for channel in self.channels.values():
+            delay = self._send(channel, now)
+            if delay is not None:
+                wait = delay if wait is None else min(wait, delay)
+        if wait is not None and self._timer is None:
+            self._timer = self.reactor.callLater(max(wait, 0.001), self._timer_due)
+        if self.spilled and self.in_memory < self.memory_limit // 2:
+            self.refill()
+
+    def _timer_due(self) -> None:
+        self._timer = None
+        self.pump()
+
+    def _send(self, channel: Channel, now: float) -> float | None:
+        """Submit what this channel may send now; returns when to try again if the
+        throttle, not the window, is what held work back."""
+        connector = channel.connector
+        room = min(connector.window_available, channel.window - channel.unsettled)
+        if room <= 0 or not self.accepting:
+            return None
+        tokens = channel.bucket.available(now)
+        sent = 0
+        while sent < room:
+            if sent >= tokens:
+                if self._has_work(channel):
+                    return channel.bucket.wait(now) if sent == 0 else 1.0 / max(
+                        channel.bucket.rate, 1.0)
+                break
+            picked = self._next_part(channel)
+            if picked is None:
+                break
+            message, part_no = picked
+            self._submit(channel, message, part_no, now)
+            sent += 1
+        if sent:
+            channel.bucket.spend(sent, now)
+            connector.flush()
+        return None
+
+    def _has_work(self, channel: Channel) -> bool:
+        return bool(channel.retries or (channel.current and channel.current.unsent)
+                    or self.queues[channel.name] or self.queues[DEFAULT_ROUTE])
+
+    def _next_part(self, channel: Channel) -> tuple[Outgoing, int] | None:
+        while channel.retries:
+            message, part_no = channel.retries.popleft()
+            if not message.failed:
+                return message, part_no
+        message = channel.current
+        while message is None or message.failed or not message.unsent:
+            own = self.queues[channel.name]
+            queue = own if own else self.queues[DEFAULT_ROUTE]
+            if not queue:
+                channel.current = None
+                return None
+            message = channel.current = queue.popleft()
+            self.in_memory -= 1
+        return message, message.unsent.popleft()
+
+    def _submit(self, channel: Channel, message: Outgoing, part_no: int, now: float) -> None:
+        if message.fields is None:
+            text = self.text_for(message.route)
+            encoding = Encoding(message.encoding)
+            _info, message.fields = split(message.text, text.profile, text.policy, encoding,
+                                          reference=message.concat_ref)
+        fields = dict(message.fields[part_no - 1])
+        fields.update(_addresses(message.sender, message.recipient))
+        fields["registered_delivery"] = c.REGISTERED_DELIVERY_FINAL
+        token = PartToken(message, part_no, channel, now)
+        channel.connector.submit(fields, token, flush=False)
+        channel.unsettled += 1
+        if self.metrics is not None:
+            self.metrics.submitted(channel.name)
+
+    # Outcomes (the connector listener calls these) ---------------------------------
+
+    def submit_result(self, event: SubmitResult) -> None:
+        token: PartToken = event.token
+        channel = token.channel
+        now = self.reactor.seconds()
+        if self.metrics is not None:
+            self.metrics.response(channel.name, event.status, now - token.sent_at)
+        message = token.message
+        if event.status == c.ESME_ROK and event.message_id is not None:
+            channel.throttled_streak = 0
+            self._record(channel, ops.PartSubmitted(
+                message.id, token.part_no, channel.name, event.message_id,
+                channel.ids.from_response(event.message_id)))
+            return
+        action = (Action.FAIL if event.status == c.ESME_ROK  # accepted with no id: broken
+                  else command_status.classify_submit(event.status))
+        code = c.status_name(event.status) if event.status else "no message_id"
+        if action is Action.FAIL:
+            log.warning("message=%s part=%d smsc=%s rejected: %s", message.id, token.part_no,
+                        channel.name, code)
+            message.failed = True
+            self._record(channel, ops.PartFailed(message.id, token.part_no, channel.name,
+                                                 st.REJECTED, code))
+            return
+        channel.unsettled -= 1
+        attempts = message.attempts.get(token.part_no, 0) + 1
+        message.attempts[token.part_no] = attempts
+        if attempts >= self.max_attempts:
+            log.warning("message=%s part=%d smsc=%s failed after %d attempts: %s", message.id,
+                        token.part_no, channel.name, attempts, code)
+            message.failed = True
+            channel.unsettled += 1
+            self._record(channel, ops.PartFailed(message.id, token.part_no, channel.name,
+                                                 st.FAILED, code))
+            return
+        delay = min(self.retry_max, self.retry_initial * 2 ** (attempts - 1))
+        if action is Action.THROTTLED:
+            # The SMSC asks us to slow down: hold the whole channel, not just this part.
+            channel.throttled_streak += 1
+            channel.bucket.pause(min(self.retry_max, 0.1 * 2 ** channel.throttled_streak), now)
+            if self.metrics is not None:
+                self.metrics.throttled(channel.name)
+            delay = 0.0
+        elif action is Action.QUEUE_FULL:
+            channel.bucket.pause(delay, now)
+        log.info("message=%s part=%d smsc=%s %s, retry %d in %.1f s", message.id,
+                 token.part_no, channel.name, code, attempts, delay)
+        self.reactor.callLater(delay, self._retry, channel, message, token.part_no)
+
+    def _retry(self, channel: Channel, message: Outgoing, part_no: int) -> None:
+        channel.retries.append((message, part_no))
+        self.pump()
+
+    def submit_unknown(self, event: SubmitUnknown) -> None:
+        """No response: it may have been sent. Recorded `unknown`, never resent blindly
+        (a resend could deliver and bill twice; checklist 7)."""
+        token: PartToken = event.token
+        log.warning("message=%s part=%d smsc=%s outcome unknown: %s", token.message.id,
+                    token.part_no, token.channel.name, event.reason)
+        if self.metrics is not None:
+            self.metrics.unknown(token.channel.name)
+        self._record(token.channel, ops.PartUnknown(token.message.id, token.part_no,
+                                                    token.channel.name, event.reason))
+
+    def late_response(self, token: PartToken, status: int, message_id: str | None) -> None:
+        if status == c.ESME_ROK and message_id:
+            channel = token.channel
+            self.put(ops.LateId(token.message.id, token.part_no, channel.name, message_id,
+                                channel.ids.from_response(message_id), status))
+
+    def _record(self, channel: Channel, op: Any) -> None:
+        """Write an outcome; its window slot comes back only once it is committed."""
+
+        def settled(result: Any) -> Any:
+            channel.unsettled -= 1
+            self.pump()
+            return None
+
+        self.put(op).addBoth(settled)
+
+    # Lifecycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Take no new parts (drain); responses in flight still settle."""
+        self.accepting = False
+        self.stopped = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    @property
+    def unsettled(self) -> int:
+        return sum(channel.unsettled for channel in self.channels.values())
+
+
+def _addresses(sender: str, recipient: str) -> dict[str, Any]:
+    if sender.isdigit() or (sender.startswith("+") and sender[1:].isdigit()):
+        digits = sender.lstrip("+")
+        international = sender.startswith("+") or len(digits) > 8
+        source = {"source_addr": digits,
+                  "source_addr_ton": c.TON_INTERNATIONAL if international else c.TON_UNKNOWN,
+                  "source_addr_npi": c.NPI_ISDN}
+    else:
+        source = {"source_addr": sender, "source_addr_ton": c.TON_ALPHANUMERIC,
+                  "source_addr_npi": c.NPI_UNKNOWN}
+    source.update(destination_addr=recipient, dest_addr_ton=c.TON_INTERNATIONAL,
+                  dest_addr_npi=c.NPI_ISDN)
+    return source

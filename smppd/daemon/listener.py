@@ -1,0 +1,155 @@
+"""What the daemon does with each connector event: outcomes go to the dispatcher,
+receipts and MO messages to the store, and deliver_sm is answered only once that
+write is committed (checklist 25, 32).
+
+Every handler is guarded: an exception here is smppd's own bug, and it must not
+become a dropped SMPP connection (Twisted drops the connection whose dataReceived
+raised). The guard logs it; a deliver_sm then gets ESME_RX_T_APPN, so the SMSC
+redelivers it after the bug is fixed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+
+from ..protocol import receipts
+from ..protocol.connector import ConnectorListener, Link
+from ..protocol.constants import ESME_ROK, ESME_RX_T_APPN
+from ..protocol.inbound import MoFragment, Reassembler, UdhError, fragment_from_pdu
+from ..protocol.session import DeliverReceived, LateResponse, SubmitResult, SubmitUnknown
+from ..store import operations as ops
+from .dispatcher import Dispatcher
+from .metrics import Metrics
+
+log = logging.getLogger("smppd.listener")
+
+
+def _guarded(default: Any = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def wrap(handler: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        def guarded(self: DaemonListener, link: Link, *args: Any) -> Any:
+            try:
+                return handler(self, link, *args)
+            except Exception:
+                log.exception("smsc=%s %s failed (a bug in smppd)", link.name,
+                              handler.__name__)
+                return default
+        return guarded
+    return wrap
+
+
+def dedupe_key(smsc: str, fragment: MoFragment) -> str:
+    """Same SMSC, addresses, concatenation and content: a redelivery of one part."""
+    concat = fragment.concat
+    head = f"{smsc}|{fragment.source}|{fragment.destination}|{fragment.data_coding}|"
+    if concat is not None:
+        head += f"{concat.reference}/{concat.total}/{concat.number}"
+    return hashlib.sha256(head.encode() + b"|" + fragment.payload).hexdigest()[:40]
+
+
+class DaemonListener(ConnectorListener):
+    def __init__(self, dispatcher: Dispatcher, put: Callable[[Any], defer.Deferred[Any]],
+                 metrics: Metrics, reactor: Any, reassembly_timeout: float = 600.0) -> None:
+        self.dispatcher = dispatcher
+        self.put = put
+        self.metrics = metrics
+        self.reactor = reactor
+        self.reassembler = Reassembler(reassembly_timeout)
+        self._fragment_ids: dict[tuple[str, str, int, int], list[int]] = {}
+
+    @_guarded()
+    def bound(self, link: Link) -> None:
+        self.dispatcher.pump()
+
+    @_guarded()
+    def submit_result(self, link: Link, event: SubmitResult) -> None:
+        self.dispatcher.submit_result(event)
+
+    @_guarded()
+    def submit_unknown(self, link: Link, event: SubmitUnknown) -> None:
+        self.dispatcher.submit_unknown(event)
+
+    @_guarded()
+    def late_response(self, link: Link, event: LateResponse) -> None:
+        self.dispatcher.late_response(event.token, event.status, event.message_id)
+
+    @_guarded(default=ESME_RX_T_APPN)
+    def deliver(self, link: Link, event: DeliverReceived) -> int | defer.Deferred[int]:
+        smsc = link.connector.name
+        if receipts.is_receipt(event.pdu):
+            return self._receipt(smsc, event)
+        return self._inbound(smsc, link, event)
+
+    def _receipt(self, smsc: str, event: DeliverReceived) -> int | defer.Deferred[int]:
+        try:
+            receipt = receipts.parse(event.pdu)
+        except receipts.ReceiptError as exc:
+            # Acked: redelivering garbage would only bring the same garbage back.
+            log.warning("smsc=%s unparsable receipt (acked): %s", smsc, exc)
+            self.metrics.receipts_unparsable.labels(smsc).inc()
+            return ESME_ROK
+        channel = self.dispatcher.channels.get(smsc)
+        key = channel.ids.from_receipt(receipt.message_id) if channel else receipt.message_id
+        self.metrics.receipt(smsc, receipt.status)
+        # "err:000" is the absence of an error, not an error code worth showing.
+        error = receipt.error if receipt.error and receipt.error.strip("0") else None
+        op = ops.ReceiptSeen(smsc, key, receipt.status, error)
+        return self.put(op).addCallback(lambda _: ESME_ROK)
+
+    def _inbound(self, smsc: str, link: Link,
+                 event: DeliverReceived) -> int | defer.Deferred[int]:
+        try:
+            fragment = fragment_from_pdu(event.pdu)
+        except UdhError as exc:
+            log.warning("smsc=%s MO with a malformed UDH kept whole: %s", smsc, exc)
+            fields = event.pdu.fields
+            fragment = MoFragment(fields.get("source_addr", ""),
+                                  fields.get("destination_addr", ""),
+                                  fields.get("data_coding", 0),
+                                  fields.get("short_message") or b"", None,
+                                  list(event.pdu.unknown_tlvs))
+        concat = fragment.concat
+        tlvs = json.dumps([[tag, value.hex()] for tag, value in fragment.unknown_tlvs]) \
+            if fragment.unknown_tlvs else None
+        op = ops.FragmentSeen(smsc, fragment.source, fragment.destination,
+                              fragment.data_coding, concat.reference if concat else None,
+                              concat.total if concat else None, concat.number if concat else None,
+                              fragment.payload, tlvs, dedupe_key(smsc, fragment))
+
+        def kept(row_id: int | None) -> int:
+            if row_id is None:
+                self.metrics.inbound_duplicates.labels(smsc).inc()
+                log.info("smsc=%s redelivered MO from %s dropped", smsc, fragment.source)
+                return ESME_ROK
+            self.add_fragment(smsc, fragment, row_id)
+            return ESME_ROK
+
+        return self.put(op).addCallback(kept)
+
+    def add_fragment(self, smsc: str, fragment: MoFragment, row_id: int) -> None:
+        """Feed the reassembler (also used at start to reload unfinished MO parts)."""
+        concat = fragment.concat
+        key = (fragment.source, fragment.destination, concat.reference if concat else 0,
+               concat.total if concat else 1)
+        self._fragment_ids.setdefault(key, []).append(row_id)
+        message = self.reassembler.add(fragment, self.reactor.seconds())
+        if message is None:
+            return
+        fragment_ids = self._fragment_ids.pop(key, [row_id])
+        tlvs = json.dumps([[tag, value.hex()] for tag, value in message.unknown_tlvs]) \
+            if message.unknown_tlvs else None
+        self.metrics.inbound.labels(smsc).inc()
+        log.info("smsc=%s MO from %s to %s (%d part(s)) kept", smsc, message.source,
+                 message.destination, message.parts)
+        self.put(ops.InboundComplete(smsc, message.source, message.destination,
+                                     message.data_coding, message.text, message.payload,
+                                     message.parts, tlvs, fragment_ids)).addErrback(
+            lambda failure: log.error("smsc=%s MO not stored: %s", smsc,
+                                      failure.getErrorMessage()))

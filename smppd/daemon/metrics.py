@@ -1,0 +1,113 @@
+"""Prometheus metrics. A registry per daemon (tests run several in one process).
+
+Hot-path counts that change thousands of times a second (PDUs by command, queue
+depth, window in use, binds) are not pushed into prometheus-client objects on every
+event: a collector reads them from the connectors and the dispatcher at scrape
+time. Labels are low-cardinality only: smsc, command, status, result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..protocol import constants as c
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.submit_latency = Histogram(
+            "smppd_submit_duration_seconds", "submit_sm to submit_sm_resp round trip",
+            ["smsc"], buckets=LATENCY_BUCKETS, registry=r)
+        self.receipts = Counter("smppd_receipts_total", "Delivery receipts by status",
+                                ["smsc", "status"], registry=r)
+        self.receipts_unparsable = Counter(
+            "smppd_receipts_unparsable_total", "Receipts without an id or a state (acked)",
+            ["smsc"], registry=r)
+        self.inbound = Counter("smppd_inbound_messages_total", "MO messages kept",
+                               ["smsc"], registry=r)
+        self.inbound_duplicates = Counter(
+            "smppd_inbound_duplicates_total", "Redelivered MO parts dropped", ["smsc"],
+            registry=r)
+        self.api_messages = Counter("smppd_api_messages_total",
+                                    "POST /v1/messages by result", ["result"], registry=r)
+        self.throttled_total = Counter("smppd_throttled_total",
+                                       "ESME_RTHROTTLED answers", ["smsc"], registry=r)
+        self.unknown_total = Counter("smppd_submit_unknown_total",
+                                     "Submits without a response (outcome unknown)",
+                                     ["smsc"], registry=r)
+        self.store_batch = Histogram(
+            "smppd_store_batch_seconds", "Time to write one batch", buckets=LATENCY_BUCKETS,
+            registry=r)
+        self.store_operations = Counter("smppd_store_operations_total",
+                                        "Operations written to the store", registry=r)
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def submitted(self, smsc: str) -> None:
+        pass  # counted by the session's PDU counters
+
+    def response(self, smsc: str, status: int, seconds: float) -> None:
+        child = self._children.get(("latency", smsc))
+        if child is None:
+            child = self._children[("latency", smsc)] = self.submit_latency.labels(smsc)
+        child.observe(seconds)
+
+    def throttled(self, smsc: str) -> None:
+        self.throttled_total.labels(smsc).inc()
+
+    def unknown(self, smsc: str) -> None:
+        self.unknown_total.labels(smsc).inc()
+
+    def receipt(self, smsc: str, status: str) -> None:
+        key = (smsc, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.receipts.labels(smsc, status)
+        child.inc()
+
+    def batch(self, operations: int, seconds: float) -> None:
+        self.store_batch.observe(seconds)
+        self.store_operations.inc(operations)
+
+    def add_state(self, read: Callable[[], dict[str, Any]]) -> None:
+        self.registry.register(_StateCollector(read))
+
+
+class _StateCollector(Collector):
+    """Reads the daemon's live state at scrape time."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterable[Any]:
+        state = self.read()
+        bound = GaugeMetricFamily("smppd_smsc_bound", "1 when every transmitting bind is up",
+                                  labels=["smsc"])
+        window = GaugeMetricFamily("smppd_window_in_use", "submit_sm awaiting a response",
+                                   labels=["smsc"])
+        sent = CounterMetricFamily("smppd_pdus_sent", "PDUs sent", labels=["smsc", "command"])
+        received = CounterMetricFamily("smppd_pdus_received", "PDUs received",
+                                       labels=["smsc", "command", "status"])
+        for name, connector in state["connectors"].items():
+            bound.add_metric([name], 1.0 if connector.bound else 0.0)
+            window.add_metric([name], float(sum(link.in_flight for link in connector.links)))
+            for command, count in list(connector.counters.sent.items()):
+                sent.add_metric([name, command], count)
+            for (command, status), count in list(connector.counters.received.items()):
+                received.add_metric([name, command, c.status_name(status)], count)
+        yield from (bound, window, sent, received)
+        yield GaugeMetricFamily("smppd_queue_depth", "Messages waiting to be sent (in memory)",
+                                value=state["queue_depth"])
+        yield GaugeMetricFamily("smppd_store_backlog", "Operations waiting for the writer",
+                                value=state["store_backlog"])
+        yield GaugeMetricFamily("smppd_parts_unsettled",
+                                "Parts sent whose outcome is not yet committed",
+                                value=state["unsettled"])

@@ -1,0 +1,78 @@
+"""`smppd run`: the daemon in the foreground under the global reactor.
+
+SIGTERM (and SIGINT) stop the reactor, and a before-shutdown trigger drains the
+daemon first, so the process exits 0 only after in-flight work is settled. SIGHUP
+re-reads the configuration file and applies what can change live. Watchdog pings
+come from a LoopingCall on the reactor: a hung reactor stops pinging and systemd
+restarts the service, which is the point.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+from .. import config as config_module
+from ..store.database import DatabaseError
+from . import systemd
+from .app import Daemon
+
+log = logging.getLogger("smppd.daemon")
+
+
+def run(path: str) -> int:
+    try:
+        settings = config_module.load(path)
+    except config_module.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    logging.getLogger().setLevel(settings.log_level.upper())
+    from twisted.internet import reactor, task
+
+    try:
+        daemon = Daemon(settings, reactor)
+    except DatabaseError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    outcome = {"code": 0}
+
+    def started(_: Any) -> None:
+        systemd.notify("READY=1", f"STATUS=HTTP on port {daemon.http_port}")
+        interval = systemd.watchdog_interval()
+        if interval:
+            task.LoopingCall(systemd.notify, "WATCHDOG=1").start(interval)
+
+    def failed(failure: Any) -> None:
+        message = failure.getErrorMessage()
+        if failure.check(DatabaseError):
+            print(f"{path}: {message}", file=sys.stderr)
+        else:
+            log.error("smppd could not start: %s", message)
+        outcome["code"] = 1
+        daemon.started = True  # so the shutdown trigger releases what did start
+        reactor.stop()
+
+    def shutting_down() -> Any:
+        systemd.notify("STOPPING=1")
+        return daemon.stop()
+
+    def hangup(_signum: int, _frame: Any) -> None:
+        reactor.callFromThread(reload)
+
+    def reload() -> None:
+        systemd.notify("RELOADING=1")
+        try:
+            new = config_module.load(path)
+        except config_module.ConfigError as exc:
+            log.error("reload refused, the running configuration stays:\n%s", exc)
+        else:
+            daemon.reload(new)
+        systemd.notify("READY=1")
+
+    reactor.callWhenRunning(lambda: daemon.start().addCallbacks(started, failed))
+    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
+    signal.signal(signal.SIGHUP, hangup)
+    reactor.run()
+    return outcome["code"]

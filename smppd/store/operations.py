@@ -1,0 +1,137 @@
+"""What the daemon asks the store to record. Plain records: made on the reactor
+thread, applied in batches on the writer thread (smppd.store.batch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Accept:
+    """A new message from the API: charge the account, store it `queued`."""
+
+    account_id: int
+    message_id: str
+    sender: str
+    recipient: str
+    country: str | None
+    text: str
+    encoding: str
+    parts: int
+    points: int
+    concat_ref: int
+    smsc: str | None
+    ref_id: str | None
+    params: str | None
+    created_at: float
+    job_id: str | None = None
+    retry = False  # the HTTP client retries; the daemon must not hold its answer
+
+
+@dataclass(slots=True)
+class PartSubmitted:
+    message_id: str
+    part_no: int
+    smsc: str
+    smsc_id: str
+    smsc_key: str
+    retry = True  # a fact from the SMSC: keep trying until it is stored
+
+
+@dataclass(slots=True)
+class PartFailed:
+    """A permanent error (or retries exhausted): the message fails and is refunded
+    for every part the SMSC never accepted."""
+
+    message_id: str
+    part_no: int
+    smsc: str | None
+    status: str  # rejected | failed
+    error_code: str
+    retry = True
+
+
+@dataclass(slots=True)
+class PartUnknown:
+    """No response came: the part may have been sent. Not resent, not refunded."""
+
+    message_id: str
+    part_no: int
+    smsc: str
+    reason: str
+    retry = True
+
+
+@dataclass(slots=True)
+class LateId:
+    """A response that came after its timeout: keep the id so a receipt can settle it."""
+
+    message_id: str
+    part_no: int
+    smsc: str
+    smsc_id: str
+    smsc_key: str
+    status: int
+    retry = True
+
+
+@dataclass(slots=True)
+class ReceiptSeen:
+    smsc: str
+    smsc_key: str
+    status: str
+    error_code: str | None
+    retry = False  # unanswered deliver_sm: the SMSC redelivers
+
+
+@dataclass(slots=True)
+class FragmentSeen:
+    """One inbound deliver_sm (an MO or one part of one). Result: the row id, or
+    None when it is a redelivery of one already kept."""
+
+    smsc: str
+    source: str
+    destination: str
+    data_coding: int
+    reference: int | None
+    total: int | None
+    number: int | None
+    payload: bytes
+    tlvs: str | None
+    dedupe_key: str
+    retry = False
+
+
+@dataclass(slots=True)
+class InboundComplete:
+    """All fragments of an MO are kept: store the message and link its fragments."""
+
+    smsc: str
+    source: str
+    destination: str
+    data_coding: int
+    text: str | None
+    payload: bytes
+    parts: int
+    tlvs: str | None
+    fragment_ids: list[int] = field(default_factory=list)
+    retry = True
+
+
+Operation = (Accept | PartSubmitted | PartFailed | PartUnknown | LateId | ReceiptSeen
+             | FragmentSeen | InboundComplete)
+
+
+class InsufficientBalance(Exception):
+    """The account cannot pay for the message; nothing was stored."""
+
+    def __init__(self, needed: int, balance: int) -> None:
+        super().__init__(f"needs {needed} points, the balance is {balance}")
+        self.needed = needed
+        self.balance = balance
+
+
+def describe(op: Any) -> str:
+    message = getattr(op, "message_id", None)
+    return f"{type(op).__name__}" + (f" message={message}" if message else "")

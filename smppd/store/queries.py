@@ -1,0 +1,165 @@
+"""Reads: what the API, recovery at start and the dispatcher's refill ask for.
+Each runs on a thread-pool thread with its own connection, never on the reactor."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+
+from .. import status as st
+from . import schema as t
+from .batch import utc
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message with parts still to send, as the dispatcher needs it."""
+
+    id: str
+    sender: str
+    recipient: str
+    text: str
+    encoding: str
+    parts: int
+    concat_ref: int
+    smsc: str | None
+    unsent: tuple[int, ...]  # part numbers still `queued`
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    sender: str | None = None
+    recipient: str | None = None
+    status: str | None = None
+    job: str | None = None
+    min_id: str | None = None  # from `since`
+    max_id: str | None = None  # from `until`
+
+
+def seed_accounts(conn: Connection, accounts: list[tuple[str, int]]) -> dict[str, int]:
+    """Create accounts named in the configuration that the database lacks, with their
+    configured balance. An existing account keeps its balance: the configuration
+    seeds it, it does not reset what customers have spent."""
+    existing = dict(conn.execute(select(t.accounts.c.name, t.accounts.c.id)).all())
+    for name, balance in accounts:
+        if name not in existing:
+            existing[name] = conn.execute(t.accounts.insert().values(
+                name=name, balance=balance, created_at=utc())).inserted_primary_key[0]
+    return existing
+
+
+def balance(conn: Connection, account_id: int) -> int | None:
+    return conn.execute(select(t.accounts.c.balance).where(
+        t.accounts.c.id == account_id)).scalar()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
+
+
+_SUMMARY = (t.messages.c.id, t.messages.c.job_id, t.messages.c.sender, t.messages.c.recipient,
+            t.messages.c.status, t.messages.c.parts, t.messages.c.encoding,
+            t.messages.c.points, t.messages.c.refunded, t.messages.c.error_code,
+            t.messages.c.ref_id, t.messages.c.created_at, t.messages.c.submitted_at,
+            t.messages.c.final_at, t.messages.c.updated_at)
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "job": row.job_id, "from": row.sender, "to": "+" + row.recipient,
+            "status": row.status, "parts": row.parts, "encoding": row.encoding,
+            "points": row.points, "refunded": row.refunded, "error_code": row.error_code,
+            "ref_id": row.ref_id, "created_at": _iso(row.created_at),
+            "submitted_at": _iso(row.submitted_at), "final_at": _iso(row.final_at),
+            "updated_at": _iso(row.updated_at)}
+
+
+def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str, Any] | None:
+    """One message of this account, with parts and history; None for another
+    account's message, so the API answers 404 and leaks nothing."""
+    row = conn.execute(select(*_SUMMARY, t.messages.c.text, t.messages.c.params).where(and_(
+        t.messages.c.id == message_id, t.messages.c.account_id == account_id))).first()
+    if row is None:
+        return None
+    message = _summary(row)
+    message["text"] = row.text
+    message["params"] = row.params
+    message["part_list"] = [
+        {"part": p.part_no, "status": p.status, "smsc": p.smsc, "smsc_id": p.smsc_id,
+         "error_code": p.error_code, "submitted_at": _iso(p.submitted_at),
+         "updated_at": _iso(p.updated_at)}
+        for p in conn.execute(select(t.parts).where(t.parts.c.message_id == message_id)
+                              .order_by(t.parts.c.part_no))]
+    message["history"] = [
+        {"status": e.status, "part": e.part_no, "error_code": e.error_code, "at": _iso(e.at)}
+        for e in conn.execute(select(t.message_events).where(
+            t.message_events.c.message_id == message_id).order_by(t.message_events.c.id))]
+    return message
+
+
+def list_messages(conn: Connection, account_id: int, where: MessageFilter,
+                  cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first; `cursor` is the last id of the previous page."""
+    m = t.messages.c
+    conditions = [m.account_id == account_id]
+    if where.sender is not None:
+        conditions.append(m.sender == where.sender)
+    if where.recipient is not None:
+        conditions.append(m.recipient == where.recipient)
+    if where.status is not None:
+        conditions.append(m.status == where.status)
+    if where.job is not None:
+        conditions.append(m.job_id == where.job)
+    if where.min_id is not None:
+        conditions.append(m.id >= where.min_id)
+    if where.max_id is not None:
+        conditions.append(m.id <= where.max_id)
+    if cursor is not None:
+        conditions.append(m.id < cursor)
+    rows = conn.execute(select(*_SUMMARY).where(and_(*conditions)).order_by(m.id.desc())
+                        .limit(limit + 1)).all()
+    page = [_summary(row) for row in rows[:limit]]
+    return page, (page[-1]["id"] if len(rows) > limit else None)
+
+
+def load_queued(conn: Connection, after_id: str,
+                limit: int) -> tuple[list[QueuedMessage], str | None]:
+    """The next messages with work left, oldest first (the dispatcher's refill), and
+    the id to continue after (None when the backlog is exhausted)."""
+    m = t.messages.c
+    rows = conn.execute(select(m.id, m.sender, m.recipient, m.text, m.encoding, m.parts,
+                               m.concat_ref, m.smsc).where(
+        and_(m.status == st.QUEUED, m.id > after_id)).order_by(m.id).limit(limit)).all()
+    if not rows:
+        return [], None
+    unsent: dict[str, list[int]] = defaultdict(list)
+    ids = [row.id for row in rows]
+    for start in range(0, len(ids), 500):
+        for message_id, part_no in conn.execute(select(t.parts.c.message_id, t.parts.c.part_no)
+                                                .where(and_(t.parts.c.message_id.in_(
+                                                    ids[start:start + 500]),
+                                                    t.parts.c.status == st.QUEUED))):
+            unsent[message_id].append(part_no)
+    found = [QueuedMessage(row.id, row.sender, row.recipient, row.text, row.encoding,
+                           row.parts, row.concat_ref, row.smsc, tuple(sorted(unsent[row.id])))
+             for row in rows if unsent[row.id]]
+    return found, rows[-1].id
+
+
+def count_pending_receipts(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(t.pending_receipts)).scalar() or 0
+
+
+def unassembled_fragments(conn: Connection) -> list[Any]:
+    return conn.execute(select(t.inbound_fragments).where(
+        t.inbound_fragments.c.inbound_id.is_(None)).order_by(t.inbound_fragments.c.id)).all()
+
+
+def status_counts(conn: Connection, account_id: int | None = None) -> dict[str, int]:
+    query = select(t.messages.c.status, func.count()).group_by(t.messages.c.status)
+    if account_id is not None:
+        query = query.where(t.messages.c.account_id == account_id)
+    return dict(conn.execute(query).all())

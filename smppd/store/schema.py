@@ -1,0 +1,148 @@
+"""The tables. Core, not ORM: the write path is bulk statements over plain tuples,
+and an ORM's per-object bookkeeping would cost more than the SMPP work itself.
+
+Message ids are time-ordered (see smppd.ids), so "newest first" pages and date
+ranges of one account walk the (account_id, id) index without a sort.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("balance", BigInteger, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("job_id", String(32), nullable=True),
+    Column("sender", String(16), nullable=False),
+    Column("recipient", String(16), nullable=False),  # E.164 digits, no '+'
+    Column("country", String(2), nullable=True),  # ISO 3166 region, for reports
+    Column("text", Text, nullable=False),
+    Column("encoding", String(8), nullable=False),
+    Column("parts", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("refunded", Integer, nullable=False, server_default=text("0")),
+    Column("concat_ref", Integer, nullable=False),  # kept so a resend rebuilds equal parts
+    Column("status", String(12), nullable=False),
+    Column("smsc", String(64), nullable=True),  # route chosen at accept time, if any
+    Column("error_code", String(32), nullable=True),
+    Column("ref_id", String(128), nullable=True),
+    Column("params", Text, nullable=True),  # JSON object, as the customer sent it
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("submitted_at", DateTime, nullable=True),
+    Column("final_at", DateTime, nullable=True),
+)
+# History pages and filters, per account, newest first.
+Index("ix_messages_account_id_id", messages.c.account_id, messages.c.id)
+Index("ix_messages_account_recipient", messages.c.account_id, messages.c.recipient,
+      messages.c.id)
+Index("ix_messages_account_sender", messages.c.account_id, messages.c.sender, messages.c.id)
+Index("ix_messages_account_status", messages.c.account_id, messages.c.status, messages.c.id)
+Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messages.c.id)
+# Recovery at start: the work that is still to be sent. Partial, so the index stays
+# as small as the backlog and costs nothing once messages move on.
+Index("ix_messages_queued", messages.c.id,
+      sqlite_where=messages.c.status == "queued", postgresql_where=messages.c.status == "queued")
+
+parts = Table(
+    "parts", metadata,
+    Column("message_id", String(32), ForeignKey("messages.id"), primary_key=True),
+    Column("part_no", Integer, primary_key=True),  # 1-based
+    Column("smsc", String(64), nullable=True),
+    Column("smsc_id", String(64), nullable=True),  # exactly as the SMSC wrote it
+    Column("smsc_key", String(64), nullable=True),  # normalised by the SMSC's id policy
+    Column("status", String(12), nullable=False),
+    Column("error_code", String(32), nullable=True),
+    Column("submitted_at", DateTime, nullable=True),
+    Column("updated_at", DateTime, nullable=False),
+)
+# Receipt matching: one lookup per receipt by the SMSC's id.
+Index("ix_parts_smsc_key", parts.c.smsc, parts.c.smsc_key)
+
+message_events = Table(
+    "message_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(32), nullable=False),
+    Column("part_no", Integer, nullable=True),  # None: the message as a whole
+    Column("status", String(12), nullable=False),
+    Column("error_code", String(32), nullable=True),
+    Column("at", DateTime, nullable=False),
+)
+Index("ix_message_events_message_id", message_events.c.message_id)
+
+# A receipt whose id is not known yet (it came before submit_sm_resp was stored).
+pending_receipts = Table(
+    "pending_receipts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("smsc", String(64), nullable=False),
+    Column("smsc_key", String(64), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("error_code", String(32), nullable=True),
+    Column("received_at", DateTime, nullable=False),
+)
+Index("ix_pending_receipts_smsc_key", pending_receipts.c.smsc, pending_receipts.c.smsc_key)
+
+# Inbound (MO): each fragment is written before its deliver_sm_resp, so a restart
+# between parts still completes the message.
+inbound_fragments = Table(
+    "inbound_fragments", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("smsc", String(64), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("destination", String(32), nullable=False),
+    Column("data_coding", Integer, nullable=False),
+    Column("reference", Integer, nullable=True),
+    Column("total", Integer, nullable=True),
+    Column("number", Integer, nullable=True),
+    Column("payload", LargeBinary, nullable=False),
+    Column("tlvs", Text, nullable=True),
+    Column("dedupe_key", String(64), nullable=False),
+    Column("inbound_id", Integer, nullable=True),  # set once assembled; kept for dedupe
+    Column("received_at", DateTime, nullable=False),
+)
+Index("ix_inbound_fragments_dedupe_key", inbound_fragments.c.dedupe_key)
+
+inbound_messages = Table(
+    "inbound_messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("smsc", String(64), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("destination", String(32), nullable=False),
+    Column("data_coding", Integer, nullable=False),
+    Column("text", Text, nullable=True),  # None for binary content
+    Column("payload", LargeBinary, nullable=False),
+    Column("parts", Integer, nullable=False),
+    Column("tlvs", Text, nullable=True),  # vendor TLVs as JSON [[tag, hex], ...]
+    Column("received_at", DateTime, nullable=False),
+)
+Index("ix_inbound_messages_destination", inbound_messages.c.destination,
+      inbound_messages.c.received_at)

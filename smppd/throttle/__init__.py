@@ -1,0 +1,1 @@
+"""Rate and window control: token buckets per SMSC, back-off on throttling errors."""
