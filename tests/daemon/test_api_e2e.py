@@ -204,7 +204,7 @@ def test_authentication_and_account_isolation(start_daemon: Any) -> None:
     assert status == 401
     _, mine = running.client.send()
     other = running.other_client(TOKEN_B)
-    status, answer = other.request("GET", f"/v1/messages/{mine['id']}")
+    status, _ = other.request("GET", f"/v1/messages/{mine['id']}")
     assert status == 404  # not 403: another account's id does not exist for you
     _, page = other.request("GET", "/v1/messages")
     assert page["messages"] == []
