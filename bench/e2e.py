@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -160,6 +161,7 @@ def main() -> None:
         with open(f"/proc/{daemon.pid}/status") as status:
             hwm = next((int(line.split()[1]) * 1024 for line in status
                         if line.startswith("VmHWM")), peak_rss)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics").read().decode()
     finally:
         daemon.terminate()
         daemon.wait(60)
@@ -182,6 +184,13 @@ def main() -> None:
     print(f"daemon CPU:         {cpu:.2f} s = {cpu / ok * 1000:.3f} s per 1,000 messages")
     print(f"fake SMSC CPU:      {smsc_cpu:.2f} s")
     print(f"daemon peak RSS:    {hwm / 2**20:.0f} MiB")
+    values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+              if line and not line.startswith("#")}
+    batches = values.get("smppd_store_batch_seconds_count", 0)
+    operations = values.get("smppd_store_operations_total", 0)
+    if batches:
+        print(f"store: {operations:.0f} operations in {batches:.0f} transactions "
+              f"({operations / batches:.1f} per transaction)")
 
 
 if __name__ == "__main__":

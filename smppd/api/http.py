@@ -1,15 +1,12 @@
-"""The HTTP API on twisted.web: routing, authentication, JSON in and out.
+"""The HTTP API: routing, authentication, JSON in and out.
 
-One leaf resource routes by path itself: the API has a handful of paths, and a
-tree of Resource objects would only add lookups per request. Every handler's
-database work runs off the reactor (the app returns Deferreds); errors become a
-JSON body naming the field, never a traceback page.
+Every handler's database work runs off the reactor (the application returns
+Deferreds); every error becomes a JSON body naming the field, never a traceback.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass
@@ -18,9 +15,9 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet import defer
 from twisted.python.failure import Failure
-from twisted.web import resource, server
 
 from . import validation
+from .server import HttpFactory, HttpRequest, HttpResponse
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
@@ -50,163 +47,115 @@ class Application(Protocol):
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
 
-def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def token_digest(token: str | bytes) -> bytes:
+    return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
 
-class LimitedRequest(server.Request):
-    """A request that stops buffering a body past the configured limit (413)."""
-
-    max_body = 64 * 1024
-
-    def gotLength(self, length: int | None) -> None:
-        self.too_large = length is not None and length > self.max_body
-        if self.too_large:
-            self.content = io.BytesIO()
-        else:
-            super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self.too_large:
-            return
-        self.content.write(data)
-        if self.content.tell() > self.max_body:  # chunked, no length up front
-            self.too_large = True
-            self.content = io.BytesIO()
+def _json(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None,
+          ) -> HttpResponse:
+    return HttpResponse(status, json.dumps(body, ensure_ascii=False,
+                                           separators=(",", ":")).encode(),
+                        headers=headers or [])
 
 
-class ApiResource(resource.Resource):
-    isLeaf = True
+def _error(exc: ApiError) -> HttpResponse:
+    headers = [(b"WWW-Authenticate", b'Bearer realm="smppd"')] if exc.status == 401 else None
+    return _json(exc.status, exc.body(), headers)
 
-    def __init__(self, app: Application, tokens: dict[bytes, Account]) -> None:
-        super().__init__()
+
+class Api:
+    def __init__(self, app: Application, tokens: dict[bytes, Account], max_body: int) -> None:
         self.app = app
         self.tokens = tokens  # sha256(token) -> account: no token kept in clear here
+        self.max_body = max_body
 
-    # twisted.web entry point ----------------------------------------------------------
-
-    def render(self, request: server.Request) -> Any:
-        request.setHeader(b"content-type", b"application/json")
+    def handle(self, request: HttpRequest) -> HttpResponse | defer.Deferred[HttpResponse]:
         try:
             result = self._route(request)
         except ApiError as exc:
-            return self._error(request, exc)
+            return _error(exc)
         if isinstance(result, defer.Deferred):
-            result.addCallbacks(lambda value: self._finish(request, value),
-                                lambda failure: self._failed(request, failure))
-            return server.NOT_DONE_YET
+            return result.addCallbacks(self._done, self._failed,
+                                       callbackArgs=(request,), errbackArgs=(request,))
         return result
 
-    def _route(self, request: server.Request) -> Any:
-        path = request.path.rstrip(b"/") or b"/"
+    def _route(self, request: HttpRequest) -> Any:
+        path = request.path.rstrip("/") or "/"
         method = request.method
-        if path == b"/healthz":
-            return self._json(request, 200, {"status": "ok"})
-        if path == b"/readyz":
+        if path == "/healthz":
+            return _json(200, {"status": "ok"})
+        if path == "/readyz":
             ready, detail = self.app.readiness()
-            return self._json(request, 200 if ready else 503, detail)
-        if path == b"/metrics":
-            request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
-            return generate_latest(self.app.metrics.registry)
-        if not path.startswith(b"/v1/"):
+            return _json(200 if ready else 503, detail)
+        if path == "/metrics":
+            return HttpResponse(200, generate_latest(self.app.metrics.registry),
+                                CONTENT_TYPE_LATEST.encode())
+        if not path.startswith("/v1/"):
             raise ApiError(404, "no such path")
         account = self._authenticate(request)
-        if getattr(request, "too_large", False):
-            raise ApiError(413, f"the body is larger than {request.max_body} bytes")
-        if path == b"/v1/messages":
+        if request.too_large:
+            raise ApiError(413, f"the body is larger than {self.max_body} bytes")
+        if path == "/v1/messages":
             if method == b"POST":
                 return self._send(request, account)
             if method == b"GET":
                 return self._list(request, account)
             raise ApiError(405, "use GET or POST")
-        if path.startswith(b"/v1/messages/"):
+        if path.startswith("/v1/messages/"):
             if method != b"GET":
                 raise ApiError(405, "use GET")
-            message_id = path[len(b"/v1/messages/"):].decode("ascii", "replace")
-            return self.app.get_message(account, message_id).addCallback(
+            return self.app.get_message(account, path[len("/v1/messages/"):]).addCallback(
                 lambda found: found if found is not None
                 else ApiError(404, "no such message", "id"))
-        if path == b"/v1/account":
+        if path == "/v1/account":
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})
         raise ApiError(404, "no such path")
 
-    def _authenticate(self, request: server.Request) -> Account:
-        header = request.getHeader(b"authorization") or b""
-        scheme, _, token = header.partition(b" ")
+    def _authenticate(self, request: HttpRequest) -> Account:
+        scheme, _, token = request.headers.get(b"authorization", b"").partition(b" ")
         account = None
         if scheme.lower() == b"bearer" and token:
-            account = self.tokens.get(hashlib.sha256(token.strip()).digest())
+            account = self.tokens.get(token_digest(token.strip()))
         if account is None:
-            request.setHeader(b"www-authenticate", b'Bearer realm="smppd"')
             raise ApiError(401, "a valid Authorization: Bearer token is required")
         return account
 
-    # Handlers ----------------------------------------------------------------------
-
-    def _send(self, request: server.Request, account: Account) -> defer.Deferred[Any]:
-        metrics = self.app.metrics
+    def _send(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
         try:
-            data = validation.parse_json_object(request.content.read())
-            message = validation.message(data)
+            message = validation.message(validation.parse_json_object(request.body))
         except ApiError:
-            metrics.api_messages.labels("invalid").inc()
+            self.app.metrics.api_messages.labels("invalid").inc()
             raise
-        request.setResponseCode(201)
-        return self.app.accept_message(account, message)
+        return self.app.accept_message(account, message).addCallback(
+            lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
 
-    def _list(self, request: server.Request, account: Account) -> defer.Deferred[Any]:
+    def _list(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
         args = {}
-        for key, values in request.args.items():
-            name = key.decode("utf-8", "replace")
+        for name, values in request.query.items():
             if len(values) != 1:
                 raise ApiError(400, "give this parameter once", name)
-            args[name] = values[0].decode("utf-8", "replace")
+            args[name] = values[0]
         where, cursor, limit = validation.list_query(args)
         return self.app.list_messages(account, where, cursor, limit).addCallback(
             lambda page: {"messages": page[0], "next_cursor": page[1]})
 
-    # Output ------------------------------------------------------------------------
+    @staticmethod
+    def _done(value: Any, request: HttpRequest) -> HttpResponse:
+        if isinstance(value, HttpResponse):
+            return value
+        if isinstance(value, ApiError):
+            return _error(value)
+        return _json(200, value)
 
     @staticmethod
-    def _json(request: server.Request, code: int, body: Any) -> bytes:
-        request.setResponseCode(code)
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-    def _error(self, request: server.Request, exc: ApiError) -> bytes:
-        return self._json(request, exc.status, exc.body())
-
-    def _finish(self, request: server.Request, value: Any) -> None:
-        if request._disconnected or request.finished:
-            return
-        if isinstance(value, ApiError):
-            body = self._error(request, value)
-        else:
-            body = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-        # A length, not chunked encoding: one write, and clients parse it faster.
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.write(body)
-        request.finish()
-
-    def _failed(self, request: server.Request, failure: Failure) -> None:
+    def _failed(failure: Failure, request: HttpRequest) -> HttpResponse:
         if failure.check(ApiError):
-            self._finish(request, failure.value)
-            return
-        log.error("API %s %s failed: %s", request.method.decode(), request.path.decode(),
+            return _error(failure.value)
+        log.error("API %s %s failed: %s", request.method.decode(), request.path,
                   failure.getErrorMessage())
-        self._finish(request, ApiError(503, "the store is unavailable; retry later"))
+        return _error(ApiError(503, "the store is unavailable; retry later"))
 
 
-def make_site(app: Application, tokens: dict[bytes, Account], max_body: int) -> server.Site:
-    root = ApiResource(app, tokens)
-
-    class Request(LimitedRequest):
-        pass
-
-    Request.max_body = max_body
-    site = server.Site(root, requestFactory=Request)
-    site.displayTracebacks = False
-    site.noisy = False
-    site.log = lambda request: None  # access logs are per request; the daemon logs events
-    return site
-
+def make_factory(app: Application, tokens: dict[bytes, Account], max_body: int) -> HttpFactory:
+    return HttpFactory(Api(app, tokens, max_body).handle, max_body)

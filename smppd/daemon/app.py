@@ -19,7 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .. import status as st
 from ..api import validation
-from ..api.http import Account, make_site, token_digest
+from ..api.http import Account, make_factory, token_digest
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..ids import new_id
@@ -92,10 +92,8 @@ class Daemon:
         for smsc in self.settings.smscs:
             self._add_connector(smsc)
         self.dispatcher.refill()
-        from .. import api  # noqa: F401  (import before listening: no import on a request)
-
-        site = make_site(self, self.tokens, self.settings.max_body_bytes)
-        self.port = self.reactor.listenTCP(self.settings.http_listen_port, site,
+        factory = make_factory(self, self.tokens, self.settings.max_body_bytes)
+        self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            interface=self.settings.http_listen_host)
         self.accepting = True
         self.started = True

@@ -1,20 +1,26 @@
 """Applying one batch of operations in one transaction.
 
 Why by hand and in bulk: 10,000 receipts must not become 10,000 transactions, nor
-10,000 round trips. Each kind of operation becomes a few set-based statements per
-batch (one SELECT ... IN for the rows it touches, one executemany for the changes),
-and the message-level status is recomputed once per touched message from its parts.
+10,000 round trips. The writer thread is the only writer of message state, so it
+keeps the state of messages still in progress in memory (`MessageState`, bounded,
+reloaded from the database on a miss or after a failed transaction) and turns a
+batch into a few executemany statements: no SELECT per message on the hot path.
+
+The hot statements are plain SQL sent through the driver (`exec_driver_sql`):
+SQLAlchemy's per-row parameter processing cost more than SQLite's own work. The
+SQL is the same for SQLite and PostgreSQL but for the parameter marker; the rare
+paths (cache misses, MO, reads) stay in SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, select, tuple_, update
 
 from .. import status as st
 from . import schema as t
@@ -35,6 +41,33 @@ CHUNK = 500  # rows per IN (...) list: well under every backend's parameter limi
 ACCEPTED_PART = frozenset({st.SUBMITTED, st.DELIVERED, st.UNDELIVERED, st.EXPIRED,
                            st.UNKNOWN, st.DELETED})
 DEDUPE_WINDOW_SECONDS = 3600.0
+CACHE_LIMIT = 200_000  # messages in progress kept in memory by the writer
+
+_SQL = {
+    "insert_message": (
+        "INSERT INTO messages (id, account_id, job_id, sender, recipient, country, text, "
+        "encoding, parts, points, refunded, concat_ref, status, smsc, error_code, ref_id, "
+        "params, created_at, updated_at, submitted_at, final_at) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'queued', ?, NULL, ?, ?, ?, ?, NULL, NULL)"),
+    "insert_part": "INSERT INTO parts (message_id, part_no, status, updated_at) "
+                   "VALUES (?, ?, 'queued', ?)",
+    "insert_event": "INSERT INTO message_events (message_id, part_no, status, error_code, at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+    "charge": "UPDATE accounts SET balance = balance - ? WHERE id = ?",
+    "refund": "UPDATE accounts SET balance = balance + ? WHERE id = ?",
+    "part_submitted": "UPDATE parts SET smsc = ?, smsc_id = ?, smsc_key = ?, status = ?, "
+                      "submitted_at = ?, updated_at = ? WHERE message_id = ? AND part_no = ?",
+    "part_id": "UPDATE parts SET smsc = ?, smsc_id = ?, smsc_key = ?, updated_at = ? "
+               "WHERE message_id = ? AND part_no = ?",
+    "part_status": "UPDATE parts SET status = ?, error_code = COALESCE(?, error_code), "
+                   "smsc = COALESCE(?, smsc), updated_at = ? "
+                   "WHERE message_id = ? AND part_no = ?",
+    "message_status": "UPDATE messages SET status = ?, error_code = COALESCE(?, error_code), "
+                      "updated_at = ?, submitted_at = COALESCE(submitted_at, ?), "
+                      "final_at = COALESCE(final_at, ?), refunded = ? WHERE id = ?",
+    "insert_pending": "INSERT INTO pending_receipts (smsc, smsc_key, status, error_code, "
+                      "received_at) VALUES (?, ?, ?, ?, ?)",
+}
 
 
 def utc(moment: float | None = None) -> datetime:
@@ -49,55 +82,123 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start:start + CHUNK]
 
 
-class BatchApplier:
-    """Stateless between batches except for two hints that save queries: whether
-    any receipt is waiting for its id, and the receipt policy per SMSC."""
+class MessageState:
+    """What the writer needs to know of a message in progress."""
 
+    __slots__ = ("account_id", "keys", "parts", "points", "refunded", "smsc", "status")
+
+    def __init__(self, status: str, account_id: int, points: int, smsc: str | None,
+                 refunded: int, parts: list[str]) -> None:
+        self.status = status
+        self.account_id = account_id
+        self.points = points
+        self.smsc = smsc
+        self.refunded = refunded
+        self.parts = parts  # status of part n at index n - 1
+        self.keys: list[tuple[str, str]] = []
+
+
+class _Changes:
+    """Rows one batch will write, gathered before any is written."""
+
+    def __init__(self) -> None:
+        self.part_submitted: list[tuple[Any, ...]] = []
+        self.part_id: list[tuple[Any, ...]] = []
+        self.part_status: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+        self.touched: dict[str, str | None] = {}  # message id -> newest error in batch
+
+    def touch(self, message_id: str, error: str | None) -> None:
+        if error or message_id not in self.touched:
+            self.touched[message_id] = error
+
+
+class BatchApplier:
     def __init__(self, receipt_policy: dict[str, str] | None = None,
-                 pending_receipts: int = 0) -> None:
+                 pending_receipts: int = 0, cache_limit: int = CACHE_LIMIT) -> None:
         self.receipt_policy = receipt_policy or {}
-        self.pending_receipts = pending_receipts
+        self.pending_receipts = pending_receipts  # a hint that saves a query per batch
+        self.cache_limit = cache_limit
+        self.states: OrderedDict[str, MessageState] = OrderedDict()
+        self.keys: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        self._sql: dict[str, str] = {}
+        self._postgres = False
+
+    def reset(self) -> None:
+        """Forget the cache: after a failed transaction it may be ahead of the
+        database; the database is the truth and is read again on demand."""
+        self.states.clear()
+        self.keys.clear()
+
+    def _prepare(self, conn: Connection) -> None:
+        self._postgres = conn.dialect.name == "postgresql"
+        marker = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+        self._sql = {name: sql.replace("?", marker) for name, sql in _SQL.items()}
+
+    def _ts(self, moment: datetime) -> Any:
+        # SQLite keeps DATETIME as text in SQLAlchemy's layout; PostgreSQL takes the object.
+        return moment if self._postgres else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def _many(self, conn: Connection, name: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            conn.exec_driver_sql(self._sql[name], rows)
 
     def apply(self, conn: Connection, ops: Sequence[Any]) -> list[Any]:
+        if not self._sql:
+            self._prepare(conn)
         now = utc()
+        stamp = self._ts(now)
         results: list[Any] = [None] * len(ops)
         by_kind: dict[type, list[tuple[int, Any]]] = defaultdict(list)
         for index, op in enumerate(ops):
             by_kind[type(op)].append((index, op))
-        touched = _Touched()
         if Accept in by_kind:
-            self._accept(conn, by_kind[Accept], results, now)
+            self._accept(conn, by_kind[Accept], results)
+        changes = _Changes()
+        outcome_kinds = (PartSubmitted, LateId, PartUnknown, PartFailed)
+        outcomes = [op for kind in outcome_kinds for _, op in by_kind.get(kind, ())]
+        receipts = [op for _, op in by_kind.get(ReceiptSeen, ())]
+        if outcomes:
+            self._load(conn, {op.message_id for op in outcomes})
         # Responses before receipts: a receipt in the same batch as its response
         # then finds its part instead of waiting in pending_receipts.
-        if PartSubmitted in by_kind:
-            self._submitted(conn, [op for _, op in by_kind[PartSubmitted]], touched, now)
-        if LateId in by_kind:
-            self._late_ids(conn, [op for _, op in by_kind[LateId]], touched, now)
-        for kind, new_status in ((PartUnknown, st.UNKNOWN), (PartFailed, None)):
-            if kind in by_kind:
-                self._part_outcomes(conn, [op for _, op in by_kind[kind]], new_status,
-                                    touched, now)
-        if ReceiptSeen in by_kind:
-            self._receipts(conn, [op for _, op in by_kind[ReceiptSeen]], touched, now)
-        if touched:
-            self._settle_messages(conn, touched, now)
+        for _, op in by_kind.get(PartSubmitted, ()):
+            self._submitted(op, changes, stamp)
+        for _, op in by_kind.get(LateId, ()):
+            self._late_id(op, changes, stamp)
+        for _, op in by_kind.get(PartUnknown, ()):
+            self._part_status(op.message_id, op.part_no, st.UNKNOWN, op.reason, op.smsc,
+                              changes, stamp)
+        for _, op in by_kind.get(PartFailed, ()):
+            self._part_status(op.message_id, op.part_no, op.status, op.error_code, op.smsc,
+                              changes, stamp)
+        if self.pending_receipts and (by_kind.get(PartSubmitted) or by_kind.get(LateId)):
+            receipts = self._take_pending(conn, by_kind) + receipts
+        if receipts:
+            self._receipts(conn, receipts, changes, stamp)
+        self._many(conn, "part_submitted", changes.part_submitted)
+        self._many(conn, "part_id", changes.part_id)
+        if changes.touched:
+            self._settle(conn, changes, stamp)
+        self._many(conn, "part_status", changes.part_status)
+        self._many(conn, "insert_event", changes.events)
         if FragmentSeen in by_kind:
             self._fragments(conn, by_kind[FragmentSeen], results, now)
-        for index, op in by_kind.get(InboundComplete, []):
+        for index, op in by_kind.get(InboundComplete, ()):
             results[index] = self._inbound(conn, op, now)
         return results
 
     # API accepts -------------------------------------------------------------------
 
-    def _accept(self, conn: Connection, items: list[tuple[int, Accept]], results: list[Any],
-                now: datetime) -> None:
+    def _accept(self, conn: Connection, items: list[tuple[int, Accept]],
+                results: list[Any]) -> None:
         account_ids = sorted({op.account_id for _, op in items})
         query = select(t.accounts.c.id, t.accounts.c.balance).where(
             t.accounts.c.id.in_(account_ids))
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
+        if self._postgres:
+            query = query.with_for_update()  # several instances may share the database
         balances = dict(conn.execute(query).all())
-        start = dict(balances)
+        charged: dict[int, int] = defaultdict(int)
         messages, parts, events = [], [], []
         for index, op in items:
             balance = balances.get(op.account_id, 0)
@@ -105,215 +206,194 @@ class BatchApplier:
                 results[index] = InsufficientBalance(op.points, balance)
                 continue
             balances[op.account_id] = balance - op.points
-            created = utc(op.created_at)
-            messages.append({
-                "id": op.message_id, "account_id": op.account_id, "job_id": op.job_id,
-                "sender": op.sender, "recipient": op.recipient, "country": op.country,
-                "text": op.text, "encoding": op.encoding, "parts": op.parts,
-                "points": op.points, "refunded": 0, "concat_ref": op.concat_ref,
-                "status": st.QUEUED, "smsc": op.smsc, "error_code": None,
-                "ref_id": op.ref_id, "params": op.params, "created_at": created,
-                "updated_at": created, "submitted_at": None, "final_at": None})
-            parts.extend({"message_id": op.message_id, "part_no": n, "smsc": None,
-                          "smsc_id": None, "smsc_key": None, "status": st.QUEUED,
-                          "error_code": None, "submitted_at": None, "updated_at": created}
-                         for n in range(1, op.parts + 1))
-            events.append({"message_id": op.message_id, "part_no": None,
-                           "status": st.QUEUED, "error_code": None, "at": created})
+            charged[op.account_id] += op.points
+            created = self._ts(utc(op.created_at))
+            messages.append((op.message_id, op.account_id, op.job_id, op.sender, op.recipient,
+                             op.country, op.text, op.encoding, op.parts, op.points,
+                             op.concat_ref, op.smsc, op.ref_id, op.params, created, created))
+            parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))
+            events.append((op.message_id, None, st.QUEUED, None, created))
             results[index] = op.message_id
-        changed = [{"b_id": k, "b_balance": v} for k, v in balances.items() if v != start[k]]
-        if changed:
-            conn.execute(update(t.accounts).where(t.accounts.c.id == bindparam("b_id"))
-                         .values(balance=bindparam("b_balance")), changed)
-        if messages:
-            conn.execute(t.messages.insert(), messages)
-            conn.execute(t.parts.insert(), parts)
-            conn.execute(t.message_events.insert(), events)
+            self._remember(op.message_id, MessageState(st.QUEUED, op.account_id, op.points,
+                                                       op.smsc, 0, [st.QUEUED] * op.parts))
+        self._many(conn, "charge", [(points, account) for account, points in charged.items()])
+        self._many(conn, "insert_message", messages)
+        self._many(conn, "insert_part", parts)
+        self._many(conn, "insert_event", events)
+
+    # Message state cache ---------------------------------------------------------------
+
+    def _remember(self, message_id: str, state: MessageState) -> None:
+        self.states[message_id] = state
+        if len(self.states) > self.cache_limit:
+            _, oldest = self.states.popitem(last=False)
+            self._forget_keys(oldest)
+
+    def _forget_keys(self, state: MessageState) -> None:
+        for key in state.keys:
+            self.keys.pop(key, None)
+
+    def _load(self, conn: Connection, message_ids: Iterable[str]) -> None:
+        missing = [m for m in message_ids if m not in self.states]
+        for chunk in _chunks(missing):
+            m = t.messages.c
+            rows = conn.execute(select(m.id, m.status, m.account_id, m.points, m.smsc,
+                                       m.refunded, m.parts).where(m.id.in_(chunk))).all()
+            part_rows: dict[str, dict[int, tuple[str, str | None, str | None]]] = \
+                defaultdict(dict)
+            for message_id, part_no, status, smsc, key in conn.execute(select(
+                    t.parts.c.message_id, t.parts.c.part_no, t.parts.c.status,
+                    t.parts.c.smsc, t.parts.c.smsc_key).where(
+                    t.parts.c.message_id.in_(chunk))):
+                part_rows[message_id][part_no] = (status, smsc, key)
+            for row in rows:
+                found = part_rows[row.id]
+                state = MessageState(row.status, row.account_id, row.points, row.smsc,
+                                     row.refunded, [found.get(n, (st.QUEUED, None, None))[0]
+                                                    for n in range(1, row.parts + 1)])
+                for part_no, (_status, smsc, key) in found.items():
+                    if smsc and key:
+                        self._add_key(state, (smsc, key), row.id, part_no)
+                self._remember(row.id, state)
+
+    def _add_key(self, state: MessageState, key: tuple[str, str], message_id: str,
+                 part_no: int) -> None:
+        targets = self.keys.setdefault(key, [])
+        if (message_id, part_no) not in targets:
+            targets.append((message_id, part_no))
+            state.keys.append(key)
 
     # SMSC outcomes -------------------------------------------------------------------
 
-    def _submitted(self, conn: Connection, ops: list[PartSubmitted], touched: _Touched,
-                   now: datetime) -> None:
-        current = _part_statuses(conn, [(op.message_id, op.part_no) for op in ops])
-        rows = []
-        for op in ops:
-            before = current.get((op.message_id, op.part_no))
-            if before is None:
-                continue
-            after = st.merge(before, st.SUBMITTED)
-            rows.append({"b_message": op.message_id, "b_part": op.part_no, "b_smsc": op.smsc,
-                         "b_id": op.smsc_id, "b_key": op.smsc_key, "b_status": after,
-                         "b_at": now})
-            touched.add(op.message_id, op.part_no, after, None, before != after)
-        if rows:
-            conn.execute(
-                update(t.parts).where(and_(t.parts.c.message_id == bindparam("b_message"),
-                                           t.parts.c.part_no == bindparam("b_part")))
-                .values(smsc=bindparam("b_smsc"), smsc_id=bindparam("b_id"),
-                        smsc_key=bindparam("b_key"), status=bindparam("b_status"),
-                        submitted_at=bindparam("b_at"), updated_at=bindparam("b_at")), rows)
-        if self.pending_receipts:
-            self._match_pending(conn, [(op.smsc, op.smsc_key) for op in ops], touched, now)
+    def _submitted(self, op: PartSubmitted, changes: _Changes, stamp: Any) -> None:
+        state = self.states.get(op.message_id)
+        if state is None or not 1 <= op.part_no <= len(state.parts):
+            return
+        before = state.parts[op.part_no - 1]
+        after = st.merge(before, st.SUBMITTED)
+        state.parts[op.part_no - 1] = after
+        self._add_key(state, (op.smsc, op.smsc_key), op.message_id, op.part_no)
+        changes.part_submitted.append((op.smsc, op.smsc_id, op.smsc_key, after, stamp, stamp,
+                                       op.message_id, op.part_no))
+        self._part_event(state, op.message_id, op.part_no, before, after, None, changes, stamp)
 
-    def _late_ids(self, conn: Connection, ops: list[LateId], touched: _Touched,
-                  now: datetime) -> None:
-        rows = [{"b_message": op.message_id, "b_part": op.part_no, "b_smsc": op.smsc,
-                 "b_id": op.smsc_id, "b_key": op.smsc_key, "b_at": now} for op in ops]
-        conn.execute(
-            update(t.parts).where(and_(t.parts.c.message_id == bindparam("b_message"),
-                                       t.parts.c.part_no == bindparam("b_part")))
-            .values(smsc=bindparam("b_smsc"), smsc_id=bindparam("b_id"),
-                    smsc_key=bindparam("b_key"), updated_at=bindparam("b_at")), rows)
-        if self.pending_receipts:
-            self._match_pending(conn, [(op.smsc, op.smsc_key) for op in ops], touched, now)
+    def _late_id(self, op: LateId, changes: _Changes, stamp: Any) -> None:
+        state = self.states.get(op.message_id)
+        if state is None:
+            return
+        self._add_key(state, (op.smsc, op.smsc_key), op.message_id, op.part_no)
+        changes.part_id.append((op.smsc, op.smsc_id, op.smsc_key, stamp, op.message_id,
+                                op.part_no))
 
-    def _part_outcomes(self, conn: Connection, ops: list[Any], fixed_status: str | None,
-                       touched: _Touched, now: datetime) -> None:
-        current = _part_statuses(conn, [(op.message_id, op.part_no) for op in ops])
-        rows = []
-        for op in ops:
-            before = current.get((op.message_id, op.part_no))
-            if before is None:
-                continue
-            incoming = fixed_status or op.status
-            after = st.merge(before, incoming)
-            error = getattr(op, "error_code", None) or getattr(op, "reason", None)
-            rows.append({"b_message": op.message_id, "b_part": op.part_no, "b_status": after,
-                         "b_error": error, "b_smsc": op.smsc, "b_at": now})
-            touched.add(op.message_id, op.part_no, after, error, before != after)
-        if rows:
-            conn.execute(
-                update(t.parts).where(and_(t.parts.c.message_id == bindparam("b_message"),
-                                           t.parts.c.part_no == bindparam("b_part")))
-                .values(status=bindparam("b_status"), error_code=bindparam("b_error"),
-                        smsc=bindparam("b_smsc"), updated_at=bindparam("b_at")), rows)
+    def _part_status(self, message_id: str, part_no: int, incoming: str, error: str | None,
+                     smsc: str | None, changes: _Changes, stamp: Any) -> None:
+        state = self.states.get(message_id)
+        if state is None or not 1 <= part_no <= len(state.parts):
+            return
+        before = state.parts[part_no - 1]
+        after = st.merge(before, incoming)
+        if after == before:
+            return  # a duplicate or a late, lesser status: nothing changes
+        state.parts[part_no - 1] = after
+        changes.part_status.append((after, error, smsc, stamp, message_id, part_no))
+        self._part_event(state, message_id, part_no, before, after, error, changes, stamp)
+
+    @staticmethod
+    def _part_event(state: MessageState, message_id: str, part_no: int, before: str,
+                    after: str, error: str | None, changes: _Changes, stamp: Any) -> None:
+        changes.touch(message_id, error)
+        if after != before and len(state.parts) > 1:
+            changes.events.append((message_id, part_no, after, error, stamp))
 
     # Receipts ------------------------------------------------------------------------
 
-    def _receipts(self, conn: Connection, ops: list[ReceiptSeen], touched: _Touched,
-                  now: datetime) -> None:
-        keys = list({(op.smsc, op.smsc_key) for op in ops})
-        found: dict[tuple[str, str], list[tuple[str, int, str]]] = defaultdict(list)
-        for chunk in _chunks(keys):
-            query = select(t.parts.c.smsc, t.parts.c.smsc_key, t.parts.c.message_id,
-                           t.parts.c.part_no, t.parts.c.status).where(
-                tuple_(t.parts.c.smsc, t.parts.c.smsc_key).in_(chunk))
-            for smsc, key, message_id, part_no, status in conn.execute(query):
-                found[(smsc, key)].append((message_id, part_no, status))
-        rows, waiting = [], []
-        state: dict[tuple[str, int], str] = {}
+    def _receipts(self, conn: Connection, ops: list[ReceiptSeen], changes: _Changes,
+                  stamp: Any) -> None:
+        unknown = list({(op.smsc, op.smsc_key) for op in ops} - self.keys.keys())
+        if unknown:
+            self._load_keys(conn, unknown)
+        waiting = []
         for op in ops:
-            matches = found.get((op.smsc, op.smsc_key))
-            if not matches:
-                waiting.append({"smsc": op.smsc, "smsc_key": op.smsc_key, "status": op.status,
-                                "error_code": op.error_code, "received_at": now})
+            targets = self.keys.get((op.smsc, op.smsc_key))
+            if not targets:
+                waiting.append((op.smsc, op.smsc_key, op.status, op.error_code, stamp))
                 continue
-            for message_id, part_no, status in matches:
-                before = state.get((message_id, part_no), status)
-                after = st.merge(before, op.status)
-                state[(message_id, part_no)] = after
-                if after != before:
-                    rows.append({"b_message": message_id, "b_part": part_no,
-                                 "b_status": after, "b_error": op.error_code, "b_at": now})
-                touched.add(message_id, part_no, after, op.error_code, after != before)
-        if rows:
-            conn.execute(
-                update(t.parts).where(and_(t.parts.c.message_id == bindparam("b_message"),
-                                           t.parts.c.part_no == bindparam("b_part")))
-                .values(status=bindparam("b_status"), error_code=bindparam("b_error"),
-                        updated_at=bindparam("b_at")), rows)
+            for message_id, part_no in targets:
+                self._part_status(message_id, part_no, op.status, op.error_code, None,
+                                  changes, stamp)
         if waiting:
-            conn.execute(t.pending_receipts.insert(), waiting)
+            self._many(conn, "insert_pending", waiting)
             self.pending_receipts += len(waiting)
 
-    def _match_pending(self, conn: Connection, keys: list[tuple[str, str]],
-                       touched: _Touched, now: datetime) -> None:
+    def _load_keys(self, conn: Connection, keys: list[tuple[str, str]]) -> None:
+        found: list[tuple[str, str, str, int]] = []
+        for chunk in _chunks(keys):
+            found.extend(conn.execute(select(
+                t.parts.c.smsc, t.parts.c.smsc_key, t.parts.c.message_id, t.parts.c.part_no)
+                .where(tuple_(t.parts.c.smsc, t.parts.c.smsc_key).in_(chunk))).all())
+        self._load(conn, {row[2] for row in found})
+        for smsc, key, message_id, part_no in found:
+            state = self.states.get(message_id)
+            if state is not None:
+                self._add_key(state, (smsc, key), message_id, part_no)
+
+    def _take_pending(self, conn: Connection,
+                      by_kind: dict[type, list[tuple[int, Any]]]) -> list[ReceiptSeen]:
+        keys = list({(op.smsc, op.smsc_key) for kind in (PartSubmitted, LateId)
+                     for _, op in by_kind.get(kind, ())})
         waiting: list[ReceiptSeen] = []
         ids: list[int] = []
+        p = t.pending_receipts.c
         for chunk in _chunks(keys):
-            query = select(t.pending_receipts.c.id, t.pending_receipts.c.smsc,
-                           t.pending_receipts.c.smsc_key, t.pending_receipts.c.status,
-                           t.pending_receipts.c.error_code).where(
-                tuple_(t.pending_receipts.c.smsc, t.pending_receipts.c.smsc_key).in_(chunk))
-            for row_id, smsc, key, status, error in conn.execute(query):
+            for row_id, smsc, key, status, error in conn.execute(select(
+                    p.id, p.smsc, p.smsc_key, p.status, p.error_code).where(
+                    tuple_(p.smsc, p.smsc_key).in_(chunk)).order_by(p.id)):
                 ids.append(row_id)
                 waiting.append(ReceiptSeen(smsc, key, status, error))
-        if not waiting:
-            return
         for chunk in _chunks(ids):
-            conn.execute(delete(t.pending_receipts).where(t.pending_receipts.c.id.in_(chunk)))
+            conn.execute(t.pending_receipts.delete().where(p.id.in_(chunk)))
         self.pending_receipts = max(0, self.pending_receipts - len(ids))
-        self._receipts(conn, waiting, touched, now)
+        return waiting
 
     # Message-level status ------------------------------------------------------------
 
-    def _settle_messages(self, conn: Connection, touched: _Touched, now: datetime) -> None:
-        """Recompute each touched message's status from all its parts; refund parts
-        never accepted when it fails; write history."""
-        ids = list(touched.messages)
-        info: dict[str, tuple[str, int, int, int, str | None, int]] = {}
-        part_rows: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        for chunk in _chunks(ids):
-            for row in conn.execute(select(
-                    t.messages.c.id, t.messages.c.status, t.messages.c.account_id,
-                    t.messages.c.points, t.messages.c.parts, t.messages.c.smsc,
-                    t.messages.c.refunded).where(t.messages.c.id.in_(chunk))):
-                info[row[0]] = (row[1], row[2], row[3], row[4], row[5], row[6])
-            for message_id, part_no, status in conn.execute(select(
-                    t.parts.c.message_id, t.parts.c.part_no, t.parts.c.status).where(
-                    t.parts.c.message_id.in_(chunk)).order_by(t.parts.c.message_id,
-                                                              t.parts.c.part_no)):
-                part_rows[message_id].append((part_no, status))
-        updates, events, refunds = [], [], defaultdict(int)
-        for message_id in ids:
-            if message_id not in info:
+    def _settle(self, conn: Connection, changes: _Changes, stamp: Any) -> None:
+        """Recompute each touched message's status from its parts; refund the parts
+        never accepted when it fails; write history; forget finished messages."""
+        updates, refunds = [], defaultdict(int)
+        for message_id, error in changes.touched.items():
+            state = self.states.get(message_id)
+            if state is None:
                 continue
-            current, account_id, points, total, smsc, refunded = info[message_id]
-            statuses = [s for _, s in part_rows[message_id]]
-            failed = any(s in (st.REJECTED, st.FAILED) for s in statuses)
-            if failed:
-                # A message the SMSC refused in part is not sent in part: its
-                # unsent parts are cancelled, so they neither go out nor count.
-                statuses = [st.CANCELLED if s == st.QUEUED else s for s in statuses]
-            policy = self.receipt_policy.get(smsc or "", "all")
-            combined = _combine(statuses, policy)
-            after = st.merge(current, combined) if current != combined else current
-            for part_no, status, error, changed in touched.parts.get(message_id, []):
-                if changed and total > 1:
-                    events.append({"message_id": message_id, "part_no": part_no,
-                                   "status": status, "error_code": error, "at": now})
-            if after == current:
-                continue
-            error = touched.error.get(message_id)
-            values = {"b_id": message_id, "b_status": after, "b_error": error, "b_at": now,
-                      "b_submitted": now if after == st.SUBMITTED else None,
-                      "b_final": now if after in st.FINAL else None, "b_refund": refunded}
-            if failed and after in (st.REJECTED, st.FAILED) and not refunded:
-                unaccepted = sum(1 for s in statuses if s not in ACCEPTED_PART)
-                refund = points * unaccepted // max(total, 1)
-                if refund:
-                    values["b_refund"] = refund
-                    refunds[account_id] += refund
-                if any(s == st.CANCELLED for s in statuses):
-                    conn.execute(update(t.parts).where(and_(
-                        t.parts.c.message_id == message_id, t.parts.c.status == st.QUEUED))
-                        .values(status=st.CANCELLED, updated_at=now))
-            updates.append(values)
-            events.append({"message_id": message_id, "part_no": None, "status": after,
-                           "error_code": error, "at": now})
-        if updates:
-            conn.execute(
-                update(t.messages).where(t.messages.c.id == bindparam("b_id")).values(
-                    status=bindparam("b_status"), updated_at=bindparam("b_at"),
-                    error_code=func.coalesce(bindparam("b_error"), t.messages.c.error_code),
-                    refunded=bindparam("b_refund"),
-                    submitted_at=_coalesce(t.messages.c.submitted_at, "b_submitted"),
-                    final_at=_coalesce(t.messages.c.final_at, "b_final")), updates)
-        if events:
-            conn.execute(t.message_events.insert(), events)
-        for account_id, amount in refunds.items():
-            conn.execute(update(t.accounts).where(t.accounts.c.id == account_id)
-                         .values(balance=t.accounts.c.balance + amount))
+            parts = state.parts
+            if any(s in (st.REJECTED, st.FAILED) for s in parts) and st.QUEUED in parts:
+                # A message the SMSC refused in part is not sent in part: the unsent
+                # parts are cancelled, so they neither go out nor count.
+                for index, status in enumerate(parts):
+                    if status == st.QUEUED:
+                        parts[index] = st.CANCELLED
+                        changes.part_status.append((st.CANCELLED, None, None, stamp,
+                                                    message_id, index + 1))
+            combined = _combine(parts, self.receipt_policy.get(state.smsc or "", "all"))
+            current = state.status
+            after = st.merge(current, combined) if combined != current else current
+            if after != current:
+                refund = state.refunded
+                if after in (st.REJECTED, st.FAILED) and not state.refunded:
+                    unaccepted = sum(1 for s in parts if s not in ACCEPTED_PART)
+                    refund = state.points * unaccepted // max(len(parts), 1)
+                    refunds[state.account_id] += refund
+                    state.refunded = refund
+                state.status = after
+                updates.append((after, error, stamp, stamp if after == st.SUBMITTED else None,
+                                stamp if after in st.FINAL else None, refund, message_id))
+                changes.events.append((message_id, None, after, error, stamp))
+            if after in st.FINAL and all(s in st.FINAL for s in parts):
+                self.states.pop(message_id, None)
+                self._forget_keys(state)
+        self._many(conn, "message_status", updates)
+        self._many(conn, "refund", [(amount, account) for account, amount in refunds.items()
+                                    if amount])
 
     # Inbound -------------------------------------------------------------------------
 
@@ -348,46 +428,12 @@ class BatchApplier:
         return inbound_id
 
 
-class _Touched:
-    """Messages whose parts changed in this batch, for one settle pass."""
-
-    def __init__(self) -> None:
-        self.messages: dict[str, None] = {}  # ordered set
-        self.parts: dict[str, list[tuple[int, str, str | None, bool]]] = defaultdict(list)
-        self.error: dict[str, str | None] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self.messages)
-
-    def add(self, message_id: str, part_no: int, status: str, error: str | None,
-            changed: bool) -> None:
-        self.messages[message_id] = None
-        self.parts[message_id].append((part_no, status, error, changed))
-        if error:
-            self.error[message_id] = error
-
-
-def _part_statuses(conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
-    result: dict[tuple[str, int], str] = {}
-    ids = list({message_id for message_id, _ in keys})
-    for chunk in _chunks(ids):
-        for message_id, part_no, status in conn.execute(select(
-                t.parts.c.message_id, t.parts.c.part_no, t.parts.c.status).where(
-                t.parts.c.message_id.in_(chunk))):
-            result[(message_id, part_no)] = status
-    return result
-
-
 def _combine(statuses: list[str], policy: str) -> str:
     if all(s == st.CANCELLED for s in statuses):
         return st.CANCELLED
     if st.QUEUED in statuses:
         return st.QUEUED  # still work to send: recovery finds it by this status
     return st.combine_parts([s for s in statuses if s != st.CANCELLED] or statuses, policy)
-
-
-def _coalesce(column: Any, param: str) -> Any:
-    return func.coalesce(column, bindparam(param))
 
 
 def params_json(params: dict[str, Any] | None) -> str | None:

@@ -121,7 +121,9 @@ class Writer:
             with self.engine.begin() as conn:
                 return self.applier.apply(conn, ops)
         except Exception:
-            self.applier.pending_receipts = pending  # the transaction did not happen
+            # The transaction did not happen: undo what the applier assumed it would.
+            self.applier.pending_receipts = pending
+            self.applier.reset()
             raise
 
     def _one(self, op: Any) -> Any:
