@@ -156,6 +156,8 @@ def main() -> None:
             spy.send_signal(2)
             spy.wait(30)
         cpu_after = process.cpu_times()
+        threads = sorted(((t.user_time + t.system_time, t.id) for t in process.threads()),
+                         reverse=True)
         smsc_cpu_after = psutil.Process(smsc.pid).cpu_times()
         peak_rss = max(peak_rss, process.memory_info().rss)
         with open(f"/proc/{daemon.pid}/status") as status:
@@ -182,6 +184,8 @@ def main() -> None:
     print(f"submit_sm/s and receipts/s over the run: {ok / elapsed:.0f} each "
           "(one part and one receipt per message)")
     print(f"daemon CPU:         {cpu:.2f} s = {cpu / ok * 1000:.3f} s per 1,000 messages")
+    print("daemon CPU by thread (s, whole process life): "
+          + ", ".join(f"{cpu_s:.2f}" for cpu_s, _ in threads[:4]))
     print(f"fake SMSC CPU:      {smsc_cpu:.2f} s")
     print(f"daemon peak RSS:    {hwm / 2**20:.0f} MiB")
     values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()

@@ -138,6 +138,7 @@ class Dispatcher:
         self.cursor = ""
         self._refilling = False
         self._timer: Any = None
+        self._pump_call: Any = None
         self.accepting = True
         self.stopped = False
 
@@ -172,7 +173,7 @@ class Dispatcher:
         else:
             self._enqueue(message)
             self.cursor = message.id
-        self.pump()
+        self.pump_soon()
 
     def _enqueue(self, message: QueuedMessage) -> None:
         route = message.smsc or self.route_for(message.recipient)
@@ -210,6 +211,16 @@ class Dispatcher:
         d.addCallbacks(loaded, failed)
 
     # Sending -----------------------------------------------------------------------
+
+    def pump_soon(self) -> None:
+        """Pump once after the current burst of events: a commit that settles 50
+        messages then costs one pass and one write to the socket, not 50."""
+        if self._pump_call is None and not self.stopped:
+            self._pump_call = self.reactor.callLater(0, self._pump_now)
+
+    def _pump_now(self) -> None:
+        self._pump_call = None
+        self.pump()
 
     def pump(self) -> None:
         if self.stopped:
@@ -342,7 +353,7 @@ class Dispatcher:
 
     def _retry(self, channel: Channel, message: Outgoing, part_no: int) -> None:
         channel.retries.append((message, part_no))
-        self.pump()
+        self.pump_soon()
 
     def submit_unknown(self, event: SubmitUnknown) -> None:
         """No response: it may have been sent. Recorded `unknown`, never resent blindly
@@ -366,7 +377,7 @@ class Dispatcher:
 
         def settled(result: Any) -> Any:
             channel.unsettled -= 1
-            self.pump()
+            self.pump_soon()
             return None
 
         self.put(op).addBoth(settled)
@@ -377,9 +388,10 @@ class Dispatcher:
         """Take no new parts (drain); responses in flight still settle."""
         self.accepting = False
         self.stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        for call in (self._timer, self._pump_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._pump_call = None
 
     @property
     def unsettled(self) -> int:

@@ -67,10 +67,18 @@ class Receipt:
     status: str  # smppd's vocabulary
     final: bool
     error: str | None = None  # err: from the text, or the network error code
-    submit_date: datetime | None = None
-    done_date: datetime | None = None
     text_fields: dict[str, str] = field(default_factory=dict)
     network_error_code: bytes | None = None
+
+    # Dates are read on demand: strptime is most of a receipt's parse cost, and the
+    # hot path (matching and status) does not need them.
+    @property
+    def submit_date(self) -> datetime | None:
+        return parse_date(self.text_fields.get("submit date"))
+
+    @property
+    def done_date(self) -> datetime | None:
+        return parse_date(self.text_fields.get("done date"))
 
 
 def is_receipt(pdu: Pdu) -> bool:
@@ -147,8 +155,6 @@ def parse(pdu: Pdu, body_text: str | None = None) -> Receipt:
         status=status,
         final=final,
         error=error,
-        submit_date=parse_date(text_fields.get("submit date")),
-        done_date=parse_date(text_fields.get("done date")),
         text_fields=text_fields,
         network_error_code=network_error,
     )

@@ -107,6 +107,7 @@ class _Changes:
         self.part_status: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.touched: dict[str, str | None] = {}  # message id -> newest error in batch
+        self.submitted: set[str] = set()  # messages with a part accepted in this batch
 
     def touch(self, message_id: str, error: str | None) -> None:
         if error or message_id not in self.touched:
@@ -199,7 +200,7 @@ class BatchApplier:
             query = query.with_for_update()  # several instances may share the database
         balances = dict(conn.execute(query).all())
         charged: dict[int, int] = defaultdict(int)
-        messages, parts, events = [], [], []
+        messages, parts = [], []
         for index, op in items:
             balance = balances.get(op.account_id, 0)
             if balance < op.points:
@@ -212,14 +213,12 @@ class BatchApplier:
                              op.country, op.text, op.encoding, op.parts, op.points,
                              op.concat_ref, op.smsc, op.ref_id, op.params, created, created))
             parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))
-            events.append((op.message_id, None, st.QUEUED, None, created))
             results[index] = op.message_id
             self._remember(op.message_id, MessageState(st.QUEUED, op.account_id, op.points,
                                                        op.smsc, 0, [st.QUEUED] * op.parts))
         self._many(conn, "charge", [(points, account) for account, points in charged.items()])
         self._many(conn, "insert_message", messages)
         self._many(conn, "insert_part", parts)
-        self._many(conn, "insert_event", events)
 
     # Message state cache ---------------------------------------------------------------
 
@@ -275,6 +274,7 @@ class BatchApplier:
         self._add_key(state, (op.smsc, op.smsc_key), op.message_id, op.part_no)
         changes.part_submitted.append((op.smsc, op.smsc_id, op.smsc_key, after, stamp, stamp,
                                        op.message_id, op.part_no))
+        changes.submitted.add(op.message_id)
         self._part_event(state, op.message_id, op.part_no, before, after, None, changes, stamp)
 
     def _late_id(self, op: LateId, changes: _Changes, stamp: Any) -> None:
@@ -385,7 +385,13 @@ class BatchApplier:
                     refunds[state.account_id] += refund
                     state.refunded = refund
                 state.status = after
-                updates.append((after, error, stamp, stamp if after == st.SUBMITTED else None,
+                submitted = after == st.SUBMITTED or message_id in changes.submitted
+                if after != st.SUBMITTED and message_id in changes.submitted and \
+                        current == st.QUEUED:
+                    # Accepted and settled within one batch (a fast receipt): the
+                    # history still shows that it was submitted.
+                    changes.events.append((message_id, None, st.SUBMITTED, None, stamp))
+                updates.append((after, error, stamp, stamp if submitted else None,
                                 stamp if after in st.FINAL else None, refund, message_id))
                 changes.events.append((message_id, None, after, error, stamp))
             if after in st.FINAL and all(s in st.FINAL for s in parts):

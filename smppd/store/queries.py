@@ -93,7 +93,9 @@ def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str,
          "updated_at": _iso(p.updated_at)}
         for p in conn.execute(select(t.parts).where(t.parts.c.message_id == message_id)
                               .order_by(t.parts.c.part_no))]
-    message["history"] = [
+    # `queued` is not stored as an event: it is the message's creation itself.
+    message["history"] = [{"status": st.QUEUED, "part": None, "error_code": None,
+                           "at": message["created_at"]}] + [
         {"status": e.status, "part": e.part_no, "error_code": e.error_code, "at": _iso(e.at)}
         for e in conn.execute(select(t.message_events).where(
             t.message_events.c.message_id == message_id).order_by(t.message_events.c.id))]

@@ -67,7 +67,10 @@ Index("ix_messages_account_recipient", messages.c.account_id, messages.c.recipie
       messages.c.id)
 Index("ix_messages_account_sender", messages.c.account_id, messages.c.sender, messages.c.id)
 Index("ix_messages_account_status", messages.c.account_id, messages.c.status, messages.c.id)
-Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messages.c.id)
+# Partial: messages sent one by one through the API (no job) cost it nothing.
+Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messages.c.id,
+      sqlite_where=messages.c.job_id.isnot(None),
+      postgresql_where=messages.c.job_id.isnot(None))
 # Recovery at start: the work that is still to be sent. Partial, so the index stays
 # as small as the backlog and costs nothing once messages move on.
 Index("ix_messages_queued", messages.c.id,
@@ -88,6 +91,7 @@ parts = Table(
 # Receipt matching: one lookup per receipt by the SMSC's id.
 Index("ix_parts_smsc_key", parts.c.smsc, parts.c.smsc_key)
 
+# Status changes after acceptance (the `queued` state is the message row itself).
 message_events = Table(
     "message_events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -38,6 +38,3 @@ def test_bad_numbers_are_rejected_by_name(argv: list[str],
     assert argv[1] in capsys.readouterr().err
 
 
-def test_reserved_commands_say_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["check-config", "--config", "x.yaml"]) == 2
-    assert "not built yet" in capsys.readouterr().err

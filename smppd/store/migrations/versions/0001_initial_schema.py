@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:48:56.470679
+Create Date: 2026-11-22 04:04:50.801196
 """
 import sqlalchemy as sa
 from alembic import op
@@ -109,7 +109,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_account_id_id', ['account_id', 'id'], unique=False)
-        batch_op.create_index('ix_messages_account_job', ['account_id', 'job_id', 'id'], unique=False)
+        batch_op.create_index('ix_messages_account_job', ['account_id', 'job_id', 'id'], unique=False, sqlite_where=sa.text('job_id IS NOT NULL'), postgresql_where=sa.text('job_id IS NOT NULL'))
         batch_op.create_index('ix_messages_account_recipient', ['account_id', 'recipient', 'id'], unique=False)
         batch_op.create_index('ix_messages_account_sender', ['account_id', 'sender', 'id'], unique=False)
         batch_op.create_index('ix_messages_account_status', ['account_id', 'status', 'id'], unique=False)
@@ -145,7 +145,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_messages_account_status')
         batch_op.drop_index('ix_messages_account_sender')
         batch_op.drop_index('ix_messages_account_recipient')
-        batch_op.drop_index('ix_messages_account_job')
+        batch_op.drop_index('ix_messages_account_job', sqlite_where=sa.text('job_id IS NOT NULL'), postgresql_where=sa.text('job_id IS NOT NULL'))
         batch_op.drop_index('ix_messages_account_id_id')
 
     op.drop_table('messages')

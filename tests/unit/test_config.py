@@ -1,0 +1,164 @@
+"""Configuration: every class of mistake gives one line naming the file, the key
+path and what was expected; `smppd check-config` prints the same and exits 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from smppd import cli, config
+
+VALID = """
+database: sqlite:///smppd.db
+http:
+  listen: 127.0.0.1:8080
+smscs:
+  - name: carrier-a
+    host: 127.0.0.1
+    port: 2775
+    system_id: acme
+    password: ${CARRIER_A_PASSWORD}
+    bind: transceiver
+    window: 10
+    throughput: 100
+accounts:
+  - name: acme
+    token: ${ACME_TOKEN}
+    balance: 10000
+"""
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARRIER_A_PASSWORD", "secret")
+    monkeypatch.setenv("ACME_TOKEN", "a-token-of-twenty-chars")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "smppd.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(write(tmp_path, text))
+    return caught.value.problems
+
+
+def edit(change: Any) -> str:
+    data = yaml.safe_load(VALID)
+    change(data)
+    return yaml.safe_dump(data)
+
+
+def test_the_design_example_is_valid_with_variables_expanded(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, VALID))
+    smsc = settings.smscs[0]
+    assert (smsc.name, smsc.port, smsc.password, smsc.window, smsc.throughput) == (
+        "carrier-a", 2775, "secret", 10, 100.0)
+    assert settings.accounts[0].token == "a-token-of-twenty-chars"
+    assert (settings.http_listen_host, settings.http_listen_port) == ("127.0.0.1", 8080)
+    assert "secret" not in repr(smsc) and "twenty" not in repr(settings.accounts[0])
+
+
+def test_the_shipped_example_file_is_valid() -> None:
+    example = Path(__file__).parents[2] / "config" / "smppd.example.yaml"
+    assert config.load(example).smscs[0].name == "carrier-a"
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda d: d.update(colour="blue"), "smppd.yaml: colour: unknown key"),
+    (lambda d: d["smscs"][0].update(windw=5), "smppd.yaml: smscs[0].windw: unknown key"),
+    (lambda d: d["smscs"][0].update(port="many"),
+     "smppd.yaml: smscs[0].port: expected a whole number, got a string 'many'"),
+    (lambda d: d["smscs"][0].update(port=70000), "smppd.yaml: smscs[0].port: expected 1..65535"),
+    (lambda d: d["smscs"][0].update(window=True), "smppd.yaml: smscs[0].window: expected a whole"),
+    (lambda d: d["smscs"][0].update(bind="both"),
+     "smppd.yaml: smscs[0].bind: expected one of transceiver, transmitter+receiver"),
+    (lambda d: d["smscs"][0].pop("host"), "smppd.yaml: smscs[0].host: missing required value"),
+    (lambda d: d.pop("database"), "smppd.yaml: database: missing required value"),
+    (lambda d: d.update(smscs=[]), "smppd.yaml: smscs: expected a list with at least one"),
+    (lambda d: d["smscs"].append(dict(d["smscs"][0])),
+     "smppd.yaml: smscs[1].name: duplicate SMSC name 'carrier-a' (also smscs[0])"),
+    (lambda d: d["accounts"].append({"name": "acme", "token": "another-long-token-1"}),
+     "smppd.yaml: accounts[1].name: duplicate account name 'acme'"),
+    (lambda d: d["accounts"][0].update(token="short"),
+     "smppd.yaml: accounts[0].token: expected at least 16 characters"),
+    (lambda d: d["http"].update(listen="localhost"), "smppd.yaml: http.listen: expected HOST:PORT"),
+    (lambda d: d.update(database="mysql://x"), "smppd.yaml: database: expected a URL"),
+    (lambda d: d.update(routes=[{"prefix": "+48", "smsc": "nobody"}]),
+     "smppd.yaml: routes[0].smsc: no SMSC named 'nobody'"),
+    (lambda d: d["smscs"][0].update(tls={"ca_file": "/nonexistent/ca.pem"}),
+     "smppd.yaml: smscs[0].tls.ca_file: cannot read '/nonexistent/ca.pem'"),
+    (lambda d: d["smscs"][0].update(system_id="x" * 16),
+     "smppd.yaml: smscs[0].system_id: expected at most 15 characters"),
+])
+def test_each_mistake_names_file_key_and_expectation(tmp_path: Path, change: Any,
+                                                     expected: str) -> None:
+    found = problems(tmp_path, edit(change))
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{tmp_path}/{expected}"), found
+
+
+def test_a_missing_environment_variable_is_named(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CARRIER_A_PASSWORD")
+    assert problems(tmp_path, VALID) == [
+        f"{tmp_path / 'smppd.yaml'}: smscs[0].password: environment variable "
+        "CARRIER_A_PASSWORD is not set"]
+
+
+def test_variables_can_fill_numbers_and_have_defaults(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSC_PORT", "2800")
+    text = VALID.replace("port: 2775", "port: ${SMSC_PORT}").replace(
+        "window: 10", "window: ${SMSC_WINDOW:-25}")
+    smsc = config.load(write(tmp_path, text)).smscs[0]
+    assert (smsc.port, smsc.window) == (2800, 25)
+
+
+def test_all_problems_are_listed_at_once(tmp_path: Path) -> None:
+    def change(d: dict[str, Any]) -> None:
+        d["smscs"][0]["port"] = "x"
+        d["accounts"][0]["balance"] = -1
+        d["colour"] = 1
+
+    assert len(problems(tmp_path, edit(change))) == 3
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("smscs: [\n  - name: a\n", "invalid YAML"),
+    ("", "the file is empty"),
+    ("- just\n- a list\n", "(top level): expected a mapping, got a list"),
+])
+def test_unreadable_files(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in problems(tmp_path, text)[0]
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(tmp_path / "absent.yaml")
+    assert "cannot read" in str(caught.value)
+
+
+def test_check_config_prints_the_same_lines_and_exits_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, edit(lambda d: d["smscs"][0].update(window="wide")))
+    assert cli.main(["check-config", "--config", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{path}: smscs[0].window: expected a whole number, got a string 'wide'"]
+    good = write(tmp_path, VALID)
+    assert cli.main(["check-config", "--config", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_run_with_a_bad_config_exits_1_without_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, edit(lambda d: d.pop("smscs")))
+    assert cli.main(["run", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "smscs: missing required value" in err and "Traceback" not in err
