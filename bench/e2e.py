@@ -142,7 +142,9 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         started = time.perf_counter()
+        own_before = time.process_time()
         accepted_at, failures = asyncio.run(post_all(http_port, args.count, args.connections))
+        own_cpu = time.process_time() - own_before
         db = folder / "smppd.db"
         peak_rss = 0
         while True:
@@ -183,10 +185,12 @@ def main() -> None:
           f"status committed)")
     print(f"submit_sm/s and receipts/s over the run: {ok / elapsed:.0f} each "
           "(one part and one receipt per message)")
-    print(f"daemon CPU:         {cpu:.2f} s = {cpu / ok * 1000:.3f} s per 1,000 messages")
+    print(f"daemon CPU:         {cpu:.2f} s = {cpu / ok * 1000:.3f} s per 1,000 messages "
+          f"(user {cpu_after.user - cpu_before.user:.2f} s, "
+          f"system {cpu_after.system - cpu_before.system:.2f} s)")
     print("daemon CPU by thread (s, whole process life): "
           + ", ".join(f"{cpu_s:.2f}" for cpu_s, _ in threads[:4]))
-    print(f"fake SMSC CPU:      {smsc_cpu:.2f} s")
+    print(f"fake SMSC CPU:      {smsc_cpu:.2f} s; load generator CPU: {own_cpu:.2f} s")
     print(f"daemon peak RSS:    {hwm / 2**20:.0f} MiB")
     values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
               if line and not line.startswith("#")}

@@ -21,6 +21,7 @@ from ..store.queries import MessageFilter
 # on the wire (checklist 33), so it is refused here instead of mangled there.
 _ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9 .\-_&+!?#*%()/:,']{1,11}$")
 _NUMERIC_SENDER = re.compile(r"^\+?[0-9]{1,15}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{3,14}$")
 MESSAGE_FIELDS = {"to", "from", "text", "ref_id", "params"}
 MAX_TEXT_LENGTH = 5000
 MAX_PARAMS_BYTES = 4096
@@ -71,14 +72,39 @@ def recipient(value: Any, field: str = "to") -> tuple[str, str | None]:
     if not text.startswith("+"):
         raise ApiError(400, f"expected E.164 with a leading '+' and country code, got {text!r}",
                        field)
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException as exc:
-        raise ApiError(400, f"not a phone number: {exc}", field) from None
+    number = _strict_e164(text)
+    if number is None:  # spaces, dashes, brackets: let phonenumbers read it
+        try:
+            number = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException as exc:
+            raise ApiError(400, f"not a phone number: {exc}", field) from None
     if not phonenumbers.is_valid_number(number):
         raise ApiError(400, f"{text!r} is not a valid number for its country", field)
     digits = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
     return digits, phonenumbers.region_code_for_number(number)
+
+
+def _strict_e164(text: str) -> phonenumbers.PhoneNumber | None:
+    """A PhoneNumber for '+' and digits only, without phonenumbers.parse: parse reads
+    any national format with a dozen regular expressions (18 µs), while E.164 needs
+    only the country code, and country codes are prefix-free. Validity is still
+    phonenumbers' own is_valid_number."""
+    if not _E164.match(text):
+        return None
+    digits = text[1:]
+    for length in (1, 2, 3):
+        code = int(digits[:length])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[length:]
+            if not national:
+                return None
+            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+            zeros = len(national) - len(national.lstrip("0"))
+            if zeros:
+                number.italian_leading_zero = True
+                number.number_of_leading_zeros = zeros if zeros > 1 else None
+            return number
+    return None
 
 
 def sender(value: Any, field: str = "from") -> str:

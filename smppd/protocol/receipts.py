@@ -10,7 +10,7 @@ differently (field order, case, missing fields, 10- or 12-digit dates, free-form
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from .. import status as st
@@ -67,11 +67,16 @@ class Receipt:
     status: str  # smppd's vocabulary
     final: bool
     error: str | None = None  # err: from the text, or the network error code
-    text_fields: dict[str, str] = field(default_factory=dict)
+    body_text: str = ""
     network_error_code: bytes | None = None
 
-    # Dates are read on demand: strptime is most of a receipt's parse cost, and the
-    # hot path (matching and status) does not need them.
+    # The text fields and dates are read on demand: when the TLVs carry the id and a
+    # delivered state, the hot path (matching and status) needs neither, and the text
+    # parse was most of a receipt's cost.
+    @property
+    def text_fields(self) -> dict[str, str]:
+        return parse_text(self.body_text)
+
     @property
     def submit_date(self) -> datetime | None:
         return parse_date(self.text_fields.get("submit date"))
@@ -128,16 +133,19 @@ def parse(pdu: Pdu, body_text: str | None = None) -> Receipt:
     if body_text is None:
         raw = pdu.fields.get("short_message") or pdu.fields.get("message_payload") or b""
         body_text = raw.decode("latin-1")
-    text_fields = parse_text(body_text)
+    state_tlv = pdu.fields.get("message_state")
+    tlv_id = pdu.fields.get("receipted_message_id")
+    known_state = _MESSAGE_STATE.get(state_tlv) if state_tlv is not None else None
+    needs_text = not tlv_id or known_state is None or known_state[1] != st.DELIVERED
+    text_fields = parse_text(body_text) if needs_text else {}
 
-    message_id = pdu.fields.get("receipted_message_id") or text_fields.get("id") or ""
+    message_id = tlv_id or text_fields.get("id") or ""
     message_id = message_id.strip().strip("\x00")
     if not message_id:
         raise ReceiptError("receipt has no message id (no receipted_message_id TLV, no id:)")
 
-    state_tlv = pdu.fields.get("message_state")
-    if state_tlv is not None and state_tlv in _MESSAGE_STATE:
-        stat, status, final = _MESSAGE_STATE[state_tlv]
+    if known_state is not None:
+        stat, status, final = known_state
     else:
         stat = (text_fields.get("stat") or "").strip().upper()
         if stat not in _STAT_TEXT:
@@ -155,7 +163,7 @@ def parse(pdu: Pdu, body_text: str | None = None) -> Receipt:
         status=status,
         final=final,
         error=error,
-        text_fields=text_fields,
+        body_text=body_text,
         network_error_code=network_error,
     )
 
