@@ -134,6 +134,7 @@ def main() -> None:
         time.sleep(0.5)  # bind
         process = psutil.Process(daemon.pid)
         cpu_before = process.cpu_times()
+        switches_before = process.num_ctx_switches()
         smsc_cpu_before = psutil.Process(smsc.pid).cpu_times()
         spy = None
         if args.py_spy:
@@ -158,6 +159,8 @@ def main() -> None:
             spy.send_signal(2)
             spy.wait(30)
         cpu_after = process.cpu_times()
+        switches = [a - b for a, b in zip(process.num_ctx_switches(), switches_before,
+                                          strict=True)]
         threads = sorted(((t.user_time + t.system_time, t.id) for t in process.threads()),
                          reverse=True)
         smsc_cpu_after = psutil.Process(smsc.pid).cpu_times()
@@ -190,6 +193,7 @@ def main() -> None:
           f"system {cpu_after.system - cpu_before.system:.2f} s)")
     print("daemon CPU by thread (s, whole process life): "
           + ", ".join(f"{cpu_s:.2f}" for cpu_s, _ in threads[:4]))
+    print(f"daemon context switches: {switches[0]} voluntary, {switches[1]} involuntary")
     print(f"fake SMSC CPU:      {smsc_cpu:.2f} s; load generator CPU: {own_cpu:.2f} s")
     print(f"daemon peak RSS:    {hwm / 2**20:.0f} MiB")
     values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
