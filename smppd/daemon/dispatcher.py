@@ -357,8 +357,18 @@ class Dispatcher:
 
     def submit_unknown(self, event: SubmitUnknown) -> None:
         """No response: it may have been sent. Recorded `unknown`, never resent blindly
-        (a resend could deliver and bill twice; checklist 7)."""
+        (a resend could deliver and bill twice; checklist 7), except when the SMSC
+        itself unbound before answering."""
         token: PartToken = event.token
+        if event.declined and not token.message.failed:
+            # The SMSC unbound with it unanswered: it was declined, not lost. Send it
+            # again once a bind is back (checklist 12).
+            log.info("message=%s part=%d smsc=%s %s before answering; sent again after "
+                     "the next bind", token.message.id, token.part_no, token.channel.name,
+                     event.reason)
+            token.channel.unsettled -= 1
+            token.channel.retries.append((token.message, token.part_no))
+            return
         log.warning("message=%s part=%d smsc=%s outcome unknown: %s", token.message.id,
                     token.part_no, token.channel.name, event.reason)
         if self.metrics is not None:

@@ -100,6 +100,10 @@ class SubmitUnknown:
 
     token: Any
     reason: str
+    # True when the SMSC itself unbound with the submit unanswered: it declined to
+    # process it, so sending it again after the next bind is the expected recovery
+    # (checklist 12), unlike a timeout or a dropped connection.
+    declined: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,19 +366,19 @@ class EsmeSession:
     def _protocol_error(self, description: str) -> None:
         self._events.append(ProtocolError(description))
 
-    def _close(self, reason: str) -> None:
+    def _close(self, reason: str, declined: bool = False) -> None:
         if self.state is State.CLOSED:
             return
         self.state = State.UNBOUND
-        self._fail_outstanding(reason)
+        self._fail_outstanding(reason, declined)
         self._bind_deadline = self._enquire_deadline = None
         self._drain_deadline = self._unbind_deadline = None
         self._events.append(CloseConnection(reason))
 
-    def _fail_outstanding(self, reason: str) -> None:
+    def _fail_outstanding(self, reason: str, declined: bool = False) -> None:
         for sequence, (token, _deadline, _command) in self._submits.items():
             self._remember_timed_out(sequence, token)
-            self._events.append(SubmitUnknown(token, reason))
+            self._events.append(SubmitUnknown(token, reason, declined))
         self._submits.clear()
 
     def _remember_timed_out(self, sequence: int, token: Any) -> None:
@@ -435,7 +439,7 @@ class EsmeSession:
         elif command == "unbind":
             self._reply(codec.response_to(pdu))
             self._events.append(UnbindReceived())
-            self._close("unbound by the SMSC")
+            self._close("unbound by the SMSC", declined=True)
         elif command == "unbind_resp":
             if self._control.pop(pdu.sequence, None) == "unbind":
                 self._close("unbind complete")

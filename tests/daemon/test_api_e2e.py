@@ -276,3 +276,21 @@ def test_health_ready_and_metrics(start_daemon: Any) -> None:
         assert name in metrics, name
     assert "48500100200" not in metrics  # never a number as a label
     client.close()
+
+
+def test_smsc_unbind_mid_burst_sends_the_unanswered_again(start_daemon: Any) -> None:
+    """Checklist 12: the SMSC unbinds with submits unanswered: unbind_resp is sent,
+    nothing is submitted on that bind afterwards, and the unanswered messages go out
+    again after the next bind, ending delivered."""
+    running = start_daemon()
+    smsc = running.smsc
+    smsc.behaviour.response_delay = 0.3
+    ids = [running.client.send(to=f"+485001007{i:02d}", text=f"burst {i}")[1]["id"]
+           for i in range(10)]
+    wait_for(lambda: len(smsc.received) >= 10, what="submits in flight")
+    call(smsc.unbind_all)
+    smsc.behaviour.response_delay = 0.0
+    for message_id in ids:
+        assert running.client.wait_status(message_id, "delivered", timeout=15)
+    unbind_responses = [p for p in smsc.received if p.command == "unbind_resp"]
+    assert unbind_responses

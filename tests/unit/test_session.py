@@ -189,7 +189,7 @@ def test_smsc_unbind_is_answered_and_in_flight_reported_unknown() -> None:
     (resp,) = peer.sent()
     assert (resp.command, resp.sequence) == ("unbind_resp", 9)
     assert events[0] == UnbindReceived()
-    assert SubmitUnknown("a", "unbound by the SMSC") in events
+    assert SubmitUnknown("a", "unbound by the SMSC", declined=True) in events
     with pytest.raises(SessionError):
         peer.submit("b")
 
