@@ -1,30 +1,31 @@
-"""`smppd demo`: the protocol core end to end against the bundled fake SMSC.
+"""`smppd demo`: the whole daemon on the embedded default, shown end to end.
 
-Starts the fake SMSC on a free 127.0.0.1 port, binds one transceiver, sends a mix of
-texts (GSM, GSM extension characters, UCS-2 with emoji, long multi-part ones) under
-the window, follows every part to its receipt, prints progress and a status
-summary, and writes a per-message CSV report. Until the store lands (issue 3) this
-is the whole job; the daemon will take over the same path.
+Starts the bundled fake SMSC and the daemon (SQLite in the output folder) in this
+process, sends a few hundred messages of every kind over the HTTP API as a customer
+would (GSM, GSM extension characters, Polish and Cyrillic text, emoji, long
+multi-part texts), prints progress while receipts arrive, then a status summary,
+and writes a CSV report read back from the database.
 """
 
 from __future__ import annotations
 
 import csv
+import http.client
+import json
 import random
 import sys
+import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy import select
+
+from . import config
 from . import status as st
-from .protocol import constants as c
-from .protocol import receipts
-from .protocol.connector import Connector, ConnectorConfig, ConnectorListener, Link
-from .protocol.message_id import IdPolicy
-from .protocol.segmentation import ConcatReferences, split
-from .protocol.session import SessionConfig
+from .store import database
+from .store import schema as t
 
 SAMPLES = [
     "Your code is {n}. It expires in 10 minutes.",
@@ -34,161 +35,155 @@ SAMPLES = [
     "Reminder {n}: " + "your appointment is tomorrow at 09:00, reply YES to confirm. " * 4,
     "Długa wiadomość {n}: " + "ąęłńóśźż " * 30,
 ]
-DESTINATION_PREFIXES = {"4860": "UNDELIV", "4869": "EXPIRED"}
+# The fake SMSC reports these destination prefixes as not delivered / expired.
+RECEIPTS_BY_PREFIX = {"4860": "UNDELIV", "4869": "EXPIRED"}
+PREFIXES = ["4850", "4851", "4860", "4869", "4853"]
+TOKEN = "demo-token-0123456789abcdef"
 
 
-@dataclass
-class DemoMessage:
-    number: int
-    destination: str
-    text: str
-    encoding: str
-    parts: list[dict[str, Any]]
-    part_status: list[str] = field(default_factory=list)
-    smsc_ids: list[str | None] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        return st.combine_parts(self.part_status)
+def _settings(folder: Path, smsc_port: int) -> config.Settings:
+    return config.parse({
+        "database": f"sqlite:///{folder / 'smppd.db'}",
+        "http": {"listen": "127.0.0.1:0"},
+        # This SMSC answers ids in hex and writes them in decimal in its receipts.
+        "smscs": [{"name": "demo-smsc", "host": "127.0.0.1", "port": smsc_port,
+                   "system_id": "demo", "password": "demo", "window": 50,
+                   "id_format": {"response": "hex", "receipt": "dec"}}],
+        "accounts": [{"name": "demo", "token": TOKEN, "balance": 1_000_000}],
+    }, "demo")
 
 
-class DemoListener(ConnectorListener):
-    def __init__(self, messages: list[DemoMessage], policy: IdPolicy) -> None:
-        self.messages = messages
-        self.policy = policy
-        self.by_key: dict[str, tuple[DemoMessage, int]] = {}
-        self.early: dict[str, str] = {}  # receipts that came before their response
-        self.receipts = 0
-        self.unmatched = 0
-
-    def submit_result(self, link: Link, event: Any) -> None:
-        message, index = event.token
-        if event.status != c.ESME_ROK:
-            message.part_status[index] = st.REJECTED
-            return
-        message.smsc_ids[index] = event.message_id
-        message.part_status[index] = st.merge(message.part_status[index], st.SUBMITTED)
-        if event.message_id:
-            key = self.policy.from_response(event.message_id)
-            self.by_key[key] = (message, index)
-            if key in self.early:
-                self._apply(message, index, self.early.pop(key))
-
-    def submit_unknown(self, link: Link, event: Any) -> None:
-        message, index = event.token
-        message.part_status[index] = st.merge(message.part_status[index], st.UNKNOWN)
-
-    def deliver(self, link: Link, event: Any) -> int:
-        if not receipts.is_receipt(event.pdu):
-            return 0
-        try:
-            receipt = receipts.parse(event.pdu)
-        except receipts.ReceiptError:
-            self.unmatched += 1
-            return 0
-        self.receipts += 1
-        key = self.policy.from_receipt(receipt.message_id)
-        found = self.by_key.get(key)
-        if found is None:
-            self.early[key] = receipt.status
-        else:
-            self._apply(found[0], found[1], receipt.status)
-        return 0
-
-    @staticmethod
-    def _apply(message: DemoMessage, index: int, status: str) -> None:
-        message.part_status[index] = st.merge(message.part_status[index], status)
-
-
-def build_messages(count: int, rng: random.Random) -> list[DemoMessage]:
-    refs = ConcatReferences(rng=rng)
-    messages = []
-    prefixes = ["4850", "4851", "4860", "4869", "4853"]
+def _customer(port: int, count: int, out: TextIO, result: dict[str, Any]) -> None:
+    """What a customer's system does: POST every message, keep the ids."""
+    rng = random.Random(2026)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    ids = []
     for number in range(count):
-        text = SAMPLES[number % len(SAMPLES)].format(n=number)
-        destination = f"{prefixes[number % len(prefixes)]}{rng.randrange(10**7):07d}"
-        info, parts = split(text, reference=lambda d=destination: refs.next(d))
-        messages.append(DemoMessage(number, destination, text, info.encoding.value, parts,
-                                    [st.QUEUED] * len(parts), [None] * len(parts)))
-    return messages
+        destination = f"+{PREFIXES[number % len(PREFIXES)]}{rng.randrange(10**7):07d}"
+        body = {"to": destination, "from": "Acme", "text": SAMPLES[number % len(SAMPLES)]
+                .format(n=number), "ref_id": f"demo-{number}"}
+        conn.request("POST", "/v1/messages", json.dumps(body),
+                     {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        if response.status != 201:
+            print(f"smppd demo: message {number} refused: {answer}", file=out)
+            continue
+        ids.append(answer["id"])
+    conn.close()
+    result["ids"] = ids
+
+
+def _counts(engine: Any) -> Counter[str]:
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        return Counter(dict(conn.execute(select(t.messages.c.status, func.count())
+                                         .group_by(t.messages.c.status)).all()))
 
 
 def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.stdout,
-             timeout: float = 60.0) -> int:
+             timeout: float = 120.0) -> int:
     """Run the demo in this process's reactor; returns a process exit code."""
-    from twisted.internet import reactor, task
+    from twisted.internet import reactor
 
+    from .daemon.app import Daemon
     from .fake_smsc import Behaviour, FakeSmsc
 
     output = output or Path("demo-output")
     output.mkdir(parents=True, exist_ok=True)  # before the reactor: a bad --dir fails fast
-    smsc = FakeSmsc(Behaviour(receipt_delay=0.2, receipt_status_by_prefix=DESTINATION_PREFIXES,
+    for stale in ("smppd.db", "smppd.db-wal", "smppd.db-shm"):
+        (output / stale).unlink(missing_ok=True)
+    smsc = FakeSmsc(Behaviour(receipt_delay=0.2, receipt_status_by_prefix=RECEIPTS_BY_PREFIX,
                               id_format="hexpad", receipt_id_format="dec"))
-    port = smsc.listen()
-    messages = build_messages(count, random.Random(2026))
-    policy = IdPolicy.from_kannel(1)  # this SMSC answers hex and reports decimal
-    listener = DemoListener(messages, policy)
-    config = ConnectorConfig("demo-smsc", "127.0.0.1", port.getHost().port,
-                             SessionConfig("demo", "demo", window=20))
-    connector = Connector(config, listener, reactor)
-    queue = deque((message, index) for message in messages for index in range(len(message.parts)))
+    smsc_port = smsc.listen().getHost().port
+    daemon = Daemon(_settings(output, smsc_port), reactor)
+    result: dict[str, Any] = {"code": 0}
     started = time.monotonic()
-    result = {"code": 0}
-    print(f"smppd demo: fake SMSC on 127.0.0.1:{port.getHost().port}, {count} messages "
-          f"({len(queue)} parts)", file=out)
 
-    def pump() -> None:
-        while queue and connector.window_available > 0:
-            message, index = queue.popleft()
-            fields = dict(message.parts[index], source_addr="Acme",
-                          source_addr_ton=c.TON_ALPHANUMERIC, destination_addr=message.destination,
-                          dest_addr_ton=c.TON_INTERNATIONAL, dest_addr_npi=c.NPI_ISDN,
-                          registered_delivery=c.REGISTERED_DELIVERY_FINAL)
-            connector.submit(fields, (message, index), flush=False)
-        connector.flush()
+    def drive() -> None:
+        try:
+            _drive(daemon, output / "smppd.db", count, out, result, started, timeout)
+        except Exception as exc:  # the demo must end, and say why
+            print(f"smppd demo: {exc}", file=out)
+            result["code"] = 1
+        finally:
+            from twisted.internet.threads import blockingCallFromThread
 
-    last_report = [0.0]
+            blockingCallFromThread(reactor, daemon.stop)
+            reactor.callFromThread(reactor.stop)
 
-    def progress() -> None:
-        pump()
-        counts = Counter(m.status for m in messages)
-        done = sum(n for s, n in counts.items() if s in st.FINAL)
-        now = time.monotonic()
-        if now - last_report[0] >= 0.5 or done == count:
-            last_report[0] = now
+    def started_ok(_: Any) -> None:
+        print(f"smppd demo: fake SMSC on 127.0.0.1:{smsc_port}, daemon API on "
+              f"127.0.0.1:{daemon.http_port}, database {output / 'smppd.db'}", file=out)
+        threading.Thread(target=drive, name="demo-customer", daemon=True).start()
+
+    def failed(failure: Any) -> None:
+        print(f"smppd demo: the daemon did not start: {failure.getErrorMessage()}", file=out)
+        result["code"] = 1
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: daemon.start().addCallbacks(started_ok, failed))
+    reactor.run(installSignalHandlers=False)
+    if result["code"] == 0:
+        _report(output, out)
+    return result["code"]
+
+
+def _drive(daemon: Any, db: Path, count: int, out: TextIO, result: dict[str, Any],
+           started: float, timeout: float) -> None:
+    deadline = started + timeout
+    while not daemon.readiness()[0]:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the daemon did not bind to the fake SMSC")
+        time.sleep(0.05)
+    _customer(daemon.http_port, count, out, result)
+    accepted = len(result["ids"])
+    print(f"  {time.monotonic() - started:5.1f} s  {accepted} messages accepted over HTTP",
+          file=out)
+    engine = database.make_engine(f"sqlite:///{db}")
+    try:
+        while True:
+            counts = _counts(engine)
+            done = sum(n for status, n in counts.items() if status in st.FINAL)
             summary = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
-            print(f"  {now - started:5.1f} s  sent {len(smsc.submits):4d} parts, "
-                  f"receipts {listener.receipts:4d}  [{summary}]", file=out)
-        if done == count or now - started > timeout:
-            if done != count:
-                print(f"smppd demo: gave up after {timeout:g} s", file=out)
-                result["code"] = 1
-            loop.stop()
-            connector.stop().addBoth(lambda _: port.stopListening()).addBoth(
-                lambda _: reactor.stop())
+            print(f"  {time.monotonic() - started:5.1f} s  final {done:4d}/{accepted}  "
+                  f"[{summary}]", file=out)
+            if done >= accepted:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gave up after {timeout:g} s")
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
 
-    loop = task.LoopingCall(progress)
-    connector.start()
-    loop.start(0.05, now=False)
-    reactor.run()
 
+def _report(output: Path, out: TextIO) -> None:
+    engine = database.make_engine(f"sqlite:///{output / 'smppd.db'}")
     report = output / "demo-report.csv"
-    with report.open("w", newline="", encoding="utf-8") as handle:
+    m, p = t.messages.c, t.parts.c
+    with engine.connect() as conn, report.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["message", "destination", "encoding", "parts", "status", "smsc_ids",
-                         "text"])
-        for message in messages:
-            writer.writerow([message.number, message.destination, message.encoding,
-                             len(message.parts), message.status,
-                             " ".join(i or "" for i in message.smsc_ids), message.text])
-    counts = Counter(m.status for m in messages)
-    encodings = Counter(m.encoding for m in messages)
-    parts = sum(len(m.parts) for m in messages)
+        writer.writerow(["id", "ref_id", "to", "encoding", "parts", "points", "status",
+                         "smsc_ids", "created_at", "final_at", "text"])
+        ids: dict[str, list[str]] = {}
+        for message_id, smsc_id in conn.execute(select(p.message_id, p.smsc_id)
+                                                .order_by(p.message_id, p.part_no)):
+            ids.setdefault(message_id, []).append(smsc_id or "")
+        rows = conn.execute(select(m.id, m.ref_id, m.recipient, m.encoding, m.parts, m.points,
+                                   m.status, m.created_at, m.final_at, m.text)
+                            .order_by(m.id)).all()
+        for row in rows:
+            writer.writerow([row.id, row.ref_id, "+" + row.recipient, row.encoding, row.parts,
+                             row.points, row.status, " ".join(ids.get(row.id, [])),
+                             row.created_at, row.final_at, row.text])
+    engine.dispose()
+    statuses = Counter(row.status for row in rows)
+    encodings = Counter(row.encoding for row in rows)
     print("\nstatus        messages", file=out)
     for name in st.ALL:
-        if counts.get(name):
-            print(f"{name:<13} {counts[name]:>8}", file=out)
-    print(f"{'total':<13} {count:>8}   ({parts} parts; "
+        if statuses.get(name):
+            print(f"{name:<13} {statuses[name]:>8}", file=out)
+    print(f"{'total':<13} {len(rows):>8}   ({sum(r.parts for r in rows)} parts; "
           + ", ".join(f"{e} {n}" for e, n in sorted(encodings.items())) + ")", file=out)
     print(f"report written: {report}", file=out)
-    return result["code"]

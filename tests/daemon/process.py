@@ -1,0 +1,155 @@
+"""Running `smppd run` as a real subprocess for signal and crash tests; the fake SMSC
+stays in the test process (on the shared reactor) so the test sees every PDU."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TOKEN = "process-test-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_config(folder: Path, smsc_port: int, http_port: int, *, window: int = 10,
+                 throughput: float = 0, password: str = "secret",
+                 log_level: str = "info") -> Path:
+    path = folder / "smppd.yaml"
+    path.write_text(f"""
+database: sqlite:///{folder / 'smppd.db'}
+log_level: {log_level}
+http:
+  listen: 127.0.0.1:{http_port}
+smscs:
+  - name: carrier-a
+    host: 127.0.0.1
+    port: {smsc_port}
+    system_id: acme
+    password: {password}
+    window: {window}
+    throughput: {throughput}
+    response_timeout: 10
+accounts:
+  - name: acme
+    token: {TOKEN}
+    balance: 10000000
+retry:
+  initial: 0.05
+  max: 0.5
+""")
+    return path
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, http_port: int) -> None:
+        self.config = config
+        self.http_port = http_port
+        self.log = config.parent / "daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "smppd.cli", "run", "--config", str(self.config)],
+                stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"smppd exited {self.process.returncode}:\n"
+                                     + self.log.read_text())
+            if self.ready():
+                return
+            time.sleep(0.05)
+        raise AssertionError("smppd did not become ready:\n" + self.log.read_text())
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.http_port), timeout=1) as conn:
+                conn.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                return conn.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        assert self.process is not None
+        self.process.wait(10)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+async def _post_many(port: int, bodies: list[bytes], connections: int,
+                     accepted: dict[str, str], stop_after: int | None) -> None:
+    queue = iter(range(len(bodies)))
+
+    async def worker() -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+        try:
+            for index in queue:
+                body = bodies[index]
+                writer.write(b"POST /v1/messages HTTP/1.1\r\nHost: t\r\n"
+                             b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                status = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                answer = await reader.readexactly(length)
+                if b" 201 " in status:
+                    accepted[json.loads(body)["text"]] = json.loads(answer)["id"]
+                if stop_after is not None and len(accepted) >= stop_after:
+                    return
+        except (OSError, asyncio.IncompleteReadError):
+            return  # the daemon died under us: what was answered 201 is recorded
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+
+
+def post_many(port: int, texts: list[str], connections: int = 20,
+              stop_after: int | None = None) -> dict[str, str]:
+    """POST one message per text; returns text -> id for every 201 received."""
+    bodies = [json.dumps({"to": f"+4850{i:07d}", "from": "Acme", "text": text}).encode()
+              for i, text in enumerate(texts)]
+    accepted: dict[str, str] = {}
+    asyncio.run(_post_many(port, bodies, connections, accepted, stop_after))
+    return accepted

@@ -1,0 +1,25 @@
+"""`smppd demo` (the README's first command) runs the daemon end to end."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_sends_every_kind_and_writes_a_report(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "smppd.cli", "demo", "--count", "60",
+                           "--dir", str(folder)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "60 messages accepted over HTTP" in done.stdout
+    assert "final   60/60" in done.stdout
+    with (folder / "demo-report.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 60
+    assert {row["status"] for row in rows} == {"delivered", "undelivered", "expired"}
+    assert {row["encoding"] for row in rows} == {"gsm", "ucs2"}
+    assert any(int(row["parts"]) > 1 for row in rows)
+    assert all(row["smsc_ids"] for row in rows)
+    assert "Traceback" not in done.stderr
