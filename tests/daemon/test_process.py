@@ -20,14 +20,16 @@ def _submitted_texts(smsc: Any) -> Counter[str]:
                    for record in list(smsc.submits))
 
 
-def _wait_db(db: Path, sql: str, predicate: Any, timeout: float, what: str) -> Any:
+def _wait_db(db: Path, sql: str, predicate: Any, timeout: float, what: str,
+             log: Path) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = query(db, sql)
         if predicate(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {value}")
+            raise AssertionError(f"timed out waiting for {what}: {value}\n"
+                                 + log.read_text()[-3000:])
         time.sleep(0.1)
 
 
@@ -38,21 +40,26 @@ def test_kill_9_mid_burst_then_restart_accounts_for_every_message(
     config = write_config(tmp_path, smsc.port, http_port, window=window, log_level="warning")
     db = tmp_path / "smppd.db"
     daemon = DaemonProcess(config, http_port)
-    daemon.start()
+    restarted = DaemonProcess(config, http_port)
     texts = [f"kill test {i}" for i in range(10_000)]
     accepted: dict[str, str] = {}
     sender = threading.Thread(target=lambda: accepted.update(post_many(http_port, texts)))
-    sender.start()
-    wait_for(lambda: len(smsc.submits) >= 2000, timeout=60, what="the burst under way")
-    daemon.kill()  # SIGKILL: no drain, no unbind, whatever was in memory is gone
-    sender.join(60)
-    submitted_at_kill = len(smsc.submits)
-    restarted = DaemonProcess(config, http_port)
     try:
+        daemon.start()
+        sender.start()
+        try:
+            wait_for(lambda: len(smsc.submits) >= 2000, timeout=60, what="the burst under way")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{daemon.log.read_text()[-3000:]}") from None
+        daemon.kill()  # SIGKILL: no drain, no unbind, whatever was in memory is gone
+        sender.join(60)
+        submitted_at_kill = len(smsc.submits)
         restarted.start()
         _wait_db(db, "SELECT count(*) FROM messages WHERE status IN ('queued', 'submitted')",
-                 lambda rows: rows[0][0] == 0, 120, "every message settled after restart")
+                 lambda rows: rows[0][0] == 0, 60, "every message settled after restart",
+                 restarted.log)
     finally:
+        daemon.stop()
         restarted.stop()
     stored = {text: (message_id, status, points)
               for message_id, text, status, points in
