@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,17 @@ def test_bad_numbers_are_rejected_by_name(argv: list[str],
     assert argv[1] in capsys.readouterr().err
 
 
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    assert cli.main(["db", "upgrade", "--url", url]) == 0
+    assert "revision 0001" in capsys.readouterr().out
+    assert cli.main(["db", "upgrade", "--url", url]) == 0  # again: nothing to do
+
+
+def test_db_upgrade_names_a_missing_folder(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["db", "upgrade", "--url", f"sqlite:///{tmp_path}/absent/x.db"]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""API input checks, without a server: numbers, sender ids, list queries."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as s
+
+from smppd.api import validation
+from smppd.api.validation import ApiError
+
+
+@given(s.text(alphabet="0123456789", min_size=4, max_size=15))
+@settings(max_examples=500)
+def test_strict_e164_reads_numbers_exactly_as_phonenumbers(digits: str) -> None:
+    text = "+" + digits
+    fast = validation._strict_e164(text)
+    try:
+        slow = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        slow = None
+    if fast is None or slow is None:
+        # Where one of them cannot read it, neither may accept it as valid.
+        assert not (fast and phonenumbers.is_valid_number(fast))
+        assert not (slow and phonenumbers.is_valid_number(slow))
+        return
+    assert phonenumbers.is_valid_number(fast) == phonenumbers.is_valid_number(slow)
+    if phonenumbers.is_valid_number(slow):
+        assert fast == slow
+
+
+@pytest.mark.parametrize(("text", "digits", "region"), [
+    ("+48500100200", "48500100200", "PL"),
+    ("+48 500 100 200", "48500100200", "PL"),
+    ("+1 (202) 555-0123", "12025550123", "US"),
+    ("+390612345678", "390612345678", "IT"),
+])
+def test_valid_recipients(text: str, digits: str, region: str) -> None:
+    assert validation.recipient(text) == (digits, region)
+
+
+@pytest.mark.parametrize("text", ["48500100200", "+4850010020", "+", "+abc", "", " ",
+                                  "+999123456789", "+48500100200999999"])
+def test_invalid_recipients_name_the_field(text: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        validation.recipient(text)
+    assert (caught.value.status, caught.value.field) == (400, "to")
+
+
+@pytest.mark.parametrize("value", ["Acme", "ACME Shop", "Shop-1", "12345", "+48500100200",
+                                   "A.B&C", "x" * 11])
+def test_sender_ids_that_pass(value: str) -> None:
+    assert validation.sender(value) == value
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("Shop@1", "'@'"), ("x" * 12, "at most 11"), ("", "sender id"), (" Acme", "space"),
+    ("Ünïcödé", "cannot contain"), ("1234567890123456", "at most 11"), (None, "sender id"),
+    ("a\x00b", "cannot contain"),
+])
+def test_sender_ids_that_fail_say_why(value: object, why: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        validation.sender(value)
+    assert caught.value.field == "from" and why in caught.value.message
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (b"", None), (b"\xff\xfe", None), (b"null", None), (b'"text"', None), (b"{", None),
+])
+def test_bodies_that_are_not_json_objects(body: bytes, field: str | None) -> None:
+    with pytest.raises(ApiError) as caught:
+        validation.parse_json_object(body)
+    assert caught.value.status == 400 and caught.value.field == field
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    ({"limit": "0"}, "limit"), ({"limit": "1001"}, "limit"), ({"limit": "x"}, "limit"),
+    ({"cursor": "zz"}, "cursor"), ({"status": "sent"}, "status"),
+    ({"recipient": "abc"}, "recipient"), ({"until": "soon"}, "until"), ({"page": "2"}, "page"),
+])
+def test_list_queries_that_fail_name_the_parameter(args: dict[str, str], field: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        validation.list_query(args)
+    assert caught.value.field == field
+
+
+def test_list_query_time_bounds_become_id_bounds() -> None:
+    where, cursor, limit = validation.list_query(
+        {"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00+01:00",
+         "recipient": "+48500100200", "limit": "5"})
+    assert where.min_id is not None and where.max_id is not None
+    assert where.min_id < where.max_id and where.recipient == "48500100200"
+    assert (cursor, limit) == (None, 5)
