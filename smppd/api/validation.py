@@ -79,9 +79,24 @@ def recipient(value: Any, field: str = "to") -> tuple[str, str | None]:
         except phonenumbers.NumberParseException as exc:
             raise ApiError(400, f"not a phone number: {exc}", field) from None
     if not phonenumbers.is_valid_number(number):
-        raise ApiError(400, f"{text!r} is not a valid number for its country", field)
+        number = _lenient(text)  # only to suggest what was perhaps meant
+        if number is None or not phonenumbers.is_valid_number(number):
+            raise ApiError(400, f"{text!r} is not a valid number for its country", field)
     digits = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    typed = "".join(ch for ch in text if ch.isdigit())
+    if digits != typed:
+        # phonenumbers dropped a trunk prefix (+7 8..., +961 0...): sending to another
+        # number than the one written would be worse than asking.
+        raise ApiError(400, f"{text!r} is not valid as written; did you mean +{digits}?",
+                       field)
     return digits, phonenumbers.region_code_for_number(number)
+
+
+def _lenient(text: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
 
 
 def _strict_e164(text: str) -> phonenumbers.PhoneNumber | None:
@@ -96,14 +111,11 @@ def _strict_e164(text: str) -> phonenumbers.PhoneNumber | None:
         code = int(digits[:length])
         if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
             national = digits[length:]
-            if not national:
+            if not national or national[0] == "0":
+                # A leading 0 may be a national prefix that parse strips (+961 0...)
+                # or an Italian-style significant zero: phonenumbers decides.
                 return None
-            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-            zeros = len(national) - len(national.lstrip("0"))
-            if zeros:
-                number.italian_leading_zero = True
-                number.number_of_leading_zeros = zeros if zeros > 1 else None
-            return number
+            return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
     return None
 
 

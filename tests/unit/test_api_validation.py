@@ -11,23 +11,44 @@ from smppd.api import validation
 from smppd.api.validation import ApiError
 
 
-@given(s.text(alphabet="0123456789", min_size=4, max_size=15))
-@settings(max_examples=500)
-def test_strict_e164_reads_numbers_exactly_as_phonenumbers(digits: str) -> None:
-    text = "+" + digits
-    fast = validation._strict_e164(text)
+def _reference(text: str) -> tuple[str, str | None] | None:
+    """What phonenumbers alone says: parse, is_valid_number, E.164 digits and region."""
     try:
-        slow = phonenumbers.parse(text, None)
+        number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
-        slow = None
-    if fast is None or slow is None:
-        # Where one of them cannot read it, neither may accept it as valid.
-        assert not (fast and phonenumbers.is_valid_number(fast))
-        assert not (slow and phonenumbers.is_valid_number(slow))
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:],
+            phonenumbers.region_code_for_number(number))
+
+
+@given(s.text(alphabet="0123456789", min_size=4, max_size=15))
+@settings(max_examples=3000)
+def test_recipient_fast_path_agrees_with_phonenumbers(digits: str) -> None:
+    """The strict E.164 shortcut accepts exactly what phonenumbers.parse +
+    is_valid_number accept as written; what phonenumbers would only accept after
+    rewriting it (dropping a trunk prefix) is refused, with the suggestion."""
+    text = "+" + digits
+    try:
+        ours: tuple[str, str | None] | None = validation.recipient(text)
+    except ApiError as exc:
+        ours = None
+        reference = _reference(text)
+        if reference is not None:
+            assert reference[0] != digits and f"did you mean +{reference[0]}" in exc.message
         return
-    assert phonenumbers.is_valid_number(fast) == phonenumbers.is_valid_number(slow)
-    if phonenumbers.is_valid_number(slow):
-        assert fast == slow
+    assert ours == _reference(text)
+
+
+@given(s.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)))
+@settings(max_examples=300)
+def test_every_region_example_number_is_accepted(region: str) -> None:
+    example = phonenumbers.example_number(region)
+    if example is None:
+        return
+    text = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    assert validation.recipient(text) == _reference(text)
 
 
 @pytest.mark.parametrize(("text", "digits", "region"), [
