@@ -139,6 +139,7 @@ class Dispatcher:
         self._refilling = False
         self._timer: Any = None
         self._pump_call: Any = None
+        self.passes = 0  # pump passes: flat while nothing can be sent (checklist 15)
         self.accepting = True
         self.stopped = False
 
@@ -225,6 +226,7 @@ class Dispatcher:
     def pump(self) -> None:
         if self.stopped:
             return
+        self.passes += 1
         now = self.reactor.seconds()
         wait: float | None = None
         for channel in self.channels.values():

@@ -131,3 +131,30 @@ def test_sighup_reloads_throughput_and_credentials(smsc: Any, tmp_path: Path) ->
     finally:
         daemon.stop()
     assert "newpass" not in daemon.log.read_text()  # secrets are never logged
+
+
+def test_systemd_notifications_ready_watchdog_stopping(smsc: Any, tmp_path: Path) -> None:
+    """Type=notify: READY=1 once serving, WATCHDOG=1 from the reactor at half the
+    WatchdogSec, STOPPING=1 on SIGTERM."""
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    receiver.settimeout(10)
+    http_port = free_port()
+    daemon = DaemonProcess(write_config(tmp_path, smsc.port, http_port), http_port)
+    messages: list[str] = []
+    try:
+        daemon.start(extra_env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+        assert daemon.process is not None
+        while not any(m.startswith("WATCHDOG=1") for m in messages):
+            messages.append(receiver.recv(4096).decode())
+        daemon.signal(signal.SIGTERM)
+        while not any("STOPPING=1" in m for m in messages):
+            messages.append(receiver.recv(4096).decode())
+        assert daemon.wait(30) == 0
+    finally:
+        daemon.stop()
+        receiver.close()
+    assert messages[0].startswith("READY=1")
