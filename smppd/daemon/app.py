@@ -72,6 +72,7 @@ class Daemon:
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
+        self._expiry: task.LoopingCall | None = None
         self.accepting = False
         self.started = False
         self._watchdog: task.LoopingCall | None = None
@@ -85,7 +86,8 @@ class Daemon:
         yield self._in_thread(database.upgrade, self.engine)
         yield self._in_thread(self._seed_accounts)
         self.applier.pending_receipts = yield self._read(queries.count_pending_receipts)
-        fragments = yield self._read(queries.unassembled_fragments)
+        fragments = yield self._read(queries.unassembled_fragments,
+                                     self.listener.reassembler.timeout)
         self.writer.start()
         for row in fragments:
             self._reload_fragment(row)
@@ -95,6 +97,8 @@ class Daemon:
         factory = make_factory(self, self.tokens, self.settings.max_body_bytes)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            interface=self.settings.http_listen_host)
+        self._expiry = task.LoopingCall(self.listener.expire)
+        self._expiry.start(60.0, now=False)
         self.accepting = True
         self.started = True
         log.info("smppd ready: HTTP on %s:%d, %d SMSC(s), database %s",
@@ -243,9 +247,7 @@ class Daemon:
         for name in removed:
             changes.append(f"smsc {name}: removed from the configuration; it stays bound "
                            "until restart")
-        self.dispatcher.routes = {r.prefix: r.smsc for r in settings.routes}
-        self.dispatcher._route_lengths = sorted({len(p) for p in self.dispatcher.routes},
-                                                reverse=True)
+        self.dispatcher.set_routes({r.prefix: r.smsc for r in settings.routes})
         new_accounts = {a.name for a in settings.accounts} - set(self.accounts)
         self.settings = replace(settings, smscs=tuple(
             list(settings.smscs) + [self.dispatcher.channels[n].settings for n in removed]))
@@ -273,6 +275,8 @@ class Daemon:
         if self.port is not None:
             yield self.port.stopListening()
         self.dispatcher.stop()
+        if self._expiry is not None and self._expiry.running:
+            self._expiry.stop()
         yield defer.DeferredList([c.stop() for c in self.connectors.values()])
         waited = 0.0
         while self.dispatcher.unsettled > 0 and waited < drain_timeout:

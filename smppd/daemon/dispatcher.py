@@ -124,8 +124,9 @@ class Dispatcher:
         self.put = put  # Writer.put
         self.load = load  # (after_id, limit) -> Deferred[(list[QueuedMessage], last_id)]
         self.channels: dict[str, Channel] = {}
-        self.routes = routes
-        self._route_lengths = sorted({len(p) for p in routes}, reverse=True)
+        self.routes: dict[str, str] = {}
+        self._route_lengths: list[int] = []
+        self.set_routes(routes)
         self.default_text = default_text
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -148,6 +149,11 @@ class Dispatcher:
     def add_channel(self, channel: Channel) -> None:
         self.channels[channel.name] = channel
         self.queues.setdefault(channel.name, deque())
+
+    def set_routes(self, routes: dict[str, str]) -> None:
+        """Destination prefix (digits) -> SMSC name; the longest prefix wins."""
+        self.routes = dict(routes)
+        self._route_lengths = sorted({len(p) for p in routes}, reverse=True)
 
     def route_for(self, recipient: str) -> str:
         for length in self._route_lengths:
@@ -300,8 +306,6 @@ class Dispatcher:
         token = PartToken(message, part_no, channel, now)
         channel.connector.submit(fields, token, flush=False)
         channel.unsettled += 1
-        if self.metrics is not None:
-            self.metrics.submitted(channel.name)
 
     # Outcomes (the connector listener calls these) ---------------------------------
 
@@ -382,7 +386,10 @@ class Dispatcher:
         if status == c.ESME_ROK and message_id:
             channel = token.channel
             self.put(ops.LateId(token.message.id, token.part_no, channel.name, message_id,
-                                channel.ids.from_response(message_id), status))
+                                channel.ids.from_response(message_id), status)).addErrback(
+                lambda failure: log.error("message=%s late id %s not stored: %s",
+                                          token.message.id, message_id,
+                                          failure.getErrorMessage()))
 
     def _record(self, channel: Channel, op: Any) -> None:
         """Write an outcome; its window slot comes back only once it is committed."""

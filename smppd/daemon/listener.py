@@ -133,6 +133,14 @@ class DaemonListener(ConnectorListener):
 
         return self.put(op).addCallback(kept)
 
+    def expire(self) -> None:
+        """Give up on MO messages whose parts stopped coming (reassembly timeout)."""
+        for key, parts in self.reassembler.expire(self.reactor.seconds()):
+            self._fragment_ids.pop(key, None)
+            self.metrics.inbound_expired.inc()
+            log.warning("MO from %s to %s (reference %d) expired with parts %s of %d",
+                        key[0], key[1], key[2], parts, key[3])
+
     def add_fragment(self, smsc: str, fragment: MoFragment, row_id: int) -> None:
         """Feed the reassembler (also used at start to reload unfinished MO parts)."""
         concat = fragment.concat

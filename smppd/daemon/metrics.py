@@ -34,6 +34,9 @@ class Metrics:
             ["smsc"], registry=r)
         self.inbound = Counter("smppd_inbound_messages_total", "MO messages kept",
                                ["smsc"], registry=r)
+        self.inbound_expired = Counter(
+            "smppd_inbound_expired_total", "MO messages whose parts never all arrived",
+            registry=r)
         self.inbound_duplicates = Counter(
             "smppd_inbound_duplicates_total", "Redelivered MO parts dropped", ["smsc"],
             registry=r)
@@ -50,9 +53,6 @@ class Metrics:
         self.store_operations = Counter("smppd_store_operations_total",
                                         "Operations written to the store", registry=r)
         self._children: dict[tuple[str, str], Any] = {}
-
-    def submitted(self, smsc: str) -> None:
-        pass  # counted by the session's PDU counters
 
     def response(self, smsc: str, status: int, seconds: float) -> None:
         child = self._children.get(("latency", smsc))

@@ -3,9 +3,10 @@ Each runs on a thread-pool thread with its own connection, never on the reactor.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
@@ -86,7 +87,7 @@ def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str,
         return None
     message = _summary(row)
     message["text"] = row.text
-    message["params"] = row.params
+    message["params"] = json.loads(row.params) if row.params else None
     message["part_list"] = [
         {"part": p.part_no, "status": p.status, "smsc": p.smsc, "smsc_id": p.smsc_id,
          "error_code": p.error_code, "submitted_at": _iso(p.submitted_at),
@@ -155,9 +156,13 @@ def count_pending_receipts(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(t.pending_receipts)).scalar() or 0
 
 
-def unassembled_fragments(conn: Connection) -> list[Any]:
+def unassembled_fragments(conn: Connection, max_age: float) -> list[Any]:
+    """MO parts kept but not yet part of a whole message, younger than `max_age`
+    seconds (older ones were given up on; they stay in the table for inspection)."""
+    f = t.inbound_fragments.c
+    since = utc(datetime.now(UTC).timestamp() - max_age)
     return conn.execute(select(t.inbound_fragments).where(
-        t.inbound_fragments.c.inbound_id.is_(None)).order_by(t.inbound_fragments.c.id)).all()
+        f.inbound_id.is_(None), f.received_at >= since).order_by(f.id)).all()
 
 
 def status_counts(conn: Connection, account_id: int | None = None) -> dict[str, int]:

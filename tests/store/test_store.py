@@ -184,7 +184,7 @@ def test_mo_fragments_are_deduplicated(store: Store) -> None:
                                               b"part 1part 2", 2, None, first[:2]))
     assert inbound[0]
     with store.engine.connect() as conn:
-        assert queries.unassembled_fragments(conn) == []
+        assert queries.unassembled_fragments(conn, 3600) == []
 
 
 def test_reads_are_per_account_with_filters_and_pages(store: Store) -> None:
