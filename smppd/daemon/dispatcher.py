@@ -267,7 +267,11 @@ class Dispatcher:
             if picked is None:
                 break
             message, part_no = picked
-            self._submit(channel, message, part_no, now)
+            try:
+                self._submit(channel, message, part_no, now)
+            except ValueError as exc:  # PduEncodeError, or a text the SMSC cannot carry
+                self._unsendable(channel, message, part_no, exc)
+                continue
             sent += 1
         if sent:
             channel.bucket.spend(sent, now)
@@ -306,6 +310,17 @@ class Dispatcher:
         token = PartToken(message, part_no, channel, now)
         channel.connector.submit(fields, token, flush=False)
         channel.unsettled += 1
+
+    def _unsendable(self, channel: Channel, message: Outgoing, part_no: int,
+                    exc: Exception) -> None:
+        """A part SMPP cannot carry (the API should have refused it; a reload may have
+        changed the SMSC's text settings since): fail it, refund it, go on."""
+        log.error("message=%s part=%d smsc=%s cannot be sent: %s", message.id, part_no,
+                  channel.name, exc)
+        message.failed = True
+        channel.unsettled += 1
+        self._record(channel, ops.PartFailed(message.id, part_no, channel.name, st.FAILED,
+                                             f"unsendable: {exc}"[:32]))
 
     # Outcomes (the connector listener calls these) ---------------------------------
 

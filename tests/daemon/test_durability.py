@@ -78,3 +78,25 @@ def test_queue_full_backs_off_and_nothing_fails(start_daemon: Any) -> None:
         assert running.client.wait_status(message_id, "delivered", timeout=30)
     refused = [r for r in smsc.submits if r.status == c.ESME_RMSGQFUL]
     assert refused, "the SMSC's queue never filled: the test did not test anything"
+
+
+def test_a_part_that_cannot_be_encoded_fails_and_is_refunded(start_daemon: Any) -> None:
+    """A text the SMSC's settings no longer allow (changed by a reload after the
+    message was accepted) fails that message, refunded; the dispatcher goes on."""
+    from smppd.daemon.dispatcher import TextSettings
+    from smppd.protocol.segmentation import SplitPolicy
+    from smppd.protocol.text import CharsetProfile
+
+    running = start_daemon()
+    dispatcher = running.daemon.dispatcher
+    call(running.smsc.drop_all)
+    running.smsc.behaviour.bind_status = c.ESME_RBINDFAIL
+    wait_for(lambda: not running.daemon.readiness()[0], what="not ready")
+    _, long_one = running.client.send(text="long " * 100)
+    _, short_one = running.client.send(text="short")
+    dispatcher.default_text = TextSettings(CharsetProfile(), SplitPolicy(max_parts=1))
+    running.smsc.behaviour.bind_status = None
+    failed = running.client.wait_status(long_one["id"], "failed", timeout=15)
+    assert failed["refunded"] == long_one["points"]
+    assert failed["error_code"].startswith("unsendable")
+    assert running.client.wait_status(short_one["id"], "delivered", timeout=15)
