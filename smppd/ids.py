@@ -9,18 +9,23 @@ history pages and date ranges use the (account_id, id) index alone.
 
 from __future__ import annotations
 
-import secrets
+import os
+import random
 import time
 
 _RANDOM_BITS = 80
 _state = {"ms": 0, "counter": 0}
+# Seeded once from the OS: ids must not collide across processes, they need not be
+# secret (an id alone gives nothing: every read is scoped to the caller's account),
+# and a getrandom() system call per millisecond showed in the daemon's profile.
+_random = random.Random(os.urandom(16))
 
 
 def new_id(now: float | None = None) -> str:
     ms = int((time.time() if now is None else now) * 1000)
     if ms > _state["ms"]:
         _state["ms"] = ms
-        _state["counter"] = secrets.randbits(_RANDOM_BITS - 16)  # room to count up
+        _state["counter"] = _random.getrandbits(_RANDOM_BITS - 16)  # room to count up
     else:
         ms = _state["ms"]  # the clock stepped back or the same ms: keep the order
         _state["counter"] += 1
