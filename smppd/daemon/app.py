@@ -84,7 +84,7 @@ class Daemon:
     def start(self) -> Any:
         self.pool.start()
         yield self._in_thread(database.upgrade, self.engine)
-        yield self._in_thread(self._seed_accounts)
+        self._set_accounts((yield self._in_thread(self._seed_accounts)))
         self.applier.pending_receipts = yield self._read(queries.count_pending_receipts)
         fragments = yield self._read(queries.unassembled_fragments,
                                      self.listener.reassembler.timeout)
@@ -106,13 +106,14 @@ class Daemon:
                  len(self.connectors), self.engine.url.render_as_string(hide_password=True))
         return self
 
-    def _seed_accounts(self) -> None:
+    def _seed_accounts(self) -> dict[str, int]:
+        """On a pool thread: create missing accounts; returns name -> id."""
         with self.engine.begin() as conn:
-            ids = queries.seed_accounts(conn, [(a.name, a.balance)
-                                               for a in self.settings.accounts])
-        self._set_accounts(ids)
+            return queries.seed_accounts(conn, [(a.name, a.balance)
+                                                for a in self.settings.accounts])
 
     def _set_accounts(self, ids: dict[str, int]) -> None:
+        """On the reactor thread: the token table the API reads."""
         self.accounts = {a.name: Account(ids[a.name], a.name) for a in self.settings.accounts}
         self.tokens.clear()
         self.tokens.update({token_digest(a.token): self.accounts[a.name]
@@ -253,13 +254,15 @@ class Daemon:
             list(settings.smscs) + [self.dispatcher.channels[n].settings for n in removed]))
         if new_accounts:
             changes.append("accounts added: " + ", ".join(sorted(new_accounts)))
-            self._in_thread(self._seed_accounts)
+            self._in_thread(self._seed_accounts).addCallbacks(
+                self._set_accounts,
+                lambda failure: log.error("reload: accounts not added: %s",
+                                          failure.getErrorMessage()))
         else:
             ids = {a.name: a.id for a in self.accounts.values()}
             self._set_accounts({name: ids[name] for name in (a.name for a in settings.accounts)
                                 if name in ids})
-        dispatcher = self.dispatcher
-        self.reactor.callLater(0, dispatcher.pump)
+        self.dispatcher.pump_soon()
         for change in changes:
             log.info("reload: %s", change)
         return changes

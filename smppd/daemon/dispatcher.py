@@ -138,6 +138,7 @@ class Dispatcher:
         self.spilled = True  # the database may hold work: read it at start
         self.cursor = ""
         self._refilling = False
+        self._missed = False  # a message stayed in the database during a refill
         self._timer: Any = None
         self._pump_call: Any = None
         self.passes = 0  # pump passes: flat while nothing can be sent (checklist 15)
@@ -177,6 +178,7 @@ class Dispatcher:
         """A message is committed as queued; send it when there is room."""
         if self.spilled or self.in_memory >= self.memory_limit:
             self.spilled = True  # it stays in the database; refill reads it in order
+            self._missed = True  # so a refill under way cannot declare the backlog empty
         else:
             self._enqueue(message)
             self.cursor = message.id
@@ -193,6 +195,7 @@ class Dispatcher:
         if self._refilling or not self.spilled or self.stopped:
             return
         self._refilling = True
+        self._missed = False
         limit = max(1, self.memory_limit - self.in_memory)
         d = self.load(self.cursor, limit)
 
@@ -202,7 +205,8 @@ class Dispatcher:
             for message in messages:
                 self._enqueue(message)
             if last_id is None:
-                self.spilled = False  # caught up: new accepts go straight to memory
+                # Caught up, unless a message was committed after the query began.
+                self.spilled = self._missed
             else:
                 self.cursor = last_id
             if messages:

@@ -103,10 +103,10 @@ def start_daemon(smsc: FakeSmsc, tmp_path: Path) -> Iterator[Callable[..., Runni
     started: list[Running] = []
 
     def start(wait_bound: bool = True, database: str | None = None,
-              **overrides: Any) -> Running:
+              memory_limit: int = 20_000, **overrides: Any) -> Running:
         db = database or f"sqlite:///{tmp_path / 'smppd.db'}"
         settings = config.parse(settings_dict(db, smsc.port, **overrides), "test.yaml")
-        daemon = Daemon(settings, reactor)
+        daemon = Daemon(settings, reactor, memory_limit=memory_limit)
         call(daemon.start)
         running = Running(daemon, smsc, tmp_path)
         started.append(running)

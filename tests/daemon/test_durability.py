@@ -100,3 +100,21 @@ def test_a_part_that_cannot_be_encoded_fails_and_is_refunded(start_daemon: Any) 
     assert failed["refunded"] == long_one["points"]
     assert failed["error_code"].startswith("unsendable")
     assert running.client.wait_status(short_one["id"], "delivered", timeout=15)
+
+
+def test_a_backlog_larger_than_memory_is_read_back_from_the_store(start_daemon: Any) -> None:
+    """The store is the queue: with room for 4 messages in memory, 40 accepted while
+    unbound all go out, in order, once the bind is up."""
+    running = start_daemon(memory_limit=4)
+    dispatcher = running.daemon.dispatcher
+    call(running.smsc.drop_all)
+    running.smsc.behaviour.bind_status = c.ESME_RBINDFAIL
+    wait_for(lambda: not running.daemon.readiness()[0], what="not ready")
+    ids = [running.client.send(to=f"+485001010{i:02d}", text=f"backlog {i:02d}")[1]["id"]
+           for i in range(40)]
+    assert call(lambda: dispatcher.depth) <= 4 and call(lambda: dispatcher.spilled)
+    running.smsc.behaviour.bind_status = None
+    for message_id in ids:
+        assert running.client.wait_status(message_id, "delivered", timeout=20)
+    texts = [record.pdu.fields["short_message"].decode() for record in running.smsc.submits]
+    assert texts == [f"backlog {i:02d}" for i in range(40)]
