@@ -42,6 +42,7 @@ ACCEPTED_PART = frozenset({st.SUBMITTED, st.DELIVERED, st.UNDELIVERED, st.EXPIRE
                            st.UNKNOWN, st.DELETED})
 DEDUPE_WINDOW_SECONDS = 3600.0
 CACHE_LIMIT = 200_000  # messages in progress kept in memory by the writer
+ERROR_LENGTH = 32  # error_code columns: an SMSC's free-form `err:` text is cut, not fatal
 
 _SQL = {
     "insert_message": (
@@ -232,10 +233,10 @@ class BatchApplier:
         for _, op in by_kind.get(LateId, ()):
             self._late_id(op, changes, stamp)
         for _, op in by_kind.get(PartUnknown, ()):
-            self._part_status(op.message_id, op.part_no, st.UNKNOWN, op.reason, op.smsc,
+            self._part_status(op.message_id, op.part_no, st.UNKNOWN, _cut(op.reason), op.smsc,
                               changes, stamp)
         for _, op in by_kind.get(PartFailed, ()):
-            self._part_status(op.message_id, op.part_no, op.status, op.error_code, op.smsc,
+            self._part_status(op.message_id, op.part_no, op.status, _cut(op.error_code), op.smsc,
                               changes, stamp)
         if self.pending_receipts and (by_kind.get(PartSubmitted) or by_kind.get(LateId)):
             receipts = self._take_pending(conn, by_kind) + receipts
@@ -380,10 +381,10 @@ class BatchApplier:
         for op in ops:
             targets = self.keys.get((op.smsc, op.smsc_key))
             if not targets:
-                waiting.append((op.smsc, op.smsc_key, op.status, op.error_code, stamp))
+                waiting.append((op.smsc, op.smsc_key, op.status, _cut(op.error_code), stamp))
                 continue
             for message_id, part_no in targets:
-                self._part_status(message_id, part_no, op.status, op.error_code, None,
+                self._part_status(message_id, part_no, op.status, _cut(op.error_code), None,
                                   changes, stamp)
         if waiting:
             self._many(conn, "insert_pending", waiting)
@@ -496,6 +497,10 @@ class BatchApplier:
             conn.execute(update(t.inbound_fragments).where(
                 t.inbound_fragments.c.id.in_(chunk)).values(inbound_id=inbound_id))
         return inbound_id
+
+
+def _cut(error: str | None) -> str | None:
+    return error[:ERROR_LENGTH] if error else error
 
 
 def _combine(statuses: list[str], policy: str) -> str:

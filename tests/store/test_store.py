@@ -228,3 +228,18 @@ def test_ten_thousand_receipts_are_not_ten_thousand_transactions(
     assert all(result is None for result in done)
     assert writer.batches <= 20, f"{writer.batches} transactions for 10,000 receipts"
     assert store.scalar("SELECT count(*) FROM messages WHERE status = 'delivered'") == 10_000
+
+
+def test_long_vendor_error_texts_are_cut_not_fatal(store: Store) -> None:
+    """A receipt's free-form err: text longer than the column must not make the
+    write fail (PostgreSQL enforces lengths), or the SMSC would redeliver forever."""
+    message = accept(store)
+    store.apply(message)
+    store.apply(ops.PartSubmitted(message.message_id, 1, "smsc", "e1", "e1"))
+    store.apply(ops.ReceiptSeen("smsc", "e1", "undelivered", "subscriber absent " * 10))
+    found = store.message(message.message_id)
+    assert found["status"] == "undelivered" and len(found["error_code"]) == 32
+    other = accept(store)
+    store.apply(other)
+    store.apply(ops.PartUnknown(other.message_id, 1, "smsc", "connection lost: " + "x" * 200))
+    assert store.message(other.message_id)["status"] == "unknown"
