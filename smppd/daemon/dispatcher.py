@@ -261,12 +261,7 @@ class Dispatcher:
             return None
         tokens = channel.bucket.available(now)
         sent = 0
-        while sent < room:
-            if sent >= tokens:
-                if self._has_work(channel):
-                    return channel.bucket.wait(now) if sent == 0 else 1.0 / max(
-                        channel.bucket.rate, 1.0)
-                break
+        while sent < min(room, tokens):
             picked = self._next_part(channel)
             if picked is None:
                 break
@@ -280,6 +275,8 @@ class Dispatcher:
         if sent:
             channel.bucket.spend(sent, now)
             connector.flush()
+        if sent < room and self._has_work(channel):
+            return channel.bucket.wait(now)  # the throttle, not the window, held it back
         return None
 
     def _has_work(self, channel: Channel) -> bool:
