@@ -45,26 +45,23 @@ DEFAULT_ROUTE = "*"
 
 @dataclass(slots=True)
 class Outgoing:
-    """A message on its way out; `unsent` are the part numbers not yet submitted."""
+    """A message on its way out: what the store holds (`queued`) plus the progress
+    of sending it; `unsent` are the part numbers not yet submitted."""
 
-    id: str
-    sender: str
-    recipient: str
-    text: str
-    encoding: str
-    parts: int
-    concat_ref: int
+    queued: QueuedMessage
     route: str
     unsent: deque[int]
-    fields: list[dict[str, Any]] | None = None
+    fields: list[dict[str, Any]] | None = None  # the parts' submit_sm fields, once split
     failed: bool = False
     attempts: dict[int, int] = field(default_factory=dict)
 
+    @property
+    def id(self) -> str:
+        return self.queued.id
+
     @classmethod
     def from_queued(cls, message: QueuedMessage, route: str) -> Outgoing:
-        return cls(message.id, message.sender, message.recipient, message.text,
-                   message.encoding, message.parts, message.concat_ref, route,
-                   deque(message.unsent))
+        return cls(message, route, deque(message.unsent))
 
 
 @dataclass(slots=True)
@@ -302,11 +299,11 @@ class Dispatcher:
     def _submit(self, channel: Channel, message: Outgoing, part_no: int, now: float) -> None:
         if message.fields is None:
             text = self.text_for(message.route)
-            encoding = Encoding(message.encoding)
-            _info, message.fields = split(message.text, text.profile, text.policy, encoding,
-                                          reference=message.concat_ref)
+            queued = message.queued
+            _info, message.fields = split(queued.text, text.profile, text.policy,
+                                          Encoding(queued.encoding), reference=queued.concat_ref)
         fields = dict(message.fields[part_no - 1])
-        fields.update(_addresses(message.sender, message.recipient))
+        fields.update(_addresses(message.queued.sender, message.queued.recipient))
         fields["registered_delivery"] = c.REGISTERED_DELIVERY_FINAL
         token = PartToken(message, part_no, channel, now)
         channel.connector.submit(fields, token, flush=False)

@@ -58,7 +58,8 @@ def edit(change: Any) -> str:
 def test_the_design_example_is_valid_with_variables_expanded(tmp_path: Path) -> None:
     settings = config.load(write(tmp_path, VALID))
     smsc = settings.smscs[0]
-    assert (smsc.name, smsc.port, smsc.password, smsc.window, smsc.throughput) == (
+    rate = smsc.throughput
+    assert (smsc.name, smsc.port, smsc.password, smsc.window, rate) == (
         "carrier-a", 2775, "secret", 10, 100.0)
     assert settings.accounts[0].token == "a-token-of-twenty-chars"
     assert (settings.http_listen_host, settings.http_listen_port) == ("127.0.0.1", 8080)
