@@ -75,7 +75,6 @@ class Daemon:
         self._expiry: task.LoopingCall | None = None
         self.accepting = False
         self.started = False
-        self._watchdog: task.LoopingCall | None = None
         self.metrics.add_state(self._state)
 
     # Start ---------------------------------------------------------------------------
