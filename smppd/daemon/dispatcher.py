@@ -85,6 +85,48 @@ class TextSettings:
                    SplitPolicy(smsc.split, smsc.max_parts))
 
 
+class JobFeeder:
+    """One job's messages, read from the store a page at a time in id order, so a
+    million-message job costs a page of memory. Paused feeders are skipped; a
+    per-job cap is a bucket of its own."""
+
+    PAGE = 2000
+
+    def __init__(self, job_id: str, account_id: int, cap: float | None, now: float,
+                 paused: bool = False) -> None:
+        self.job_id = job_id
+        self.account_id = account_id
+        self.paused = paused
+        self.bucket = TokenBucket(cap, now=now) if cap else None
+        self.queues: dict[str, deque[Outgoing]] = {}
+        self.buffered = 0
+        self.cursor = ""
+        self.exhausted = False
+        self.loading = False
+        self.sent = 0
+        self.rate = 0.0  # messages per second, smoothed
+        self._rate_mark = (now, 0)
+
+    def pop(self, route: str) -> Outgoing | None:
+        for name in (route, DEFAULT_ROUTE):
+            queue = self.queues.get(name)
+            if queue:
+                self.buffered -= 1
+                self.sent += 1
+                return queue.popleft()
+        return None
+
+    def has(self, route: str) -> bool:
+        return bool(self.queues.get(route) or self.queues.get(DEFAULT_ROUTE))
+
+    def update_rate(self, now: float) -> None:
+        since, sent = self._rate_mark
+        if now - since >= 1.0:
+            current = (self.sent - sent) / (now - since)
+            self.rate = current if self.rate == 0 else 0.7 * self.rate + 0.3 * current
+            self._rate_mark = (now, self.sent)
+
+
 class Channel:
     """The dispatcher's view of one SMSC: its connector, bucket and work."""
 
@@ -131,6 +173,12 @@ class Dispatcher:
         self.memory_limit = memory_limit
         self.metrics = metrics
         self.queues: dict[str, deque[Outgoing]] = {DEFAULT_ROUTE: deque()}
+        # Jobs, fed from the store; taken in turn with the single messages above, so
+        # one message sent through the API never waits behind a million-message job.
+        self.feeders: dict[str, JobFeeder] = {}
+        self.load_job: Callable[[str, str, int], defer.Deferred[Any]] | None = None
+        self._turn = 0
+        self._in_flight: dict[str, dict[str, int]] = {}  # job -> message id -> parts out
         self.in_memory = 0
         self.spilled = True  # the database may hold work: read it at start
         self.cursor = ""
@@ -272,13 +320,25 @@ class Dispatcher:
         if sent:
             channel.bucket.spend(sent, now)
             connector.flush()
-        if sent < room and self._has_work(channel):
-            return channel.bucket.wait(now)  # the throttle, not the window, held it back
+        if sent < room:
+            work = self._work_wait(channel, now)
+            if work is not None:  # the throttle, not the window, held it back
+                return max(work, channel.bucket.wait(now))
         return None
 
-    def _has_work(self, channel: Channel) -> bool:
-        return bool(channel.retries or (channel.current and channel.current.unsent)
-                    or self.queues[channel.name] or self.queues[DEFAULT_ROUTE])
+    def _work_wait(self, channel: Channel, now: float) -> float | None:
+        """0 when this channel has work it could send now, the seconds until a capped
+        job may send again when only capped jobs have work, None when idle."""
+        if (channel.retries or (channel.current and channel.current.unsent)
+                or self.queues[channel.name] or self.queues[DEFAULT_ROUTE]):
+            return 0.0
+        wait: float | None = None
+        for feeder in self.feeders.values():
+            if feeder.paused or not feeder.has(channel.name):
+                continue
+            delay = feeder.bucket.wait(now) if feeder.bucket is not None else 0.0
+            wait = delay if wait is None else min(wait, delay)
+        return wait
 
     def _next_part(self, channel: Channel) -> tuple[Outgoing, int] | None:
         while channel.retries:
@@ -287,14 +347,40 @@ class Dispatcher:
                 return message, part_no
         message = channel.current
         while message is None or message.failed or not message.unsent:
-            own = self.queues[channel.name]
-            queue = own if own else self.queues[DEFAULT_ROUTE]
-            if not queue:
-                channel.current = None
+            message = channel.current = self._next_message(channel)
+            if message is None:
                 return None
-            message = channel.current = queue.popleft()
-            self.in_memory -= 1
         return message, message.unsent.popleft()
+
+    def _next_message(self, channel: Channel) -> Outgoing | None:
+        """The next message for this channel, the sources taken in turn: the single
+        messages, then each running job (within its own cap)."""
+        feeders = [f for f in self.feeders.values() if not f.paused]
+        sources = len(feeders) + 1
+        now = self.reactor.seconds()
+        for step in range(sources):
+            index = (self._turn + step) % sources
+            if index == 0:
+                own = self.queues[channel.name]
+                queue = own if own else self.queues[DEFAULT_ROUTE]
+                if not queue:
+                    continue
+                self.in_memory -= 1
+                message = queue.popleft()
+            else:
+                feeder = feeders[index - 1]
+                if feeder.bucket is not None and feeder.bucket.available(now) < 1:
+                    continue
+                message = feeder.pop(channel.name)
+                if message is None:
+                    continue
+                if feeder.bucket is not None:
+                    feeder.bucket.spend(1, now)
+                if feeder.buffered < JobFeeder.PAGE // 2:
+                    self._feed(feeder)
+            self._turn = index + 1
+            return message
+        return None
 
     def _submit(self, channel: Channel, message: Outgoing, part_no: int, now: float) -> None:
         if message.fields is None:
@@ -307,7 +393,27 @@ class Dispatcher:
         fields["registered_delivery"] = c.REGISTERED_DELIVERY_FINAL
         token = PartToken(message, part_no, channel, now)
         channel.connector.submit(fields, token, flush=False)
+        self._hold(channel, message)
+
+    def _hold(self, channel: Channel, message: Outgoing) -> None:
+        """A part is out (or failing): its window slot is taken until its outcome is
+        committed, and its job is not finished before that."""
         channel.unsettled += 1
+        job = message.queued.job_id
+        if job is not None:
+            parts = self._in_flight.setdefault(job, {})
+            parts[message.id] = parts.get(message.id, 0) + 1
+
+    def _release(self, channel: Channel, message: Outgoing) -> None:
+        channel.unsettled -= 1
+        job = message.queued.job_id
+        if job is not None:
+            parts = self._in_flight.get(job, {})
+            left = parts.get(message.id, 1) - 1
+            if left > 0:
+                parts[message.id] = left
+            else:
+                parts.pop(message.id, None)
 
     def _unsendable(self, channel: Channel, message: Outgoing, part_no: int,
                     exc: Exception) -> None:
@@ -316,9 +422,9 @@ class Dispatcher:
         log.error("message=%s part=%d smsc=%s cannot be sent: %s", message.id, part_no,
                   channel.name, exc)
         message.failed = True
-        channel.unsettled += 1
-        self._record(channel, ops.PartFailed(message.id, part_no, channel.name, st.FAILED,
-                                             f"unsendable: {exc}"[:32]))
+        self._hold(channel, message)
+        self._record(channel, message, ops.PartFailed(message.id, part_no, channel.name,
+                                                      st.FAILED, f"unsendable: {exc}"[:32]))
 
     # Outcomes (the connector listener calls these) ---------------------------------
 
@@ -331,7 +437,7 @@ class Dispatcher:
         message = token.message
         if event.status == c.ESME_ROK and event.message_id is not None:
             channel.throttled_streak = 0
-            self._record(channel, ops.PartSubmitted(
+            self._record(channel, message, ops.PartSubmitted(
                 message.id, token.part_no, channel.name, event.message_id,
                 channel.ids.from_response(event.message_id)))
             return
@@ -342,20 +448,19 @@ class Dispatcher:
             log.warning("message=%s part=%d smsc=%s rejected: %s", message.id, token.part_no,
                         channel.name, code)
             message.failed = True
-            self._record(channel, ops.PartFailed(message.id, token.part_no, channel.name,
-                                                 st.REJECTED, code))
+            self._record(channel, message, ops.PartFailed(message.id, token.part_no,
+                                                          channel.name, st.REJECTED, code))
             return
-        channel.unsettled -= 1
         attempts = message.attempts.get(token.part_no, 0) + 1
         message.attempts[token.part_no] = attempts
         if attempts >= self.max_attempts:
             log.warning("message=%s part=%d smsc=%s failed after %d attempts: %s", message.id,
                         token.part_no, channel.name, attempts, code)
             message.failed = True
-            channel.unsettled += 1
-            self._record(channel, ops.PartFailed(message.id, token.part_no, channel.name,
-                                                 st.FAILED, code))
+            self._record(channel, message, ops.PartFailed(message.id, token.part_no,
+                                                          channel.name, st.FAILED, code))
             return
+        self._release(channel, message)
         delay = min(self.retry_max, self.retry_initial * 2 ** (attempts - 1))
         if action is Action.THROTTLED:
             # The SMSC asks us to slow down: hold the whole channel, not just this part.
@@ -385,15 +490,15 @@ class Dispatcher:
             log.info("message=%s part=%d smsc=%s %s before answering; sent again after "
                      "the next bind", token.message.id, token.part_no, token.channel.name,
                      event.reason)
-            token.channel.unsettled -= 1
+            self._release(token.channel, token.message)
             token.channel.retries.append((token.message, token.part_no))
             return
         log.warning("message=%s part=%d smsc=%s outcome unknown: %s", token.message.id,
                     token.part_no, token.channel.name, event.reason)
         if self.metrics is not None:
             self.metrics.unknown(token.channel.name)
-        self._record(token.channel, ops.PartUnknown(token.message.id, token.part_no,
-                                                    token.channel.name, event.reason))
+        self._record(token.channel, token.message, ops.PartUnknown(
+            token.message.id, token.part_no, token.channel.name, event.reason))
 
     def late_response(self, token: PartToken, status: int, message_id: str | None) -> None:
         if status == c.ESME_ROK and message_id:
@@ -404,17 +509,80 @@ class Dispatcher:
                                           token.message.id, message_id,
                                           failure.getErrorMessage()))
 
-    def _record(self, channel: Channel, op: Any) -> None:
+    def _record(self, channel: Channel, message: Outgoing, op: Any) -> None:
         """Write an outcome; its window slot comes back only once it is committed."""
 
         def settled(result: Any) -> Any:
-            channel.unsettled -= 1
+            self._release(channel, message)
             self.pump_soon()
             return None
 
         self.put(op).addBoth(settled)
 
     # Lifecycle -----------------------------------------------------------------------
+
+    # Jobs ----------------------------------------------------------------------------
+
+    def add_job(self, feeder: JobFeeder) -> None:
+        self.feeders[feeder.job_id] = feeder
+        self._feed(feeder)
+
+    def _feed(self, feeder: JobFeeder) -> None:
+        if feeder.loading or feeder.exhausted or self.load_job is None or self.stopped:
+            return
+        feeder.loading = True
+
+        def loaded(result: tuple[list[QueuedMessage], str | None]) -> None:
+            messages, last_id = result
+            feeder.loading = False
+            if self.feeders.get(feeder.job_id) is not feeder:
+                return  # stopped meanwhile
+            for message in messages:
+                route = message.smsc or self.route_for(message.recipient)
+                if route not in self.queues:
+                    route = DEFAULT_ROUTE
+                feeder.queues.setdefault(route, deque()).append(
+                    Outgoing.from_queued(message, route))
+            feeder.buffered += len(messages)
+            if last_id is None:
+                feeder.exhausted = True
+            else:
+                feeder.cursor = last_id
+            self.pump_soon()
+
+        def failed(failure: Any) -> None:
+            feeder.loading = False
+            log.error("job=%s cannot read its messages: %s; retrying in 5 s", feeder.job_id,
+                      failure.getErrorMessage())
+            self.reactor.callLater(5.0, self._feed, feeder)
+
+        self.load_job(feeder.job_id, feeder.cursor, JobFeeder.PAGE).addCallbacks(
+            loaded, failed)
+
+    def pause_job(self, job_id: str, paused: bool) -> None:
+        feeder = self.feeders.get(job_id)
+        if feeder is not None:
+            feeder.paused = paused
+            if not paused:
+                self.pump_soon()
+
+    def drop_job(self, job_id: str) -> frozenset[str]:
+        """Stop feeding a job; returns the ids of its messages being sent right now
+        (partly sent, or awaiting a retry), which a stop must not cancel."""
+        self.feeders.pop(job_id, None)
+        busy = set()
+        for channel in self.channels.values():
+            if channel.current is not None and channel.current.queued.job_id == job_id:
+                busy.add(channel.current.id)
+            busy.update(m.id for m, _ in channel.retries if m.queued.job_id == job_id)
+        busy.update(self._in_flight.get(job_id, ()))
+        return frozenset(busy)
+
+    def job_drained(self, job_id: str) -> bool:
+        """All of the job's messages have been taken from the store and sent."""
+        feeder = self.feeders.get(job_id)
+        return feeder is not None and feeder.exhausted and feeder.buffered == 0 \
+            and not self._in_flight.get(job_id)
 
     def stop(self) -> None:
         """Take no new parts (drain); responses in flight still settle."""

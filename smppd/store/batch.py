@@ -26,6 +26,7 @@ from .. import status as st
 from . import schema as t
 from .operations import (
     Accept,
+    CreateJob,
     FragmentSeen,
     InboundComplete,
     InsufficientBalance,
@@ -34,6 +35,8 @@ from .operations import (
     PartSubmitted,
     PartUnknown,
     ReceiptSeen,
+    SetJobState,
+    StopJob,
 )
 
 CHUNK = 500  # rows per IN (...) list: well under every backend's parameter limit
@@ -220,6 +223,12 @@ class BatchApplier:
             by_kind[type(op)].append((index, op))
         if Accept in by_kind:
             self._accept(conn, by_kind[Accept], results)
+        for index, op in by_kind.get(CreateJob, ()):
+            results[index] = self._create_job(conn, op)
+        for index, op in by_kind.get(SetJobState, ()):
+            results[index] = self._set_job_state(conn, op, stamp)
+        for index, op in by_kind.get(StopJob, ()):
+            results[index] = self._stop_job(conn, op, stamp)
         changes = _Changes()
         outcome_kinds = (PartSubmitted, LateId, PartUnknown, PartFailed)
         outcomes = [op for kind in outcome_kinds for _, op in by_kind.get(kind, ())]
@@ -256,16 +265,18 @@ class BatchApplier:
 
     # API accepts -------------------------------------------------------------------
 
-    def _accept(self, conn: Connection, items: list[tuple[int, Accept]],
-                results: list[Any]) -> None:
-        account_ids = sorted({op.account_id for _, op in items})
+    def _balances(self, conn: Connection, account_ids: Iterable[int]) -> dict[int, int]:
         query = select(t.accounts.c.id, t.accounts.c.balance).where(
-            t.accounts.c.id.in_(account_ids))
+            t.accounts.c.id.in_(sorted(set(account_ids))))
         if self._postgres:
             query = query.with_for_update()  # several instances may share the database
-        balances = dict(conn.execute(query).all())
+        return dict(conn.execute(query).all())
+
+    def _accept(self, conn: Connection, items: list[tuple[int, Accept]],
+                results: list[Any]) -> None:
+        balances = self._balances(conn, (op.account_id for _, op in items))
         charged: dict[int, int] = defaultdict(int)
-        messages, parts = [], []
+        accepted = []
         for index, op in items:
             balance = balances.get(op.account_id, 0)
             if balance < op.points:
@@ -273,17 +284,89 @@ class BatchApplier:
                 continue
             balances[op.account_id] = balance - op.points
             charged[op.account_id] += op.points
+            accepted.append(op)
+            results[index] = op.message_id
+        self._many(conn, "charge", [(points, account) for account, points in charged.items()])
+        self._insert_messages(conn, accepted)
+
+    def _insert_messages(self, conn: Connection, accepted: Sequence[Accept],
+                         remember: bool = True) -> None:
+        messages, parts = [], []
+        for op in accepted:
             created = self._ts(utc(op.created_at))
             messages.append((op.message_id, op.account_id, op.job_id, op.sender, op.recipient,
                              op.country, op.text, op.encoding, op.parts, op.points,
                              op.concat_ref, op.smsc, op.ref_id, op.params, created, created))
             parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))
-            results[index] = op.message_id
-            self._remember(op.message_id, MessageState(st.QUEUED, op.account_id, op.points,
-                                                       op.smsc, 0, [st.QUEUED] * op.parts))
-        self._many(conn, "charge", [(points, account) for account, points in charged.items()])
+            if remember:
+                self._remember(op.message_id, MessageState(
+                    st.QUEUED, op.account_id, op.points, op.smsc, 0, [st.QUEUED] * op.parts))
         self._many(conn, "insert_message", messages)
         self._many(conn, "insert_part", parts)
+
+    # Jobs --------------------------------------------------------------------------
+
+    def _create_job(self, conn: Connection, op: CreateJob) -> Any:
+        total = sum(message.points for message in op.messages)
+        balance = self._balances(conn, [op.account_id]).get(op.account_id, 0)
+        if balance < total:
+            return InsufficientBalance(total, balance)
+        created = utc(op.created_at)
+        conn.execute(t.jobs.insert().values(
+            id=op.job_id, account_id=op.account_id, name=op.name, sender=op.sender,
+            text=op.text, state=op.state, throughput=op.throughput,
+            start_at=utc(op.start_at) if op.start_at is not None else None,
+            recipients=len(op.messages), rejected_rows=op.rejected_rows,
+            row_errors=op.row_errors, points=total, refunded=0, created_at=created,
+            updated_at=created))
+        self._many(conn, "charge", [(total, op.account_id)])
+        # Not cached: a big job would push the messages in flight out of the cache.
+        self._insert_messages(conn, op.messages, remember=False)
+        return op.job_id
+
+    def _set_job_state(self, conn: Connection, op: SetJobState, stamp: Any) -> Any:
+        j = t.jobs.c
+        state = conn.execute(select(j.state).where(
+            j.id == op.job_id, j.account_id == op.account_id)).scalar()
+        if state is None:
+            return None
+        if state == op.state or state not in op.allowed_from:
+            return state  # idempotent, and a stopped or completed job stays so
+        conn.execute(update(t.jobs).where(j.id == op.job_id).values(
+            state=op.state, updated_at=utc()))
+        return op.state
+
+    def _stop_job(self, conn: Connection, op: StopJob, stamp: Any) -> Any:
+        j, m, p = t.jobs.c, t.messages.c, t.parts.c
+        state = conn.execute(select(j.state).where(
+            j.id == op.job_id, j.account_id == op.account_id)).scalar()
+        if state is None:
+            return None
+        # Only messages not even partly sent: a part out of the door is the carrier's.
+        started = select(p.message_id).where(p.message_id == m.id, p.status != st.QUEUED)
+        rows = conn.execute(select(m.id, m.points).where(
+            m.job_id == op.job_id, m.status == st.QUEUED, ~started.exists())).all()
+        cancelled = [(message_id, points) for message_id, points in rows
+                     if message_id not in op.in_flight]
+        refund = sum(points for _, points in cancelled)
+        ids = [message_id for message_id, _ in cancelled]
+        for chunk in _chunks(ids):
+            conn.execute(update(t.messages).where(m.id.in_(chunk)).values(
+                status=st.CANCELLED, refunded=m.points, updated_at=utc(), final_at=utc()))
+            conn.execute(update(t.parts).where(p.message_id.in_(chunk)).values(
+                status=st.CANCELLED, updated_at=utc()))
+        self._many(conn, "insert_event", [(message_id, None, st.CANCELLED, "job stopped",
+                                           stamp) for message_id in ids])
+        for message_id in ids:
+            state_cached = self.states.pop(message_id, None)
+            if state_cached is not None:
+                self._forget_keys(state_cached)
+        if refund:
+            self._many(conn, "refund", [(refund, op.account_id)])
+        conn.execute(update(t.jobs).where(j.id == op.job_id).values(
+            state="stopped" if state != "completed" else state,
+            refunded=j.refunded + refund, updated_at=utc()))
+        return len(ids), refund
 
     # Message state cache ---------------------------------------------------------------
 

@@ -119,8 +119,51 @@ class InboundComplete:
     retry = True
 
 
-Operation = (Accept | PartSubmitted | PartFailed | PartUnknown | LateId | ReceiptSeen
-             | FragmentSeen | InboundComplete)
+@dataclass(slots=True)
+class CreateJob:
+    """A bulk job and all its messages, all or nothing: the account is charged the
+    total or, short of it, nothing is created (InsufficientBalance)."""
+
+    account_id: int
+    job_id: str
+    name: str
+    sender: str
+    text: str
+    state: str  # running or scheduled
+    throughput: float | None
+    start_at: float | None
+    messages: list[Accept]
+    rejected_rows: int
+    row_errors: str | None
+    created_at: float
+    retry = False
+
+
+@dataclass(slots=True)
+class SetJobState:
+    """pause / resume / complete / start a scheduled job. Result: the state now."""
+
+    job_id: str
+    account_id: int
+    state: str
+    allowed_from: tuple[str, ...]
+    retry = False
+
+
+@dataclass(slots=True)
+class StopJob:
+    """Cancel every message of the job not yet (even partly) sent, refund them, in
+    one transaction. `in_flight` are ids the dispatcher is sending right now.
+    Result: (cancelled messages, points refunded)."""
+
+    job_id: str
+    account_id: int
+    in_flight: frozenset[str]
+    retry = False
+
+
+Operation = (Accept | CreateJob | SetJobState | StopJob | PartSubmitted | PartFailed
+             | PartUnknown | LateId | ReceiptSeen | FragmentSeen | InboundComplete)
 
 
 class InsufficientBalance(Exception):

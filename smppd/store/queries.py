@@ -29,6 +29,7 @@ class QueuedMessage:
     concat_ref: int
     smsc: str | None
     unsent: tuple[int, ...]  # part numbers still `queued`
+    job_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +134,24 @@ def load_queued(conn: Connection, after_id: str,
     """The next messages with work left, oldest first (the dispatcher's refill), and
     the id to continue after (None when the backlog is exhausted)."""
     m = t.messages.c
+    return _queued(conn, and_(m.status == st.QUEUED, m.job_id.is_(None), m.id > after_id),
+                   limit)
+
+
+def load_job_queued(conn: Connection, job_id: str, after_id: str,
+                    limit: int) -> tuple[list[QueuedMessage], str | None]:
+    """The next messages of one job with work left, in id order (a job's feeder)."""
+    m = t.messages.c
+    return _queued(conn, and_(m.job_id == job_id, m.status == st.QUEUED, m.id > after_id),
+                   limit)
+
+
+def _queued(conn: Connection, condition: Any,
+            limit: int) -> tuple[list[QueuedMessage], str | None]:
+    m = t.messages.c
     rows = conn.execute(select(m.id, m.sender, m.recipient, m.text, m.encoding, m.parts,
-                               m.concat_ref, m.smsc).where(
-        and_(m.status == st.QUEUED, m.id > after_id)).order_by(m.id).limit(limit)).all()
+                               m.concat_ref, m.smsc, m.job_id).where(condition).order_by(m.id)
+                        .limit(limit)).all()
     if not rows:
         return [], None
     unsent: dict[str, list[int]] = defaultdict(list)
@@ -147,9 +163,40 @@ def load_queued(conn: Connection, after_id: str,
                                                     t.parts.c.status == st.QUEUED))):
             unsent[message_id].append(part_no)
     found = [QueuedMessage(row.id, row.sender, row.recipient, row.text, row.encoding,
-                           row.parts, row.concat_ref, row.smsc, tuple(sorted(unsent[row.id])))
+                           row.parts, row.concat_ref, row.smsc, tuple(sorted(unsent[row.id])),
+                           row.job_id)
              for row in rows if unsent[row.id]]
     return found, rows[-1].id
+
+
+def get_job(conn: Connection, account_id: int, job_id: str) -> dict[str, Any] | None:
+    """A job of this account with counts per message status; None for another's."""
+    j = t.jobs.c
+    row = conn.execute(select(t.jobs).where(j.id == job_id, j.account_id == account_id)).first()
+    if row is None:
+        return None
+    m = t.messages.c
+    counts, parts = {}, 0
+    for status, count, part_count in conn.execute(
+            select(m.status, func.count(), func.sum(m.parts)).where(
+                m.account_id == account_id, m.job_id == job_id).group_by(m.status)):
+        counts[status] = count
+        parts += part_count or 0
+    return {"id": row.id, "name": row.name, "from": row.sender, "text": row.text,
+            "state": row.state, "counts": counts, "messages": row.recipients, "parts": parts,
+            "rejected_rows": row.rejected_rows,
+            "row_errors": json.loads(row.row_errors) if row.row_errors else [],
+            "points": row.points, "refunded": row.refunded, "throughput": row.throughput,
+            "start_at": _iso(row.start_at), "created_at": _iso(row.created_at),
+            "updated_at": _iso(row.updated_at)}
+
+
+def active_jobs(conn: Connection) -> list[tuple[str, int, str, float | None, datetime | None]]:
+    """Jobs a starting daemon must feed or wake: (id, account, state, cap, start_at)."""
+    j = t.jobs.c
+    return [tuple(row) for row in conn.execute(
+        select(j.id, j.account_id, j.state, j.throughput, j.start_at).where(
+            j.state.in_(("scheduled", "running", "paused"))).order_by(j.id))]
 
 
 def count_pending_receipts(conn: Connection) -> int:

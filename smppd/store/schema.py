@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -75,6 +76,28 @@ Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messa
 # as small as the backlog and costs nothing once messages move on.
 Index("ix_messages_queued", messages.c.id,
       sqlite_where=messages.c.status == "queued", postgresql_where=messages.c.status == "queued")
+
+# A bulk job: its messages carry its id. States: scheduled, running, paused,
+# stopped, completed (DESIGN.md).
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("sender", String(16), nullable=False),
+    Column("text", Text, nullable=False),  # the template, {field} placeholders unfilled
+    Column("state", String(12), nullable=False),
+    Column("throughput", Float, nullable=True),  # the job's own cap, messages per second
+    Column("start_at", DateTime, nullable=True),
+    Column("recipients", Integer, nullable=False),  # messages created
+    Column("rejected_rows", Integer, nullable=False),  # rows refused at creation
+    Column("row_errors", Text, nullable=True),  # JSON: the first refused rows, with reasons
+    Column("points", BigInteger, nullable=False),  # charged at creation
+    Column("refunded", BigInteger, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+Index("ix_jobs_account_id_id", jobs.c.account_id, jobs.c.id)
 
 parts = Table(
     "parts", metadata,

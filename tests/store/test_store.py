@@ -31,7 +31,7 @@ def statuses(message: dict[str, Any]) -> list[str]:
 
 
 def test_schema_is_at_head_and_upgrade_is_idempotent(engine: Any) -> None:
-    assert database.current_revision(engine) == "0001"
+    assert database.current_revision(engine) == "0002"
     database.upgrade(engine)
     names = set(inspect(engine).get_table_names())
     assert {"accounts", "messages", "parts", "message_events", "pending_receipts",

@@ -45,7 +45,7 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     assert cli.main(["db", "upgrade", "--url", url]) == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert "revision 0002" in capsys.readouterr().out
     assert cli.main(["db", "upgrade", "--url", url]) == 0  # again: nothing to do
 
 
