@@ -91,6 +91,7 @@ class Settings:
     price_by_prefix: tuple[tuple[str, int], ...] = ()
     log_level: str = "info"
     max_body_bytes: int = 64 * 1024
+    max_job_body_bytes: int = 32 * 1024 * 1024
     retry_initial: float = 1.0
     retry_max: float = 60.0
     max_attempts: int = 10
@@ -332,10 +333,13 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     r = _Reader(path)
     top = r.section(data, "", _TOP_KEYS)
     database = r.get(top, "", "database", _database)
-    http = r.section(top.get("http"), "http", {"listen", "max_body_bytes"}) \
+    http = r.section(top.get("http"), "http", {"listen", "max_body_bytes",
+                                                "max_job_body_bytes"}) \
         if top.get("http") is not None else (r.problem("http", "missing required value") or {})
     listen = r.get(http, "http", "listen", _listen) if http else None
     max_body = r.get(http, "http", "max_body_bytes", _integer, 64 * 1024, low=1024)
+    max_job_body = r.get(http, "http", "max_job_body_bytes", _integer, 32 * 1024 * 1024,
+                         low=1024)
     smscs = [_read_smsc(r, item, f"smscs[{i}]")
              for i, item in enumerate(_read_list(r, top, "smscs", True))]
     _unique(r, smscs, "smscs", "SMSC name", lambda s: s.name)
@@ -381,7 +385,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         routes=tuple(routes), price_default=price_default,
         price_by_prefix=tuple(prices),
         log_level=r.get(top, "", "log_level", _choice, "info", choices=LOG_LEVELS),
-        max_body_bytes=max_body,
+        max_body_bytes=max_body, max_job_body_bytes=max_job_body,
         retry_initial=r.get(retry, "retry", "initial", _number, 1.0, low=0.01),
         retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
         max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 
 _RANDOM_BITS = 80
@@ -19,9 +20,15 @@ _state = {"ms": 0, "counter": 0}
 # secret (an id alone gives nothing: every read is scoped to the caller's account),
 # and a getrandom() system call per millisecond showed in the daemon's profile.
 _random = random.Random(os.urandom(16))
+_lock = threading.Lock()  # jobs are prepared on pool threads while the API makes ids
 
 
 def new_id(now: float | None = None) -> str:
+    with _lock:
+        return _next(now)
+
+
+def _next(now: float | None) -> str:
     ms = int((time.time() if now is None else now) * 1000)
     if ms > _state["ms"]:
         _state["ms"] = ms

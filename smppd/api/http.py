@@ -44,6 +44,14 @@ class Application(Protocol):
 
     def get_balance(self, account: Account) -> defer.Deferred[Any]: ...
 
+    def create_job(self, account: Account, job: validation.ValidJob,
+                   ) -> defer.Deferred[dict[str, Any]]: ...
+
+    def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]: ...
+
+    def job_action(self, account: Account, job_id: str,
+                   action: str) -> defer.Deferred[Any]: ...
+
     def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
 
@@ -107,6 +115,27 @@ class Api:
             return self.app.get_message(account, path[len("/v1/messages/"):]).addCallback(
                 lambda found: found if found is not None
                 else ApiError(404, "no such message", "id"))
+        if path == "/v1/jobs":
+            if method != b"POST":
+                raise ApiError(405, "use POST")
+            job = validation.job(validation.parse_json_object(request.body))
+            return self.app.create_job(account, job).addCallback(
+                lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
+        if path.startswith("/v1/jobs/"):
+            job_id, _, action = path[len("/v1/jobs/"):].partition("/")
+            if not action:
+                if method != b"GET":
+                    raise ApiError(405, "use GET")
+                return self.app.get_job(account, job_id).addCallback(
+                    lambda found: found if found is not None
+                    else ApiError(404, "no such job", "id"))
+            if action not in ("pause", "resume", "stop"):
+                raise ApiError(404, "no such path (pause, resume or stop)")
+            if method != b"POST":
+                raise ApiError(405, "use POST")
+            return self.app.job_action(account, job_id, action).addCallback(
+                lambda found: found if found is not None
+                else ApiError(404, "no such job", "id"))
         if path == "/v1/account":
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})
@@ -157,5 +186,6 @@ class Api:
         return _error(ApiError(503, "the store is unavailable; retry later"))
 
 
-def make_factory(app: Application, tokens: dict[bytes, Account], max_body: int) -> HttpFactory:
-    return HttpFactory(Api(app, tokens, max_body).handle, max_body)
+def make_factory(app: Application, tokens: dict[bytes, Account], max_body: int,
+                 max_job_body: int | None = None) -> HttpFactory:
+    return HttpFactory(Api(app, tokens, max_body).handle, max_body, max_job_body)

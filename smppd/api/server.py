@@ -62,9 +62,11 @@ class _Slot:
 
 
 class HttpProtocol(Protocol):
-    def __init__(self, handler: Handler, max_body: int) -> None:
+    def __init__(self, handler: Handler, max_body: int, max_job_body: int | None = None,
+                 ) -> None:
         self.handler = handler
         self.max_body = max_body
+        self.max_job_body = max_job_body or max_body  # for /v1/jobs: recipient lists
         self.parser: Any = None
         self.pending: deque[_Slot] = deque()
         self.closing = False
@@ -112,7 +114,7 @@ class HttpProtocol(Protocol):
 
     def on_headers_complete(self) -> None:
         length = self._headers.get(b"content-length", b"0")
-        if length.isdigit() and int(length) > self.max_body:
+        if length.isdigit() and int(length) > self._limit():
             self._too_large = True
         elif self._headers.get(b"expect", b"").lower() == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -121,11 +123,14 @@ class HttpProtocol(Protocol):
         if self._too_large:
             return
         self._body_size += len(chunk)
-        if self._body_size > self.max_body:
+        if self._body_size > self._limit():
             self._too_large = True
             self._body.clear()
         else:
             self._body.append(chunk)
+
+    def _limit(self) -> int:
+        return self.max_job_body if self._url.startswith(b"/v1/jobs") else self.max_body
 
     def on_message_complete(self) -> None:
         url = httptools.parse_url(self._url)
@@ -185,9 +190,11 @@ class HttpProtocol(Protocol):
 class HttpFactory(Factory):
     noisy = False
 
-    def __init__(self, handler: Handler, max_body: int) -> None:
+    def __init__(self, handler: Handler, max_body: int, max_job_body: int | None = None,
+                 ) -> None:
         self.handler = handler
         self.max_body = max_body
+        self.max_job_body = max_job_body
 
     def buildProtocol(self, addr: Any) -> HttpProtocol:
-        return HttpProtocol(self.handler, self.max_body)
+        return HttpProtocol(self.handler, self.max_body, self.max_job_body)

@@ -218,3 +218,100 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
         min_id=bound_for_time(_time(since, "since")) if since else None,
         max_id=bound_for_time(_time(until, "until"), upper=True) if until else None)
     return where, cursor, int(limit_text)
+
+
+# Jobs -------------------------------------------------------------------------------
+
+JOB_FIELDS = {"name", "from", "text", "recipients", "start_at", "throughput"}
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
+MAX_ROW_ERRORS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ValidJob:
+    name: str
+    sender: str
+    template: str
+    recipients: list[Any]
+    start_at: float | None
+    throughput: float | None
+
+
+def job(data: dict[str, Any]) -> ValidJob:
+    unknown = sorted(set(data) - JOB_FIELDS)
+    if unknown:
+        raise ApiError(400, "unknown field (expected: " + ", ".join(sorted(JOB_FIELDS)) + ")",
+                       unknown[0])
+    for required in ("name", "from", "text", "recipients"):
+        if required not in data:
+            raise ApiError(400, "missing required field", required)
+    name = data["name"]
+    if not isinstance(name, str) or not name.strip() or len(name) > 128:
+        raise ApiError(400, "expected a name of 1 to 128 characters", "name")
+    template = data["text"]
+    if not isinstance(template, str) or not template:
+        raise ApiError(400, "expected non-empty text", "text")
+    check_template(template)
+    recipients = data["recipients"]
+    if not isinstance(recipients, list) or not recipients:
+        raise ApiError(400, "expected a non-empty list of numbers or objects with 'to'",
+                       "recipients")
+    start_at = data.get("start_at")
+    if start_at is not None:
+        if not isinstance(start_at, str):
+            raise ApiError(400, "expected an ISO 8601 time", "start_at")
+        start_at = _time(start_at, "start_at")
+    throughput = data.get("throughput")
+    if throughput is not None and (isinstance(throughput, bool)
+                                   or not isinstance(throughput, int | float)
+                                   or throughput <= 0):
+        raise ApiError(400, "expected messages per second, more than 0", "throughput")
+    return ValidJob(name.strip(), sender(data["from"]), template, recipients, start_at,
+                    float(throughput) if throughput is not None else None)
+
+
+def check_template(template: str) -> None:
+    """Every brace is part of a {field} placeholder or a {{ / }} escape."""
+    rest = _PLACEHOLDER.sub("", template)
+    if "{" in rest or "}" in rest:
+        raise ApiError(400, "a lone '{' or '}' (write {{ or }} for a brace, {field} for a "
+                       "value)", "text")
+
+
+def render(template: str, fields: dict[str, Any]) -> str:
+    """Fill {field} placeholders; {{ and }} are literal braces. Deliberately not
+    str.format: a template must not reach attributes ({to.__class__}) or indexes."""
+
+    def fill(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        name = match.group(1)
+        if name not in fields:
+            raise ApiError(400, f"no value for the placeholder {{{name}}}", name)
+        value = fields[name]
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ApiError(400, f"expected text or a number for {{{name}}}", name)
+        return str(value)
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def job_row(row: Any, template: str) -> tuple[str, str | None, str]:
+    """One recipient of a job: (E.164 digits, region, rendered text); ApiError names
+    the problem (the caller adds the row number)."""
+    if isinstance(row, str):
+        fields: dict[str, Any] = {"to": row}
+    elif isinstance(row, dict):
+        fields = row
+    else:
+        raise ApiError(400, "expected a number or an object with 'to'", "to")
+    if "to" not in fields:
+        raise ApiError(400, "missing required field", "to")
+    digits, region = recipient(fields["to"])
+    text = render(template, fields)
+    if not text:
+        raise ApiError(400, "the text is empty for this row", "text")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise ApiError(400, f"at most {MAX_TEXT_LENGTH} characters, got {len(text)}", "text")
+    return digits, region, text

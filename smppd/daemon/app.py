@@ -33,6 +33,7 @@ from ..store.batch import BatchApplier, params_json
 from ..store.queries import QueuedMessage
 from ..store.writer import Writer
 from .dispatcher import Channel, Dispatcher, TextSettings
+from .jobs import JobManager
 from .listener import DaemonListener
 from .metrics import Metrics
 
@@ -67,6 +68,7 @@ class Daemon:
             TextSettings.of(settings.smscs[0]), settings.retry_initial, settings.retry_max,
             settings.max_attempts, memory_limit, self.metrics)
         self.listener = DaemonListener(self.dispatcher, self.writer.put, self.metrics, reactor)
+        self.jobs = JobManager(self)
         self.connectors: dict[str, Connector] = {}
         self.references = ConcatReferences(bits=16)
         self.accounts: dict[str, Account] = {}
@@ -93,7 +95,9 @@ class Daemon:
         for smsc in self.settings.smscs:
             self._add_connector(smsc)
         self.dispatcher.refill()
-        factory = make_factory(self, self.tokens, self.settings.max_body_bytes)
+        yield self.jobs.restore()
+        factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
+                               self.settings.max_job_body_bytes)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
@@ -203,6 +207,15 @@ class Daemon:
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
         return self._read(queries.balance, account.id)
 
+    def create_job(self, account: Account, job: Any) -> defer.Deferred[Any]:
+        return self.jobs.create(account, job)
+
+    def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
+        return self.jobs.get(account, job_id)
+
+    def job_action(self, account: Account, job_id: str, action: str) -> defer.Deferred[Any]:
+        return self.jobs.act(account, job_id, action)
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         smscs = {name: c.state() for name, c in self.connectors.items()}
         bound = any(c.bound for c in self.connectors.values())
@@ -277,6 +290,7 @@ class Daemon:
         if self.port is not None:
             yield self.port.stopListening()
         self.dispatcher.stop()
+        self.jobs.stop()
         if self._expiry is not None and self._expiry.running:
             self._expiry.stop()
         yield defer.DeferredList([c.stop() for c in self.connectors.values()])

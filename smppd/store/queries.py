@@ -191,6 +191,12 @@ def get_job(conn: Connection, account_id: int, job_id: str) -> dict[str, Any] | 
             "updated_at": _iso(row.updated_at)}
 
 
+def job_queued_count(conn: Connection, job_id: str) -> int:
+    m = t.messages.c
+    return conn.execute(select(func.count()).select_from(t.messages).where(
+        m.job_id == job_id, m.status == st.QUEUED)).scalar() or 0
+
+
 def active_jobs(conn: Connection) -> list[tuple[str, int, str, float | None, datetime | None]]:
     """Jobs a starting daemon must feed or wake: (id, account, state, cap, start_at)."""
     j = t.jobs.c
