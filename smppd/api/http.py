@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from . import validation
+from . import forms, validation
 from .server import HttpFactory, HttpRequest, HttpResponse
 from .validation import ApiError
 
@@ -118,7 +118,7 @@ class Api:
         if path == "/v1/jobs":
             if method != b"POST":
                 raise ApiError(405, "use POST")
-            job = validation.job(validation.parse_json_object(request.body))
+            job = self._job_body(request)
             return self.app.create_job(account, job).addCallback(
                 lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
         if path.startswith("/v1/jobs/"):
@@ -140,6 +140,17 @@ class Api:
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})
         raise ApiError(404, "no such path")
+
+    @staticmethod
+    def _job_body(request: HttpRequest) -> validation.ValidJob:
+        content_type = request.headers.get(b"content-type", b"")
+        if not forms.is_multipart(content_type):
+            return validation.job(validation.parse_json_object(request.body))
+        parts = forms.parse_multipart(request.body, content_type)
+        if "file" not in parts:
+            raise ApiError(400, "missing the CSV file part", "file")
+        fields = {name: forms.form_text(parts, name) for name in parts if name != "file"}
+        return validation.job(fields, forms.csv_rows(parts["file"]))
 
     def _authenticate(self, request: HttpRequest) -> Account:
         scheme, _, token = request.headers.get(b"authorization", b"").partition(b" ")

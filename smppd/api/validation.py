@@ -232,12 +232,16 @@ class ValidJob:
     name: str
     sender: str
     template: str
-    recipients: list[Any]
+    recipients: Any  # Iterable[(row number, number or {"to", fields...})]
     start_at: float | None
     throughput: float | None
 
 
-def job(data: dict[str, Any]) -> ValidJob:
+def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
+    """A job from JSON (`recipients` in the body) or from a form whose CSV file gives
+    `rows` (an iterable of (line number, row))."""
+    if rows is not None:
+        data = dict(data, recipients=rows)
     unknown = sorted(set(data) - JOB_FIELDS)
     if unknown:
         raise ApiError(400, "unknown field (expected: " + ", ".join(sorted(JOB_FIELDS)) + ")",
@@ -253,15 +257,25 @@ def job(data: dict[str, Any]) -> ValidJob:
         raise ApiError(400, "expected non-empty text", "text")
     check_template(template)
     recipients = data["recipients"]
-    if not isinstance(recipients, list) or not recipients:
-        raise ApiError(400, "expected a non-empty list of numbers or objects with 'to'",
-                       "recipients")
-    start_at = data.get("start_at")
+    if rows is None:
+        if not isinstance(recipients, list) or not recipients:
+            raise ApiError(400, "expected a non-empty list of numbers or objects with 'to'",
+                           "recipients")
+        recipients = enumerate(recipients, start=1)
+    start_at = data.get("start_at") or None
     if start_at is not None:
         if not isinstance(start_at, str):
             raise ApiError(400, "expected an ISO 8601 time", "start_at")
         start_at = _time(start_at, "start_at")
     throughput = data.get("throughput")
+    if isinstance(throughput, str) and throughput.strip():  # a form field
+        try:
+            throughput = float(throughput)
+        except ValueError:
+            raise ApiError(400, "expected messages per second, more than 0",
+                           "throughput") from None
+    elif isinstance(throughput, str):
+        throughput = None
     if throughput is not None and (isinstance(throughput, bool)
                                    or not isinstance(throughput, int | float)
                                    or throughput <= 0):
@@ -305,7 +319,8 @@ def job_row(row: Any, template: str) -> tuple[str, str | None, str]:
     elif isinstance(row, dict):
         fields = row
     else:
-        raise ApiError(400, "expected a number or an object with 'to'", "to")
+        raise ApiError(400, getattr(row, "reason", "expected a number or an object with "
+                                                   "'to'"), "to")
     if "to" not in fields:
         raise ApiError(400, "missing required field", "to")
     digits, region = recipient(fields["to"])

@@ -15,6 +15,7 @@ from datetime import UTC
 from typing import Any
 
 from twisted.internet import defer, task
+from twisted.internet.threads import blockingCallFromThread
 
 from ..api import validation
 from ..api.http import Account
@@ -26,6 +27,7 @@ from ..store import queries
 from .dispatcher import DEFAULT_ROUTE, JobFeeder
 
 log = logging.getLogger("smppd.jobs")
+JOB_BATCH = 10_000  # messages per transaction while a job is created
 RUNNING, SCHEDULED, PAUSED, STOPPED, COMPLETED = (
     "running", "scheduled", "paused", "stopped", "completed")
 
@@ -45,6 +47,10 @@ class JobManager:
         """Feed the running jobs again after a start; paused ones stay paused."""
         self.dispatcher.load_job = lambda job_id, after, limit: self.daemon._read(
             queries.load_job_queued, job_id, after, limit)
+        for job_id in (yield self.daemon._read(queries.jobs_in_state, "creating")):
+            refunded = yield self.daemon.writer.put(ops.AbortJob(job_id))
+            log.warning("job=%s was being created when smppd stopped: removed, %d points "
+                        "refunded", job_id, refunded)
         for job_id, account_id, state, cap, start_at in (
                 yield self.daemon._read(queries.active_jobs)):
             if state == SCHEDULED and start_at is not None:
@@ -84,63 +90,82 @@ class JobManager:
     def create(self, account: Account, job: ValidJob) -> defer.Deferred[Any]:
         if not self.daemon.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry later"))
-        d = self.daemon._in_thread(self._prepare, account, job)
-        return d.addCallback(self._store, account, job)
+        return self.daemon._in_thread(self._build, account, job).addCallback(
+            self._created, account)
 
-    def _prepare(self, account: Account, job: ValidJob) -> ops.CreateJob:
-        """On a pool thread: check, render and price every row. A bad row is
-        reported with its number and skipped; it does not sink the job."""
+    def _build(self, account: Account, job: ValidJob) -> dict[str, Any]:
+        """On a pool thread: check, render and price the rows as they come, and write
+        them a batch at a time, each batch waiting for the previous commit. A bad row
+        is reported with its number and skipped. Without the points for a batch, or
+        on any failure, the job is taken back whole (AbortJob): nothing half-made."""
         now = time.time()
         job_id = new_id(now)
         references = ConcatReferences(bits=16)
-        messages: list[ops.Accept] = []
+        batch: list[ops.Accept] = []
         errors: list[dict[str, Any]] = []
-        rejected = 0
-        for number, row in enumerate(job.recipients, start=1):
-            try:
-                digits, region, text = validation.job_row(row, job.template)
-                route = self.dispatcher.route_for(digits)
-                settings = self.dispatcher.text_for(route)
-                info = validation.text_info(text, settings.profile, settings.policy)
-            except ApiError as exc:
-                rejected += 1
-                if len(errors) < validation.MAX_ROW_ERRORS:
-                    errors.append({"row": number, "field": exc.field, "error": exc.message})
-                continue
-            reference = references.next(digits) if info.parts > 1 else 0
-            messages.append(ops.Accept(
-                account.id, new_id(now), job.sender, digits, region, text,
-                info.encoding.value, info.parts, self.daemon._price(digits) * info.parts,
-                reference, None if route == DEFAULT_ROUTE else route, None, None, now,
-                job_id))
-        if not messages:
-            raise ApiError(400, f"no valid recipients ({rejected} rows refused; first: "
-                           f"{errors[0]['error'] if errors else 'none'})", "recipients")
+        counts = {"messages": 0, "rejected": 0, "points": 0, "batches": 0}
         state = SCHEDULED if job.start_at is not None and job.start_at > now else RUNNING
-        return ops.CreateJob(account.id, job_id, job.name, job.sender, job.template, state,
-                             job.throughput, job.start_at, messages, rejected,
-                             json.dumps(errors) if errors else None, now)
 
-    def _store(self, op: ops.CreateJob, account: Account, job: ValidJob) -> Any:
-        def created(_: Any) -> dict[str, Any]:
-            log.info("job=%s created: %d messages, %d rows refused, state %s", op.job_id,
-                     len(op.messages), op.rejected_rows, op.state)
-            if op.state == RUNNING:
-                self._feed(op.job_id, account.id, op.throughput)
-            elif op.start_at is not None:
-                self._schedule(op.job_id, account.id, op.throughput, op.start_at)
-            return {"id": op.job_id, "state": op.state, "messages": len(op.messages),
-                    "points": sum(m.points for m in op.messages),
-                    "rejected_rows": op.rejected_rows,
-                    "row_errors": json.loads(op.row_errors) if op.row_errors else []}
+        def put(op: Any) -> Any:
+            return blockingCallFromThread(self.reactor, self.daemon.writer.put, op)
 
-        def refused(failure: Any) -> Any:
-            if failure.check(ops.InsufficientBalance):
-                raise ApiError(402, f"insufficient balance for the job: {failure.value}; "
-                               "nothing was created", "balance")
-            return failure
+        def flush() -> None:
+            put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template, state,
+                              job.throughput, job.start_at, batch, 0, None, now))
+            counts["batches"] += 1
+            batch.clear()
 
-        return self.daemon.writer.put(op).addCallbacks(created, refused)
+        try:
+            for number, row in job.recipients:
+                try:
+                    digits, region, text = validation.job_row(row, job.template)
+                    route = self.dispatcher.route_for(digits)
+                    settings = self.dispatcher.text_for(route)
+                    info = validation.text_info(text, settings.profile, settings.policy)
+                except ApiError as exc:
+                    counts["rejected"] += 1
+                    if len(errors) < validation.MAX_ROW_ERRORS:
+                        errors.append({"row": number, "field": exc.field, "error": exc.message})
+                    continue
+                points = self.daemon._price(digits) * info.parts
+                reference = references.next(digits) if info.parts > 1 else 0
+                batch.append(ops.Accept(
+                    account.id, new_id(now), job.sender, digits, region, text,
+                    info.encoding.value, info.parts, points, reference,
+                    None if route == DEFAULT_ROUTE else route, None, None, now, job_id))
+                counts["messages"] += 1
+                counts["points"] += points
+                if len(batch) >= JOB_BATCH:
+                    flush()
+            if not counts["messages"]:
+                raise ApiError(400, f"no valid recipients ({counts['rejected']} rows "
+                               f"refused; first: {errors[0]['error'] if errors else 'none'})",
+                               "recipients")
+            if batch:
+                flush()
+            put(ops.FinishJob(job_id, state, counts["rejected"],
+                              json.dumps(errors) if errors else None))
+        except ops.InsufficientBalance as exc:
+            put(ops.AbortJob(job_id))
+            raise ApiError(402, f"insufficient balance for the job: {exc}; nothing was "
+                           "created", "balance") from None
+        except BaseException:
+            if counts["batches"]:
+                put(ops.AbortJob(job_id))
+            raise
+        return {"id": job_id, "state": state, "messages": counts["messages"],
+                "points": counts["points"], "rejected_rows": counts["rejected"],
+                "row_errors": errors, "throughput": job.throughput, "start_at": job.start_at}
+
+    def _created(self, summary: dict[str, Any], account: Account) -> dict[str, Any]:
+        log.info("job=%s created: %d messages, %d rows refused, state %s", summary["id"],
+                 summary["messages"], summary["rejected_rows"], summary["state"])
+        cap, start_at = summary.pop("throughput"), summary.pop("start_at")
+        if summary["state"] == RUNNING:
+            self._feed(summary["id"], account.id, cap)
+        elif start_at is not None:
+            self._schedule(summary["id"], account.id, cap, start_at)
+        return summary
 
     # Reading and acting ------------------------------------------------------------------
 

@@ -25,8 +25,10 @@ from sqlalchemy import Connection, select, tuple_, update
 from .. import status as st
 from . import schema as t
 from .operations import (
+    AbortJob,
     Accept,
     CreateJob,
+    FinishJob,
     FragmentSeen,
     InboundComplete,
     InsufficientBalance,
@@ -225,6 +227,10 @@ class BatchApplier:
             self._accept(conn, by_kind[Accept], results)
         for index, op in by_kind.get(CreateJob, ()):
             results[index] = self._create_job(conn, op)
+        for index, op in by_kind.get(FinishJob, ()):
+            results[index] = self._finish_job(conn, op)
+        for index, op in by_kind.get(AbortJob, ()):
+            results[index] = self._abort_job(conn, op)
         for index, op in by_kind.get(SetJobState, ()):
             results[index] = self._set_job_state(conn, op, stamp)
         for index, op in by_kind.get(StopJob, ()):
@@ -311,18 +317,43 @@ class BatchApplier:
         balance = self._balances(conn, [op.account_id]).get(op.account_id, 0)
         if balance < total:
             return InsufficientBalance(total, balance)
-        created = utc(op.created_at)
-        conn.execute(t.jobs.insert().values(
-            id=op.job_id, account_id=op.account_id, name=op.name, sender=op.sender,
-            text=op.text, state=op.state, throughput=op.throughput,
-            start_at=utc(op.start_at) if op.start_at is not None else None,
-            recipients=len(op.messages), rejected_rows=op.rejected_rows,
-            row_errors=op.row_errors, points=total, refunded=0, created_at=created,
-            updated_at=created))
+        j = t.jobs.c
+        exists = conn.execute(select(j.id).where(j.id == op.job_id)).scalar()
+        if exists is None:
+            created = utc(op.created_at)
+            conn.execute(t.jobs.insert().values(
+                id=op.job_id, account_id=op.account_id, name=op.name, sender=op.sender,
+                text=op.text, state="creating", throughput=op.throughput,
+                start_at=utc(op.start_at) if op.start_at is not None else None,
+                recipients=len(op.messages), rejected_rows=0, row_errors=None, points=total,
+                refunded=0, created_at=created, updated_at=created))
+        else:
+            conn.execute(update(t.jobs).where(j.id == op.job_id).values(
+                recipients=j.recipients + len(op.messages), points=j.points + total))
         self._many(conn, "charge", [(total, op.account_id)])
         # Not cached: a big job would push the messages in flight out of the cache.
         self._insert_messages(conn, op.messages, remember=False)
         return op.job_id
+
+    def _finish_job(self, conn: Connection, op: FinishJob) -> Any:
+        j = t.jobs.c
+        conn.execute(update(t.jobs).where(j.id == op.job_id, j.state == "creating").values(
+            state=op.state, rejected_rows=op.rejected_rows, row_errors=op.row_errors,
+            updated_at=utc()))
+        return op.state
+
+    def _abort_job(self, conn: Connection, op: AbortJob) -> Any:
+        j, m = t.jobs.c, t.messages.c
+        row = conn.execute(select(j.account_id, j.points).where(
+            j.id == op.job_id, j.state == "creating")).first()
+        if row is None:
+            return 0
+        ids = select(m.id).where(m.job_id == op.job_id).scalar_subquery()
+        conn.execute(t.parts.delete().where(t.parts.c.message_id.in_(ids)))
+        conn.execute(t.messages.delete().where(m.job_id == op.job_id))
+        conn.execute(t.jobs.delete().where(j.id == op.job_id))
+        self._many(conn, "refund", [(row.points, row.account_id)])
+        return row.points
 
     def _set_job_state(self, conn: Connection, op: SetJobState, stamp: Any) -> Any:
         j = t.jobs.c

@@ -121,8 +121,11 @@ class InboundComplete:
 
 @dataclass(slots=True)
 class CreateJob:
-    """A bulk job and all its messages, all or nothing: the account is charged the
-    total or, short of it, nothing is created (InsufficientBalance)."""
+    """A bulk job and one batch of its messages. The first batch creates the job in
+    state `creating` (invisible to the dispatcher); later batches add to it; each is
+    charged on its own, and one the balance cannot pay for is refused whole
+    (InsufficientBalance), after which the caller aborts the job (AbortJob). A big
+    job thus streams into the store without being held in memory."""
 
     account_id: int
     job_id: str
@@ -136,6 +139,26 @@ class CreateJob:
     rejected_rows: int
     row_errors: str | None
     created_at: float
+    retry = False
+
+
+@dataclass(slots=True)
+class FinishJob:
+    """Every batch is in: the job becomes running or scheduled."""
+
+    job_id: str
+    state: str
+    rejected_rows: int
+    row_errors: str | None
+    retry = False
+
+
+@dataclass(slots=True)
+class AbortJob:
+    """Undo a job being created (no money, or a crash halfway): its messages are
+    deleted and what they were charged goes back. Result: points refunded."""
+
+    job_id: str
     retry = False
 
 
@@ -162,7 +185,8 @@ class StopJob:
     retry = False
 
 
-Operation = (Accept | CreateJob | SetJobState | StopJob | PartSubmitted | PartFailed
+Operation = (Accept | CreateJob | FinishJob | AbortJob | SetJobState | StopJob
+             | PartSubmitted | PartFailed
              | PartUnknown | LateId | ReceiptSeen | FragmentSeen | InboundComplete)
 
 

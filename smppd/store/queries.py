@@ -197,6 +197,10 @@ def job_queued_count(conn: Connection, job_id: str) -> int:
         m.job_id == job_id, m.status == st.QUEUED)).scalar() or 0
 
 
+def jobs_in_state(conn: Connection, state: str) -> list[str]:
+    return list(conn.execute(select(t.jobs.c.id).where(t.jobs.c.state == state)).scalars())
+
+
 def active_jobs(conn: Connection) -> list[tuple[str, int, str, float | None, datetime | None]]:
     """Jobs a starting daemon must feed or wake: (id, account, state, cap, start_at)."""
     j = t.jobs.c

@@ -208,3 +208,88 @@ def test_jobs_are_per_account(start_daemon: Any) -> None:
     other.close()
     final = _wait_state(client, job["id"], "completed")
     assert final["counts"] == {"delivered": 30} and len(smsc.submits) == 30
+
+
+def _multipart(fields: dict[str, str], csv_text: bytes) -> tuple[bytes, str]:
+    boundary = "smppd-test-boundary"
+    chunks = []
+    for name, value in fields.items():
+        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                      f"{value}\r\n".encode())
+    chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                  f'filename="r.csv"\r\nContent-Type: text/csv\r\n\r\n'.encode()
+                  + csv_text + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+def _upload(client: Any, fields: dict[str, str], csv_text: bytes) -> tuple[int, Any]:
+    import json as json_module
+
+    body, content_type = _multipart(fields, csv_text)
+    client.conn.request("POST", "/v1/jobs", body=body, headers={
+        "Authorization": f"Bearer {client.token}", "Content-Type": content_type})
+    response = client.conn.getresponse()
+    return response.status, json_module.loads(response.read())
+
+
+def test_csv_upload_with_bad_rows(start_daemon: Any) -> None:
+    running = start_daemon()
+    csv_text = (b"to,name\r\n+48500000011,Ann\r\n+4850,Short\r\n+48500000012,\"Bo, Jr\"\r\n"
+                b",Nobody\r\n+48500000013,Cy\r\n") + b"+48500000014,\xff\xfe\r\n"
+    status, job = _upload(running.client, {"name": "csv", "from": "Acme",
+                                           "text": "Dear {name}", "throughput": "50"},
+                          csv_text)
+    assert status == 201, job
+    assert job["messages"] == 3
+    assert [(e["row"], e["field"]) for e in job["row_errors"]] == [(3, "to"), (5, "to"),
+                                                                    (7, "to")]
+    final = _wait_state(running.client, job["id"], "completed")
+    assert final["counts"] == {"delivered": 3} and final["throughput"] == 50
+    assert sorted(_sent_texts(running.smsc)) == ["Dear Ann", "Dear Bo, Jr", "Dear Cy"]
+
+
+def test_csv_without_a_to_column_is_refused(start_daemon: Any) -> None:
+    running = start_daemon()
+    status, answer = _upload(running.client, {"name": "csv", "from": "Acme", "text": "x"},
+                             b"number,name\r\n+48500000011,Ann\r\n")
+    assert (status, answer["field"]) == (400, "file")
+
+
+def test_a_job_short_of_points_in_a_later_batch_is_taken_back_whole(
+        start_daemon: Any, monkeypatch: Any) -> None:
+    from smppd.daemon import jobs
+
+    monkeypatch.setattr(jobs, "JOB_BATCH", 30)
+    running = start_daemon()
+    other = running.other_client(TOKEN_B)  # balance 100: the first three batches fit
+    status, body = _job(other, _numbers(130), text="hello")
+    assert (status, body["field"]) == (402, "balance")
+    _, account = other.request("GET", "/v1/account")
+    assert account["balance"] == 100
+    _, page = other.request("GET", "/v1/messages")
+    assert page["messages"] == []
+    assert running.smsc.submits == []
+    other.close()
+
+
+def test_a_job_left_half_created_by_a_crash_is_removed_at_start(start_daemon: Any) -> None:
+    from smppd.ids import new_id
+    from smppd.store import operations as ops
+
+    running = start_daemon()
+    account = running.daemon.accounts["acme"]
+    _, before = running.client.request("GET", "/v1/account")
+    job_id = new_id()
+    messages = [ops.Accept(account.id, new_id(), "Acme", f"4850000{i:04d}", "PL", "x", "gsm",
+                           1, 1, 0, None, None, None, time.time(), job_id) for i in range(5)]
+    call(running.daemon.writer.put, ops.CreateJob(account.id, job_id, "half", "Acme", "x",
+                                                  "running", None, None, messages, 0, None,
+                                                  time.time()))
+    running.client.close()
+    call(running.daemon.stop)  # as if smppd died before FinishJob
+    restarted = start_daemon()
+    assert restarted.client.request("GET", f"/v1/jobs/{job_id}")[0] == 404
+    _, after = restarted.client.request("GET", "/v1/account")
+    assert after["balance"] == before["balance"]
+    assert restarted.smsc.submits == []
