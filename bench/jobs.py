@@ -1,0 +1,125 @@
+"""Bulk jobs: (b) how fast a big CSV is queued, and (c) an unthrottled job end to end.
+
+(b) POSTs a CSV of N recipients (multipart upload) to `smppd run` (SQLite) and reports
+rows queued per second (upload to 201, which comes after the last batch commits) and
+the daemon's peak RSS. Nothing is bound while it queues, so only queueing is timed.
+(c) sends a job of M messages through the fake SMSC (window 100, no throughput limit,
+receipts on) and reports messages/s from the 201 to the last final status committed,
+and daemon CPU seconds per 1,000 messages. Prints figures; asserts nothing.
+
+    python bench/jobs.py [--rows 1000000] [--messages 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+from e2e import TOKEN, final_count, free_port, wait_port  # bench/ is the working directory
+
+
+def start(folder: Path, smsc_port: int, http_port: int) -> subprocess.Popen[bytes]:
+    config = folder / "smppd.yaml"
+    config.write_text(f"""
+database: sqlite:///{folder / 'smppd.db'}
+log_level: warning
+http: {{listen: 127.0.0.1:{http_port}, max_job_body_bytes: 100000000}}
+smscs:
+  - {{name: fake, host: 127.0.0.1, port: {smsc_port}, system_id: b, password: b,
+     window: 100, throughput: 0}}
+accounts:
+  - {{name: bench, token: {TOKEN}, balance: 100000000}}
+""")
+    daemon = subprocess.Popen([sys.executable, "-m", "smppd.cli", "run", "--config",
+                               str(config)], env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wait_port(http_port)
+    return daemon
+
+
+def post(port: int, body: bytes, content_type: str) -> dict[str, object]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/jobs", body, {
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=3600) as answer:
+        return json.loads(answer.read())
+
+
+def queue_csv(rows: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="smppd-jobs-"))
+    http_port = free_port()
+    daemon = start(folder, free_port(), http_port)  # no SMSC listens: nothing is sent
+    try:
+        csv_text = "to,name\n" + "".join(f"+4850{i:07d},Customer {i}\n" for i in range(rows))
+        boundary = "bench-boundary"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nbench\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="from"\r\n\r\nAcme\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\n'
+                f'Hello {{name}}, your code is ready\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="r.csv"\r\n\r\n{csv_text}\r\n--{boundary}--\r\n').encode()
+        process = psutil.Process(daemon.pid)
+        started = time.perf_counter()
+        job = post(http_port, body, f"multipart/form-data; boundary={boundary}")
+        elapsed = time.perf_counter() - started
+        with open(f"/proc/{daemon.pid}/status") as status:
+            hwm = next(int(line.split()[1]) * 1024 for line in status
+                       if line.startswith("VmHWM"))
+        cpu = process.cpu_times()
+    finally:
+        daemon.terminate()
+        daemon.wait(120)
+    print(f"(b) CSV of {rows:,} rows ({len(body) / 2**20:.1f} MiB): {job['messages']:,} "
+          f"queued in {elapsed:.1f} s = {job['messages'] / elapsed:,.0f} rows/s; daemon peak "
+          f"RSS {hwm / 2**20:.0f} MiB, CPU {cpu.user + cpu.system:.1f} s")
+
+
+def run_job(messages: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="smppd-jobs-"))
+    smsc_port, http_port = free_port(), free_port()
+    smsc = subprocess.Popen([sys.executable, "-m", "smppd.cli", "--log-level", "warning",
+                             "fake-smsc", "--port", str(smsc_port)])
+    wait_port(smsc_port)
+    daemon = start(folder, smsc_port, http_port)
+    try:
+        time.sleep(0.5)
+        body = json.dumps({"name": "bench", "from": "Acme", "text": "Hello {name}",
+                           "recipients": [{"to": f"+4850{i:07d}", "name": f"n{i}"}
+                                          for i in range(messages)]}).encode()
+        process = psutil.Process(daemon.pid)
+        created_at = time.perf_counter()
+        post(http_port, body, "application/json")
+        queued = time.perf_counter()
+        cpu_before = process.cpu_times()
+        while final_count(folder / "smppd.db") < messages:
+            time.sleep(0.05)
+        done = time.perf_counter()
+        cpu_after = process.cpu_times()
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+        smsc.terminate()
+        smsc.wait(10)
+    cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    print(f"(c) job of {messages:,} messages: queued in {queued - created_at:.1f} s, then "
+          f"{messages / (done - queued):,.0f} messages/s to the last final status "
+          f"({done - queued:.1f} s); daemon CPU {cpu / messages * 1000:.3f} s per 1,000")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--messages", type=int, default=20_000)
+    args = parser.parse_args()
+    queue_csv(args.rows)
+    run_job(args.messages)
+
+
+if __name__ == "__main__":
+    main()
