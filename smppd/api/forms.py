@@ -24,24 +24,29 @@ def is_multipart(content_type: bytes) -> bool:
 
 
 def parse_multipart(body: bytes, content_type: bytes) -> dict[str, bytes]:
-    """name -> content of each part (the last wins for a repeated name)."""
+    """name -> content of each part (the last wins for a repeated name). Positions
+    are found first and each part is copied once: an upload is not held four times."""
     match = _BOUNDARY.search(content_type)
     if match is None:
         raise ApiError(400, "multipart/form-data without a boundary")
     delimiter = b"--" + match.group(1)
     fields: dict[str, bytes] = {}
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):
+    position = body.find(delimiter)
+    while position >= 0:
+        start = position + len(delimiter)
+        if body.startswith(b"--", start):
             break  # the closing delimiter
-        head, separator, content = chunk.partition(b"\r\n\r\n")
-        if not separator:
+        end = body.find(b"\r\n" + delimiter, start)
+        if end < 0:
+            raise ApiError(400, "a multipart part without its closing boundary")
+        head_end = body.find(b"\r\n\r\n", start, end + 2)
+        if head_end < 0:
             raise ApiError(400, "a multipart part without headers")
-        name = _NAME.search(head)
+        name = _NAME.search(body, start, head_end)
         if name is None:
             raise ApiError(400, "a multipart part without a name")
-        if content.endswith(b"\r\n"):
-            content = content[:-2]
-        fields[name.group(1).decode("utf-8", "replace")] = content
+        fields[name.group(1).decode("utf-8", "replace")] = body[head_end + 4:end]
+        position = end + 2
     return fields
 
 

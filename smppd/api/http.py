@@ -147,6 +147,7 @@ class Api:
         if not forms.is_multipart(content_type):
             return validation.job(validation.parse_json_object(request.body))
         parts = forms.parse_multipart(request.body, content_type)
+        request.body = b""  # the parts are copies: do not hold the upload twice
         if "file" not in parts:
             raise ApiError(400, "missing the CSV file part", "file")
         fields = {name: forms.form_text(parts, name) for name in parts if name != "file"}

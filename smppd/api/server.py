@@ -137,8 +137,10 @@ class HttpProtocol(Protocol):
         path = unquote(url.path.decode("latin-1"))
         query = parse_qs(url.query.decode("latin-1"), keep_blank_values=True) \
             if url.query else {}
-        request = HttpRequest(self.parser.get_method(), path, query, self._headers,
-                              b"".join(self._body), self._too_large)
+        body = b"".join(self._body)
+        self._body = []  # a 30 MB upload is held once, by the request only
+        request = HttpRequest(self.parser.get_method(), path, query, self._headers, body,
+                              self._too_large)
         slot = _Slot(self.parser.should_keep_alive() and not self._too_large)
         self.pending.append(slot)
         try:
