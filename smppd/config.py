@@ -75,7 +75,11 @@ class AccountSettings:
 @dataclass(frozen=True)
 class RouteSettings:
     prefix: str  # digits of the E.164 number, without '+'
-    smsc: str
+    smscs: tuple[str, ...]  # in order of preference: the next takes over when one is down
+
+    @property
+    def key(self) -> str:
+        return "|".join(self.smscs)
 
 
 @dataclass(frozen=True)
@@ -355,13 +359,25 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     routes = []
     for index, item in enumerate(_read_list(r, top, "routes", False)):
         key = f"routes[{index}]"
-        item = r.section(item, key, {"prefix", "smsc"})
+        item = r.section(item, key, {"prefix", "smsc", "smscs"})
         prefix = r.get(item, key, "prefix", _prefix)
-        smsc = r.get(item, key, "smsc", _text)
-        if smsc is not None and names and smsc not in names:
-            r.problem(f"{key}.smsc", f"no SMSC named {smsc!r} (known: {', '.join(sorted(names))})")
-        if prefix is not None and smsc is not None:
-            routes.append(RouteSettings(prefix, smsc))
+        if ("smsc" in item) == ("smscs" in item):
+            r.problem(f"{key}.smsc", "give either smsc: NAME or smscs: [NAME, ...]")
+            continue
+        if "smsc" in item:
+            targets = [r.get(item, key, "smsc", _text)]
+        else:
+            targets = item["smscs"] if isinstance(item["smscs"], list) else None
+            if not targets:
+                r.problem(f"{key}.smscs", "expected a list of SMSC names, in order of "
+                          "preference")
+                continue
+        for position, smsc in enumerate(targets):
+            where = f"{key}.smsc" if "smsc" in item else f"{key}.smscs[{position}]"
+            if not isinstance(smsc, str) or (names and smsc not in names):
+                r.problem(where, f"no SMSC named {smsc!r} (known: {', '.join(sorted(names))})")
+        if prefix is not None and all(isinstance(s, str) for s in targets):
+            routes.append(RouteSettings(prefix, tuple(targets)))
     pricing = r.section(top.get("pricing") or {}, "pricing", {"default", "prefixes"})
     price_default = r.get(pricing, "pricing", "default", _integer, 1, low=0)
     prices = []

@@ -32,7 +32,7 @@ from ..store import operations as ops
 from ..store.batch import BatchApplier, params_json
 from ..store.queries import QueuedMessage
 from ..store.writer import Writer
-from .dispatcher import Channel, Dispatcher, TextSettings
+from .dispatcher import NO_ROUTE, Channel, Dispatcher, TextSettings
 from .jobs import JobManager
 from .listener import DaemonListener
 from .metrics import Metrics
@@ -62,7 +62,7 @@ class Daemon:
         self.pool = ThreadPool(minthreads=1, maxthreads=4, name="smppd-read")
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
         self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch)
-        routes = {r.prefix: r.smsc for r in settings.routes}
+        routes = {r.prefix: r.smscs for r in settings.routes}
         self.dispatcher = Dispatcher(
             reactor, self.writer.put, self._load_queued, routes,
             TextSettings.of(settings.smscs[0]), settings.retry_initial, settings.retry_max,
@@ -158,6 +158,9 @@ class Daemon:
             return defer.fail(ApiError(503, "smppd is shutting down; retry on another "
                                             "instance or later"))
         route = self.dispatcher.route_for(message.recipient)
+        if route == NO_ROUTE:
+            raise ApiError(400, f"no route to +{message.recipient}: no configured prefix "
+                           "matches it", "to")
         text = self.dispatcher.text_for(route)
         info = validation.text_info(message.text, text.profile, text.policy)
         points = self._price(message.recipient) * info.parts
@@ -260,7 +263,7 @@ class Daemon:
         for name in removed:
             changes.append(f"smsc {name}: removed from the configuration; it stays bound "
                            "until restart")
-        self.dispatcher.set_routes({r.prefix: r.smsc for r in settings.routes})
+        self.dispatcher.set_routes({r.prefix: r.smscs for r in settings.routes})
         new_accounts = {a.name for a in settings.accounts} - set(self.accounts)
         self.settings = replace(settings, smscs=tuple(
             list(settings.smscs) + [self.dispatcher.channels[n].settings for n in removed]))

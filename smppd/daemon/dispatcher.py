@@ -40,7 +40,8 @@ from ..store.queries import QueuedMessage
 from ..throttle.bucket import TokenBucket
 
 log = logging.getLogger("smppd.dispatcher")
-DEFAULT_ROUTE = "*"
+DEFAULT_ROUTE = "*"  # no routes configured: any SMSC
+NO_ROUTE = ""  # routes are configured and none matches
 
 
 @dataclass(slots=True)
@@ -107,17 +108,16 @@ class JobFeeder:
         self.rate = 0.0  # messages per second, smoothed
         self._rate_mark = (now, 0)
 
-    def pop(self, route: str) -> Outgoing | None:
-        for name in (route, DEFAULT_ROUTE):
-            queue = self.queues.get(name)
-            if queue:
+    def pop(self, serves: Callable[[str], bool]) -> Outgoing | None:
+        for route, queue in self.queues.items():
+            if queue and serves(route):
                 self.buffered -= 1
                 self.sent += 1
                 return queue.popleft()
         return None
 
-    def has(self, route: str) -> bool:
-        return bool(self.queues.get(route) or self.queues.get(DEFAULT_ROUTE))
+    def has(self, serves: Callable[[str], bool]) -> bool:
+        return any(queue and serves(route) for route, queue in self.queues.items())
 
     def update_rate(self, now: float) -> None:
         since, sent = self._rate_mark
@@ -163,7 +163,8 @@ class Dispatcher:
         self.put = put  # Writer.put
         self.load = load  # (after_id, limit) -> Deferred[(list[QueuedMessage], last_id)]
         self.channels: dict[str, Channel] = {}
-        self.routes: dict[str, str] = {}
+        self.routes: dict[str, str] = {}  # prefix -> route key ("a" or "a|b")
+        self.route_members: dict[str, tuple[str, ...]] = {}
         self._route_lengths: list[int] = []
         self.set_routes(routes)
         self.default_text = default_text
@@ -194,11 +195,14 @@ class Dispatcher:
 
     def add_channel(self, channel: Channel) -> None:
         self.channels[channel.name] = channel
-        self.queues.setdefault(channel.name, deque())
 
-    def set_routes(self, routes: dict[str, str]) -> None:
-        """Destination prefix (digits) -> SMSC name; the longest prefix wins."""
-        self.routes = dict(routes)
+    def set_routes(self, routes: dict[str, tuple[str, ...] | str]) -> None:
+        """Destination prefix (digits) -> SMSC names in order of preference; the
+        longest prefix wins. Without routes, any SMSC takes any number."""
+        members = {prefix: (smscs,) if isinstance(smscs, str) else tuple(smscs)
+                   for prefix, smscs in routes.items()}
+        self.routes = {prefix: "|".join(smscs) for prefix, smscs in members.items()}
+        self.route_members = {"|".join(smscs): smscs for smscs in members.values()}
         self._route_lengths = sorted({len(p) for p in routes}, reverse=True)
 
     def route_for(self, recipient: str) -> str:
@@ -206,11 +210,30 @@ class Dispatcher:
             target = self.routes.get(recipient[:length])
             if target is not None:
                 return target
-        return DEFAULT_ROUTE
+        return NO_ROUTE if self.routes else DEFAULT_ROUTE
 
     def text_for(self, route: str) -> TextSettings:
-        channel = self.channels.get(route)
+        """The text settings of the route's first SMSC (all its parts are cut alike)."""
+        members = self.route_members.get(route)
+        channel = self.channels.get(members[0] if members else route)
         return channel.text if channel is not None else self.default_text
+
+    def serves(self, channel: Channel) -> Callable[[str], bool]:
+        """Whether `channel` takes a route's messages now: any channel for `*`, else
+        the first SMSC of the route that is bound (failover in order)."""
+
+        def check(route: str) -> bool:
+            if route == DEFAULT_ROUTE:
+                return True
+            for name in self.route_members.get(route, (route,)):
+                if name == channel.name:
+                    return True
+                other = self.channels.get(name)
+                if other is not None and other.connector.bound:
+                    return False  # a preferred SMSC is up and takes it
+            return False
+
+        return check
 
     @property
     def depth(self) -> int:
@@ -230,11 +253,18 @@ class Dispatcher:
         self.pump_soon()
 
     def _enqueue(self, message: QueuedMessage) -> None:
-        route = message.smsc or self.route_for(message.recipient)
-        if route not in self.queues:
-            route = DEFAULT_ROUTE  # its SMSC left the configuration: any will do
-        self.queues[route].append(Outgoing.from_queued(message, route))
+        route = self._route_of(message)
+        self.queues.setdefault(route, deque()).append(Outgoing.from_queued(message, route))
         self.in_memory += 1
+
+    def _route_of(self, message: QueuedMessage) -> str:
+        route = message.smsc or self.route_for(message.recipient)
+        if route == DEFAULT_ROUTE or route in self.route_members or route in self.channels:
+            return route
+        # Its route left the configuration since it was accepted: send it by the
+        # current routes (or, with none, by any SMSC).
+        current = self.route_for(message.recipient)
+        return DEFAULT_ROUTE if current == NO_ROUTE else current
 
     def refill(self) -> None:
         if self._refilling or not self.spilled or self.stopped:
@@ -329,12 +359,13 @@ class Dispatcher:
     def _work_wait(self, channel: Channel, now: float) -> float | None:
         """0 when this channel has work it could send now, the seconds until a capped
         job may send again when only capped jobs have work, None when idle."""
+        serves = self.serves(channel)
         if (channel.retries or (channel.current and channel.current.unsent)
-                or self.queues[channel.name] or self.queues[DEFAULT_ROUTE]):
+                or any(queue and serves(route) for route, queue in self.queues.items())):
             return 0.0
         wait: float | None = None
         for feeder in self.feeders.values():
-            if feeder.paused or not feeder.has(channel.name):
+            if feeder.paused or not feeder.has(serves):
                 continue
             delay = feeder.bucket.wait(now) if feeder.bucket is not None else 0.0
             wait = delay if wait is None else min(wait, delay)
@@ -358,12 +389,13 @@ class Dispatcher:
         feeders = [f for f in self.feeders.values() if not f.paused]
         sources = len(feeders) + 1
         now = self.reactor.seconds()
+        serves = self.serves(channel)
         for step in range(sources):
             index = (self._turn + step) % sources
             if index == 0:
-                own = self.queues[channel.name]
-                queue = own if own else self.queues[DEFAULT_ROUTE]
-                if not queue:
+                queue = next((q for route, q in self.queues.items() if q and serves(route)),
+                             None)
+                if queue is None:
                     continue
                 self.in_memory -= 1
                 message = queue.popleft()
@@ -371,7 +403,7 @@ class Dispatcher:
                 feeder = feeders[index - 1]
                 if feeder.bucket is not None and feeder.bucket.available(now) < 1:
                     continue
-                message = feeder.pop(channel.name)
+                message = feeder.pop(serves)
                 if message is None:
                     continue
                 if feeder.bucket is not None:
@@ -538,9 +570,7 @@ class Dispatcher:
             if self.feeders.get(feeder.job_id) is not feeder:
                 return  # stopped meanwhile
             for message in messages:
-                route = message.smsc or self.route_for(message.recipient)
-                if route not in self.queues:
-                    route = DEFAULT_ROUTE
+                route = self._route_of(message)
                 feeder.queues.setdefault(route, deque()).append(
                     Outgoing.from_queued(message, route))
             feeder.buffered += len(messages)

@@ -24,7 +24,7 @@ from ..ids import new_id
 from ..protocol.segmentation import ConcatReferences
 from ..store import operations as ops
 from ..store import queries
-from .dispatcher import DEFAULT_ROUTE, JobFeeder
+from .dispatcher import DEFAULT_ROUTE, NO_ROUTE, JobFeeder
 
 log = logging.getLogger("smppd.jobs")
 JOB_BATCH = 10_000  # messages per transaction while a job is created
@@ -120,6 +120,8 @@ class JobManager:
                 try:
                     digits, region, text = validation.job_row(row, job.template)
                     route = self.dispatcher.route_for(digits)
+                    if route == NO_ROUTE:
+                        raise ApiError(400, f"no route to +{digits}", "to")
                     settings = self.dispatcher.text_for(route)
                     info = validation.text_info(text, settings.profile, settings.policy)
                 except ApiError as exc:

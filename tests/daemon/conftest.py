@@ -26,11 +26,11 @@ def settings_dict(database: str, smsc_port: int, **overrides: Any) -> dict[str, 
     smsc = {"name": "carrier-a", "host": "127.0.0.1", "port": smsc_port,
             "system_id": "acme", "password": "secret", "window": 20,
             "response_timeout": 5}
-    smsc.update(overrides.pop("smsc", {}))
+    smsc.update(overrides.pop("smsc", None) or {})
     data = {
         "database": database,
         "http": {"listen": "127.0.0.1:0"},
-        "smscs": [smsc],
+        "smscs": [smsc, *overrides.pop("extra_smscs", [])],
         "accounts": [{"name": "acme", "token": TOKEN_A, "balance": 100_000},
                      {"name": "other", "token": TOKEN_B, "balance": 100}],
         "retry": {"initial": 0.05, "max": 0.5},

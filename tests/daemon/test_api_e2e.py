@@ -323,3 +323,33 @@ def test_end_to_end_on_postgresql(start_daemon: Any) -> None:
         assert len(final["part_list"]) == body["parts"]
     _, page = running.client.request("GET", "/v1/messages?status=delivered&limit=3")
     assert len(page["messages"]) == 3 and page["next_cursor"]
+
+
+def test_routes_fail_over_and_unrouted_numbers_are_refused(start_daemon: Any) -> None:
+    """Two SMSCs on one route, in order of preference: while the first is down the
+    second carries the traffic; a number no route covers is refused by name."""
+    from smppd.fake_smsc import Behaviour, FakeSmsc
+
+    backup = FakeSmsc(Behaviour())
+    port = call(backup.listen)
+    try:
+        second = {"name": "carrier-b", "host": "127.0.0.1", "port": port.getHost().port,
+                  "system_id": "acme", "password": "secret", "window": 20}
+        running = start_daemon(extra_smscs=[second],
+                               routes=[{"prefix": "+48", "smscs": ["carrier-a", "carrier-b"]}])
+        wait_for(lambda: running.daemon.connectors["carrier-b"].bound, what="backup bound")
+        _, first = running.client.send(text="via primary")
+        running.client.wait_status(first["id"], "delivered")
+        assert [m.text for m in running.smsc.messages] == ["via primary"]
+        running.smsc.behaviour.bind_status = c.ESME_RBINDFAIL
+        call(running.smsc.drop_all)
+        wait_for(lambda: not running.daemon.connectors["carrier-a"].bound, what="primary down")
+        _, second_message = running.client.send(text="via backup")
+        final = running.client.wait_status(second_message["id"], "delivered")
+        assert final["part_list"][0]["smsc"] == "carrier-b"
+        assert [m.text for m in backup.messages] == ["via backup"]
+        status, answer = running.client.send(to="+12025550123")
+        assert (status, answer["field"]) == (400, "to") and "no route" in answer["error"]
+    finally:
+        call(port.stopListening)
+        call(backup.drop_all)

@@ -9,7 +9,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from smppd import config
-from smppd.daemon.dispatcher import Channel, Dispatcher, TextSettings
+from smppd.daemon.dispatcher import DEFAULT_ROUTE, NO_ROUTE, Channel, Dispatcher, TextSettings
 from smppd.protocol.session import SubmitResult
 from smppd.store import operations as ops
 from smppd.store.queries import QueuedMessage
@@ -19,6 +19,7 @@ from smppd.throttle.bucket import TokenBucket
 class StandInConnector:
     def __init__(self, window: int) -> None:
         self.window = window
+        self.bound = True
         self.in_flight: list[Any] = []
         self.transmitters = [self]
 
@@ -102,12 +103,36 @@ def test_window_slots_return_only_when_outcomes_are_committed() -> None:
     assert len(connector.in_flight) == 3
 
 
-def test_routes_take_the_longest_prefix_and_fall_back_to_any() -> None:
+def test_routes_take_the_longest_prefix_and_refuse_the_unrouted() -> None:
     clock = Clock()
-    dispatcher, _, _ = _dispatcher(clock, routes={"48": "a", "4860": "b"})
-    assert dispatcher.route_for("48601234567") == "b"
+    dispatcher, _, _ = _dispatcher(clock, routes={"48": ("a",), "4860": ("b", "a")})
+    assert dispatcher.route_for("48601234567") == "b|a"
     assert dispatcher.route_for("48501234567") == "a"
-    assert dispatcher.route_for("12025550123") == "*"
+    assert dispatcher.route_for("12025550123") == NO_ROUTE
+    anything, _, _ = _dispatcher(clock)
+    assert anything.route_for("12025550123") == DEFAULT_ROUTE  # no routes: any SMSC
+
+
+def test_a_route_fails_over_in_order_of_preference() -> None:
+    clock = Clock()
+    dispatcher, _, _ = _dispatcher(clock, routes={"48": ("a", "b")})
+    first, second = StandInConnector(window=5), StandInConnector(window=5)
+    a = Channel(_smsc("a"), first, 0.0)
+    b = Channel(_smsc("b"), second, 0.0)
+    dispatcher.add_channel(a)
+    dispatcher.add_channel(b)
+    for number in range(4):
+        dispatcher.accepted(_message(number))
+    clock.advance(0)
+    assert (len(first.in_flight), len(second.in_flight)) == (4, 0)
+    assert dispatcher.serves(a)("a|b") and not dispatcher.serves(b)("a|b")
+    first.bound = False  # the preferred SMSC goes down
+    assert dispatcher.serves(b)("a|b")
+    for number in range(4, 7):
+        dispatcher.accepted(_message(number))
+    first.window = 4  # and takes nothing more
+    clock.advance(0)
+    assert len(second.in_flight) == 3
 
 
 def test_token_bucket_pause_and_rates() -> None:
