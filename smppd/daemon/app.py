@@ -75,6 +75,7 @@ class Daemon:
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
         self._expiry: task.LoopingCall | None = None
+        self._ticker: task.LoopingCall | None = None
         self.accepting = False
         self.started = False
         self.metrics.add_state(self._state)
@@ -102,6 +103,8 @@ class Daemon:
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
         self._expiry.start(60.0, now=False)
+        self._ticker = task.LoopingCall(self.dispatcher.tick)
+        self._ticker.start(1.0, now=False)
         self.accepting = True
         self.started = True
         log.info("smppd ready: HTTP on %s:%d, %d SMSC(s), database %s",
@@ -294,8 +297,9 @@ class Daemon:
             yield self.port.stopListening()
         self.dispatcher.stop()
         self.jobs.stop()
-        if self._expiry is not None and self._expiry.running:
-            self._expiry.stop()
+        for loop in (self._expiry, self._ticker):
+            if loop is not None and loop.running:
+                loop.stop()
         yield defer.DeferredList([c.stop() for c in self.connectors.values()])
         waited = 0.0
         while self.dispatcher.unsettled > 0 and waited < drain_timeout:

@@ -141,6 +141,38 @@ class Channel:
         self.retries: deque[tuple[Outgoing, int]] = deque()
         self.unsettled = 0  # parts sent whose outcome is not yet committed
         self.throttled_streak = 0
+        self.submitted = 0  # submits sent, for the measured rate
+        self.recent_rate = 0.0  # submits per second over the last tick
+        self._last_tick = (now, 0)
+        self.ceiling = 0.0  # for an unlimited SMSC, the rate at which it throttled us
+
+    @property
+    def configured_rate(self) -> float:
+        return self.settings.throughput  # 0 = no limit
+
+    def slow_down(self, now: float) -> None:
+        """ESME_RTHROTTLED: halve the rate (from the measured one when unlimited)."""
+        current = self.bucket.rate if self.bucket.rate > 0 else max(self.recent_rate, 2.0)
+        if self.configured_rate == 0:
+            self.ceiling = max(self.ceiling, current)
+        self.bucket.set_rate(max(1.0, current / 2))
+
+    def tick(self, now: float) -> None:
+        """Once a second: measure the rate, and win back a tenth of the way towards
+        the configured rate (or unlimited) after a throttle."""
+        since, count = self._last_tick
+        if now > since:
+            self.recent_rate = (self.submitted - count) / (now - since)
+        self._last_tick = (now, self.submitted)
+        if self.bucket.rate <= 0 or now < self.bucket.paused_until:
+            return
+        target = self.configured_rate or self.ceiling
+        if self.bucket.rate < target:
+            step = max(1.0, target / 10)
+            self.bucket.set_rate(min(target, self.bucket.rate + step))
+        elif self.configured_rate == 0:
+            self.bucket.set_rate(0)  # recovered: unlimited again
+            self.ceiling = 0.0
 
     @property
     def window(self) -> int:
@@ -425,6 +457,7 @@ class Dispatcher:
         fields["registered_delivery"] = c.REGISTERED_DELIVERY_FINAL
         token = PartToken(message, part_no, channel, now)
         channel.connector.submit(fields, token, flush=False)
+        channel.submitted += 1
         self._hold(channel, message)
 
     def _hold(self, channel: Channel, message: Outgoing) -> None:
@@ -497,6 +530,8 @@ class Dispatcher:
         if action is Action.THROTTLED:
             # The SMSC asks us to slow down: hold the whole channel, not just this part.
             channel.throttled_streak += 1
+            if channel.throttled_streak == 1 or channel.throttled_streak % 10 == 0:
+                channel.slow_down(now)  # once per burst of refusals, not per PDU
             channel.bucket.pause(min(self.retry_max, 0.1 * 2 ** channel.throttled_streak), now)
             if self.metrics is not None:
                 self.metrics.throttled(channel.name)
@@ -552,6 +587,13 @@ class Dispatcher:
         self.put(op).addBoth(settled)
 
     # Lifecycle -----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Once a second (the daemon's clock): rates and throttle recovery."""
+        now = self.reactor.seconds()
+        for channel in self.channels.values():
+            channel.tick(now)
+        self.pump_soon()
 
     # Jobs ----------------------------------------------------------------------------
 

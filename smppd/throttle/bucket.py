@@ -54,6 +54,8 @@ class TokenBucket:
         self.paused_until = max(self.paused_until, now + seconds)
 
     def set_rate(self, rate: float) -> None:
+        if self.rate <= 0 < rate:
+            self.tokens = 0.0  # from unlimited: start empty, not with a free burst
         self.rate = rate
         self.burst = max(1.0, rate / 10)
         self.tokens = min(self.tokens, self.burst)

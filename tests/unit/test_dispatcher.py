@@ -144,3 +144,39 @@ def test_token_bucket_pause_and_rates() -> None:
     assert bucket.available(1.0) == 0 and bucket.wait(1.0) == 1.5
     assert bucket.available(2.6) == 1
     assert TokenBucket(0).available(5.0) > 10_000  # 0 = unlimited
+
+
+def test_throttling_halves_the_rate_and_it_recovers_gradually() -> None:
+    clock = Clock()
+    dispatcher, _, _ = _dispatcher(clock)
+    connector = StandInConnector(window=1000)
+    channel = Channel(_smsc("a", throughput=100, window=1000), connector, clock.seconds())
+    dispatcher.add_channel(channel)
+    dispatcher.accepted(_message(1))
+    clock.advance(0)
+    token = connector.in_flight.pop()
+    dispatcher.submit_result(SubmitResult(token, 0x58, None))  # ESME_RTHROTTLED
+    assert channel.bucket.rate == 50
+    rates = []
+    for _ in range(8):
+        clock.advance(1.0)
+        dispatcher.tick()
+        rates.append(channel.bucket.rate)
+    assert rates == [60, 70, 80, 90, 100, 100, 100, 100]
+
+
+def test_an_unlimited_smsc_that_throttles_is_slowed_then_unlimited_again() -> None:
+    clock = Clock()
+    dispatcher, _, _ = _dispatcher(clock)
+    connector = StandInConnector(window=1000)
+    channel = Channel(_smsc("a", throughput=0, window=1000), connector, clock.seconds())
+    dispatcher.add_channel(channel)
+    channel.recent_rate = 400.0  # measured before the SMSC objected
+    dispatcher.accepted(_message(1))
+    clock.advance(0)
+    dispatcher.submit_result(SubmitResult(connector.in_flight.pop(), 0x58, None))
+    assert channel.bucket.rate == 200
+    for _ in range(6):
+        clock.advance(1.0)
+        channel.tick(clock.seconds())
+    assert channel.bucket.rate == 0  # back to no limit
