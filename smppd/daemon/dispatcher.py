@@ -157,22 +157,25 @@ class Channel:
             self.ceiling = max(self.ceiling, current)
         self.bucket.set_rate(max(1.0, current / 2))
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> bool:
         """Once a second: measure the rate, and win back a tenth of the way towards
-        the configured rate (or unlimited) after a throttle."""
+        the configured rate (or unlimited) after a throttle. True if the rate rose."""
         since, count = self._last_tick
         if now > since:
             self.recent_rate = (self.submitted - count) / (now - since)
         self._last_tick = (now, self.submitted)
         if self.bucket.rate <= 0 or now < self.bucket.paused_until:
-            return
+            return False
         target = self.configured_rate or self.ceiling
         if self.bucket.rate < target:
             step = max(1.0, target / 10)
             self.bucket.set_rate(min(target, self.bucket.rate + step))
-        elif self.configured_rate == 0:
+            return True
+        if self.configured_rate == 0:
             self.bucket.set_rate(0)  # recovered: unlimited again
             self.ceiling = 0.0
+            return True
+        return False
 
     @property
     def window(self) -> int:
@@ -591,9 +594,8 @@ class Dispatcher:
     def tick(self) -> None:
         """Once a second (the daemon's clock): rates and throttle recovery."""
         now = self.reactor.seconds()
-        for channel in self.channels.values():
-            channel.tick(now)
-        self.pump_soon()
+        if any([channel.tick(now) for channel in self.channels.values()]):
+            self.pump_soon()
 
     # Jobs ----------------------------------------------------------------------------
 
