@@ -540,6 +540,9 @@ class Dispatcher:
                 self.metrics.throttled(channel.name)
             delay = 0.0
         elif action is Action.QUEUE_FULL:
+            channel.throttled_streak += 1
+            if channel.throttled_streak == 1:
+                channel.slow_down(now)  # a full queue is slower than its contract
             channel.bucket.pause(delay, now)
         log.info("message=%s part=%d smsc=%s %s, retry %d in %.1f s", message.id,
                  token.part_no, channel.name, code, attempts, delay)
