@@ -80,7 +80,7 @@ def queue_csv(rows: int) -> None:
           f"RSS {hwm / 2**20:.0f} MiB, CPU {cpu.user + cpu.system:.1f} s")
 
 
-def run_job(messages: int) -> None:
+def run_job(messages: int, profile: str | None = None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="smppd-jobs-"))
     smsc_port, http_port = free_port(), free_port()
     smsc = subprocess.Popen([sys.executable, "-m", "smppd.cli", "--log-level", "warning",
@@ -93,6 +93,12 @@ def run_job(messages: int) -> None:
                            "recipients": [{"to": f"+4850{i:07d}", "name": f"n{i}"}
                                           for i in range(messages)]}).encode()
         process = psutil.Process(daemon.pid)
+        spy = None
+        if profile:
+            spy = subprocess.Popen(["py-spy", "record", "-p", str(daemon.pid), "-o", profile,
+                                    "--format", "raw", "-r", "250", "--threads"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
         created_at = time.perf_counter()
         post(http_port, body, "application/json")
         queued = time.perf_counter()
@@ -101,6 +107,9 @@ def run_job(messages: int) -> None:
             time.sleep(0.05)
         done = time.perf_counter()
         cpu_after = process.cpu_times()
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
     finally:
         daemon.terminate()
         daemon.wait(60)
@@ -116,9 +125,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--only", choices=["csv", "job"], help="run one of the two")
+    parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon during (c)")
     args = parser.parse_args()
-    queue_csv(args.rows)
-    run_job(args.messages)
+    if args.only != "job":
+        queue_csv(args.rows)
+    if args.only != "csv":
+        run_job(args.messages, args.py_spy)
 
 
 if __name__ == "__main__":
