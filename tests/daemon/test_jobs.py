@@ -293,3 +293,21 @@ def test_a_job_left_half_created_by_a_crash_is_removed_at_start(start_daemon: An
     _, after = restarted.client.request("GET", "/v1/account")
     assert after["balance"] == before["balance"]
     assert restarted.smsc.submits == []
+
+
+def test_a_job_through_a_throttling_smsc_loses_nothing(start_daemon: Any) -> None:
+    """Every 3rd submit ESME_RTHROTTLED: the bind slows down, the refused submits are
+    retried, every message is delivered once and charged once."""
+    running = start_daemon()
+    client, smsc = running.client, running.smsc
+    smsc.behaviour.throttle_every = 3
+    _, before = client.request("GET", "/v1/account")
+    _, job = _job(client, _numbers(30), text="throttled")
+    final = _wait_state(client, job["id"], "completed", timeout=60)
+    assert final["counts"] == {"delivered": 30}
+    delivered = [r.pdu.fields["destination_addr"] for r in smsc.submits if r.status == 0]
+    assert len(delivered) == len(set(delivered)) == 30
+    _, after = client.request("GET", "/v1/account")
+    assert before["balance"] - after["balance"] == 30
+    _, metrics = client.request("GET", "/metrics")
+    assert 'smppd_throttled_total{smsc="carrier-a"}' in metrics
