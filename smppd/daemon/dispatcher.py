@@ -621,6 +621,11 @@ class Dispatcher:
                 feeder.queues.setdefault(route, deque()).append(
                     Outgoing.from_queued(message, route))
             feeder.buffered += len(messages)
+            # Untouched messages only: the writer then needs no read for their outcomes.
+            warm = [(m.id, m.account_id, m.points, m.smsc, m.parts) for m in messages
+                    if len(m.unsent) == m.parts]
+            if warm:
+                self.put(ops.Warm(warm)).addErrback(lambda _: None)
             if last_id is None:
                 feeder.exhausted = True
             else:

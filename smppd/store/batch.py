@@ -39,6 +39,7 @@ from .operations import (
     ReceiptSeen,
     SetJobState,
     StopJob,
+    Warm,
 )
 
 CHUNK = 500  # rows per IN (...) list: well under every backend's parameter limit
@@ -227,6 +228,11 @@ class BatchApplier:
             self._accept(conn, by_kind[Accept], results)
         for index, op in by_kind.get(CreateJob, ()):
             results[index] = self._create_job(conn, op)
+        for _, op in by_kind.get(Warm, ()):
+            for message_id, account_id, points, smsc, parts in op.messages:
+                if message_id not in self.states:
+                    self._remember(message_id, MessageState(st.QUEUED, account_id, points,
+                                                            smsc, 0, [st.QUEUED] * parts))
         for index, op in by_kind.get(FinishJob, ()):
             results[index] = self._finish_job(conn, op)
         for index, op in by_kind.get(AbortJob, ()):

@@ -143,6 +143,15 @@ class CreateJob:
 
 
 @dataclass(slots=True)
+class Warm:
+    """Messages about to be sent (a job's next page): the writer learns their state
+    now, so their outcomes need no read. Rows: (id, account, points, smsc, parts)."""
+
+    messages: list[tuple[str, int, int, str | None, int]]
+    retry = False
+
+
+@dataclass(slots=True)
 class FinishJob:
     """Every batch is in: the job becomes running or scheduled."""
 
@@ -185,7 +194,7 @@ class StopJob:
     retry = False
 
 
-Operation = (Accept | CreateJob | FinishJob | AbortJob | SetJobState | StopJob
+Operation = (Accept | CreateJob | Warm | FinishJob | AbortJob | SetJobState | StopJob
              | PartSubmitted | PartFailed
              | PartUnknown | LateId | ReceiptSeen | FragmentSeen | InboundComplete)
 

@@ -30,6 +30,8 @@ class QueuedMessage:
     smsc: str | None
     unsent: tuple[int, ...]  # part numbers still `queued`
     job_id: str | None = None
+    account_id: int = 0
+    points: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +152,8 @@ def _queued(conn: Connection, condition: Any,
             limit: int) -> tuple[list[QueuedMessage], str | None]:
     m = t.messages.c
     rows = conn.execute(select(m.id, m.sender, m.recipient, m.text, m.encoding, m.parts,
-                               m.concat_ref, m.smsc, m.job_id).where(condition).order_by(m.id)
+                               m.concat_ref, m.smsc, m.job_id, m.account_id, m.points)
+                        .where(condition).order_by(m.id)
                         .limit(limit)).all()
     if not rows:
         return [], None
@@ -164,7 +167,7 @@ def _queued(conn: Connection, condition: Any,
             unsent[message_id].append(part_no)
     found = [QueuedMessage(row.id, row.sender, row.recipient, row.text, row.encoding,
                            row.parts, row.concat_ref, row.smsc, tuple(sorted(unsent[row.id])),
-                           row.job_id)
+                           row.job_id, row.account_id, row.points)
              for row in rows if unsent[row.id]]
     return found, rows[-1].id
 
