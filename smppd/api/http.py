@@ -72,10 +72,12 @@ def _error(exc: ApiError) -> HttpResponse:
 
 
 class Api:
-    def __init__(self, app: Application, tokens: dict[bytes, Account], max_body: int) -> None:
+    def __init__(self, app: Application, tokens: dict[bytes, Account], max_body: int,
+                 max_job_body: int | None = None) -> None:
         self.app = app
         self.tokens = tokens  # sha256(token) -> account: no token kept in clear here
         self.max_body = max_body
+        self.max_job_body = max_job_body or max_body
 
     def handle(self, request: HttpRequest) -> HttpResponse | defer.Deferred[HttpResponse]:
         try:
@@ -102,7 +104,8 @@ class Api:
             raise ApiError(404, "no such path")
         account = self._authenticate(request)
         if request.too_large:
-            raise ApiError(413, f"the body is larger than {self.max_body} bytes")
+            limit = self.max_job_body if path.startswith("/v1/jobs") else self.max_body
+            raise ApiError(413, f"the body is larger than {limit} bytes")
         if path == "/v1/messages":
             if method == b"POST":
                 return self._send(request, account)
@@ -200,4 +203,4 @@ class Api:
 
 def make_factory(app: Application, tokens: dict[bytes, Account], max_body: int,
                  max_job_body: int | None = None) -> HttpFactory:
-    return HttpFactory(Api(app, tokens, max_body).handle, max_body, max_job_body)
+    return HttpFactory(Api(app, tokens, max_body, max_job_body).handle, max_body, max_job_body)
