@@ -245,7 +245,9 @@ def test_csv_upload_with_bad_rows(start_daemon: Any) -> None:
     assert [(e["row"], e["field"]) for e in job["row_errors"]] == [(3, "to"), (5, "to"),
                                                                     (7, "to")]
     final = _wait_state(running.client, job["id"], "completed")
-    assert final["counts"] == {"delivered": 3} and final["throughput"] == 50
+    assert final["counts"] == {"delivered": 3}
+    cap = final["throughput"]  # the form field reached the job as a number
+    assert cap == 50
     assert sorted(_sent_texts(running.smsc)) == ["Dear Ann", "Dear Bo, Jr", "Dear Cy"]
 
 
