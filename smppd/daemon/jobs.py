@@ -200,12 +200,20 @@ class JobManager:
                 .addCallback(self._answer, job_id)
         if action == "resume":
             def resumed(state: str | None) -> Any:
-                if state == RUNNING:
-                    if job_id in self.dispatcher.feeders:
-                        self.dispatcher.pause_job(job_id, False)
-                    else:  # a scheduled job paused before its start: start it now
-                        self._feed(job_id, account.id, None)
-                return self._answer(state, job_id)
+                if state != RUNNING:
+                    return self._answer(state, job_id)
+                if job_id in self.dispatcher.feeders:
+                    self.dispatcher.pause_job(job_id, False)
+                    return self._answer(state, job_id)
+
+                def start(job: dict[str, Any] | None) -> Any:
+                    # A scheduled job paused before its start: it starts now, capped.
+                    if job is not None and job_id not in self.dispatcher.feeders:
+                        self._feed(job_id, account.id, job["throughput"])
+                    return self._answer(state, job_id)
+
+                return self.daemon._read(queries.get_job, account.id, job_id).addCallback(
+                    start)
 
             return put(ops.SetJobState(job_id, account.id, RUNNING, (PAUSED,))) \
                 .addCallback(resumed)

@@ -313,3 +313,17 @@ def test_a_job_through_a_throttling_smsc_loses_nothing(start_daemon: Any) -> Non
     assert before["balance"] - after["balance"] == 30
     _, metrics = client.request("GET", "/metrics")
     assert 'smppd_throttled_total{smsc="carrier-a"}' in metrics
+
+
+def test_a_scheduled_job_paused_before_its_start_starts_on_resume(start_daemon: Any) -> None:
+    running = start_daemon()
+    client = running.client
+    start = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    _, job = _job(client, _numbers(30), text="early", start_at=start, throughput=20)
+    assert client.request("POST", f"/v1/jobs/{job['id']}/pause")[1]["state"] == "paused"
+    assert client.request("POST", f"/v1/jobs/{job['id']}/resume")[1]["state"] == "running"
+    feeders = running.daemon.dispatcher.feeders
+    feeder = wait_for(lambda: feeders.get(job["id"]), what="the job fed")
+    assert feeder.bucket is not None and feeder.bucket.rate == 20  # its cap kept
+    final = _wait_state(client, job["id"], "completed")
+    assert final["counts"] == {"delivered": 30}
