@@ -3,7 +3,7 @@
 (b) POSTs a CSV of N recipients (multipart upload) to `smppd run` (SQLite) and reports
 rows queued per second (upload to 201, which comes after the last batch commits) and
 the daemon's peak RSS. Nothing is bound while it queues, so only queueing is timed.
-(c) sends a job of M messages through the fake SMSC (window 100, no throughput limit,
+(c) sends a job of M messages through the fake SMSC (window 100 unless --window, no limit,
 receipts on) and reports messages/s from the 201 to the last final status committed,
 and daemon CPU seconds per 1,000 messages. Prints figures; asserts nothing.
 
@@ -26,7 +26,8 @@ import psutil
 from e2e import TOKEN, final_count, free_port, wait_port  # bench/ is the working directory
 
 
-def start(folder: Path, smsc_port: int, http_port: int) -> subprocess.Popen[bytes]:
+def start(folder: Path, smsc_port: int, http_port: int,
+          window: int = 100) -> subprocess.Popen[bytes]:
     config = folder / "smppd.yaml"
     config.write_text(f"""
 database: sqlite:///{folder / 'smppd.db'}
@@ -34,7 +35,7 @@ log_level: warning
 http: {{listen: 127.0.0.1:{http_port}, max_job_body_bytes: 100000000}}
 smscs:
   - {{name: fake, host: 127.0.0.1, port: {smsc_port}, system_id: b, password: b,
-     window: 100, throughput: 0}}
+     window: {window}, throughput: 0}}
 accounts:
   - {{name: bench, token: {TOKEN}, balance: 100000000}}
 """)
@@ -80,13 +81,13 @@ def queue_csv(rows: int) -> None:
           f"RSS {hwm / 2**20:.0f} MiB, CPU {cpu.user + cpu.system:.1f} s")
 
 
-def run_job(messages: int, profile: str | None = None) -> None:
+def run_job(messages: int, profile: str | None = None, window: int = 100) -> None:
     folder = Path(tempfile.mkdtemp(prefix="smppd-jobs-"))
     smsc_port, http_port = free_port(), free_port()
     smsc = subprocess.Popen([sys.executable, "-m", "smppd.cli", "--log-level", "warning",
                              "fake-smsc", "--port", str(smsc_port)])
     wait_port(smsc_port)
-    daemon = start(folder, smsc_port, http_port)
+    daemon = start(folder, smsc_port, http_port, window)
     try:
         time.sleep(0.5)
         body = json.dumps({"name": "bench", "from": "Acme", "text": "Hello {name}",
@@ -116,7 +117,8 @@ def run_job(messages: int, profile: str | None = None) -> None:
         smsc.terminate()
         smsc.wait(10)
     cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
-    print(f"(c) job of {messages:,} messages: queued in {queued - created_at:.1f} s, then "
+    print(f"(c) job of {messages:,} messages, window {window}: queued in "
+          f"{queued - created_at:.1f} s, then "
           f"{messages / (done - queued):,.0f} messages/s to the last final status "
           f"({done - queued:.1f} s); daemon CPU {cpu / messages * 1000:.3f} s per 1,000")
 
@@ -126,12 +128,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--only", choices=["csv", "job"], help="run one of the two")
+    parser.add_argument("--window", type=int, default=100, help="the bind's window in (c)")
     parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon during (c)")
     args = parser.parse_args()
     if args.only != "job":
         queue_csv(args.rows)
     if args.only != "csv":
-        run_job(args.messages, args.py_spy)
+        run_job(args.messages, args.py_spy, args.window)
 
 
 if __name__ == "__main__":
