@@ -38,6 +38,7 @@ from .listener import DaemonListener
 from .metrics import Metrics
 
 log = logging.getLogger("smppd.daemon")
+PENDING_RECEIPT_DAYS = 7
 
 
 def connector_config(smsc: SmscSettings) -> ConnectorConfig:
@@ -76,6 +77,7 @@ class Daemon:
         self.port: Any = None
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
+        self._purger: task.LoopingCall | None = None
         self.accepting = False
         self.started = False
         self.metrics.add_state(self._state)
@@ -105,6 +107,8 @@ class Daemon:
         self._expiry.start(60.0, now=False)
         self._ticker = task.LoopingCall(self.dispatcher.tick)
         self._ticker.start(1.0, now=False)
+        self._purger = task.LoopingCall(self._purge)
+        self._purger.start(3600.0, now=True)
         self.accepting = True
         self.started = True
         log.info("smppd ready: HTTP on %s:%d, %d SMSC(s), database %s",
@@ -135,6 +139,18 @@ class Daemon:
         concat = Concat(row.reference, row.total, row.number) if row.total else None
         fragment = MoFragment(row.source, row.destination, row.data_coding, row.payload, concat)
         self.listener.add_fragment(row.smsc, fragment, row.id)
+
+    def _purge(self) -> None:
+        """Hourly: receipts that waited a week for a message that never came."""
+
+        def done(purged: int) -> None:
+            if purged:
+                log.warning("store: %d receipts never matched a message in %d days; "
+                            "removed", purged, PENDING_RECEIPT_DAYS)
+
+        self.writer.put(ops.PurgePending(PENDING_RECEIPT_DAYS * 86400.0)).addCallbacks(
+            done, lambda failure: log.error("store: purge failed: %s",
+                                            failure.getErrorMessage()))
 
     @property
     def http_port(self) -> int:
@@ -297,7 +313,7 @@ class Daemon:
             yield self.port.stopListening()
         self.dispatcher.stop()
         self.jobs.stop()
-        for loop in (self._expiry, self._ticker):
+        for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()
         yield defer.DeferredList([c.stop() for c in self.connectors.values()])

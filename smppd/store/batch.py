@@ -36,6 +36,7 @@ from .operations import (
     PartFailed,
     PartSubmitted,
     PartUnknown,
+    PurgePending,
     ReceiptSeen,
     SetJobState,
     StopJob,
@@ -233,6 +234,8 @@ class BatchApplier:
                 if message_id not in self.states:
                     self._remember(message_id, MessageState(st.QUEUED, account_id, points,
                                                             smsc, 0, [st.QUEUED] * parts))
+        for index, op in by_kind.get(PurgePending, ()):
+            results[index] = self._purge_pending(conn, op)
         for index, op in by_kind.get(FinishJob, ()):
             results[index] = self._finish_job(conn, op)
         for index, op in by_kind.get(AbortJob, ()):
@@ -340,6 +343,14 @@ class BatchApplier:
         # Not cached: a big job would push the messages in flight out of the cache.
         self._insert_messages(conn, op.messages, remember=False)
         return op.job_id
+
+    def _purge_pending(self, conn: Connection, op: PurgePending) -> int:
+        since = utc(datetime.now(UTC).timestamp() - op.max_age)
+        result = conn.execute(t.pending_receipts.delete().where(
+            t.pending_receipts.c.received_at < since))
+        purged = result.rowcount or 0
+        self.pending_receipts = max(0, self.pending_receipts - purged)
+        return purged
 
     def _finish_job(self, conn: Connection, op: FinishJob) -> Any:
         j = t.jobs.c

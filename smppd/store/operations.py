@@ -143,6 +143,15 @@ class CreateJob:
 
 
 @dataclass(slots=True)
+class PurgePending:
+    """Forget receipts that never found their message (ids from before smppd's time,
+    or an SMSC's mistake) once they are older than `max_age` seconds. Result: rows."""
+
+    max_age: float
+    retry = False
+
+
+@dataclass(slots=True)
 class Warm:
     """Messages about to be sent (a job's next page): the writer learns their state
     now, so their outcomes need no read. Rows: (id, account, points, smsc, parts)."""
@@ -194,7 +203,7 @@ class StopJob:
     retry = False
 
 
-Operation = (Accept | CreateJob | Warm | FinishJob | AbortJob | SetJobState | StopJob
+Operation = (Accept | CreateJob | Warm | PurgePending | FinishJob | AbortJob | SetJobState | StopJob
              | PartSubmitted | PartFailed
              | PartUnknown | LateId | ReceiptSeen | FragmentSeen | InboundComplete)
 

@@ -243,3 +243,12 @@ def test_long_vendor_error_texts_are_cut_not_fatal(store: Store) -> None:
     store.apply(other)
     store.apply(ops.PartUnknown(other.message_id, 1, "smsc", "connection lost: " + "x" * 200))
     assert store.message(other.message_id)["status"] == "unknown"
+
+
+def test_receipts_that_never_match_are_purged_after_their_age(store: Store) -> None:
+    store.apply(ops.ReceiptSeen("smsc", "orphan-1", "delivered", None),
+                ops.ReceiptSeen("smsc", "orphan-2", "delivered", None))
+    assert store.apply(ops.PurgePending(3600.0)) == [0]  # too young
+    assert store.apply(ops.PurgePending(-1.0)) == [2]
+    assert store.scalar("SELECT count(*) FROM pending_receipts") == 0
+    assert store.applier.pending_receipts == 0
