@@ -113,3 +113,34 @@ def test_list_query_time_bounds_become_id_bounds() -> None:
     assert where.min_id is not None and where.max_id is not None
     assert where.min_id < where.max_id and where.recipient == "48500100200"
     assert (cursor, limit) == (None, 5)
+
+
+_JSON = s.recursive(s.none() | s.booleans() | s.integers() | s.floats(allow_nan=False)
+                    | s.text(max_size=20),
+                    lambda inner: s.lists(inner, max_size=4)
+                    | s.dictionaries(s.text(max_size=8), inner, max_size=4), max_leaves=12)
+_FIELDS = s.sampled_from(["to", "from", "text", "ref_id", "params", "name", "recipients",
+                          "start_at", "throughput", "x"])
+
+
+@given(s.dictionaries(_FIELDS, _JSON | s.just("+48500100200") | s.just("Acme"), max_size=7))
+@settings(max_examples=400)
+def test_any_json_body_is_accepted_or_refused_naming_a_field(body: dict[str, object]) -> None:
+    """Message and job bodies: whatever JSON arrives, the answer is a valid request or
+    an ApiError (a 400 with a field), never another exception."""
+    for check in (validation.message, validation.job):
+        try:
+            check(body)
+        except ApiError as exc:
+            assert exc.status == 400 and exc.field
+
+
+@given(s.text(max_size=60), s.dictionaries(s.text(max_size=6), s.text(max_size=6) | s.integers(),
+                                           max_size=4))
+@settings(max_examples=400)
+def test_templates_render_or_name_the_problem(template: str, fields: dict[str, object]) -> None:
+    try:
+        validation.check_template(template)
+        validation.render(template, fields)
+    except ApiError as exc:
+        assert exc.status == 400 and exc.field
