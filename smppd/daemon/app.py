@@ -229,8 +229,8 @@ class Daemon:
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
         return self._read(queries.balance, account.id)
 
-    def create_job(self, account: Account, job: Any) -> defer.Deferred[Any]:
-        return self.jobs.create(account, job)
+    def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
+        return self.jobs.create(account, read_job)
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
         return self.jobs.get(account, job_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -87,10 +88,13 @@ class JobManager:
 
     # Creation --------------------------------------------------------------------------
 
-    def create(self, account: Account, job: ValidJob) -> defer.Deferred[Any]:
+    def create(self, account: Account,
+               read_job: Callable[[], ValidJob]) -> defer.Deferred[Any]:
+        """`read_job` parses and checks the request body; it runs on the pool thread
+        with the rows, not on the reactor."""
         if not self.daemon.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry later"))
-        return self.daemon._in_thread(self._build, account, job).addCallback(
+        return self.daemon._in_thread(lambda: self._build(account, read_job())).addCallback(
             self._created, account)
 
     def _build(self, account: Account, job: ValidJob) -> dict[str, Any]:
