@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 log = logging.getLogger("smppd.store")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -54,7 +54,11 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         event.listen(engine, "connect", lambda conn, _r: setattr(conn, "isolation_level", None))
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise DatabaseError(f"database: no driver for {parsed.drivername} ({exc}); for "
+                            "PostgreSQL: pip install 'smppd[postgres]'") from None
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:

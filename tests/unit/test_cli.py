@@ -53,3 +53,9 @@ def test_db_upgrade_names_a_missing_folder(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["db", "upgrade", "--url", f"sqlite:///{tmp_path}/absent/x.db"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_db_upgrade_names_a_missing_driver(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["db", "upgrade", "--url", "postgresql+nosuchdriver://x@127.0.0.1/db"]) == 1
+    err = capsys.readouterr().err
+    assert "no driver for postgresql+nosuchdriver" in err and "Traceback" not in err
