@@ -482,6 +482,8 @@ class Dispatcher:
                 parts[message.id] = left
             else:
                 parts.pop(message.id, None)
+                if not parts:
+                    self._in_flight.pop(job, None)
 
     def _unsendable(self, channel: Channel, message: Outgoing, part_no: int,
                     exc: Exception) -> None:
