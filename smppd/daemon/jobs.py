@@ -40,14 +40,14 @@ class JobManager:
         self.reactor = daemon.reactor
         self._checking: set[str] = set()
         self._loop: task.LoopingCall | None = None
+        self.dispatcher.load_job = lambda job_id, after, limit: daemon._read(
+            queries.load_job_queued, job_id, after, limit)
 
     # Start and stop --------------------------------------------------------------------
 
     @defer.inlineCallbacks
     def restore(self) -> Any:
         """Feed the running jobs again after a start; paused ones stay paused."""
-        self.dispatcher.load_job = lambda job_id, after, limit: self.daemon._read(
-            queries.load_job_queued, job_id, after, limit)
         for job_id in (yield self.daemon._read(queries.jobs_in_state, "creating")):
             refunded = yield self.daemon.writer.put(ops.AbortJob(job_id))
             log.warning("job=%s was being created when smppd stopped: removed, %d points "
@@ -114,8 +114,8 @@ class JobManager:
             return blockingCallFromThread(self.reactor, self.daemon.writer.put, op)
 
         def flush() -> None:
-            put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template, state,
-                              job.throughput, job.start_at, batch, 0, None, now))
+            put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
+                              job.throughput, job.start_at, list(batch), now))
             counts["batches"] += 1
             batch.clear()
 

@@ -49,7 +49,9 @@ ACCEPTED_PART = frozenset({st.SUBMITTED, st.DELIVERED, st.UNDELIVERED, st.EXPIRE
                            st.UNKNOWN, st.DELETED})
 DEDUPE_WINDOW_SECONDS = 3600.0
 CACHE_LIMIT = 200_000  # messages in progress kept in memory by the writer
-ERROR_LENGTH = 32  # error_code columns: an SMSC's free-form `err:` text is cut, not fatal
+ERROR_LENGTH = 32  # error_code columns
+ID_LENGTH = 64  # smsc_id / smsc_key columns
+ADDRESS_LENGTH = 32  # inbound source / destination columns
 
 _SQL = {
     "insert_message": (
@@ -224,6 +226,7 @@ class BatchApplier:
         results: list[Any] = [None] * len(ops)
         by_kind: dict[type, list[tuple[int, Any]]] = defaultdict(list)
         for index, op in enumerate(ops):
+            _fit(op)
             by_kind[type(op)].append((index, op))
         if Accept in by_kind:
             self._accept(conn, by_kind[Accept], results)
@@ -257,10 +260,10 @@ class BatchApplier:
         for _, op in by_kind.get(LateId, ()):
             self._late_id(op, changes, stamp)
         for _, op in by_kind.get(PartUnknown, ()):
-            self._part_status(op.message_id, op.part_no, st.UNKNOWN, _cut(op.reason), op.smsc,
+            self._part_status(op.message_id, op.part_no, st.UNKNOWN, op.reason, op.smsc,
                               changes, stamp)
         for _, op in by_kind.get(PartFailed, ()):
-            self._part_status(op.message_id, op.part_no, op.status, _cut(op.error_code), op.smsc,
+            self._part_status(op.message_id, op.part_no, op.status, op.error_code, op.smsc,
                               changes, stamp)
         if self.pending_receipts and (by_kind.get(PartSubmitted) or by_kind.get(LateId)):
             receipts = self._take_pending(conn, by_kind) + receipts
@@ -388,8 +391,8 @@ class BatchApplier:
         j, m, p = t.jobs.c, t.messages.c, t.parts.c
         state = conn.execute(select(j.state).where(
             j.id == op.job_id, j.account_id == op.account_id)).scalar()
-        if state is None:
-            return None
+        if state is None or state == "creating":
+            return None  # a job still being written does not exist yet
         # Only messages not even partly sent: a part out of the door is the carrier's.
         started = select(p.message_id).where(p.message_id == m.id, p.status != st.QUEUED)
         rows = conn.execute(select(m.id, m.points).where(
@@ -512,10 +515,10 @@ class BatchApplier:
         for op in ops:
             targets = self.keys.get((op.smsc, op.smsc_key))
             if not targets:
-                waiting.append((op.smsc, op.smsc_key, op.status, _cut(op.error_code), stamp))
+                waiting.append((op.smsc, op.smsc_key, op.status, op.error_code, stamp))
                 continue
             for message_id, part_no in targets:
-                self._part_status(message_id, part_no, op.status, _cut(op.error_code), None,
+                self._part_status(message_id, part_no, op.status, op.error_code, None,
                                   changes, stamp)
         if waiting:
             self._many(conn, "insert_pending", waiting)
@@ -630,8 +633,28 @@ class BatchApplier:
         return inbound_id
 
 
-def _cut(error: str | None) -> str | None:
-    return error[:ERROR_LENGTH] if error else error
+def _cut(text: str | None, length: int) -> str | None:
+    return text[:length] if text else text
+
+
+def _fit(op: Any) -> None:
+    """Cut what the SMSC wrote to the columns that keep it. The codec reads fields as
+    long as the peer sent them, and PostgreSQL refuses an over-long value: uncut, a
+    vendor's long `err:` text or a 100-character id would fail its write, and the SMSC
+    would redeliver it for ever. Ids are cut alike on both sides, so they still match."""
+    if isinstance(op, PartSubmitted | LateId):
+        op.smsc_id = _cut(op.smsc_id, ID_LENGTH)
+        op.smsc_key = _cut(op.smsc_key, ID_LENGTH)
+    elif isinstance(op, ReceiptSeen):
+        op.smsc_key = _cut(op.smsc_key, ID_LENGTH)
+        op.error_code = _cut(op.error_code, ERROR_LENGTH)
+    elif isinstance(op, PartFailed):
+        op.error_code = _cut(op.error_code, ERROR_LENGTH)
+    elif isinstance(op, PartUnknown):
+        op.reason = _cut(op.reason, ERROR_LENGTH)
+    elif isinstance(op, FragmentSeen | InboundComplete):
+        op.source = _cut(op.source, ADDRESS_LENGTH)
+        op.destination = _cut(op.destination, ADDRESS_LENGTH)
 
 
 def _combine(statuses: list[str], policy: str) -> str:

@@ -132,12 +132,9 @@ class CreateJob:
     name: str
     sender: str
     text: str
-    state: str  # running or scheduled
     throughput: float | None
     start_at: float | None
     messages: list[Accept]
-    rejected_rows: int
-    row_errors: str | None
     created_at: float
     retry = False
 

@@ -91,15 +91,19 @@ def test_bad_job_bodies_name_the_field(start_daemon: Any) -> None:
     assert running.smsc.submits == []
 
 
+def _assert_refused_and_nothing_created(client: Any, status: int, body: Any) -> None:
+    assert (status, body["field"]) == (402, "balance")
+    _, account = client.request("GET", "/v1/account")
+    assert account["balance"] == 100  # every batch already charged came back
+    _, page = client.request("GET", "/v1/messages")
+    assert page["messages"] == []
+
+
 def test_insufficient_balance_creates_nothing(start_daemon: Any) -> None:
     running = start_daemon()
     other = running.other_client(TOKEN_B)  # balance 100
     status, body = _job(other, _numbers(150), text="hello")
-    assert (status, body["field"]) == (402, "balance")
-    _, account = other.request("GET", "/v1/account")
-    assert account["balance"] == 100
-    _, page = other.request("GET", "/v1/messages")
-    assert page["messages"] == []
+    _assert_refused_and_nothing_created(other, status, body)
     other.close()
 
 
@@ -182,7 +186,7 @@ def test_a_single_message_does_not_wait_behind_a_job(start_daemon: Any) -> None:
     accepted_at = len(smsc.submits)
     client.wait_status(single["id"], "delivered", timeout=20)
     position = _sent_texts(smsc).index("urgent")
-    assert position - accepted_at <= 3, (position, accepted_at)
+    assert position - accepted_at <= 10, (position, accepted_at)  # not behind ~280
     assert _get(client, job["id"])["counts"].get("queued", 0) > 100  # the job was not done
 
 
@@ -266,11 +270,7 @@ def test_a_job_short_of_points_in_a_later_batch_is_taken_back_whole(
     running = start_daemon()
     other = running.other_client(TOKEN_B)  # balance 100: the first three batches fit
     status, body = _job(other, _numbers(130), text="hello")
-    assert (status, body["field"]) == (402, "balance")
-    _, account = other.request("GET", "/v1/account")
-    assert account["balance"] == 100
-    _, page = other.request("GET", "/v1/messages")
-    assert page["messages"] == []
+    _assert_refused_and_nothing_created(other, status, body)
     assert running.smsc.submits == []
     other.close()
 
@@ -286,8 +286,7 @@ def test_a_job_left_half_created_by_a_crash_is_removed_at_start(start_daemon: An
     messages = [ops.Accept(account.id, new_id(), "Acme", f"4850000{i:04d}", "PL", "x", "gsm",
                            1, 1, 0, None, None, None, time.time(), job_id) for i in range(5)]
     call(running.daemon.writer.put, ops.CreateJob(account.id, job_id, "half", "Acme", "x",
-                                                  "running", None, None, messages, 0, None,
-                                                  time.time()))
+                                                  None, None, messages, time.time()))
     running.client.close()
     call(running.daemon.stop)  # as if smppd died before FinishJob
     restarted = start_daemon()

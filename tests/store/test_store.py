@@ -252,3 +252,19 @@ def test_receipts_that_never_match_are_purged_after_their_age(store: Store) -> N
     assert store.apply(ops.PurgePending(-1.0)) == [2]
     assert store.scalar("SELECT count(*) FROM pending_receipts") == 0
     assert store.applier.pending_receipts == 0
+
+
+def test_overlong_peer_values_are_cut_to_their_columns(store: Store) -> None:
+    """A 100-character receipt id or MO address from a misbehaving SMSC must not fail
+    the write (PostgreSQL enforces lengths): the SMSC would redeliver it for ever."""
+    message = accept(store)
+    store.apply(message)
+    long_id = "7" * 100
+    store.apply(ops.PartSubmitted(message.message_id, 1, "smsc", long_id, long_id))
+    store.apply(ops.ReceiptSeen("smsc", long_id, "delivered", None))
+    assert store.message(message.message_id)["status"] == "delivered"
+    store.apply(ops.ReceiptSeen("smsc", "9" * 100, "delivered", None))  # no such id: kept
+    assert store.scalar("SELECT count(*) FROM pending_receipts") == 1
+    fragment = ops.FragmentSeen("smsc", "4" * 40, "1" * 40, 0, None, None, None, b"hi", None,
+                                "k-long")
+    assert store.apply(fragment)[0]
