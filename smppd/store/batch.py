@@ -33,6 +33,7 @@ from .operations import (
     InboundComplete,
     InsufficientBalance,
     LateId,
+    LedgerEntry,
     PartFailed,
     PartSubmitted,
     PartUnknown,
@@ -230,6 +231,8 @@ class BatchApplier:
             by_kind[type(op)].append((index, op))
         if Accept in by_kind:
             self._accept(conn, by_kind[Accept], results)
+        for index, op in by_kind.get(LedgerEntry, ()):
+            results[index] = self._ledger(conn, op)
         for index, op in by_kind.get(CreateJob, ()):
             results[index] = self._create_job(conn, op)
         for _, op in by_kind.get(Warm, ()):
@@ -306,6 +309,21 @@ class BatchApplier:
             results[index] = op.message_id
         self._many(conn, "charge", [(points, account) for account, points in charged.items()])
         self._insert_messages(conn, accepted)
+
+    def _ledger(self, conn: Connection, op: LedgerEntry) -> Any:
+        balance = self._balances(conn, (op.account_id,)).get(op.account_id)
+        if balance is None:
+            return KeyError(f"no account with id {op.account_id}")
+        after = balance + op.points
+        if after < 0 and op.points < 0 and not op.allow_negative:
+            return InsufficientBalance(-op.points, balance)
+        conn.execute(update(t.accounts).where(t.accounts.c.id == op.account_id).values(
+            balance=t.accounts.c.balance + op.points))
+        conn.execute(t.ledger_entries.insert().values(
+            account_id=op.account_id, kind=op.kind, points=op.points, balance_after=after,
+            reference=op.reference, note=op.note, created_by=op.created_by,
+            created_at=utc()))
+        return after
 
     def _insert_messages(self, conn: Connection, accepted: Sequence[Accept],
                          remember: bool = True) -> None:

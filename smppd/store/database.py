@@ -61,7 +61,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
                             "PostgreSQL: pip install 'smppd[postgres]'") from None
 
 
-def _alembic_config(engine: Engine) -> AlembicConfig:
+def _alembic_config(engine: Engine | None) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -75,6 +75,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     except SQLAlchemyError as exc:
         raise DatabaseError(f"database: migration failed: {exc.__class__.__name__}: "
                             f"{str(exc).splitlines()[0]}") from None
+
+
+def head_revision() -> str:
+    """The revision this version of smppd migrates to."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+    assert head is not None, "no migrations shipped"
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:

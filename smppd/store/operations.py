@@ -200,9 +200,25 @@ class StopJob:
     retry = False
 
 
-Operation = (Accept | CreateJob | Warm | PurgePending | FinishJob | AbortJob | SetJobState | StopJob
-             | PartSubmitted | PartFailed
-             | PartUnknown | LateId | ReceiptSeen | FragmentSeen | InboundComplete)
+@dataclass(slots=True)
+class LedgerEntry:
+    """A balance change with its reason (a top-up, a fee, a correction), recorded in
+    the ledger in the same transaction. A debit the balance cannot cover is refused
+    (InsufficientBalance) unless `allow_negative`. Result: the balance after."""
+
+    account_id: int
+    kind: str
+    points: int  # signed: + credit, - debit
+    reference: str | None = None
+    note: str | None = None
+    created_by: str | None = None
+    allow_negative: bool = False
+    retry = False
+
+
+Operation = (Accept | LedgerEntry | CreateJob | Warm | PurgePending | FinishJob | AbortJob
+             | SetJobState | StopJob | PartSubmitted | PartFailed | PartUnknown | LateId
+             | ReceiptSeen | FragmentSeen | InboundComplete)
 
 
 class InsufficientBalance(Exception):

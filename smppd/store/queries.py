@@ -230,3 +230,13 @@ def status_counts(conn: Connection, account_id: int | None = None) -> dict[str, 
     if account_id is not None:
         query = query.where(t.messages.c.account_id == account_id)
     return dict(conn.execute(query).all())
+
+
+def ledger(conn: Connection, account_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The account's balance changes other than message charges, newest first."""
+    e = t.ledger_entries.c
+    return [{"id": row.id, "kind": row.kind, "points": row.points,
+             "balance_after": row.balance_after, "reference": row.reference, "note": row.note,
+             "created_by": row.created_by, "created_at": _iso(row.created_at)}
+            for row in conn.execute(select(t.ledger_entries).where(e.account_id == account_id)
+                                    .order_by(e.id.desc()).limit(limit))]

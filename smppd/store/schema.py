@@ -77,6 +77,23 @@ Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messa
 Index("ix_messages_queued", messages.c.id,
       sqlite_where=messages.c.status == "queued", postgresql_where=messages.c.status == "queued")
 
+# Every change of a balance that is not a message's own charge or refund (those
+# live on the message row: points, refunded): top-ups, fees, corrections. The
+# balance column is the running total; this table is the why.
+ledger_entries = Table(
+    "ledger_entries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("kind", String(32), nullable=False),  # topup | fee | correction | ...
+    Column("points", BigInteger, nullable=False),  # signed: + credits, - debits
+    Column("balance_after", BigInteger, nullable=False),
+    Column("reference", String(128), nullable=True),  # what it is for (a number, a period)
+    Column("note", Text, nullable=True),
+    Column("created_by", String(128), nullable=True),  # operator, user or "system"
+    Column("created_at", DateTime, nullable=False),
+)
+Index("ix_ledger_entries_account_id_id", ledger_entries.c.account_id, ledger_entries.c.id)
+
 # A bulk job: its messages carry its id. States: scheduled, running, paused,
 # stopped, completed (DESIGN.md).
 jobs = Table(

@@ -31,11 +31,11 @@ def statuses(message: dict[str, Any]) -> list[str]:
 
 
 def test_schema_is_at_head_and_upgrade_is_idempotent(engine: Any) -> None:
-    assert database.current_revision(engine) == "0002"
+    assert database.current_revision(engine) == database.head_revision()
     database.upgrade(engine)
     names = set(inspect(engine).get_table_names())
     assert {"accounts", "messages", "parts", "message_events", "pending_receipts",
-            "inbound_fragments", "inbound_messages"} <= names
+            "inbound_fragments", "inbound_messages", "jobs", "ledger_entries"} <= names
 
 
 def test_accept_charges_and_refuses_beyond_balance(store: Store) -> None:
@@ -268,3 +268,17 @@ def test_overlong_peer_values_are_cut_to_their_columns(store: Store) -> None:
     fragment = ops.FragmentSeen("smsc", "4" * 40, "1" * 40, 0, None, None, None, b"hi", None,
                                 "k-long")
     assert store.apply(fragment)[0]
+
+
+def test_ledger_entries_change_the_balance_with_a_reason(store: Store) -> None:
+    account = store.accounts["other"]
+    assert store.apply(ops.LedgerEntry(account, "topup", 90, note="invoice 7",
+                                       created_by="operator")) == [100]
+    refused = store.apply(ops.LedgerEntry(account, "fee", -101, reference="+48500"))[0]
+    assert isinstance(refused, ops.InsufficientBalance) and store.balance("other") == 100
+    assert store.apply(ops.LedgerEntry(account, "fee", -30, reference="+48500")) == [70]
+    with store.engine.connect() as conn:
+        entries = queries.ledger(conn, account)
+    assert [(e["kind"], e["points"], e["balance_after"]) for e in entries] == [
+        ("fee", -30, 70), ("topup", 90, 100)]
+    assert entries[1]["note"] == "invoice 7" and entries[1]["created_by"] == "operator"
