@@ -1,30 +1,52 @@
-"""The message status vocabulary of DESIGN.md and the rule that states never regress.
+"""The vocabularies of DESIGN.md: message statuses, job states, and the rule that a
+message's status never regresses.
 
-Shared by the protocol layer (which maps receipts to it) and the store.
+Shared by the protocol layer (which maps receipts to statuses), the store and the
+API; StrEnums so that a value is written, compared and serialised as its name and
+a misspelt state is an AttributeError instead of a silent new state.
 """
 
 from __future__ import annotations
 
-QUEUED = "queued"
-SCHEDULED = "scheduled"
-SUBMITTED = "submitted"
-DELIVERED = "delivered"
-UNDELIVERED = "undelivered"
-EXPIRED = "expired"
-REJECTED = "rejected"
-DELETED = "deleted"
-UNKNOWN = "unknown"
-FAILED = "failed"
-CANCELLED = "cancelled"
+from enum import StrEnum
 
-ALL = (QUEUED, SCHEDULED, SUBMITTED, DELIVERED, UNDELIVERED, EXPIRED, REJECTED, DELETED,
-       UNKNOWN, FAILED, CANCELLED)
 
-FINAL = frozenset({DELIVERED, UNDELIVERED, EXPIRED, REJECTED, DELETED, FAILED, CANCELLED})
+class Status(StrEnum):
+    """A message's (or one part's) status."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    DELETED = "deleted"
+    UNKNOWN = "unknown"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobState(StrEnum):
+    """A bulk job's state. `creating` is internal: the job is being written and
+    nothing outside the store sees it (DESIGN.md names the other five)."""
+
+    CREATING = "creating"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+
+
+ALL = tuple(Status)
+
+FINAL = frozenset({Status.DELIVERED, Status.UNDELIVERED, Status.EXPIRED, Status.REJECTED,
+                   Status.DELETED, Status.FAILED, Status.CANCELLED})
 
 # `unknown` is final for billing but an explicit receipt may still settle it later:
 # a resp timeout leaves a message `unknown`, and its receipt may arrive afterwards.
-_RANK = {QUEUED: 0, SCHEDULED: 0, SUBMITTED: 1, UNKNOWN: 2}
+_RANK = {Status.QUEUED: 0, Status.SCHEDULED: 0, Status.SUBMITTED: 1, Status.UNKNOWN: 2}
 
 
 def merge(current: str, incoming: str) -> str:
@@ -48,20 +70,20 @@ def combine_parts(part_statuses: list[str], policy: str = "all") -> str:
     carriers that report only one part). `any`: delivered once any part is.
     """
     if not part_statuses:
-        return QUEUED
+        return Status.QUEUED
     if policy == "first":
         return part_statuses[0]
     if policy == "last":
         return part_statuses[-1]
-    failures = [s for s in part_statuses if s in FINAL and s != DELIVERED]
-    if policy == "any" and DELIVERED in part_statuses:
-        return DELIVERED
+    failures = [s for s in part_statuses if s in FINAL and s != Status.DELIVERED]
+    if policy == "any" and Status.DELIVERED in part_statuses:
+        return Status.DELIVERED
     if failures:
         return failures[0]
-    if all(s == DELIVERED for s in part_statuses):
-        return DELIVERED
-    if UNKNOWN in part_statuses:
-        return UNKNOWN
-    if SUBMITTED in part_statuses:
-        return SUBMITTED
+    if all(s == Status.DELIVERED for s in part_statuses):
+        return Status.DELIVERED
+    if Status.UNKNOWN in part_statuses:
+        return Status.UNKNOWN
+    if Status.SUBMITTED in part_statuses:
+        return Status.SUBMITTED
     return part_statuses[0]

@@ -17,7 +17,6 @@ from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from .. import status as st
 from ..api import validation
 from ..api.http import Account, make_factory, token_digest
 from ..api.validation import ApiError, ValidMessage
@@ -27,9 +26,11 @@ from ..protocol.connector import Connector, ConnectorConfig, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
 from ..protocol.segmentation import ConcatReferences
 from ..protocol.session import SessionConfig
+from ..status import Status
 from ..store import database, queries
 from ..store import operations as ops
-from ..store.batch import BatchApplier, params_json
+from ..store.batch import BatchApplier
+from ..store.messages import params_json
 from ..store.queries import QueuedMessage
 from ..store.writer import Writer
 from .dispatcher import NO_ROUTE, Channel, Dispatcher, TextSettings
@@ -198,7 +199,7 @@ class Daemon:
                 message_id, message.sender, message.recipient, message.text,
                 info.encoding.value, info.parts, reference, smsc,
                 tuple(range(1, info.parts + 1))))
-            return {"id": message_id, "status": st.QUEUED, "parts": info.parts,
+            return {"id": message_id, "status": Status.QUEUED, "parts": info.parts,
                     "encoding": info.encoding.value, "points": points}
 
         def refused(failure: Any) -> Any:

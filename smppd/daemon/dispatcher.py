@@ -25,7 +25,6 @@ from typing import Any
 
 from twisted.internet import defer
 
-from .. import status as st
 from ..config import SmscSettings
 from ..protocol import command_status
 from ..protocol import constants as c
@@ -35,6 +34,7 @@ from ..protocol.message_id import IdPolicy
 from ..protocol.segmentation import SplitPolicy, split
 from ..protocol.session import SubmitResult, SubmitUnknown
 from ..protocol.text import CharsetProfile, Encoding
+from ..status import Status
 from ..store import operations as ops
 from ..store.queries import QueuedMessage
 from ..throttle.bucket import TokenBucket
@@ -494,7 +494,7 @@ class Dispatcher:
         message.failed = True
         self._hold(channel, message)
         self._record(channel, message, ops.PartFailed(message.id, part_no, channel.name,
-                                                      st.FAILED, f"unsendable: {exc}"[:32]))
+                                                      Status.FAILED, f"unsendable: {exc}"[:32]))
 
     # Outcomes (the connector listener calls these) ---------------------------------
 
@@ -519,7 +519,7 @@ class Dispatcher:
                         channel.name, code)
             message.failed = True
             self._record(channel, message, ops.PartFailed(message.id, token.part_no,
-                                                          channel.name, st.REJECTED, code))
+                                                          channel.name, Status.REJECTED, code))
             return
         attempts = message.attempts.get(token.part_no, 0) + 1
         message.attempts[token.part_no] = attempts
@@ -528,7 +528,7 @@ class Dispatcher:
                         token.part_no, channel.name, attempts, code)
             message.failed = True
             self._record(channel, message, ops.PartFailed(message.id, token.part_no,
-                                                          channel.name, st.FAILED, code))
+                                                          channel.name, Status.FAILED, code))
             return
         self._release(channel, message)
         delay = min(self.retry_max, self.retry_initial * 2 ** (attempts - 1))
@@ -624,8 +624,8 @@ class Dispatcher:
                     Outgoing.from_queued(message, route))
             feeder.buffered += len(messages)
             # Untouched messages only: the writer then needs no read for their outcomes.
-            warm = [(m.id, m.account_id, m.points, m.smsc, m.parts) for m in messages
-                    if len(m.unsent) == m.parts]
+            warm = tuple((m.id, m.account_id, m.points, m.smsc, m.parts) for m in messages
+                         if len(m.unsent) == m.parts)
             if warm:
                 self.put(ops.Warm(warm)).addErrback(lambda _: None)
             if last_id is None:

@@ -115,7 +115,7 @@ class JobManager:
 
         def flush() -> None:
             put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
-                              job.throughput, job.start_at, list(batch), now))
+                              job.throughput, job.start_at, tuple(batch), now))
             counts["batches"] += 1
             batch.clear()
 

@@ -158,6 +158,6 @@ class DaemonListener(ConnectorListener):
                  message.destination, message.parts)
         self.put(ops.InboundComplete(smsc, message.source, message.destination,
                                      message.data_coding, message.text, message.payload,
-                                     message.parts, tlvs, fragment_ids)).addErrback(
+                                     message.parts, tlvs, tuple(fragment_ids))).addErrback(
             lambda failure: log.error("smsc=%s MO not stored: %s", smsc,
                                       failure.getErrorMessage()))

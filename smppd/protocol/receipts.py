@@ -13,42 +13,42 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from .. import status as st
+from ..status import Status
 from .constants import ESM_TYPE_MASK, RECEIPT_TYPES
 from .pdu import Pdu
 
 # stat: values seen in the wild -> (status vocabulary, final?)
 _STAT_TEXT: dict[str, tuple[str, bool]] = {
-    "DELIVRD": (st.DELIVERED, True),
-    "DELIVERED": (st.DELIVERED, True),
-    "UNDELIV": (st.UNDELIVERED, True),
-    "UNDELIVERABLE": (st.UNDELIVERED, True),
-    "UNDELIVERED": (st.UNDELIVERED, True),
-    "FAILED": (st.UNDELIVERED, True),
-    "EXPIRED": (st.EXPIRED, True),
-    "DELETED": (st.DELETED, True),
-    "REJECTD": (st.REJECTED, True),
-    "REJECTED": (st.REJECTED, True),
-    "UNKNOWN": (st.UNKNOWN, False),
-    "ACCEPTD": (st.SUBMITTED, False),
-    "ACCEPTED": (st.SUBMITTED, False),
-    "ENROUTE": (st.SUBMITTED, False),
-    "SCHEDULED": (st.SUBMITTED, False),
-    "SCHEDLD": (st.SUBMITTED, False),
-    "BUFFERED": (st.SUBMITTED, False),
+    "DELIVRD": (Status.DELIVERED, True),
+    "DELIVERED": (Status.DELIVERED, True),
+    "UNDELIV": (Status.UNDELIVERED, True),
+    "UNDELIVERABLE": (Status.UNDELIVERED, True),
+    "UNDELIVERED": (Status.UNDELIVERED, True),
+    "FAILED": (Status.UNDELIVERED, True),
+    "EXPIRED": (Status.EXPIRED, True),
+    "DELETED": (Status.DELETED, True),
+    "REJECTD": (Status.REJECTED, True),
+    "REJECTED": (Status.REJECTED, True),
+    "UNKNOWN": (Status.UNKNOWN, False),
+    "ACCEPTD": (Status.SUBMITTED, False),
+    "ACCEPTED": (Status.SUBMITTED, False),
+    "ENROUTE": (Status.SUBMITTED, False),
+    "SCHEDULED": (Status.SUBMITTED, False),
+    "SCHEDLD": (Status.SUBMITTED, False),
+    "BUFFERED": (Status.SUBMITTED, False),
 }
 
 # message_state TLV (SMPP 3.4 5.2.28; 9 = SKIPPED from SMPP 5.0)
 _MESSAGE_STATE: dict[int, tuple[str, str, bool]] = {
-    1: ("ENROUTE", st.SUBMITTED, False),
-    2: ("DELIVRD", st.DELIVERED, True),
-    3: ("EXPIRED", st.EXPIRED, True),
-    4: ("DELETED", st.DELETED, True),
-    5: ("UNDELIV", st.UNDELIVERED, True),
-    6: ("ACCEPTD", st.SUBMITTED, False),
-    7: ("UNKNOWN", st.UNKNOWN, False),
-    8: ("REJECTD", st.REJECTED, True),
-    9: ("SKIPPED", st.UNDELIVERED, True),
+    1: ("ENROUTE", Status.SUBMITTED, False),
+    2: ("DELIVRD", Status.DELIVERED, True),
+    3: ("EXPIRED", Status.EXPIRED, True),
+    4: ("DELETED", Status.DELETED, True),
+    5: ("UNDELIV", Status.UNDELIVERED, True),
+    6: ("ACCEPTD", Status.SUBMITTED, False),
+    7: ("UNKNOWN", Status.UNKNOWN, False),
+    8: ("REJECTD", Status.REJECTED, True),
+    9: ("SKIPPED", Status.UNDELIVERED, True),
 }
 
 _KEY_RE = re.compile(
@@ -136,7 +136,7 @@ def parse(pdu: Pdu, body_text: str | None = None) -> Receipt:
     state_tlv = pdu.fields.get("message_state")
     tlv_id = pdu.fields.get("receipted_message_id")
     known_state = _MESSAGE_STATE.get(state_tlv) if state_tlv is not None else None
-    needs_text = not tlv_id or known_state is None or known_state[1] != st.DELIVERED
+    needs_text = not tlv_id or known_state is None or known_state[1] != Status.DELIVERED
     text_fields = parse_text(body_text) if needs_text else {}
 
     message_id = tlv_id or text_fields.get("id") or ""

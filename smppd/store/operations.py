@@ -1,13 +1,44 @@
-"""What the daemon asks the store to record. Plain records: made on the reactor
-thread, applied in batches on the writer thread (smppd.store.batch)."""
+"""What the daemon asks the store to record: frozen records, made on the reactor
+thread and applied in batches on the writer thread (smppd.store.batch).
+
+Frozen, because an operation crosses threads: once `put` it must not change under
+the writer. Values a peer wrote (an SMSC's message id, a vendor's `err:` text, an
+MO address) are cut to their columns when the operation is built: the codec reads
+fields as long as the peer sent them, PostgreSQL refuses an over-long value, and an
+uncut value would fail its write and the SMSC would redeliver it for ever. Ids are
+cut alike on both sides (response and receipt), so they still match.
+
+`retry` says what the writer does while the database is unavailable: facts from the
+SMSC are kept and retried until stored; what a caller can retry itself (an API
+accept, an unanswered deliver_sm) fails back to it at once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from . import schema as t
 
 
-@dataclass(slots=True)
+def _length(column: Any) -> int:
+    return column.type.length
+
+
+ID_LENGTH = _length(t.parts.c.smsc_id)
+ERROR_LENGTH = _length(t.parts.c.error_code)
+ADDRESS_LENGTH = _length(t.inbound_messages.c.source)
+
+
+def _cut(op: Any, **lengths: int) -> None:
+    """Fit peer-written strings of a frozen operation to their columns."""
+    for name, length in lengths.items():
+        value = getattr(op, name)
+        if value and len(value) > length:
+            object.__setattr__(op, name, value[:length])
+
+
+@dataclass(frozen=True, slots=True)
 class Accept:
     """A new message from the API: charge the account, store it `queued`."""
 
@@ -26,20 +57,23 @@ class Accept:
     params: str | None
     created_at: float
     job_id: str | None = None
-    retry = False  # the HTTP client retries; the daemon must not hold its answer
+    retry: ClassVar[bool] = False  # the HTTP client retries; the daemon must not hold it
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PartSubmitted:
     message_id: str
     part_no: int
     smsc: str
     smsc_id: str
     smsc_key: str
-    retry = True  # a fact from the SMSC: keep trying until it is stored
+    retry: ClassVar[bool] = True  # a fact from the SMSC: keep trying until it is stored
+
+    def __post_init__(self) -> None:
+        _cut(self, smsc_id=ID_LENGTH, smsc_key=ID_LENGTH)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PartFailed:
     """A permanent error (or retries exhausted): the message fails and is refunded
     for every part the SMSC never accepted."""
@@ -49,10 +83,13 @@ class PartFailed:
     smsc: str | None
     status: str  # rejected | failed
     error_code: str
-    retry = True
+    retry: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _cut(self, error_code=ERROR_LENGTH)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PartUnknown:
     """No response came: the part may have been sent. Not resent, not refunded."""
 
@@ -60,10 +97,13 @@ class PartUnknown:
     part_no: int
     smsc: str
     reason: str
-    retry = True
+    retry: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _cut(self, reason=ERROR_LENGTH)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LateId:
     """A response that came after its timeout: keep the id so a receipt can settle it."""
 
@@ -73,19 +113,25 @@ class LateId:
     smsc_id: str
     smsc_key: str
     status: int
-    retry = True
+    retry: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _cut(self, smsc_id=ID_LENGTH, smsc_key=ID_LENGTH)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ReceiptSeen:
     smsc: str
     smsc_key: str
     status: str
     error_code: str | None
-    retry = False  # unanswered deliver_sm: the SMSC redelivers
+    retry: ClassVar[bool] = False  # unanswered deliver_sm: the SMSC redelivers
+
+    def __post_init__(self) -> None:
+        _cut(self, smsc_key=ID_LENGTH, error_code=ERROR_LENGTH)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class FragmentSeen:
     """One inbound deliver_sm (an MO or one part of one). Result: the row id, or
     None when it is a redelivery of one already kept."""
@@ -100,10 +146,13 @@ class FragmentSeen:
     payload: bytes
     tlvs: str | None
     dedupe_key: str
-    retry = False
+    retry: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        _cut(self, source=ADDRESS_LENGTH, destination=ADDRESS_LENGTH)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class InboundComplete:
     """All fragments of an MO are kept: store the message and link its fragments."""
 
@@ -115,11 +164,14 @@ class InboundComplete:
     payload: bytes
     parts: int
     tlvs: str | None
-    fragment_ids: list[int] = field(default_factory=list)
-    retry = True
+    fragment_ids: tuple[int, ...] = ()
+    retry: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _cut(self, source=ADDRESS_LENGTH, destination=ADDRESS_LENGTH)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CreateJob:
     """A bulk job and one batch of its messages. The first batch creates the job in
     state `creating` (invisible to the dispatcher); later batches add to it; each is
@@ -134,30 +186,30 @@ class CreateJob:
     text: str
     throughput: float | None
     start_at: float | None
-    messages: list[Accept]
+    messages: tuple[Accept, ...]
     created_at: float
-    retry = False
+    retry: ClassVar[bool] = False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PurgePending:
     """Forget receipts that never found their message (ids from before smppd's time,
     or an SMSC's mistake) once they are older than `max_age` seconds. Result: rows."""
 
     max_age: float
-    retry = False
+    retry: ClassVar[bool] = False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Warm:
     """Messages about to be sent (a job's next page): the writer learns their state
     now, so their outcomes need no read. Rows: (id, account, points, smsc, parts)."""
 
-    messages: list[tuple[str, int, int, str | None, int]]
-    retry = False
+    messages: tuple[tuple[str, int, int, str | None, int], ...]
+    retry: ClassVar[bool] = False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class FinishJob:
     """Every batch is in: the job becomes running or scheduled."""
 
@@ -165,19 +217,19 @@ class FinishJob:
     state: str
     rejected_rows: int
     row_errors: str | None
-    retry = False
+    retry: ClassVar[bool] = False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AbortJob:
     """Undo a job being created (no money, or a crash halfway): its messages are
     deleted and what they were charged goes back. Result: points refunded."""
 
     job_id: str
-    retry = False
+    retry: ClassVar[bool] = False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SetJobState:
     """pause / resume / complete / start a scheduled job. Result: the state now."""
 
@@ -185,10 +237,10 @@ class SetJobState:
     account_id: int
     state: str
     allowed_from: tuple[str, ...]
-    retry = False
+    retry: ClassVar[bool] = False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class StopJob:
     """Cancel every message of the job not yet (even partly) sent, refund them, in
     one transaction. `in_flight` are ids the dispatcher is sending right now.
@@ -197,10 +249,10 @@ class StopJob:
     job_id: str
     account_id: int
     in_flight: frozenset[str]
-    retry = False
+    retry: ClassVar[bool] = False
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LedgerEntry:
     """A balance change with its reason (a top-up, a fee, a correction), recorded in
     the ledger in the same transaction. A debit the balance cannot cover is refused
@@ -213,7 +265,7 @@ class LedgerEntry:
     note: str | None = None
     created_by: str | None = None
     allow_negative: bool = False
-    retry = False
+    retry: ClassVar[bool] = False
 
 
 Operation = (Accept | LedgerEntry | CreateJob | Warm | PurgePending | FinishJob | AbortJob

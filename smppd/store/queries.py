@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from .. import status as st
+from ..status import Status
 from . import schema as t
-from .batch import utc
+from .sql import utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str,
         for p in conn.execute(select(t.parts).where(t.parts.c.message_id == message_id)
                               .order_by(t.parts.c.part_no))]
     # `queued` is not stored as an event: it is the message's creation itself.
-    message["history"] = [{"status": st.QUEUED, "part": None, "error_code": None,
+    message["history"] = [{"status": Status.QUEUED, "part": None, "error_code": None,
                            "at": message["created_at"]}] + [
         {"status": e.status, "part": e.part_no, "error_code": e.error_code, "at": _iso(e.at)}
         for e in conn.execute(select(t.message_events).where(
@@ -136,7 +136,7 @@ def load_queued(conn: Connection, after_id: str,
     """The next messages with work left, oldest first (the dispatcher's refill), and
     the id to continue after (None when the backlog is exhausted)."""
     m = t.messages.c
-    return _queued(conn, and_(m.status == st.QUEUED, m.job_id.is_(None), m.id > after_id),
+    return _queued(conn, and_(m.status == Status.QUEUED, m.job_id.is_(None), m.id > after_id),
                    limit)
 
 
@@ -144,7 +144,7 @@ def load_job_queued(conn: Connection, job_id: str, after_id: str,
                     limit: int) -> tuple[list[QueuedMessage], str | None]:
     """The next messages of one job with work left, in id order (a job's feeder)."""
     m = t.messages.c
-    return _queued(conn, and_(m.job_id == job_id, m.status == st.QUEUED, m.id > after_id),
+    return _queued(conn, and_(m.job_id == job_id, m.status == Status.QUEUED, m.id > after_id),
                    limit)
 
 
@@ -163,7 +163,7 @@ def _queued(conn: Connection, condition: Any,
         for message_id, part_no in conn.execute(select(t.parts.c.message_id, t.parts.c.part_no)
                                                 .where(and_(t.parts.c.message_id.in_(
                                                     ids[start:start + 500]),
-                                                    t.parts.c.status == st.QUEUED))):
+                                                    t.parts.c.status == Status.QUEUED))):
             unsent[message_id].append(part_no)
     found = [QueuedMessage(row.id, row.sender, row.recipient, row.text, row.encoding,
                            row.parts, row.concat_ref, row.smsc, tuple(sorted(unsent[row.id])),
@@ -197,7 +197,7 @@ def get_job(conn: Connection, account_id: int, job_id: str) -> dict[str, Any] | 
 def job_queued_count(conn: Connection, job_id: str) -> int:
     m = t.messages.c
     return conn.execute(select(func.count()).select_from(t.messages).where(
-        m.job_id == job_id, m.status == st.QUEUED)).scalar() or 0
+        m.job_id == job_id, m.status == Status.QUEUED)).scalar() or 0
 
 
 def jobs_in_state(conn: Connection, state: str) -> list[str]:

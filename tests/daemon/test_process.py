@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from smppd import status as st
+from smppd.status import Status
 from tests.conftest import wait_for
 from tests.daemon.process import DaemonProcess, free_port, post_many, query, write_config
 
@@ -69,7 +70,7 @@ def test_kill_9_mid_burst_then_restart_accounts_for_every_message(
     assert not missing, f"{len(missing)} accepted messages lost, e.g. {missing[:3]}"
     assert all(stored[text][0] == message_id for text, message_id in accepted.items())
     statuses = Counter(status for _, status, _ in stored.values())
-    assert set(statuses) <= st.FINAL | {st.UNKNOWN}, statuses
+    assert set(statuses) <= st.FINAL | {Status.UNKNOWN}, statuses
     # Duplicates at the SMSC: only what was sent without a committed outcome.
     sent = _submitted_texts(smsc)
     duplicates = sum(count - 1 for count in sent.values() if count > 1)
@@ -99,7 +100,7 @@ def test_sigterm_drains_in_flight_work_and_exits_0(smsc: Any, tmp_path: Path) ->
         daemon.stop()
     statuses = Counter(status for (status,) in
                        query(tmp_path / "smppd.db", "SELECT status FROM messages"))
-    assert set(statuses) <= {st.SUBMITTED, st.DELIVERED}, statuses  # none lost in flight
+    assert set(statuses) <= {Status.SUBMITTED, Status.DELIVERED}, statuses  # none lost in flight
     assert sum(statuses.values()) == 30
     assert any(pdu.command == "unbind" for pdu in smsc.received)
     log = daemon.log.read_text()

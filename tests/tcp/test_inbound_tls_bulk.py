@@ -91,16 +91,17 @@ def test_failed_durable_write_asks_for_redelivery(smsc: FakeSmsc, connect) -> No
 def test_intermediate_then_final_receipt(smsc: FakeSmsc, connect) -> None:  # type: ignore[no-untyped-def]
     """Checklist 18 over TCP: ENROUTE then DELIVRD."""
     from smppd import status as s
+    from smppd.status import Status
 
     smsc.behaviour.intermediate_receipts = True
     connector, listener = connect()
     call(connector.submit, {"destination_addr": "48500100200", "short_message": b"x",
                             "registered_delivery": 1}, "m1")
     wait_for(lambda: len(listener.delivers) == 2, what="two receipts")
-    state = s.SUBMITTED
+    state = Status.SUBMITTED
     for pdu in listener.delivers:
         state = s.merge(state, receipts.parse(pdu).status)
-    assert state == s.DELIVERED
+    assert state == Status.DELIVERED
     assert receipts.parse(listener.delivers[0]).final is False
 
 

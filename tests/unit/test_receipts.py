@@ -14,6 +14,7 @@ from smppd.protocol import receipts
 from smppd.protocol.message_id import IdFormat, IdPolicy, match_key
 from smppd.protocol.pdu import Pdu
 from smppd.protocol.receipts import ReceiptError
+from smppd.status import Status
 
 
 def _deliver(text: str, esm_class: int = 0x04, **tlvs: object) -> Pdu:
@@ -62,7 +63,7 @@ def test_vendor_receipt_corpus(text: str, message_id: str, stat: str, err: str |
 def test_text_field_may_contain_keys() -> None:
     receipt = receipts.parse(_deliver(CORPUS[6][0]))
     assert receipt.text_fields["text"] == "stat:DELIVRD fake"
-    assert receipt.status == s.SUBMITTED and receipt.final is False
+    assert receipt.status == Status.SUBMITTED and receipt.final is False
 
 
 def test_classified_by_esm_class_not_by_text() -> None:
@@ -78,13 +79,13 @@ def test_tlv_wins_over_text() -> None:
     pdu = _deliver("id:111 stat:UNDELIV err:5", receipted_message_id="222", message_state=2,
                    network_error_code=b"\x01\x00\x22")
     receipt = receipts.parse(pdu)
-    assert (receipt.message_id, receipt.status, receipt.final) == ("222", s.DELIVERED, True)
+    assert (receipt.message_id, receipt.status, receipt.final) == ("222", Status.DELIVERED, True)
     assert receipt.error == "1:34"
 
 
 def test_tlv_only_receipt() -> None:
     receipt = receipts.parse(_deliver("", receipted_message_id="9", message_state=3))
-    assert (receipt.message_id, receipt.stat, receipt.status) == ("9", "EXPIRED", s.EXPIRED)
+    assert (receipt.message_id, receipt.stat, receipt.status) == ("9", "EXPIRED", Status.EXPIRED)
 
 
 @pytest.mark.parametrize("text", ["", "hello", "id: stat:DELIVRD", "id:5 stat:WHATEVER",
@@ -102,25 +103,28 @@ def test_any_receipt_bytes_parse_or_raise_receipt_error(data: bytes) -> None:
 
 def test_states_never_regress() -> None:
     """Checklist 18."""
-    state = s.SUBMITTED
-    for incoming in (s.SUBMITTED, s.DELIVERED, s.SUBMITTED, s.DELIVERED):  # ACCEPTD, DELIVRD...
+    state = Status.SUBMITTED
+    # ACCEPTD, DELIVRD, a late ENROUTE, a duplicate DELIVRD
+    for incoming in (Status.SUBMITTED, Status.DELIVERED, Status.SUBMITTED, Status.DELIVERED):
         state = s.merge(state, incoming)
-    assert state == s.DELIVERED
-    assert s.merge(s.DELIVERED, s.UNDELIVERED) == s.DELIVERED
-    assert s.merge(s.UNKNOWN, s.DELIVERED) == s.DELIVERED
-    assert s.merge(s.UNKNOWN, s.SUBMITTED) == s.UNKNOWN
-    assert s.merge(s.QUEUED, s.SUBMITTED) == s.SUBMITTED
+    assert state == Status.DELIVERED
+    assert s.merge(Status.DELIVERED, Status.UNDELIVERED) == Status.DELIVERED
+    assert s.merge(Status.UNKNOWN, Status.DELIVERED) == Status.DELIVERED
+    assert s.merge(Status.UNKNOWN, Status.SUBMITTED) == Status.UNKNOWN
+    assert s.merge(Status.QUEUED, Status.SUBMITTED) == Status.SUBMITTED
 
 
 def test_multipart_policies() -> None:
     """Checklist 20: a 3-part message with a receipt for part 1 only."""
-    parts = [s.DELIVERED, s.SUBMITTED, s.SUBMITTED]
-    assert s.combine_parts(parts, "all") == s.SUBMITTED
-    assert s.combine_parts(parts, "first") == s.DELIVERED
-    assert s.combine_parts(parts, "any") == s.DELIVERED
-    assert s.combine_parts([s.SUBMITTED, s.SUBMITTED, s.DELIVERED], "last") == s.DELIVERED
-    assert s.combine_parts([s.DELIVERED, s.UNDELIVERED, s.DELIVERED]) == s.UNDELIVERED
-    assert s.combine_parts([s.DELIVERED] * 3) == s.DELIVERED
+    parts = [Status.DELIVERED, Status.SUBMITTED, Status.SUBMITTED]
+    assert s.combine_parts(parts, "all") == Status.SUBMITTED
+    assert s.combine_parts(parts, "first") == Status.DELIVERED
+    assert s.combine_parts(parts, "any") == Status.DELIVERED
+    last_only = [Status.SUBMITTED, Status.SUBMITTED, Status.DELIVERED]
+    assert s.combine_parts(last_only, "last") == Status.DELIVERED
+    one_failed = [Status.DELIVERED, Status.UNDELIVERED, Status.DELIVERED]
+    assert s.combine_parts(one_failed) == Status.UNDELIVERED
+    assert s.combine_parts([Status.DELIVERED] * 3) == Status.DELIVERED
 
 
 @pytest.mark.parametrize(("policy", "resp", "dlr", "matched"), [

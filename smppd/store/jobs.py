@@ -1,0 +1,133 @@
+"""Bulk jobs in the store: created a batch at a time (state `creating`, invisible
+to the dispatcher until finished), taken back whole on failure, and their state
+changes, of which `stop` cancels and refunds every unsent message at once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from ..status import JobState, Status
+from . import ledger, messages
+from . import schema as t
+from .operations import AbortJob, CreateJob, FinishJob, InsufficientBalance, SetJobState, StopJob
+from .outcomes import INSERT_EVENT
+from .sql import chunks, utc
+
+if TYPE_CHECKING:
+    from .batch import BatchContext
+
+Items = dict[type, list[tuple[int, Any]]]
+
+
+def create(ctx: BatchContext, by_kind: Items) -> None:
+    for index, op in by_kind[CreateJob]:
+        ctx.results[index] = _create(ctx, op)
+
+
+def _create(ctx: BatchContext, op: CreateJob) -> Any:
+    total = sum(message.points for message in op.messages)
+    balance = ledger.balances(ctx, [op.account_id]).get(op.account_id, 0)
+    if balance < total:
+        return InsufficientBalance(total, balance)
+    j = t.jobs.c
+    conn = ctx.conn
+    if conn.execute(select(j.id).where(j.id == op.job_id)).scalar() is None:
+        created = utc(op.created_at)
+        conn.execute(t.jobs.insert().values(
+            id=op.job_id, account_id=op.account_id, name=op.name, sender=op.sender,
+            text=op.text, state=JobState.CREATING, throughput=op.throughput,
+            start_at=utc(op.start_at) if op.start_at is not None else None,
+            recipients=len(op.messages), rejected_rows=0, row_errors=None, points=total,
+            refunded=0, created_at=created, updated_at=created))
+    else:
+        conn.execute(update(t.jobs).where(j.id == op.job_id).values(
+            recipients=j.recipients + len(op.messages), points=j.points + total))
+    ledger.charge(ctx, {op.account_id: total})
+    messages.insert(ctx, op.messages, remember=False)
+    return op.job_id
+
+
+def finish(ctx: BatchContext, by_kind: Items) -> None:
+    j = t.jobs.c
+    for index, op in by_kind[FinishJob]:
+        ctx.conn.execute(update(t.jobs).where(
+            j.id == op.job_id, j.state == JobState.CREATING).values(
+            state=op.state, rejected_rows=op.rejected_rows, row_errors=op.row_errors,
+            updated_at=ctx.now))
+        ctx.results[index] = op.state
+
+
+def abort(ctx: BatchContext, by_kind: Items) -> None:
+    for index, op in by_kind[AbortJob]:
+        ctx.results[index] = _abort(ctx, op)
+
+
+def _abort(ctx: BatchContext, op: AbortJob) -> int:
+    j, m = t.jobs.c, t.messages.c
+    conn = ctx.conn
+    row = conn.execute(select(j.account_id, j.points).where(
+        j.id == op.job_id, j.state == JobState.CREATING)).first()
+    if row is None:
+        return 0
+    ids = select(m.id).where(m.job_id == op.job_id).scalar_subquery()
+    conn.execute(t.parts.delete().where(t.parts.c.message_id.in_(ids)))
+    conn.execute(t.messages.delete().where(m.job_id == op.job_id))
+    conn.execute(t.jobs.delete().where(j.id == op.job_id))
+    ledger.refund(ctx, {row.account_id: row.points})
+    return row.points
+
+
+def _state(ctx: BatchContext, job_id: str, account_id: int) -> str | None:
+    j = t.jobs.c
+    return ctx.conn.execute(select(j.state).where(
+        j.id == job_id, j.account_id == account_id)).scalar()
+
+
+def set_state(ctx: BatchContext, by_kind: Items) -> None:
+    for index, op in by_kind[SetJobState]:
+        state = _state(ctx, op.job_id, op.account_id)
+        if state is None or state == op.state or state not in op.allowed_from:
+            # Idempotent, and a stopped or completed job stays so.
+            ctx.results[index] = state
+            continue
+        ctx.conn.execute(update(t.jobs).where(t.jobs.c.id == op.job_id).values(
+            state=op.state, updated_at=ctx.now))
+        ctx.results[index] = op.state
+
+
+def stop(ctx: BatchContext, by_kind: Items) -> None:
+    for index, op in by_kind[StopJob]:
+        ctx.results[index] = _stop(ctx, op)
+
+
+def _stop(ctx: BatchContext, op: StopJob) -> tuple[int, int] | None:
+    j, m, p = t.jobs.c, t.messages.c, t.parts.c
+    conn = ctx.conn
+    state = _state(ctx, op.job_id, op.account_id)
+    if state is None or state == JobState.CREATING:
+        return None  # a job still being written does not exist yet
+    # Only messages not even partly sent: a part out of the door is the carrier's.
+    started = select(p.message_id).where(p.message_id == m.id, p.status != Status.QUEUED)
+    rows = conn.execute(select(m.id, m.points).where(
+        m.job_id == op.job_id, m.status == Status.QUEUED, ~started.exists())).all()
+    cancelled = [(message_id, points) for message_id, points in rows
+                 if message_id not in op.in_flight]
+    refund = sum(points for _, points in cancelled)
+    ids = [message_id for message_id, _ in cancelled]
+    for chunk in chunks(ids):
+        conn.execute(update(t.messages).where(m.id.in_(chunk)).values(
+            status=Status.CANCELLED, refunded=m.points, updated_at=ctx.now,
+            final_at=ctx.now))
+        conn.execute(update(t.parts).where(p.message_id.in_(chunk)).values(
+            status=Status.CANCELLED, updated_at=ctx.now))
+    ctx.sql.run(conn, INSERT_EVENT, [(message_id, None, Status.CANCELLED, "job stopped",
+                                      ctx.stamp) for message_id in ids])
+    for message_id in ids:
+        ctx.cache.forget(message_id)
+    ledger.refund(ctx, {op.account_id: refund})
+    conn.execute(update(t.jobs).where(j.id == op.job_id).values(
+        state=JobState.STOPPED if state != JobState.COMPLETED else state,
+        refunded=j.refunded + refund, updated_at=ctx.now))
+    return len(ids), refund

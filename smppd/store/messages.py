@@ -1,0 +1,79 @@
+"""New messages: charged and stored `queued` in the transaction that accepts them."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..status import Status
+from . import ledger
+from . import schema as t
+from .cache import MessageState
+from .operations import Accept, InsufficientBalance, Warm
+from .sql import BulkInsert, utc
+
+if TYPE_CHECKING:
+    from .batch import BatchContext
+
+_QUEUED = f"'{Status.QUEUED.value}'"
+INSERT_MESSAGE = BulkInsert(t.messages, (
+    "id", "account_id", "job_id", "sender", "recipient", "country", "text", "encoding",
+    "parts", "points", "concat_ref", "smsc", "ref_id", "params", "created_at",
+    "updated_at"), {"refunded": "0", "status": _QUEUED})
+INSERT_PART = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
+                         {"status": _QUEUED})
+
+
+def accept(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:
+    """Charge and store; one the balance cannot pay for is refused (its result is
+    InsufficientBalance) and changes nothing."""
+    items = by_kind[Accept]
+    balances = ledger.balances(ctx, (op.account_id for _, op in items))
+    charged: dict[int, int] = defaultdict(int)
+    accepted = []
+    for index, op in items:
+        balance = balances.get(op.account_id, 0)
+        if balance < op.points:
+            ctx.results[index] = InsufficientBalance(op.points, balance)
+            continue
+        balances[op.account_id] = balance - op.points
+        charged[op.account_id] += op.points
+        accepted.append(op)
+        ctx.results[index] = op.message_id
+    ledger.charge(ctx, charged)
+    insert(ctx, accepted)
+
+
+def insert(ctx: BatchContext, accepted: Sequence[Accept], remember: bool = True) -> None:
+    """Write messages and their parts, `queued`. `remember`: keep their state in the
+    writer's memory (not for a big job's rows, which would push the messages in
+    flight out of it; those are learnt a page at a time, see `warm`)."""
+    rows, parts = [], []
+    for op in accepted:
+        created = ctx.sql.ts(utc(op.created_at))
+        rows.append((op.message_id, op.account_id, op.job_id, op.sender, op.recipient,
+                     op.country, op.text, op.encoding, op.parts, op.points, op.concat_ref,
+                     op.smsc, op.ref_id, op.params, created, created))
+        parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))
+        if remember:
+            ctx.cache.remember(op.message_id,
+                               MessageState.new(op.account_id, op.points, op.smsc, op.parts))
+    ctx.sql.run(ctx.conn, INSERT_MESSAGE, rows)
+    ctx.sql.run(ctx.conn, INSERT_PART, parts)
+
+
+def warm(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:
+    """A job's next page is about to be sent: learn its messages' state now."""
+    cache = ctx.cache
+    for _, op in by_kind[Warm]:
+        for message_id, account_id, points, smsc, parts in op.messages:
+            if message_id not in cache:
+                cache.remember(message_id, MessageState.new(account_id, points, smsc, parts))
+
+
+def params_json(params: dict[str, Any] | None) -> str | None:
+    """Custom parameters as stored: compact JSON, as the customer wrote them."""
+    return None if params is None else json.dumps(params, ensure_ascii=False,
+                                                  separators=(",", ":"))
