@@ -19,6 +19,7 @@ from typing import Any
 
 from twisted.internet import reactor
 
+from smppd.daemon.app import reconnect_backoff
 from smppd.protocol.connector import Connector, ConnectorConfig, ConnectorListener, Link
 from smppd.protocol.session import SessionConfig
 
@@ -78,7 +79,7 @@ def run_one(window: int, count: int) -> None:
         counter = Counter(count, ref)
         connector = Connector(ConnectorConfig("bench", "127.0.0.1", port,
                                               SessionConfig("bench", "x", window=window)),
-                              counter, reactor)
+                              counter, reactor, reconnect_backoff)
         ref.append(connector)
         cpu_before = time.process_time()
         reactor.callWhenRunning(connector.start)

@@ -17,6 +17,7 @@ from smppd.fake_smsc import Behaviour, FakeSmsc
 from twisted.internet import defer, reactor
 from twisted.internet.threads import blockingCallFromThread
 
+from smppd.daemon.app import reconnect_backoff
 from smppd.protocol.connector import (
     BindKind,
     Connector,
@@ -146,7 +147,7 @@ def connect(smsc: FakeSmsc) -> Iterator[Callable[..., tuple[Connector, Recording
         config = ConnectorConfig("carrier-a", "127.0.0.1", port or smsc.port,
                                  session_config(**session), bind, tls,
                                  reconnect or ReconnectPolicy(initial=0.05, maximum=0.5))
-        connector = Connector(config, listener, reactor)
+        connector = Connector(config, listener, reactor, reconnect_backoff)
         started.append(connector)
         call(connector.start)
         if wait_bound:

@@ -21,25 +21,33 @@ from ..api import validation
 from ..api.http import Account, make_factory, token_digest
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
-from ..ids import new_id
-from ..protocol.connector import Connector, ConnectorConfig, TlsConfig
+from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
-from ..protocol.segmentation import ConcatReferences
 from ..protocol.session import SessionConfig
 from ..status import Status
 from ..store import database, queries
 from ..store import operations as ops
 from ..store.batch import BatchApplier
 from ..store.messages import params_json
-from ..store.queries import QueuedMessage
 from ..store.writer import Writer
-from .dispatcher import NO_ROUTE, Channel, Dispatcher, TextSettings
+from ..throttle.backoff import Backoff
+from .dispatcher import Channel, Dispatcher
+from .intake import Intake, Tariff, queued, refused
 from .jobs import JobManager
 from .listener import DaemonListener
 from .metrics import Metrics
+from .router import Router
 
 log = logging.getLogger("smppd.daemon")
 PENDING_RECEIPT_DAYS = 7
+
+
+def _router(settings: Settings) -> Router:
+    return Router.of({r.prefix: r.smscs for r in settings.routes}, settings.smscs)
+
+
+def reconnect_backoff(policy: ReconnectPolicy) -> Backoff:
+    return Backoff(policy.initial, policy.maximum, policy.factor)
 
 
 def connector_config(smsc: SmscSettings) -> ConnectorConfig:
@@ -64,15 +72,16 @@ class Daemon:
         self.pool = ThreadPool(minthreads=1, maxthreads=4, name="smppd-read")
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
         self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch)
-        routes = {r.prefix: r.smscs for r in settings.routes}
+        router = _router(settings)
+        self.intake = Intake(router, Tariff(settings.price_default, settings.price_by_prefix))
         self.dispatcher = Dispatcher(
-            reactor, self.writer.put, self._load_queued, routes,
-            TextSettings.of(settings.smscs[0]), settings.retry_initial, settings.retry_max,
-            settings.max_attempts, memory_limit, self.metrics)
+            reactor, self.writer.put, self._load_queued, self._load_job_page, router,
+            settings.retry_initial, settings.retry_max, settings.max_attempts, memory_limit,
+            self.metrics)
         self.listener = DaemonListener(self.dispatcher, self.writer.put, self.metrics, reactor)
-        self.jobs = JobManager(self)
+        self.jobs = JobManager(reactor, self._read, self.writer.put, self._in_thread,
+                               self.dispatcher, self.intake, lambda: self.accepting)
         self.connectors: dict[str, Connector] = {}
-        self.references = ConcatReferences(bits=16)
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
@@ -131,7 +140,8 @@ class Daemon:
                             for a in self.settings.accounts})
 
     def _add_connector(self, smsc: SmscSettings) -> None:
-        connector = Connector(connector_config(smsc), self.listener, self.reactor)
+        connector = Connector(connector_config(smsc), self.listener, self.reactor,
+                              reconnect_backoff)
         self.connectors[smsc.name] = connector
         self.dispatcher.add_channel(Channel(smsc, connector, self.reactor.seconds()))
         connector.start()
@@ -171,52 +181,34 @@ class Daemon:
     def _load_queued(self, after_id: str, limit: int) -> defer.Deferred[Any]:
         return self._read(queries.load_queued, after_id, limit)
 
+    def _load_job_page(self, job_id: str, after_id: str, limit: int) -> defer.Deferred[Any]:
+        return self._read(queries.load_job_queued, job_id, after_id, limit)
+
     # What the API calls ----------------------------------------------------------------
 
     def accept_message(self, account: Account, message: ValidMessage) -> defer.Deferred[Any]:
         if not self.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry on another "
                                             "instance or later"))
-        route = self.dispatcher.route_for(message.recipient)
-        if route == NO_ROUTE:
-            raise ApiError(400, f"no route to +{message.recipient}: no configured prefix "
-                           "matches it", "to")
-        text = self.dispatcher.text_for(route)
-        info = validation.text_info(message.text, text.profile, text.policy)
-        points = self._price(message.recipient) * info.parts
-        now = self.reactor.seconds()
-        message_id = new_id()
-        reference = self.references.next(message.recipient) if info.parts > 1 else 0
-        smsc = None if route == "*" else route
-        op = ops.Accept(account.id, message_id, message.sender, message.recipient,
-                        message.country, message.text, info.encoding.value, info.parts, points,
-                        reference, smsc, message.ref_id, params_json(message.params), now)
+        prepared = self.intake.admission.prepare(
+            account.id, message.sender, message.recipient, message.country, message.text,
+            self.intake.references, self.reactor.seconds(), ref_id=message.ref_id,
+            params=params_json(message.params))
+        op, info = prepared.op, prepared.info
         counter = self.metrics.api_messages
 
         def stored(_: Any) -> dict[str, Any]:
             counter.labels("accepted").inc()
-            self.dispatcher.accepted(QueuedMessage(
-                message_id, message.sender, message.recipient, message.text,
-                info.encoding.value, info.parts, reference, smsc,
-                tuple(range(1, info.parts + 1))))
-            return {"id": message_id, "status": Status.QUEUED, "parts": info.parts,
-                    "encoding": info.encoding.value, "points": points}
+            self.dispatcher.accepted(queued(op))
+            return {"id": op.message_id, "status": Status.QUEUED, "parts": info.parts,
+                    "encoding": info.encoding.value, "points": op.points}
 
-        def refused(failure: Any) -> Any:
-            if failure.check(ops.InsufficientBalance):
-                counter.labels("insufficient_balance").inc()
-                raise ApiError(402, f"insufficient balance: {failure.value}", "balance")
-            counter.labels("unavailable").inc()
-            return failure
+        def failed(failure: Any) -> Any:
+            counter.labels("insufficient_balance" if failure.check(ops.InsufficientBalance)
+                           else "unavailable").inc()
+            return refused(failure)
 
-        return self.writer.put(op).addCallbacks(stored, refused)
-
-    def _price(self, recipient: str) -> int:
-        best, price = -1, self.settings.price_default
-        for prefix, points in self.settings.price_by_prefix:
-            if recipient.startswith(prefix) and len(prefix) > best:
-                best, price = len(prefix), points
-        return price
+        return self.writer.put(op).addCallbacks(stored, failed)
 
     def get_message(self, account: Account, message_id: str) -> defer.Deferred[Any]:
         if not validation.looks_like_id(message_id):
@@ -283,10 +275,12 @@ class Daemon:
         for name in removed:
             changes.append(f"smsc {name}: removed from the configuration; it stays bound "
                            "until restart")
-        self.dispatcher.set_routes({r.prefix: r.smscs for r in settings.routes})
         new_accounts = {a.name for a in settings.accounts} - set(self.accounts)
         self.settings = replace(settings, smscs=tuple(
             list(settings.smscs) + [self.dispatcher.channels[n].settings for n in removed]))
+        router = _router(self.settings)
+        self.dispatcher.set_router(router)
+        self.intake.configure(router, Tariff(settings.price_default, settings.price_by_prefix))
         if new_accounts:
             changes.append("accounts added: " + ", ".join(sorted(new_accounts)))
             self._in_thread(self._seed_accounts).addCallbacks(

@@ -1,19 +1,22 @@
 """Bulk jobs: creation (rows checked and priced off the reactor), state changes that
-survive a restart, and handing each running job to the dispatcher as a feeder.
+survive a restart, and handing each running job to the dispatcher to be fed.
 
 A pause takes effect in the dispatcher at once, before its write commits ("stops new
 submits at once"); a stop first takes the job from the dispatcher, then cancels in
 one transaction every message that is not being sent at that moment.
+
+The manager is given what it works with rather than the whole daemon: the store's
+reader and writer, the dispatcher's job port, the intake, the thread pool, and the
+reactor for its clock; its tests drive it on a task.Clock.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import defer, task
 from twisted.internet.threads import blockingCallFromThread
@@ -23,43 +26,69 @@ from ..api.http import Account
 from ..api.validation import ApiError, ValidJob
 from ..ids import new_id
 from ..protocol.segmentation import ConcatReferences
+from ..status import JobState
 from ..store import operations as ops
 from ..store import queries
-from .dispatcher import DEFAULT_ROUTE, NO_ROUTE, JobFeeder
+from .intake import Admission, Intake
 
 log = logging.getLogger("smppd.jobs")
 JOB_BATCH = 10_000  # messages per transaction while a job is created
-RUNNING, SCHEDULED, PAUSED, STOPPED, COMPLETED = (
-    "running", "scheduled", "paused", "stopped", "completed")
+
+
+class JobPort(Protocol):
+    """What the manager needs of the dispatcher."""
+
+    def add_job(self, job_id: str, account_id: int, cap: float | None,
+                paused: bool = False) -> None: ...
+
+    def pause_job(self, job_id: str, paused: bool) -> None: ...
+
+    def drop_job(self, job_id: str) -> frozenset[str]: ...
+
+    def job_drained(self, job_id: str) -> bool: ...
+
+    def job_rate(self, job_id: str) -> float: ...
+
+    @property
+    def feeders(self) -> dict[str, Any]: ...
+
+
+Read = Callable[..., "defer.Deferred[Any]"]  # (fn(conn, *args), *args) on the read pool
+Put = Callable[[Any], "defer.Deferred[Any]"]  # Writer.put
+InThread = Callable[[Callable[[], Any]], "defer.Deferred[Any]"]
 
 
 class JobManager:
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
-        self.dispatcher = daemon.dispatcher
-        self.reactor = daemon.reactor
+    def __init__(self, reactor: Any, read: Read, put: Put, in_thread: InThread,
+                 dispatcher: JobPort, intake: Intake,
+                 accepting: Callable[[], bool] = lambda: True) -> None:
+        self.reactor = reactor
+        self.read = read
+        self.put = put
+        self.in_thread = in_thread
+        self.dispatcher = dispatcher
+        self.intake = intake
+        self.accepting = accepting
         self._checking: set[str] = set()
         self._loop: task.LoopingCall | None = None
-        self.dispatcher.load_job = lambda job_id, after, limit: daemon._read(
-            queries.load_job_queued, job_id, after, limit)
 
     # Start and stop --------------------------------------------------------------------
 
     @defer.inlineCallbacks
     def restore(self) -> Any:
         """Feed the running jobs again after a start; paused ones stay paused."""
-        for job_id in (yield self.daemon._read(queries.jobs_in_state, "creating")):
-            refunded = yield self.daemon.writer.put(ops.AbortJob(job_id))
+        for job_id in (yield self.read(queries.jobs_in_state, JobState.CREATING)):
+            refunded = yield self.put(ops.AbortJob(job_id))
             log.warning("job=%s was being created when smppd stopped: removed, %d points "
                         "refunded", job_id, refunded)
-        for job_id, account_id, state, cap, start_at in (
-                yield self.daemon._read(queries.active_jobs)):
-            if state == SCHEDULED and start_at is not None:
+        for job_id, account_id, state, cap, start_at in (yield self.read(queries.active_jobs)):
+            if state == JobState.SCHEDULED and start_at is not None:
                 self._schedule(job_id, account_id, cap,
                                start_at.replace(tzinfo=UTC).timestamp())
             else:
-                self._feed(job_id, account_id, cap, paused=state == PAUSED)
+                self._feed(job_id, account_id, cap, paused=state == JobState.PAUSED)
         self._loop = task.LoopingCall(self._check)
+        self._loop.clock = self.reactor
         self._loop.start(1.0, now=False)
 
     def stop(self) -> None:
@@ -68,50 +97,53 @@ class JobManager:
 
     def _feed(self, job_id: str, account_id: int, cap: float | None,
               paused: bool = False) -> None:
-        self.dispatcher.add_job(JobFeeder(job_id, account_id, cap, self.reactor.seconds(),
-                                          paused))
+        self.dispatcher.add_job(job_id, account_id, cap, paused)
 
     def _schedule(self, job_id: str, account_id: int, cap: float | None,
                   start_at: float) -> None:
-        delay = max(0.0, start_at - time.time())
+        delay = max(0.0, start_at - self.reactor.seconds())
         self.reactor.callLater(delay, self._start_scheduled, job_id, account_id, cap)
 
     def _start_scheduled(self, job_id: str, account_id: int, cap: float | None) -> None:
         def started(state: str | None) -> None:
-            if state == RUNNING and job_id not in self.dispatcher.feeders:
+            if state == JobState.RUNNING and job_id not in self.dispatcher.feeders:
                 log.info("job=%s started (scheduled)", job_id)
                 self._feed(job_id, account_id, cap)
 
-        self.daemon.writer.put(ops.SetJobState(job_id, account_id, RUNNING, (SCHEDULED,))) \
-            .addCallbacks(started, lambda f: log.error("job=%s not started: %s", job_id,
-                                                       f.getErrorMessage()))
+        self.put(ops.SetJobState(job_id, account_id, JobState.RUNNING,
+                                 (JobState.SCHEDULED,))).addCallbacks(
+            started, lambda f: log.error("job=%s not started: %s", job_id,
+                                         f.getErrorMessage()))
 
     # Creation --------------------------------------------------------------------------
 
     def create(self, account: Account,
                read_job: Callable[[], ValidJob]) -> defer.Deferred[Any]:
         """`read_job` parses and checks the request body; it runs on the pool thread
-        with the rows, not on the reactor."""
-        if not self.daemon.accepting:
+        with the rows, not on the reactor. Routes and prices are those of now."""
+        if not self.accepting():
             return defer.fail(ApiError(503, "smppd is shutting down; retry later"))
-        return self.daemon._in_thread(lambda: self._build(account, read_job())).addCallback(
-            self._created, account)
+        admission = self.intake.admission
+        now = self.reactor.seconds()
+        return self.in_thread(lambda: self._build(account, read_job(), admission, now)) \
+            .addCallback(self._created, account)
 
-    def _build(self, account: Account, job: ValidJob) -> dict[str, Any]:
+    def _build(self, account: Account, job: ValidJob, admission: Admission,
+               now: float) -> dict[str, Any]:
         """On a pool thread: check, render and price the rows as they come, and write
         them a batch at a time, each batch waiting for the previous commit. A bad row
         is reported with its number and skipped. Without the points for a batch, or
         on any failure, the job is taken back whole (AbortJob): nothing half-made."""
-        now = time.time()
         job_id = new_id(now)
         references = ConcatReferences(bits=16)
         batch: list[ops.Accept] = []
         errors: list[dict[str, Any]] = []
         counts = {"messages": 0, "rejected": 0, "points": 0, "batches": 0}
-        state = SCHEDULED if job.start_at is not None and job.start_at > now else RUNNING
+        scheduled = job.start_at is not None and job.start_at > now
+        state = JobState.SCHEDULED if scheduled else JobState.RUNNING
 
         def put(op: Any) -> Any:
-            return blockingCallFromThread(self.reactor, self.daemon.writer.put, op)
+            return blockingCallFromThread(self.reactor, self.put, op)
 
         def flush() -> None:
             put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
@@ -123,24 +155,16 @@ class JobManager:
             for number, row in job.recipients:
                 try:
                     digits, region, text = validation.job_row(row, job.template)
-                    route = self.dispatcher.route_for(digits)
-                    if route == NO_ROUTE:
-                        raise ApiError(400, f"no route to +{digits}", "to")
-                    settings = self.dispatcher.text_for(route)
-                    info = validation.text_info(text, settings.profile, settings.policy)
+                    prepared = admission.prepare(account.id, job.sender, digits, region, text,
+                                                 references, now, job_id=job_id)
                 except ApiError as exc:
                     counts["rejected"] += 1
                     if len(errors) < validation.MAX_ROW_ERRORS:
                         errors.append({"row": number, "field": exc.field, "error": exc.message})
                     continue
-                points = self.daemon._price(digits) * info.parts
-                reference = references.next(digits) if info.parts > 1 else 0
-                batch.append(ops.Accept(
-                    account.id, new_id(now), job.sender, digits, region, text,
-                    info.encoding.value, info.parts, points, reference,
-                    None if route == DEFAULT_ROUTE else route, None, None, now, job_id))
+                batch.append(prepared.op)
                 counts["messages"] += 1
-                counts["points"] += points
+                counts["points"] += prepared.op.points
                 if len(batch) >= JOB_BATCH:
                     flush()
             if not counts["messages"]:
@@ -167,7 +191,7 @@ class JobManager:
         log.info("job=%s created: %d messages, %d rows refused, state %s", summary["id"],
                  summary["messages"], summary["rejected_rows"], summary["state"])
         cap, start_at = summary.pop("throughput"), summary.pop("start_at")
-        if summary["state"] == RUNNING:
+        if summary["state"] == JobState.RUNNING:
             self._feed(summary["id"], account.id, cap)
         elif start_at is not None:
             self._schedule(summary["id"], account.id, cap, start_at)
@@ -182,45 +206,29 @@ class JobManager:
         def live(job: dict[str, Any] | None) -> Any:
             if job is None:
                 return None
-            feeder = self.dispatcher.feeders.get(job_id)
-            rate = feeder.rate if feeder is not None and not feeder.paused else 0.0
+            rate = self.dispatcher.job_rate(job_id)
             queued = job["counts"].get("queued", 0)
             job["rate"] = round(rate, 1)
             job["eta_seconds"] = round(queued / rate) if rate > 0 else None
             return job
 
-        return self.daemon._read(queries.get_job, account.id, job_id).addCallback(live)
+        return self.read(queries.get_job, account.id, job_id).addCallback(live)
 
     def act(self, account: Account, job_id: str, action: str) -> defer.Deferred[Any]:
         if not validation.looks_like_id(job_id):
             return defer.succeed(None)
         feeder = self.dispatcher.feeders.get(job_id)
         own = feeder is not None and feeder.account_id == account.id
-        put = self.daemon.writer.put
         if action == "pause":
             if own:
                 self.dispatcher.pause_job(job_id, True)  # at once, before the commit
-            return put(ops.SetJobState(job_id, account.id, PAUSED, (RUNNING, SCHEDULED))) \
+            return self.put(ops.SetJobState(job_id, account.id, JobState.PAUSED,
+                                            (JobState.RUNNING, JobState.SCHEDULED))) \
                 .addCallback(self._answer, job_id)
         if action == "resume":
-            def resumed(state: str | None) -> Any:
-                if state != RUNNING:
-                    return self._answer(state, job_id)
-                if job_id in self.dispatcher.feeders:
-                    self.dispatcher.pause_job(job_id, False)
-                    return self._answer(state, job_id)
-
-                def start(job: dict[str, Any] | None) -> Any:
-                    # A scheduled job paused before its start: it starts now, capped.
-                    if job is not None and job_id not in self.dispatcher.feeders:
-                        self._feed(job_id, account.id, job["throughput"])
-                    return self._answer(state, job_id)
-
-                return self.daemon._read(queries.get_job, account.id, job_id).addCallback(
-                    start)
-
-            return put(ops.SetJobState(job_id, account.id, RUNNING, (PAUSED,))) \
-                .addCallback(resumed)
+            return self.put(ops.SetJobState(job_id, account.id, JobState.RUNNING,
+                                            (JobState.PAUSED,))) \
+                .addCallback(self._resumed, account, job_id)
         busy = self.dispatcher.drop_job(job_id) if own else frozenset()
 
         def stopped(result: tuple[int, int] | None) -> Any:
@@ -228,10 +236,25 @@ class JobManager:
                 return None
             log.info("job=%s stopped: %d messages cancelled, %d points refunded", job_id,
                      *result)
-            return {"id": job_id, "state": STOPPED, "cancelled": result[0],
+            return {"id": job_id, "state": JobState.STOPPED, "cancelled": result[0],
                     "refunded": result[1]}
 
-        return put(ops.StopJob(job_id, account.id, busy)).addCallback(stopped)
+        return self.put(ops.StopJob(job_id, account.id, busy)).addCallback(stopped)
+
+    def _resumed(self, state: str | None, account: Account, job_id: str) -> Any:
+        if state != JobState.RUNNING:
+            return self._answer(state, job_id)
+        if job_id in self.dispatcher.feeders:
+            self.dispatcher.pause_job(job_id, False)
+            return self._answer(state, job_id)
+
+        def start(job: dict[str, Any] | None) -> Any:
+            # A scheduled job paused before its start: it starts now, capped.
+            if job is not None and job_id not in self.dispatcher.feeders:
+                self._feed(job_id, account.id, job["throughput"])
+            return self._answer(state, job_id)
+
+        return self.read(queries.get_job, account.id, job_id).addCallback(start)
 
     @staticmethod
     def _answer(state: str | None, job_id: str) -> Any:
@@ -240,26 +263,25 @@ class JobManager:
     # Completion --------------------------------------------------------------------------
 
     def _check(self) -> None:
-        """Once a second: rates for GET, and completion of jobs fully sent."""
-        now = self.reactor.seconds()
-        for job_id, feeder in list(self.dispatcher.feeders.items()):
-            feeder.update_rate(now)
+        """Once a second: completion of jobs fully sent."""
+        for job_id in list(self.dispatcher.feeders):
             if job_id in self._checking or not self.dispatcher.job_drained(job_id):
                 continue
             self._checking.add(job_id)
-            self.daemon._read(queries.job_queued_count, job_id).addCallback(
-                self._maybe_complete, job_id, feeder).addBoth(
+            self.read(queries.job_queued_count, job_id).addCallback(
+                self._maybe_complete, job_id).addBoth(
                 lambda _, j=job_id: self._checking.discard(j))
 
-    def _maybe_complete(self, queued: int, job_id: str, feeder: JobFeeder) -> Any:
-        if queued:
+    def _maybe_complete(self, queued: int, job_id: str) -> Any:
+        feeder = self.dispatcher.feeders.get(job_id)
+        if queued or feeder is None:
             return None
 
         def done(state: str | None) -> None:
             if self.dispatcher.feeders.get(job_id) is feeder:
-                del self.dispatcher.feeders[job_id]
-            if state == COMPLETED:
+                self.dispatcher.drop_job(job_id)
+            if state == JobState.COMPLETED:
                 log.info("job=%s completed", job_id)
 
-        return self.daemon.writer.put(ops.SetJobState(
-            job_id, feeder.account_id, COMPLETED, (RUNNING,))).addCallback(done)
+        return self.put(ops.SetJobState(job_id, feeder.account_id, JobState.COMPLETED,
+                                        (JobState.RUNNING,))).addCallback(done)

@@ -11,10 +11,10 @@ seconds, and parks in `auth_failed` until the configuration is reloaded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -24,11 +24,10 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
 
 from . import command_status
-from .backoff import Backoff
 from .constants import ESME_RX_T_APPN
 from .session import (
     BindFailed,
@@ -82,6 +81,40 @@ class ConnectorConfig:
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
 
 
+class Backoff(Protocol):
+    """Reconnect delays (smppd.throttle.backoff.Backoff is the one smppd uses)."""
+
+    def next_delay(self) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+EndpointFactory = Callable[["ConnectorConfig", Any], Any]  # -> IStreamClientEndpoint
+
+
+def client_endpoint(config: ConnectorConfig, reactor: Any) -> Any:
+    """TCP (or TLS with verification) to the SMSC. Raises OSError for an unreadable
+    CA file."""
+    timeout = config.reconnect.connect_timeout
+    endpoint: Any
+    if isIPAddress(config.host):  # no resolver thread for a literal address
+        endpoint = TCP4ClientEndpoint(reactor, config.host, config.port, timeout=timeout)
+    elif isIPv6Address(config.host):
+        endpoint = TCP6ClientEndpoint(reactor, config.host, config.port, timeout=timeout)
+    else:
+        endpoint = HostnameEndpoint(reactor, config.host, config.port, timeout=timeout)
+    if config.tls is None:
+        return endpoint
+    from twisted.internet import ssl  # imported only when TLS is configured
+
+    trust = None
+    if config.tls.ca_file:
+        with open(config.tls.ca_file, "rb") as handle:
+            trust = ssl.Certificate.loadPEM(handle.read())
+    options = ssl.optionsForClientTLS(config.tls.server_name or config.host, trustRoot=trust)
+    return wrapClientTLS(options, endpoint)
+
+
 class LinkState(StrEnum):
     IDLE = "idle"
     CONNECTING = "connecting"
@@ -125,7 +158,8 @@ class ConnectorListener:
 class Link:
     """One TCP connection and bind, re-established after every loss."""
 
-    def __init__(self, connector: Connector, mode: BindMode, reactor: Any) -> None:
+    def __init__(self, connector: Connector, mode: BindMode, reactor: Any, backoff: Backoff,
+                 endpoint: EndpointFactory = client_endpoint) -> None:
         self.connector = connector
         self.mode = mode
         self.reactor = reactor
@@ -133,7 +167,8 @@ class Link:
         self.protocol: SessionProtocol | None = None
         self.last_bind_error: str | None = None
         self.connect_attempts = 0
-        self._backoff = self._new_backoff()
+        self.backoff = backoff
+        self.endpoint = endpoint
         self._retry_call: IDelayedCall | None = None
         self._stable_call: IDelayedCall | None = None
         self._stopped: defer.Deferred[None] | None = None
@@ -157,15 +192,11 @@ class Link:
     def in_flight(self) -> int:
         return self.protocol.session.in_flight if self.protocol is not None else 0
 
-    def _new_backoff(self) -> Backoff:
-        policy = self.connector.config.reconnect
-        return Backoff(policy.initial, policy.maximum, policy.factor)
-
     # Lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         if self.state in (LinkState.IDLE, LinkState.STOPPED, LinkState.AUTH_FAILED):
-            self._backoff.reset()
+            self.backoff.reset()
             self._connect()
 
     def stop(self) -> defer.Deferred[None]:
@@ -187,27 +218,6 @@ class Link:
         if self.protocol is not None:
             self.protocol.abort()
 
-    def _endpoint(self) -> Any:
-        cfg = self.connector.config
-        timeout = cfg.reconnect.connect_timeout
-        endpoint: Any
-        if isIPAddress(cfg.host):  # no resolver thread for a literal address
-            endpoint = TCP4ClientEndpoint(self.reactor, cfg.host, cfg.port, timeout=timeout)
-        elif isIPv6Address(cfg.host):
-            endpoint = TCP6ClientEndpoint(self.reactor, cfg.host, cfg.port, timeout=timeout)
-        else:
-            endpoint = HostnameEndpoint(self.reactor, cfg.host, cfg.port, timeout=timeout)
-        if cfg.tls is None:
-            return endpoint
-        from twisted.internet import ssl  # imported only when TLS is configured
-
-        trust = None
-        if cfg.tls.ca_file:
-            with open(cfg.tls.ca_file, "rb") as handle:
-                trust = ssl.Certificate.loadPEM(handle.read())
-        options = ssl.optionsForClientTLS(cfg.tls.server_name or cfg.host, trustRoot=trust)
-        return wrapClientTLS(options, endpoint)
-
     def _connect(self) -> None:
         self._retry_call = None
         self.state = LinkState.CONNECTING
@@ -217,7 +227,7 @@ class Link:
         factory = Factory.forProtocol(
             lambda: SessionProtocol(session, self._events, self.reactor, self._lost))
         try:
-            endpoint = self._endpoint()
+            endpoint = self.endpoint(self.connector.config, self.reactor)
         except OSError as exc:
             log.error("smsc=%s TLS CA file cannot be read: %s", self.name, exc)
             self._schedule_retry(f"TLS CA file: {exc}")
@@ -259,14 +269,14 @@ class Link:
         self._schedule_retry(reason)
 
     def _schedule_retry(self, reason: str) -> None:
-        delay = self._backoff.next_delay()
+        delay = self.backoff.next_delay()
         self.state = LinkState.BACKOFF
         log.info("smsc=%s reconnecting in %.1f s (%s)", self.name, delay, reason)
         self._retry_call = self.reactor.callLater(delay, self._connect)
 
     def _stable(self) -> None:
         self._stable_call = None
-        self._backoff.reset()
+        self.backoff.reset()
 
     def _cancel_calls(self) -> None:
         for call in (self._retry_call, self._stable_call):
@@ -348,17 +358,22 @@ class Link:
 class Connector:
     """All binds to one SMSC."""
 
-    def __init__(self, config: ConnectorConfig, listener: ConnectorListener,
-                 reactor: IReactorTime | IReactorCore | None = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+    def __init__(self, config: ConnectorConfig, listener: ConnectorListener, reactor: Any,
+                 backoff: Callable[[ReconnectPolicy], Backoff],
+                 endpoint: EndpointFactory = client_endpoint) -> None:
+        """`backoff` makes each link's reconnect back-off from the policy; `endpoint`
+        makes the client endpoint (tests give a fake one and run on task.Clock)."""
         self.config = config
         self.listener = listener
         self.reactor = reactor
-        self.links = [Link(self, mode, reactor) for mode in _modes(config.bind)]
+        self.new_backoff = backoff
+        self.endpoint = endpoint
+        self.links = self._links(config)
         self.counters = PduCounters()
+
+    def _links(self, config: ConnectorConfig) -> list[Link]:
+        return [Link(self, mode, self.reactor, self.new_backoff(config.reconnect),
+                     self.endpoint) for mode in _modes(config.bind)]
 
     @property
     def name(self) -> str:
@@ -425,7 +440,7 @@ class Connector:
         stopping = self.stop()
 
         def restart(_: Any) -> None:
-            self.links = [Link(self, mode, self.reactor) for mode in _modes(config.bind)]
+            self.links = self._links(config)
             self.start()
 
         stopping.addCallback(restart)

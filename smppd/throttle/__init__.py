@@ -1,1 +1,2 @@
-"""Rate and window control: token buckets per SMSC, back-off on throttling errors."""
+"""Rate and window policy: token buckets, the adaptive rate a throttling SMSC
+imposes, fair turns between jobs and single messages, and the one back-off."""

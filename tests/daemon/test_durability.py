@@ -83,7 +83,7 @@ def test_queue_full_backs_off_and_nothing_fails(start_daemon: Any) -> None:
 def test_a_part_that_cannot_be_encoded_fails_and_is_refunded(start_daemon: Any) -> None:
     """A text the SMSC's settings no longer allow (changed by a reload after the
     message was accepted) fails that message, refunded; the dispatcher goes on."""
-    from smppd.daemon.dispatcher import TextSettings
+    from smppd.daemon.router import Router, TextSettings
     from smppd.protocol.segmentation import SplitPolicy
     from smppd.protocol.text import CharsetProfile
 
@@ -94,7 +94,8 @@ def test_a_part_that_cannot_be_encoded_fails_and_is_refunded(start_daemon: Any) 
     wait_for(lambda: not running.daemon.readiness()[0], what="not ready")
     _, long_one = running.client.send(text="long " * 100)
     _, short_one = running.client.send(text="short")
-    dispatcher.default_text = TextSettings(CharsetProfile(), SplitPolicy(max_parts=1))
+    dispatcher.set_router(Router({}, {}, TextSettings(CharsetProfile(),
+                                                       SplitPolicy(max_parts=1))))
     running.smsc.behaviour.bind_status = None
     failed = running.client.wait_status(long_one["id"], "failed", timeout=15)
     assert failed["refunded"] == long_one["points"]

@@ -323,6 +323,6 @@ def test_a_scheduled_job_paused_before_its_start_starts_on_resume(start_daemon: 
     assert client.request("POST", f"/v1/jobs/{job['id']}/resume")[1]["state"] == "running"
     feeders = running.daemon.dispatcher.feeders
     feeder = wait_for(lambda: feeders.get(job["id"]), what="the job fed")
-    assert feeder.bucket is not None and feeder.bucket.rate == 20  # its cap kept
+    assert feeder.cap is not None and feeder.cap.rate == 20  # its cap kept
     final = _wait_state(client, job["id"], "completed")
     assert final["counts"] == {"delivered": 30}

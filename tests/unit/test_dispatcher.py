@@ -9,7 +9,8 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from smppd import config
-from smppd.daemon.dispatcher import DEFAULT_ROUTE, NO_ROUTE, Channel, Dispatcher, TextSettings
+from smppd.daemon.dispatcher import Channel, Dispatcher
+from smppd.daemon.router import ANY_SMSC, NO_ROUTE, Router
 from smppd.protocol.session import SubmitResult
 from smppd.store import operations as ops
 from smppd.store.queries import QueuedMessage
@@ -54,7 +55,11 @@ def _dispatcher(clock: Clock, routes: dict[str, str] | None = None,
     def load(after: str, limit: int) -> defer.Deferred[Any]:
         return defer.succeed(([], None))
 
-    dispatcher = Dispatcher(clock, put, load, routes or {}, TextSettings.of(_smsc("x")))
+    def load_job(job_id: str, after: str, limit: int) -> defer.Deferred[Any]:
+        return defer.succeed(([], None))
+
+    router = Router.of(routes or {}, [_smsc("x"), _smsc("a"), _smsc("b")])
+    dispatcher = Dispatcher(clock, put, load, load_job, router)
     dispatcher.refill()
     return dispatcher, written, pending
 
@@ -106,11 +111,12 @@ def test_window_slots_return_only_when_outcomes_are_committed() -> None:
 def test_routes_take_the_longest_prefix_and_refuse_the_unrouted() -> None:
     clock = Clock()
     dispatcher, _, _ = _dispatcher(clock, routes={"48": ("a",), "4860": ("b", "a")})
-    assert dispatcher.route_for("48601234567") == "b|a"
-    assert dispatcher.route_for("48501234567") == "a"
-    assert dispatcher.route_for("12025550123") == NO_ROUTE
+    router = dispatcher.router
+    assert router.route_for("48601234567") == "b|a"
+    assert router.route_for("48501234567") == "a"
+    assert router.route_for("12025550123") == NO_ROUTE
     anything, _, _ = _dispatcher(clock)
-    assert anything.route_for("12025550123") == DEFAULT_ROUTE  # no routes: any SMSC
+    assert anything.router.route_for("12025550123") == ANY_SMSC  # no routes: any SMSC
 
 
 def test_a_route_fails_over_in_order_of_preference() -> None:
@@ -171,12 +177,12 @@ def test_an_unlimited_smsc_that_throttles_is_slowed_then_unlimited_again() -> No
     connector = StandInConnector(window=1000)
     channel = Channel(_smsc("a", throughput=0, window=1000), connector, clock.seconds())
     dispatcher.add_channel(channel)
-    channel.recent_rate = 400.0  # measured before the SMSC objected
+    channel.rate.meter.last = 400.0  # measured before the SMSC objected
     dispatcher.accepted(_message(1))
     clock.advance(0)
     dispatcher.submit_result(SubmitResult(connector.in_flight.pop(), 0x58, None))
     assert channel.bucket.rate == 200
     for _ in range(6):
         clock.advance(1.0)
-        channel.tick(clock.seconds())
+        dispatcher.tick()
     assert channel.bucket.rate == 0  # back to no limit

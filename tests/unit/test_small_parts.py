@@ -11,8 +11,8 @@ import pytest
 from smppd.protocol import command_status as cs
 from smppd.protocol import constants as c
 from smppd.protocol import smpp_time
-from smppd.protocol.backoff import Backoff
 from smppd.protocol.command_status import Action
+from smppd.throttle.backoff import Backoff
 
 
 def test_relative_and_absolute_times() -> None:
@@ -74,7 +74,7 @@ def test_auth_failures() -> None:
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
     """Checklist 14 (the arithmetic; the TCP test shows it on real binds)."""
-    backoffs = [Backoff(1.0, 30.0, 2.0, random.Random(seed)) for seed in range(20)]
+    backoffs = [Backoff(1.0, 30.0, 2.0, rng=random.Random(seed)) for seed in range(20)]
     rounds = [[b.next_delay() for b in backoffs] for _ in range(8)]
     for attempt, delays in enumerate(rounds):
         ceiling = min(30.0, 2.0 ** attempt)
