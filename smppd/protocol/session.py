@@ -17,7 +17,9 @@ What it guarantees its caller:
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -156,7 +158,6 @@ _BIND_COMMANDS = {
     BindMode.RECEIVER: "bind_receiver",
 }
 _SUBMIT_COMMANDS = frozenset({"submit_sm", "data_sm"})
-_DELIVER_COMMANDS = frozenset({"deliver_sm", "data_sm"})
 _LATE_MEMORY = 10_000  # timed-out submits remembered for their late responses
 
 
@@ -171,6 +172,74 @@ class PduCounters:
         self.received: Counter[tuple[str, int]] = Counter()
 
 
+class SubmitWindow:
+    """The submits awaiting a response: at most `size`, each with its deadline. Every
+    submit has the same timeout, so insertion order is deadline order and the next
+    deadline is the first entry's. A submit that timed out (or whose connection
+    failed) is remembered a while, so its late response can still be reported."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._open: dict[int, tuple[Any, float]] = {}  # sequence -> (token, deadline)
+        self._late: OrderedDict[int, Any] = OrderedDict()  # sequence -> token
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __contains__(self, sequence: int) -> bool:
+        return sequence in self._open
+
+    @property
+    def room(self) -> int:
+        return self.size - len(self._open)
+
+    def knows(self, sequence: int) -> bool:
+        """Open, or timed out and still remembered."""
+        return sequence in self._open or sequence in self._late
+
+    def open(self, sequence: int, token: Any, deadline: float) -> None:
+        if len(self._open) >= self.size:
+            raise SessionError(f"window of {self.size} is full")
+        self._open[sequence] = (token, deadline)
+
+    def settle(self, sequence: int) -> tuple[Any, bool] | None:
+        """(token, late) for a response: late when the submit was already given up."""
+        entry = self._open.pop(sequence, None)
+        if entry is not None:
+            return entry[0], False
+        token = self._late.pop(sequence, None)
+        return None if token is None else (token, True)
+
+    def next_deadline(self) -> float | None:
+        return next(iter(self._open.values()))[1] if self._open else None
+
+    def expire(self, now: float) -> list[Any]:
+        """The tokens whose deadline has passed, given up (and remembered)."""
+        expired = []
+        while self._open:
+            sequence, (token, deadline) = next(iter(self._open.items()))
+            if deadline > now:
+                break
+            del self._open[sequence]
+            self._remember(sequence, token)
+            expired.append(token)
+        return expired
+
+    def fail_all(self) -> list[Any]:
+        """The connection is gone: every open submit is given up (and remembered)."""
+        tokens = []
+        for sequence, (token, _deadline) in self._open.items():
+            self._remember(sequence, token)
+            tokens.append(token)
+        self._open.clear()
+        return tokens
+
+    def _remember(self, sequence: int, token: Any) -> None:
+        self._late[sequence] = token
+        if len(self._late) > _LATE_MEMORY:
+            self._late.popitem(last=False)
+
+
 class EsmeSession:
     """One connection's SMPP state. Create a new one for every connection."""
 
@@ -182,12 +251,13 @@ class EsmeSession:
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._sequence = config.initial_sequence - 1
-        # seq -> (token, deadline, command); insertion order is deadline order because
-        # every submit gets the same timeout.
-        self._submits: dict[int, tuple[Any, float, str]] = {}
-        self._timed_out: OrderedDict[int, Any] = OrderedDict()
+        self.window = SubmitWindow(config.window)
         self._control: dict[int, str] = {}  # seq -> bind / enquire_link / unbind
-        self._delivers: dict[int, str] = {}  # seq -> deliver_sm / data_sm awaiting respond()
+        # Handle -> (sequence, command) of a deliver_sm or data_sm awaiting respond().
+        # Handles are ours, not the SMSC's sequence numbers: an SMSC that reuses a
+        # sequence number still gets every PDU answered.
+        self._delivers: dict[int, tuple[int, str]] = {}
+        self._handles = itertools.count(1)
         self._bind_deadline: float | None = None
         self._enquire_deadline: float | None = None
         self._drain_deadline: float | None = None
@@ -238,10 +308,12 @@ class EsmeSession:
                                               f"{self.config.bind_timeout:g} s"))
             self._close("bind timeout")
             return
-        self._expire_submits(now)
+        reason = f"no response within {self.config.response_timeout:g} s"
+        self._events.extend(SubmitUnknown(token, reason) for token in self.window.expire(now))
         if self.state in (State.BOUND, State.DRAINING):
             self._keepalive(now)
-        if self._drain_deadline is not None and (now >= self._drain_deadline or not self._submits):
+        if self._drain_deadline is not None and (now >= self._drain_deadline
+                                                 or not self.window):
             self._drain_deadline = None
             self._send_unbind(now)
         if self._unbind_deadline is not None and now >= self._unbind_deadline:
@@ -266,18 +338,17 @@ class EsmeSession:
 
     @property
     def can_submit(self) -> bool:
-        return (self.state is State.BOUND and self._can_transmit
-                and len(self._submits) < self.config.window)
+        return self.window_available > 0
 
     @property
     def in_flight(self) -> int:
-        return len(self._submits)
+        return len(self.window)
 
     @property
     def window_available(self) -> int:
         if self.state is not State.BOUND or not self._can_transmit:
             return 0
-        return self.config.window - len(self._submits)
+        return self.window.room
 
     def submit(self, fields: dict[str, Any], token: Any, now: float,
                command: str = "submit_sm") -> int:
@@ -290,21 +361,22 @@ class EsmeSession:
             raise SessionError(f"{command} is not a submit command")
         if self.state is not State.BOUND or not self._can_transmit:
             raise SessionError(f"cannot submit in state {self.state.value}")
-        if len(self._submits) >= self.config.window:
+        if not self.window.room:
             raise SessionError(f"window of {self.config.window} is full")
         sequence = self._allocate_sequence()
         self._out.append(codec.encode(Pdu(command, sequence, 0, fields)))
         self.counters.sent[command] += 1
-        self._submits[sequence] = (token, now + self.config.response_timeout, command)
+        self.window.open(sequence, token, now + self.config.response_timeout)
         return sequence
 
     def respond(self, handle: int, status: int = c.ESME_ROK) -> None:
         """Answer a DeliverReceived. Unknown or already answered handles are ignored."""
-        command = self._delivers.pop(handle, None)
-        if command is None or self.state is State.CLOSED:
+        entry = self._delivers.pop(handle, None)
+        if entry is None or self.state is State.CLOSED:
             return
+        sequence, command = entry
         fields = {"message_id": ""} if command == "data_sm" else {}
-        self._reply(Pdu(command + "_resp", handle, status, fields))
+        self._reply(Pdu(command + "_resp", sequence, status, fields))
 
     def unbind(self, now: float) -> None:
         """Graceful close: no new submits, wait for outstanding responses up to
@@ -314,7 +386,7 @@ class EsmeSession:
         elif self.state is State.BOUND:
             self.state = State.DRAINING
             self._drain_deadline = now + self.config.drain_timeout
-            if not self._submits:
+            if not self.window:
                 self._drain_deadline = None
                 self._send_unbind(now)
 
@@ -333,9 +405,8 @@ class EsmeSession:
 
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (self._bind_deadline, self._drain_deadline,
-                                 self._unbind_deadline, self._enquire_deadline) if d is not None]
-        if self._submits:
-            deadlines.append(next(iter(self._submits.values()))[1])
+                                 self._unbind_deadline, self._enquire_deadline,
+                                 self.window.next_deadline()) if d is not None]
         if self.state in (State.BOUND, State.DRAINING) and self._enquire_deadline is None:
             deadlines.append(self._last_received + self.config.enquire_link_interval)
         return min(deadlines) if deadlines else None
@@ -348,7 +419,7 @@ class EsmeSession:
         sequence = self._sequence
         while True:
             sequence = sequence + 1 if sequence < c.MAX_SEQUENCE else 1
-            if sequence not in self._submits and sequence not in self._control:
+            if sequence not in self.window and sequence not in self._control:
                 self._sequence = sequence
                 return sequence
 
@@ -376,26 +447,8 @@ class EsmeSession:
         self._events.append(CloseConnection(reason))
 
     def _fail_outstanding(self, reason: str, declined: bool = False) -> None:
-        for sequence, (token, _deadline, _command) in self._submits.items():
-            self._remember_timed_out(sequence, token)
-            self._events.append(SubmitUnknown(token, reason, declined))
-        self._submits.clear()
-
-    def _remember_timed_out(self, sequence: int, token: Any) -> None:
-        self._timed_out[sequence] = token
-        if len(self._timed_out) > _LATE_MEMORY:
-            self._timed_out.popitem(last=False)
-
-    def _expire_submits(self, now: float) -> None:
-        submits = self._submits
-        while submits:
-            sequence, (token, deadline, _command) = next(iter(submits.items()))
-            if deadline > now:
-                break
-            del submits[sequence]
-            self._remember_timed_out(sequence, token)
-            self._events.append(SubmitUnknown(
-                token, f"no response within {self.config.response_timeout:g} s"))
+        self._events.extend(SubmitUnknown(token, reason, declined)
+                            for token in self.window.fail_all())
 
     def _keepalive(self, now: float) -> None:
         if self._enquire_deadline is not None:
@@ -415,6 +468,8 @@ class EsmeSession:
         self._send_request("unbind", "unbind", {})
         self._unbind_deadline = now + self.config.unbind_timeout
 
+    # Incoming PDUs: a transition table ------------------------------------------
+
     def _handle_frame(self, frame: bytes, now: float) -> None:
         try:
             pdu = codec.decode(frame)
@@ -422,92 +477,64 @@ class EsmeSession:
             self._handle_undecodable(frame, exc)
             self.counters.received[("undecodable", exc.status)] += 1
             return
-        command = pdu.command
-        self.counters.received[(command, pdu.status)] += 1
-        if command == "submit_sm_resp" or command == "data_sm_resp":
-            self._handle_submit_response(pdu.sequence, pdu.status,
-                                         pdu.fields.get("message_id"), False)
-        elif command in _DELIVER_COMMANDS:
-            self._handle_deliver(pdu)
-        elif command == "enquire_link":
-            self._reply(codec.response_to(pdu))
-        elif command == "enquire_link_resp":
-            if self._control.pop(pdu.sequence, None) == "enquire_link":
-                self._enquire_deadline = None
-        elif command == "generic_nack":
-            self._handle_generic_nack(pdu)
-        elif command == "unbind":
-            self._reply(codec.response_to(pdu))
-            self._events.append(UnbindReceived())
-            self._close("unbound by the SMSC", declined=True)
-        elif command == "unbind_resp":
-            if self._control.pop(pdu.sequence, None) == "unbind":
-                self._close("unbind complete")
-        elif command.startswith("bind_") and command.endswith("_resp"):
-            self._handle_bind_response(pdu)
-        elif command == "alert_notification":
-            pass  # no response is defined for it
+        self.counters.received[(pdu.command, pdu.status)] += 1
+        handler = _TRANSITIONS.get((self.state, pdu.command))
+        if handler is not None:
+            handler(self, pdu)
         elif pdu.is_response:
-            self._protocol_error(f"unexpected {command} seq {pdu.sequence}")
+            self._protocol_error(f"unexpected {pdu.command} seq {pdu.sequence} while "
+                                 f"{self.state.value}")
         else:
-            # A request an ESME does not serve (submit_sm, bind_*, query_sm from the SMSC).
-            self._reply(Pdu("generic_nack", pdu.sequence, c.ESME_RINVCMDID))
-            self._protocol_error(f"unexpected request {command} seq {pdu.sequence}")
+            # Fail closed: a request this state does not serve is refused, never acted on
+            # (a known command in the wrong state, or one an ESME does not serve at all).
+            status = c.ESME_RINVBNDSTS if pdu.command in _ESME_SERVES else c.ESME_RINVCMDID
+            self._reply(Pdu("generic_nack", pdu.sequence, status))
+            self._protocol_error(f"unexpected request {pdu.command} seq {pdu.sequence} "
+                                 f"while {self.state.value}")
 
-    def _handle_undecodable(self, frame: bytes, exc: PduDecodeError) -> None:
-        _length, command_id, status, sequence = codec.decode_header(frame)
-        self._protocol_error(f"undecodable PDU: {exc}")
-        if not command_id & c.RESPONSE_BIT:
-            self._reply(Pdu("generic_nack", sequence, exc.status))
-            return
-        # A response we cannot read still settles its request: its status is in the header.
-        if sequence in self._submits:
-            self._handle_submit_response(sequence, status, None, False)
-        elif sequence in self._control:
-            kind = self._control[sequence]
-            if kind == "bind":
-                self._handle_bind_response(Pdu("bind_transceiver_resp", sequence, status))
-            else:
-                self._control.pop(sequence)
-                if kind == "enquire_link":
-                    self._enquire_deadline = None
+    def _on_submit_response(self, pdu: Pdu) -> None:
+        self._submit_response(pdu.sequence, pdu.status, pdu.fields.get("message_id"), False)
 
-    def _handle_submit_response(self, sequence: int, status: int, message_id: str | None,
-                                nack: bool) -> None:
-        entry = self._submits.pop(sequence, None)
-        message_id = message_id or None
-        if entry is not None:
-            self._events.append(SubmitResult(entry[0], status, message_id, nack))
-            if self._drain_deadline is not None and not self._submits:
-                self._drain_deadline = 0.0  # drained: unbind on the next tick
-            return
-        token = self._timed_out.pop(sequence, None)
-        if token is not None:
-            self._events.append(LateResponse(token, status, message_id))
-        else:
-            self._protocol_error(f"response for unknown seq {sequence}")
-
-    def _handle_deliver(self, pdu: Pdu) -> None:
-        if self.state not in (State.BOUND, State.DRAINING, State.UNBINDING) or \
-                self.config.bind_mode is BindMode.TRANSMITTER:
+    def _on_deliver(self, pdu: Pdu) -> None:
+        if self.config.bind_mode is BindMode.TRANSMITTER:
             self._reply(Pdu(pdu.command + "_resp", pdu.sequence, c.ESME_RINVBNDSTS,
                             {"message_id": ""} if pdu.command == "data_sm" else {}))
-            self._protocol_error(f"{pdu.command} while {self.state.value}")
+            self._protocol_error(f"{pdu.command} on a transmitter bind")
             return
-        self._delivers[pdu.sequence] = pdu.command
-        self._events.append(DeliverReceived(pdu.sequence, pdu))
+        handle = next(self._handles)
+        self._delivers[handle] = (pdu.sequence, pdu.command)
+        self._events.append(DeliverReceived(handle, pdu))
 
-    def _handle_generic_nack(self, pdu: Pdu) -> None:
+    def _on_enquire_link(self, pdu: Pdu) -> None:
+        self._reply(codec.response_to(pdu))
+
+    def _on_enquire_link_resp(self, pdu: Pdu) -> None:
+        if self._control.pop(pdu.sequence, None) == "enquire_link":
+            self._enquire_deadline = None
+
+    def _on_unbind(self, pdu: Pdu) -> None:
+        self._reply(codec.response_to(pdu))
+        self._events.append(UnbindReceived())
+        self._close("unbound by the SMSC", declined=True)
+
+    def _on_unbind_resp(self, pdu: Pdu) -> None:
+        if self._control.pop(pdu.sequence, None) == "unbind":
+            self._close("unbind complete")
+
+    def _on_alert_notification(self, pdu: Pdu) -> None:
+        pass  # no response is defined for it
+
+    def _on_generic_nack(self, pdu: Pdu) -> None:
         sequence = pdu.sequence
         if sequence == 0:
             # The SMSC could not even read our header: the stream is out of step.
             self._protocol_error(f"generic_nack seq 0 ({c.status_name(pdu.status)})")
             self._close(f"generic_nack with seq 0 ({c.status_name(pdu.status)})")
-        elif sequence in self._submits or sequence in self._timed_out:
-            self._handle_submit_response(sequence, pdu.status, None, True)
+        elif self.window.knows(sequence):
+            self._submit_response(sequence, pdu.status, None, True)
         elif self._control.get(sequence) == "bind":
-            self._handle_bind_response(Pdu("bind_transceiver_resp", sequence,
-                                           pdu.status or c.ESME_RBINDFAIL))
+            self._on_bind_response(Pdu("bind_transceiver_resp", sequence,
+                                       pdu.status or c.ESME_RBINDFAIL))
         elif sequence in self._control:
             kind = self._control.pop(sequence)
             if kind == "enquire_link":
@@ -517,8 +544,8 @@ class EsmeSession:
         else:
             self._protocol_error(f"generic_nack for unknown seq {sequence}")
 
-    def _handle_bind_response(self, pdu: Pdu) -> None:
-        if self._control.pop(pdu.sequence, None) != "bind" or self.state is not State.BINDING:
+    def _on_bind_response(self, pdu: Pdu) -> None:
+        if self._control.pop(pdu.sequence, None) != "bind":
             self._protocol_error(f"unexpected {pdu.command} seq {pdu.sequence}")
             return
         self._bind_deadline = None
@@ -529,3 +556,72 @@ class EsmeSession:
             return
         self._events.append(BindFailed(pdu.status, c.status_name(pdu.status)))
         self._close(f"bind rejected: {c.status_name(pdu.status)}")
+
+    def _handle_undecodable(self, frame: bytes, exc: PduDecodeError) -> None:
+        _length, command_id, status, sequence = codec.decode_header(frame)
+        self._protocol_error(f"undecodable PDU: {exc}")
+        if not command_id & c.RESPONSE_BIT:
+            self._reply(Pdu("generic_nack", sequence, exc.status))
+            return
+        # A response we cannot read still settles its request: its status is in the header.
+        if self.window.knows(sequence):
+            self._submit_response(sequence, status, None, False)
+        elif sequence in self._control:
+            kind = self._control[sequence]
+            if kind == "bind":
+                if self.state is State.BINDING:
+                    self._on_bind_response(Pdu("bind_transceiver_resp", sequence, status))
+            else:
+                self._control.pop(sequence)
+                if kind == "enquire_link":
+                    self._enquire_deadline = None
+
+    def _submit_response(self, sequence: int, status: int, message_id: str | None,
+                         nack: bool) -> None:
+        settled = self.window.settle(sequence)
+        message_id = message_id or None
+        if settled is None:
+            self._protocol_error(f"response for unknown seq {sequence}")
+            return
+        token, late = settled
+        if late:
+            self._events.append(LateResponse(token, status, message_id))
+            return
+        self._events.append(SubmitResult(token, status, message_id, nack))
+        if self._drain_deadline is not None and not self.window:
+            self._drain_deadline = 0.0  # drained: unbind on the next tick
+
+
+_Handler = Callable[[EsmeSession, Pdu], None]
+_BIND_RESPONSES = ("bind_transceiver_resp", "bind_transmitter_resp", "bind_receiver_resp")
+# What an ESME serves when the SMSC asks; any other request is ESME_RINVCMDID.
+_ESME_SERVES = frozenset({"deliver_sm", "data_sm", "enquire_link", "unbind",
+                          "alert_notification"})
+_CONNECTED = (State.BINDING, State.BOUND, State.DRAINING, State.UNBINDING)
+_LIVE = (State.BOUND, State.DRAINING, State.UNBINDING)
+
+
+def _table() -> dict[tuple[State, str], _Handler]:
+    """(state, command) -> handler. What is not here fails closed (see _handle_frame):
+    a bind response after bound, a deliver_sm before bound, anything once unbound."""
+    s = EsmeSession
+    table: dict[tuple[State, str], _Handler] = {}
+
+    def allow(states: tuple[State, ...], commands: tuple[str, ...], handler: _Handler) -> None:
+        for state in states:
+            for command in commands:
+                table[(state, command)] = handler
+
+    allow((State.BINDING,), _BIND_RESPONSES, s._on_bind_response)
+    allow(_CONNECTED, ("generic_nack",), s._on_generic_nack)
+    allow(_CONNECTED, ("enquire_link",), s._on_enquire_link)
+    allow(_CONNECTED, ("enquire_link_resp",), s._on_enquire_link_resp)
+    allow(_CONNECTED, ("unbind",), s._on_unbind)
+    allow(_CONNECTED, ("alert_notification",), s._on_alert_notification)
+    allow(_LIVE, ("submit_sm_resp", "data_sm_resp"), s._on_submit_response)
+    allow(_LIVE, ("deliver_sm", "data_sm"), s._on_deliver)
+    allow((State.UNBINDING,), ("unbind_resp",), s._on_unbind_resp)
+    return table
+
+
+_TRANSITIONS = _table()

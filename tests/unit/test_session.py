@@ -144,7 +144,7 @@ def test_generic_nack_fails_only_its_submit_and_seq_zero_reconnects() -> None:
     assert isinstance(events[0], ProtocolError)
     assert SubmitUnknown("b", "generic_nack with seq 0 (ESME_RINVCMDLEN)") in events
     assert isinstance(events[-1], CloseConnection)
-    assert second not in peer.session._submits
+    assert second not in peer.session.window
 
 
 def test_enquire_link_sent_on_idle_and_timeout_closes() -> None:
@@ -199,13 +199,47 @@ def test_deliver_is_answered_only_when_the_caller_responds() -> None:
     peer = Peer()
     peer.bind()
     events = peer.feed(Pdu("deliver_sm", 40, 0, {"short_message": b"hi"}))
-    assert isinstance(events[0], DeliverReceived) and events[0].handle == 40
+    assert isinstance(events[0], DeliverReceived) and events[0].pdu.sequence == 40
     assert peer.sent() == []
-    peer.session.respond(40, c.ESME_RX_T_APPN)
+    peer.session.respond(events[0].handle, c.ESME_RX_T_APPN)
     (resp,) = peer.sent()
     assert (resp.command, resp.sequence, resp.status) == ("deliver_sm_resp", 40, 0x64)
-    peer.session.respond(40)
+    peer.session.respond(events[0].handle)
     assert peer.sent() == []  # answered once only
+
+
+def test_every_deliver_is_answered_when_the_smsc_reuses_sequence_numbers() -> None:
+    """Issue 8: 40 deliver_sm with sequence 0 or 0xFFFFFFFF were stored but only 2
+    answered. Handles are the session's own, so each PDU gets its answer."""
+    peer = Peer()
+    peer.bind()
+    pdus = [Pdu("deliver_sm", 0 if n % 2 else 0xFFFFFFFF, 0, {"short_message": b"%d" % n})
+            for n in range(40)]
+    events = peer.feed(*pdus)
+    handles = [e.handle for e in events if isinstance(e, DeliverReceived)]
+    assert len(set(handles)) == 40
+    for handle in reversed(handles):  # in any order, as the writes commit
+        peer.session.respond(handle)
+    answers = peer.sent()
+    assert len(answers) == 40 and all(p.command == "deliver_sm_resp" for p in answers)
+    assert sorted(p.sequence for p in answers) == [0] * 20 + [0xFFFFFFFF] * 20
+
+
+def test_the_transition_table_fails_closed() -> None:
+    """A PDU the state does not expect is refused or reported, never acted on."""
+    peer = Peer()
+    peer.session.connection_made(0)
+    (bind,) = peer.sent()
+    events = peer.feed(Pdu("deliver_sm", 5, 0, {"short_message": b"early"}))
+    (nack,) = peer.sent()
+    assert (nack.command, nack.sequence, nack.status) == ("generic_nack", 5,
+                                                           c.ESME_RINVBNDSTS)
+    assert not any(isinstance(e, DeliverReceived) for e in events)
+    peer.feed(codec.response_to(bind))
+    assert peer.session.state is State.BOUND
+    events = peer.feed(codec.response_to(bind), Pdu("unbind_resp", 77, 0))
+    assert [type(e) for e in events] == [ProtocolError, ProtocolError]
+    assert peer.session.state is State.BOUND
 
 
 def test_garbage_and_unknown_commands_get_generic_nack_and_the_session_goes_on() -> None:
@@ -311,8 +345,8 @@ def test_unexpected_requests_and_responses() -> None:
     (nack,) = peer.sent()
     assert (nack.command, nack.sequence) == ("generic_nack", 8)
     assert [e.description for e in events] == [
-        "unexpected request submit_sm seq 8", "unexpected query_sm_resp seq 99",
-        "response for unknown seq 12345"]
+        "unexpected request submit_sm seq 8 while bound",
+        "unexpected query_sm_resp seq 99 while bound", "response for unknown seq 12345"]
 
 
 def test_generic_nack_to_bind_is_a_bind_failure() -> None:
