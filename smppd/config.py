@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 
+from .protocol.command_status import Action
 from .protocol.connector import BindKind
+from .protocol.constants import STATUS_CODES
 from .protocol.message_id import IdFormat
 from .protocol.segmentation import MAX_PARTS_LIMIT, SplitMode
 
@@ -63,6 +65,9 @@ class SmscSettings:
     receipt_policy: str = "all"
     response_timeout: float = 30.0
     enquire_link_interval: float = 30.0
+    throttle_policy: str = "adaptive"  # adaptive | fixed (smppd.throttle.rate)
+    # command_status -> what to do with it, for vendor codes (smppd.protocol.command_status)
+    status_overrides: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,6 @@ class AccountSettings:
 class RouteSettings:
     prefix: str  # digits of the E.164 number, without '+'
     smscs: tuple[str, ...]  # in order of preference: the next takes over when one is down
-
-    @property
-    def key(self) -> str:
-        return "|".join(self.smscs)
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,8 @@ def _database(value: Any) -> str:
 
 _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "bind", "window",
               "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
-              "receipt_policy", "response_timeout", "enquire_link_interval"}
+              "receipt_policy", "response_timeout", "enquire_link_interval",
+              "throttle_policy", "status_overrides"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
              "retry"}
 
@@ -285,10 +287,52 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
         receipt_policy=get("receipt_policy", _choice, "all", choices=RECEIPT_POLICIES),
         response_timeout=get("response_timeout", _number, 30.0, low=0.1),
         enquire_link_interval=get("enquire_link_interval", _number, 30.0, low=1.0),
+        throttle_policy=get("throttle_policy", _choice, "adaptive",
+                            choices=("adaptive", "fixed")),
+        status_overrides=_status_overrides(r, data.get("status_overrides"),
+                                           f"{key}.status_overrides"),
     )
     if len(r.problems) > before:
         return None
     return SmscSettings(**settings)
+
+
+def _status_overrides(r: _Reader, data: Any, key: str) -> tuple[tuple[int, str], ...]:
+    """`{ESME_RSYSERR: fail, 0x45: retry, "0x0400": throttled}`: a code by its name,
+    as a number, or as hex text; an action of command_status.Action."""
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        r.problem(key, f"expected a mapping of command_status to action, got {_kind(data)}")
+        return ()
+    actions = tuple(action.value for action in Action if action is not Action.OK)
+    overrides = []
+    for code, action in data.items():
+        status = _command_status(code)
+        if status is None:
+            r.problem(f"{key}.{code}", "expected a command_status: an ESME_R... name, a "
+                      "number or hex such as 0x45")
+            continue
+        try:
+            overrides.append((status, _choice(r.expand(action, f"{key}.{code}"), actions)))
+        except ValueError as exc:
+            r.problem(f"{key}.{code}", str(exc))
+    return tuple(overrides)
+
+
+def _command_status(code: Any) -> int | None:
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code if 0 <= code <= 0xFFFFFFFF else None
+    if not isinstance(code, str):
+        return None
+    text = code.strip()
+    if text.upper().startswith("ESME_"):
+        return STATUS_CODES.get(text.upper())
+    try:
+        value = int(text, 16) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        return None
+    return value if 0 <= value <= 0xFFFFFFFF else None
 
 
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:

@@ -29,6 +29,9 @@ from smppd.protocol.connector import (
 )
 from smppd.protocol.session import SessionConfig
 
+# The running-daemon fixtures (start_daemon, Client) serve every test package.
+pytest_plugins = ("tests.support.running",)
+
 _thread: threading.Thread | None = None
 
 

@@ -267,7 +267,7 @@ class Daemon:
             channel = self.dispatcher.channels[smsc.name]
             if smsc != channel.settings:
                 rebinding = connector.reload(connector_config(smsc))
-                channel.reconfigure(smsc)
+                channel.reconfigure(smsc, self.reactor.seconds())
                 self.applier.receipt_policy[smsc.name] = smsc.receipt_policy
                 changes.append(f"smsc {smsc.name}: " + ("re-binding" if rebinding
                                                          else "updated, binds kept"))

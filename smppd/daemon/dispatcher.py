@@ -42,7 +42,7 @@ from ..store import operations as ops
 from ..store.queries import QueuedMessage
 from ..throttle.backoff import Backoff
 from ..throttle.fairness import RoundRobin, RouteQueues, Source
-from ..throttle.rate import AdaptiveRate, RateController
+from ..throttle.rate import AdaptiveRate, FixedRate, RateController
 from .feeding import JobFeeder, PageLoad, PageReader
 from .outgoing import Outgoing, PartToken
 from .router import Router
@@ -60,7 +60,9 @@ class Channel:
         self.connector = connector
         self.settings = settings
         self.ids = IdPolicy(settings.id_format_response, settings.id_format_receipt)
-        self.rate: RateController = AdaptiveRate(settings.throughput, now, max_pause)
+        self.overrides = _overrides(settings)
+        self.max_pause = max_pause
+        self.rate = _controller(settings, now, max_pause)
         self.current: Outgoing | None = None  # the message whose parts are being sent
         self.retries: deque[tuple[Outgoing, int]] = deque()
         self.unsettled = 0  # parts sent whose outcome is not yet committed
@@ -73,10 +75,26 @@ class Channel:
     def window(self) -> int:
         return self.settings.window * sum(1 for _ in self.connector.transmitters)
 
-    def reconfigure(self, settings: SmscSettings) -> None:
+    def reconfigure(self, settings: SmscSettings, now: float) -> None:
+        policy_changed = settings.throttle_policy != self.settings.throttle_policy
         self.settings = settings
         self.ids = IdPolicy(settings.id_format_response, settings.id_format_receipt)
-        self.rate.set_contract(settings.throughput)
+        self.overrides = _overrides(settings)
+        if policy_changed:
+            self.rate = _controller(settings, now, self.max_pause)
+        else:
+            self.rate.set_contract(settings.throughput)
+
+
+def _controller(settings: SmscSettings, now: float, max_pause: float) -> RateController:
+    """The bind's rate policy by name (config `throttle_policy`)."""
+    if settings.throttle_policy == "fixed":
+        return FixedRate(settings.throughput, now)
+    return AdaptiveRate(settings.throughput, now, max_pause)
+
+
+def _overrides(settings: SmscSettings) -> dict[int, Action]:
+    return {status: Action(action) for status, action in settings.status_overrides}
 
 
 class Dispatcher:
@@ -318,7 +336,7 @@ class Dispatcher:
                 channel.ids.from_response(event.message_id)))
             return
         action = (Action.FAIL if event.status == c.ESME_ROK  # accepted with no id: broken
-                  else command_status.classify_submit(event.status))
+                  else command_status.classify_submit(event.status, channel.overrides))
         code = c.status_name(event.status) if event.status else "no message_id"
         if action is Action.FAIL:
             log.warning("message=%s part=%d smsc=%s rejected: %s", message.id, token.part_no,
@@ -346,6 +364,9 @@ class Dispatcher:
             delay = 0.0
         elif action is Action.QUEUE_FULL:
             channel.rate.on_queue_full(now, delay)
+        elif action is Action.RECONNECT:
+            # The SMSC answers as if we were not bound: bind again, then retry.
+            channel.connector.rebind(f"{code} on a submit")
         log.info("message=%s part=%d smsc=%s %s, retry %d in %.1f s", message.id,
                  token.part_no, channel.name, code, attempts, delay)
         self.reactor.callLater(delay, self._retry, channel, message, token.part_no)

@@ -218,6 +218,13 @@ class Link:
         if self.protocol is not None:
             self.protocol.abort()
 
+    def drop(self, reason: str) -> None:
+        """Drop the connection and bind again after the back-off (the bind is broken:
+        the SMSC answered as if we were not bound)."""
+        if self.protocol is not None and self.state is LinkState.BOUND:
+            log.warning("smsc=%s dropping the bind: %s", self.name, reason)
+            self.protocol.drop(reason)
+
     def _connect(self) -> None:
         self._retry_call = None
         self.state = LinkState.CONNECTING
@@ -422,6 +429,10 @@ class Connector:
     def flush(self) -> None:
         for link in self.transmitters:
             link.flush()
+
+    def rebind(self, reason: str) -> None:
+        for link in self.transmitters:
+            link.drop(reason)
 
     def reload(self, config: ConnectorConfig) -> bool:
         """Apply a new configuration. Binds are re-established only when something

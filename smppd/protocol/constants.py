@@ -43,14 +43,12 @@ STATUS_NAMES: dict[int, str] = {
     if name.startswith("SMPP_ESME_") and isinstance(value, int)
 }
 
+STATUS_CODES: dict[str, int] = {name: value for value, name in STATUS_NAMES.items()}
+
 
 def status_name(status: int) -> str:
     """The ESME_R... name of a command_status, or its hex form for vendor codes."""
     return STATUS_NAMES.get(status, f"0x{status:08X}")
-
-
-def command_name(command_id: int) -> str:
-    return COMMAND_NAMES.get(command_id, f"0x{command_id:08X}")
 
 
 # esm_class (SMPP 3.4 section 5.2.12)

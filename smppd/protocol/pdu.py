@@ -40,7 +40,6 @@ _INT_KINDS = {1: _INT1, 2: _INT2, 4: _INT4}
 _INT_SIZES = {_INT1: 1, _INT2: 2, _INT4: 4}
 
 TLV_TAGS: dict[str, int] = dict(_smpplib_consts.OPTIONAL_PARAMS)
-TLV_NAMES: dict[int, str] = {tag: name for name, tag in TLV_TAGS.items()}
 
 # smpplib's tables disagree with the SMPP 3.4 spec on a few TLV sizes.
 _TLV_SIZE_FIXES = {"source_addr_subunit": 1, "dest_addr_subunit": 1}
@@ -161,7 +160,6 @@ def _compile_plans() -> tuple[dict[str, _Plan], dict[int, tuple[str, int, int]]]
 
 
 _PLANS, _TLV_KINDS = _compile_plans()
-SUPPORTED_COMMANDS = frozenset(_PLANS)
 
 
 def encode(pdu: Pdu) -> bytes:

@@ -80,6 +80,13 @@ class SessionProtocol(Protocol):
         if self.transport is not None:
             self.transport.abortConnection()
 
+    def drop(self, reason: str) -> None:
+        """Close at once (no unbind: the SMSC says the bind is broken); `reason` is
+        what the submits in flight and the log are told."""
+        if self._close_reason is None:
+            self._close_reason = reason
+        self.abort()
+
     def pump(self) -> None:
         """Write what the session produced and hand over its events, until quiet
         (an event handler may submit more)."""

@@ -20,10 +20,6 @@ class DatabaseError(RuntimeError):
     """The database cannot be opened or migrated; the message says which and why."""
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers (the API) never block the writer. synchronous=FULL: a commit is on
     # disk before the API answers 201, power loss included; the writer batches, so

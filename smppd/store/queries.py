@@ -225,13 +225,6 @@ def unassembled_fragments(conn: Connection, max_age: float) -> list[Any]:
         f.inbound_id.is_(None), f.received_at >= since).order_by(f.id)).all()
 
 
-def status_counts(conn: Connection, account_id: int | None = None) -> dict[str, int]:
-    query = select(t.messages.c.status, func.count()).group_by(t.messages.c.status)
-    if account_id is not None:
-        query = query.where(t.messages.c.account_id == account_id)
-    return dict(conn.execute(query).all())
-
-
 def ledger(conn: Connection, account_id: int, limit: int = 100) -> list[dict[str, Any]]:
     """The account's balance changes other than message charges, newest first."""
     e = t.ledger_entries.c

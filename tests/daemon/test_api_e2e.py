@@ -7,7 +7,7 @@ from typing import Any
 
 from smppd.protocol import constants as c
 from tests.conftest import call, wait_for
-from tests.daemon.conftest import TOKEN_B, Client
+from tests.support.running import TOKEN_B, Client
 
 
 def test_message_reaches_delivered_and_history_is_readable(start_daemon: Any) -> None:

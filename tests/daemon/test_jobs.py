@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import call, wait_for
-from tests.daemon.conftest import TOKEN_B
+from tests.support.running import TOKEN_B
 
 
 def _numbers(count: int, start: int = 0) -> list[str]:

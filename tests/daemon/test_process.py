@@ -13,7 +13,7 @@ from typing import Any
 from smppd import status as st
 from smppd.status import Status
 from tests.conftest import wait_for
-from tests.daemon.process import DaemonProcess, free_port, post_many, query, write_config
+from tests.support.process import DaemonProcess, free_port, post_many, query, write_config
 
 
 def _submitted_texts(smsc: Any) -> Counter[str]:

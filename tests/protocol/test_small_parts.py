@@ -1,9 +1,7 @@
-"""SMPP time format, command_status classification, reconnect back-off."""
+"""SMPP time format and command_status classification."""
 
 from __future__ import annotations
 
-import itertools
-import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +10,6 @@ from smppd.protocol import command_status as cs
 from smppd.protocol import constants as c
 from smppd.protocol import smpp_time
 from smppd.protocol.command_status import Action
-from smppd.throttle.backoff import Backoff
 
 
 def test_relative_and_absolute_times() -> None:
@@ -70,20 +67,3 @@ def test_auth_failures() -> None:
     assert not cs.is_auth_failure(c.ESME_RALYBND)
     assert c.status_name(c.ESME_RINVPASWD) == "ESME_RINVPASWD"
     assert c.status_name(0x1234) == "0x00001234"
-
-
-def test_backoff_grows_is_capped_and_jittered() -> None:
-    """Checklist 14 (the arithmetic; the TCP test shows it on real binds)."""
-    backoffs = [Backoff(1.0, 30.0, 2.0, rng=random.Random(seed)) for seed in range(20)]
-    rounds = [[b.next_delay() for b in backoffs] for _ in range(8)]
-    for attempt, delays in enumerate(rounds):
-        ceiling = min(30.0, 2.0 ** attempt)
-        assert all(ceiling / 2 <= d <= ceiling for d in delays)
-    # 20 binds killed at once: from the 3rd attempt their cumulative times spread out.
-    times = sorted(sum(r[i] for r in rounds[:4]) for i in range(20))
-    assert min(b - a for a, b in itertools.pairwise(times)) > 0
-    assert max(max(r) for r in rounds) <= 30.0
-    backoffs[0].reset()
-    assert backoffs[0].next_delay() <= 1.0
-    with pytest.raises(ValueError):
-        Backoff(0)

@@ -6,7 +6,7 @@ import json
 import socket
 from typing import Any
 
-from tests.daemon.conftest import TOKEN_A
+from tests.support.running import TOKEN_A
 
 
 def _raw(port: int, data: bytes, read_until_close: bool = True) -> bytes:

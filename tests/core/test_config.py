@@ -66,6 +66,15 @@ def test_the_design_example_is_valid_with_variables_expanded(tmp_path: Path) -> 
     assert "secret" not in repr(smsc) and "twenty" not in repr(settings.accounts[0])
 
 
+def test_status_overrides_take_names_numbers_and_hex(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, edit(lambda d: d["smscs"][0].update(
+        status_overrides={"ESME_RSYSERR": "fail", 69: "retry", "0x0400": "throttled"},
+        throttle_policy="fixed"))))
+    smsc = settings.smscs[0]
+    assert dict(smsc.status_overrides) == {0x08: "fail", 69: "retry", 0x400: "throttled"}
+    assert smsc.throttle_policy == "fixed"
+
+
 def test_the_shipped_example_file_is_valid() -> None:
     example = Path(__file__).parents[2] / "config" / "smppd.example.yaml"
     assert config.load(example).smscs[0].name == "carrier-a"
@@ -104,6 +113,14 @@ def test_the_shipped_example_file_is_valid() -> None:
      "smppd.yaml: smscs[0].tls.ca_file: cannot read '/nonexistent/ca.pem'"),
     (lambda d: d["smscs"][0].update(system_id="x" * 16),
      "smppd.yaml: smscs[0].system_id: expected at most 15 characters"),
+    (lambda d: d["smscs"][0].update(throttle_policy="gentle"),
+     "smppd.yaml: smscs[0].throttle_policy: expected one of adaptive, fixed"),
+    (lambda d: d["smscs"][0].update(status_overrides={"ESME_RNOPE": "retry"}),
+     "smppd.yaml: smscs[0].status_overrides.ESME_RNOPE: expected a command_status"),
+    (lambda d: d["smscs"][0].update(status_overrides={"0x45": "later"}),
+     "smppd.yaml: smscs[0].status_overrides.0x45: expected one of throttled, queue_full"),
+    (lambda d: d["smscs"][0].update(status_overrides=["0x45"]),
+     "smppd.yaml: smscs[0].status_overrides: expected a mapping of command_status"),
 ])
 def test_each_mistake_names_file_key_and_expectation(tmp_path: Path, change: Any,
                                                      expected: str) -> None:

@@ -14,7 +14,6 @@ from smppd.daemon.router import ANY_SMSC, NO_ROUTE, Router
 from smppd.protocol.session import SubmitResult
 from smppd.store import operations as ops
 from smppd.store.queries import QueuedMessage
-from smppd.throttle.bucket import TokenBucket
 
 
 class StandInConnector:
@@ -23,6 +22,7 @@ class StandInConnector:
         self.bound = True
         self.in_flight: list[Any] = []
         self.transmitters = [self]
+        self.rebinds: list[str] = []
 
     @property
     def window_available(self) -> int:
@@ -35,10 +35,14 @@ class StandInConnector:
     def flush(self) -> None:
         pass
 
+    def rebind(self, reason: str) -> None:
+        self.rebinds.append(reason)
 
-def _smsc(name: str, throughput: float = 0, window: int = 5) -> config.SmscSettings:
+
+def _smsc(name: str, throughput: float = 0, window: int = 5,
+          **kw: Any) -> config.SmscSettings:
     return config.SmscSettings(name=name, host="127.0.0.1", port=2775, system_id="a",
-                               password="b", window=window, throughput=throughput)
+                               password="b", window=window, throughput=throughput, **kw)
 
 
 def _dispatcher(clock: Clock, routes: dict[str, str] | None = None,
@@ -141,17 +145,6 @@ def test_a_route_fails_over_in_order_of_preference() -> None:
     assert len(second.in_flight) == 3
 
 
-def test_token_bucket_pause_and_rates() -> None:
-    bucket = TokenBucket(10, now=0.0)
-    assert bucket.available(0.0) == 1
-    bucket.spend(1, 0.0)
-    assert bucket.available(0.0) == 0 and 0.09 < bucket.wait(0.0) <= 0.1
-    bucket.pause(2.0, 0.5)
-    assert bucket.available(1.0) == 0 and bucket.wait(1.0) == 1.5
-    assert bucket.available(2.6) == 1
-    assert TokenBucket(0).available(5.0) > 10_000  # 0 = unlimited
-
-
 def test_throttling_halves_the_rate_and_it_recovers_gradually() -> None:
     clock = Clock()
     dispatcher, _, _ = _dispatcher(clock)
@@ -186,3 +179,43 @@ def test_an_unlimited_smsc_that_throttles_is_slowed_then_unlimited_again() -> No
         clock.advance(1.0)
         dispatcher.tick()
     assert channel.bucket.rate == 0  # back to no limit
+
+
+def test_status_overrides_and_a_broken_bind() -> None:
+    """A vendor code configured as `retry` is retried; ESME_RINVBNDSTS (the SMSC thinks
+    we are not bound) rebinds and retries instead of failing the message."""
+    clock = Clock()
+    dispatcher, written, _ = _dispatcher(clock)
+    connector = StandInConnector(window=10)
+    channel = Channel(_smsc("a", window=10, status_overrides=((0x45, "retry"),)), connector,
+                      clock.seconds())
+    dispatcher.add_channel(channel)
+    dispatcher.accepted(_message(1))
+    clock.advance(0)
+    dispatcher.submit_result(SubmitResult(connector.in_flight.pop(), 0x45, None))
+    dispatcher.submit_result(SubmitResult(_resubmitted(clock, connector), 0x04, None))
+    assert connector.rebinds == ["ESME_RINVBNDSTS on a submit"]
+    token = _resubmitted(clock, connector)
+    dispatcher.submit_result(SubmitResult(token, 0, "id-1"))
+    assert [type(op).__name__ for op in written] == ["PartSubmitted"]
+
+
+def _resubmitted(clock: Clock, connector: StandInConnector) -> Any:
+    for _ in range(100):  # the retry back-off: 0.05 s steps, up to 5 simulated seconds
+        clock.advance(0.05)
+        if connector.in_flight:
+            return connector.in_flight.pop()
+    raise AssertionError("the part was not submitted again")
+
+
+def test_a_fixed_rate_policy_keeps_the_contract_when_throttled() -> None:
+    clock = Clock()
+    dispatcher, _, _ = _dispatcher(clock)
+    connector = StandInConnector(window=1000)
+    channel = Channel(_smsc("a", throughput=100, window=1000, throttle_policy="fixed"),
+                      connector, clock.seconds())
+    dispatcher.add_channel(channel)
+    dispatcher.accepted(_message(1))
+    clock.advance(0)
+    dispatcher.submit_result(SubmitResult(connector.in_flight.pop(), 0x58, None))
+    assert channel.bucket.rate == 100 and channel.bucket.paused_until == 0

@@ -1,0 +1,142 @@
+"""The throttle policies, each driven by `now` passed in: token bucket, back-off,
+rate controllers, the rate meter and fair turns."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from smppd.throttle.backoff import Backoff
+from smppd.throttle.bucket import TokenBucket
+from smppd.throttle.fairness import CappedSource, RoundRobin, RouteQueues
+from smppd.throttle.meter import RateMeter
+from smppd.throttle.rate import AdaptiveRate, FixedRate
+
+
+def test_token_bucket_pause_and_rates() -> None:
+    bucket = TokenBucket(10, now=0.0)
+    assert bucket.available(0.0) == 1
+    bucket.spend(1, 0.0)
+    assert bucket.available(0.0) == 0 and 0.09 < bucket.wait(0.0) <= 0.1
+    bucket.pause(2.0, 0.5)
+    assert bucket.available(1.0) == 0 and bucket.wait(1.0) == 1.5
+    assert bucket.available(2.6) == 1
+    assert TokenBucket(0).available(5.0) > 10_000  # 0 = unlimited
+
+
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    """Checklist 14 (the arithmetic; the TCP test shows it on real binds)."""
+    backoffs = [Backoff(1.0, 30.0, 2.0, rng=random.Random(seed)) for seed in range(20)]
+    rounds = [[b.next_delay() for b in backoffs] for _ in range(8)]
+    for attempt, delays in enumerate(rounds):
+        ceiling = min(30.0, 2.0 ** attempt)
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    # 20 binds killed at once: from the 3rd attempt their cumulative times spread out.
+    times = sorted(sum(r[i] for r in rounds[:4]) for i in range(20))
+    assert min(b - a for a, b in itertools.pairwise(times)) > 0
+    assert max(max(r) for r in rounds) <= 30.0
+    backoffs[0].reset()
+    assert backoffs[0].next_delay() <= 1.0
+    with pytest.raises(ValueError):
+        Backoff(0)
+
+
+def test_retry_ceilings_are_exponential_without_jitter() -> None:
+    retries = Backoff(1.0, 60.0, 2.0, jitter=False)
+    assert [retries.ceiling(n) for n in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert [retries.next_delay() for _ in range(3)] == [1, 2, 4]
+
+
+def test_adaptive_rate_halves_once_per_burst_and_wins_back_a_tenth() -> None:
+    rate = AdaptiveRate(100, now=0.0)
+    for _ in range(5):  # a window's worth of refusals arrives together
+        rate.on_throttled(0.0)
+    assert rate.bucket.rate == 50
+    assert rate.bucket.paused_until == pytest.approx(0.1 * 2 ** 5)
+    rate.on_ok(0.0)
+    assert rate.tick(0.5) is False  # still paused
+    rates = []
+    for second in range(1, 10):  # paused until 3.2 s, then a tenth each second
+        rate.tick(float(second))
+        rates.append(rate.bucket.rate)
+    assert rates == [50, 50, 50, 60, 70, 80, 90, 100, 100]
+
+
+def test_adaptive_rate_without_a_contract_halves_the_measured_rate_then_lets_go() -> None:
+    rate = AdaptiveRate(0, now=0.0)
+    rate.meter.add(400)
+    rate.meter.update(1.0)  # 400/s measured before the SMSC objected
+    rate.on_throttled(1.0)
+    assert rate.bucket.rate == 200 and rate.ceiling == 400
+    for second in range(2, 12):
+        rate.tick(float(second))
+    assert rate.bucket.rate == 0 and rate.ceiling == 0  # unlimited again
+
+
+def test_queue_full_halves_once_and_pauses_as_long_as_the_part_waits() -> None:
+    rate = AdaptiveRate(40, now=0.0)
+    rate.on_queue_full(0.0, pause=4.0)
+    rate.on_queue_full(0.0, pause=4.0)
+    assert rate.bucket.rate == 20 and rate.bucket.paused_until == 4.0
+
+
+def test_fixed_rate_ignores_refusals() -> None:
+    rate = FixedRate(30, now=0.0)
+    rate.on_throttled(0.0)
+    rate.on_queue_full(0.0, 5.0)
+    assert rate.bucket.rate == 30 and rate.bucket.paused_until == 0
+    assert rate.tick(1.0) is False
+    rate.set_contract(10)
+    assert rate.bucket.rate == 10
+
+
+def test_rate_meter_smooths_over_whole_intervals() -> None:
+    meter = RateMeter(now=0.0)
+    meter.add(100)
+    assert meter.update(0.5) == 0  # not a whole interval yet
+    assert meter.update(1.0) == 100
+    meter.add(0)
+    assert meter.update(2.0) == pytest.approx(70)  # one quiet second does not halve it
+    assert meter.last == 0
+
+
+def everything(route: str) -> bool:
+    return True
+
+
+def test_round_robin_takes_sources_in_turn_and_skips_the_empty() -> None:
+    singles, job_a, job_b = RouteQueues(), CappedSource(None, 0.0), CappedSource(None, 0.0)
+    for n in range(3):
+        singles.push("*", f"s{n}")
+        job_a.push("*", f"a{n}")
+    job_b.push("*", "b0")
+    turns = RoundRobin()
+    taken = [turns.next([singles, job_a, job_b], everything, 0.0) for _ in range(8)]
+    assert taken == ["s0", "a0", "b0", "s1", "a1", "s2", "a2", None]
+
+
+def test_a_capped_or_paused_job_waits_its_turn() -> None:
+    singles, capped = RouteQueues(), CappedSource(2.0, now=0.0)
+    for n in range(5):
+        capped.push("*", f"c{n}")
+    turns = RoundRobin()
+    assert turns.next([singles, capped], everything, 0.0) == "c0"
+    assert turns.next([singles, capped], everything, 0.0) is None  # its cap is spent
+    assert RoundRobin.wait([singles, capped], everything, 0.0) == pytest.approx(0.5)
+    assert turns.next([singles, capped], everything, 0.5) == "c1"
+    capped.paused = True
+    assert turns.next([singles, capped], everything, 5.0) is None
+    assert RoundRobin.wait([singles, capped], everything, 5.0) is None
+
+
+def test_route_queues_give_a_bind_only_what_it_serves() -> None:
+    queues = RouteQueues()
+    queues.push("a", 1)
+    queues.push("b", 2)
+    assert queues.pop(lambda route: route == "b") == 2
+    assert queues.pop(lambda route: route == "b") is None and queues.size == 1
+    assert queues.has(lambda route: route == "a")
