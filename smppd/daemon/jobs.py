@@ -26,7 +26,7 @@ from ..api.http import Account
 from ..api.validation import ApiError, ValidJob
 from ..ids import new_id
 from ..protocol.segmentation import ConcatReferences
-from ..status import JobState
+from ..status import JobState, Status
 from ..store import operations as ops
 from ..store import queries
 from .intake import Admission, Intake
@@ -207,7 +207,7 @@ class JobManager:
             if job is None:
                 return None
             rate = self.dispatcher.job_rate(job_id)
-            queued = job["counts"].get("queued", 0)
+            queued = job["counts"].get(Status.QUEUED, 0)
             job["rate"] = round(rate, 1)
             job["eta_seconds"] = round(queued / rate) if rate > 0 else None
             return job

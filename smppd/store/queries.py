@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from ..status import Status
+from ..status import JobState, Status
 from . import schema as t
 from .sql import utc
 
@@ -209,7 +209,8 @@ def active_jobs(conn: Connection) -> list[tuple[str, int, str, float | None, dat
     j = t.jobs.c
     return [tuple(row) for row in conn.execute(
         select(j.id, j.account_id, j.state, j.throughput, j.start_at).where(
-            j.state.in_(("scheduled", "running", "paused"))).order_by(j.id))]
+            j.state.in_((JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED)))
+        .order_by(j.id))]
 
 
 def count_pending_receipts(conn: Connection) -> int:

@@ -23,6 +23,8 @@ from sqlalchemy import (
     text,
 )
 
+from ..status import Status
+
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -75,7 +77,8 @@ Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messa
 # Recovery at start: the work that is still to be sent. Partial, so the index stays
 # as small as the backlog and costs nothing once messages move on.
 Index("ix_messages_queued", messages.c.id,
-      sqlite_where=messages.c.status == "queued", postgresql_where=messages.c.status == "queued")
+      sqlite_where=messages.c.status == Status.QUEUED.value,
+      postgresql_where=messages.c.status == Status.QUEUED.value)
 
 # Every change of a balance that is not a message's own charge or refund (those
 # live on the message row: points, refunded): top-ups, fees, corrections. The
