@@ -38,7 +38,8 @@ def _fake_smsc(args: argparse.Namespace) -> int:
         system_id, _, password = args.credentials.partition(":")
         credentials = {system_id: password}
     behaviour = Behaviour(credentials=credentials, receipt_delay=args.receipt_delay,
-                          id_format=args.id_format)
+                          id_format=args.id_format, receipt_id_format=args.receipt_id_format,
+                          receipt_tlvs=not args.no_receipt_tlvs, drop_every=args.drop_every)
     smsc = FakeSmsc(behaviour)
     port = smsc.listen(args.port, args.host)
     logging.getLogger("smppd.fake_smsc").info(
@@ -120,7 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--credentials", metavar="SYSTEM_ID:PASSWORD",
                       help="accept only these credentials (default: any)")
     fake.add_argument("--receipt-delay", type=float, default=0.0, metavar="SECONDS")
-    fake.add_argument("--id-format", default="dec", choices=["dec", "hex", "hexpad", "uuid", "big"])
+    id_formats = ["dec", "hex", "hexpad", "hexlower", "uuid", "big"]
+    fake.add_argument("--id-format", default="dec", choices=id_formats,
+                      help="message ids in submit_sm_resp")
+    fake.add_argument("--receipt-id-format", choices=id_formats,
+                      help="message ids in receipts (default: as --id-format)")
+    fake.add_argument("--no-receipt-tlvs", action="store_true",
+                      help="receipts carry the id in their text only")
+    fake.add_argument("--drop-every", type=int, default=0, metavar="N",
+                      help="close each connection on its Nth submit, unanswered")
     fake.set_defaults(handler=_fake_smsc)
 
     demo = commands.add_parser("demo", help="send messages through the fake SMSC and report")

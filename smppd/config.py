@@ -60,12 +60,17 @@ class SmscSettings:
     latin1: bool = False
     split: SplitMode = SplitMode.UDH
     max_parts: int = 10
-    id_format_response: IdFormat = IdFormat.STRING
-    id_format_receipt: IdFormat = IdFormat.STRING
+    id_format_response: IdFormat = IdFormat.AUTO  # AUTO on both sides, or neither
+    id_format_receipt: IdFormat = IdFormat.AUTO
     receipt_policy: str = "all"
     response_timeout: float = 30.0
     enquire_link_interval: float = 30.0
     throttle_policy: str = "adaptive"  # adaptive | fixed (smppd.throttle.rate)
+    # A submit with no response: reconnect (and resend after the bind) | resend (on the
+    # same link) | never (it stays `unknown`); a lost connection resends unless never.
+    wait_ack_expire: str = "reconnect"
+    reconnect_initial: float = 1.0  # reconnect back-off, seconds
+    reconnect_max: float = 60.0
     # command_status -> what to do with it, for vendor codes (smppd.protocol.command_status)
     status_overrides: tuple[tuple[int, str], ...] = ()
 
@@ -243,7 +248,7 @@ def _database(value: Any) -> str:
 _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "bind", "window",
               "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
               "receipt_policy", "response_timeout", "enquire_link_interval",
-              "throttle_policy", "status_overrides"}
+              "throttle_policy", "status_overrides", "wait_ack_expire", "reconnect"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
              "retry"}
 
@@ -260,11 +265,20 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
         if ca_file is not None and not os.access(ca_file, os.R_OK):
             r.problem(f"{key}.tls.ca_file", f"cannot read {ca_file!r}")
         tls = TlsSettings(ca_file, r.get(tls_data, f"{key}.tls", "server_name", _text, None))
-    ids = data.get("id_format") or {}
-    id_formats = [f.value for f in IdFormat]
-    if isinstance(ids, str):
+    ids = data.get("id_format") or "auto"
+    id_formats = [f.value for f in IdFormat if f is not IdFormat.AUTO]
+    if isinstance(ids, str) and ids == "auto":
+        ids = {"response": "auto", "receipt": "auto"}
+    elif isinstance(ids, str):
         ids = {"response": ids, "receipt": ids}
     ids = r.section(ids, f"{key}.id_format", {"response", "receipt"})
+    if "auto" in ids.values() and set(ids.values()) != {"auto"}:
+        r.problem(f"{key}.id_format", "auto applies to both sides: write id_format: auto, "
+                  "or give response and receipt as string, hex or dec")
+        ids = {"response": "auto", "receipt": "auto"}
+    elif ids == {"response": "auto", "receipt": "auto"}:
+        id_formats = ["auto"]
+    reconnect = r.section(data.get("reconnect") or {}, f"{key}.reconnect", {"initial", "max"})
     settings = dict(
         name=get("name", _text, max_length=64), host=get("host", _text),
         port=get("port", _integer, low=1, high=65535), system_id=get("system_id", _text,
@@ -284,6 +298,11 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
                                           "string", choices=tuple(id_formats))),
         id_format_receipt=IdFormat(r.get(ids, f"{key}.id_format", "receipt", _choice,
                                          "string", choices=tuple(id_formats))),
+        wait_ack_expire=get("wait_ack_expire", _choice, "reconnect",
+                            choices=("reconnect", "resend", "never")),
+        reconnect_initial=r.get(reconnect, f"{key}.reconnect", "initial", _number, 1.0,
+                                low=0.01),
+        reconnect_max=r.get(reconnect, f"{key}.reconnect", "max", _number, 60.0, low=0.01),
         receipt_policy=get("receipt_policy", _choice, "all", choices=RECEIPT_POLICIES),
         response_timeout=get("response_timeout", _number, 30.0, low=0.1),
         enquire_link_interval=get("enquire_link_interval", _number, 30.0, low=1.0),
@@ -292,6 +311,8 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
         status_overrides=_status_overrides(r, data.get("status_overrides"),
                                            f"{key}.status_overrides"),
     )
+    if (settings["reconnect_initial"] or 0) > (settings["reconnect_max"] or 0):
+        r.problem(f"{key}.reconnect.max", "expected at least reconnect.initial")
     if len(r.problems) > before:
         return None
     return SmscSettings(**settings)

@@ -23,6 +23,7 @@ from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
+from ..protocol.message_id import AutoIds, Reading, Source
 from ..protocol.session import SessionConfig
 from ..status import Status
 from ..store import database, queries
@@ -55,7 +56,8 @@ def connector_config(smsc: SmscSettings) -> ConnectorConfig:
     session = SessionConfig(smsc.system_id, smsc.password, smsc.system_type,
                             window=smsc.window, response_timeout=smsc.response_timeout,
                             enquire_link_interval=smsc.enquire_link_interval)
-    return ConnectorConfig(smsc.name, smsc.host, smsc.port, session, smsc.bind, tls)
+    reconnect = ReconnectPolicy(smsc.reconnect_initial, smsc.reconnect_max)
+    return ConnectorConfig(smsc.name, smsc.host, smsc.port, session, smsc.bind, tls, reconnect)
 
 
 class Daemon:
@@ -107,6 +109,12 @@ class Daemon:
             self._reload_fragment(row)
         for smsc in self.settings.smscs:
             self._add_connector(smsc)
+        for smsc, source, reading in (yield self._read(queries.id_modes)):
+            channel = self.dispatcher.channels.get(smsc)
+            if channel is not None and isinstance(channel.ids, AutoIds):
+                channel.ids.set_mode(Source(source), Reading(reading))
+                log.info("smsc=%s receipt %s ids read %s (learnt earlier)", smsc, source,
+                         reading)
         self.dispatcher.refill()
         yield self.jobs.restore()
         factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
@@ -240,6 +248,8 @@ class Daemon:
 
     def _state(self) -> dict[str, Any]:
         return {"connectors": self.connectors, "queue_depth": self.dispatcher.depth,
+                "id_modes": {name: channel.ids for name, channel
+                             in self.dispatcher.channels.items()},
                 "store_backlog": self.writer.backlog, "unsettled": self.dispatcher.unsettled}
 
     # Reload and stop -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ..protocol import receipts
 from ..protocol.connector import ConnectorListener, Link
 from ..protocol.constants import ESME_ROK, ESME_RX_T_APPN
 from ..protocol.inbound import MoFragment, Reassembler, UdhError, fragment_from_pdu
+from ..protocol.message_id import AutoIds, IdPolicy, Reading
 from ..protocol.session import DeliverReceived, LateResponse, SubmitResult, SubmitUnknown
 from ..store import operations as ops
 from .dispatcher import Dispatcher
@@ -96,12 +97,38 @@ class DaemonListener(ConnectorListener):
             self.metrics.receipts_unparsable.labels(smsc).inc()
             return ESME_ROK
         channel = self.dispatcher.channels.get(smsc)
-        key = channel.ids.from_receipt(receipt.message_id) if channel else receipt.message_id
         self.metrics.receipt(smsc, receipt.status)
         # "err:000" is the absence of an error, not an error code worth showing.
         error = receipt.error if receipt.error and receipt.error.strip("0") else None
-        op = ops.ReceiptSeen(smsc, key, receipt.status, error)
-        return self.put(op).addCallback(lambda _: ESME_ROK)
+        ids = channel.ids if channel is not None else IdPolicy()
+        if not isinstance(ids, AutoIds):
+            op = ops.ReceiptSeen(smsc, ids.from_receipt(receipt.message_id), receipt.status,
+                                 error)
+            return self.put(op).addCallback(lambda _: ESME_ROK)
+        found = ids.receipt(receipt.tlv_id, lambda: receipt.text_id)
+        if found is None:
+            log.warning("smsc=%s receipt with an empty id (acked)", smsc)
+            self.metrics.receipts_unparsable.labels(smsc).inc()
+            return ESME_ROK
+        op = ops.ReceiptSeen(smsc, found.key, receipt.status, error, found.source,
+                             found.raw, found.candidates)
+        self._report_learnt(smsc, ids)
+
+        def stored(observed: str | None) -> int:
+            if observed is not None:  # one reading named a message in progress
+                ids.observe(found.source, Reading(observed))
+                self._report_learnt(smsc, ids)
+            return ESME_ROK
+
+        return self.put(op).addCallback(stored)
+
+    def _report_learnt(self, smsc: str, ids: AutoIds) -> None:
+        for source, reading in ids.take_learnt():
+            log.info("smsc=%s receipt ids learnt: the %s id reads %s (id_format: auto)",
+                     smsc, source.value, reading.value)
+            self.put(ops.LearnIdMode(smsc, source.value, reading.value)).addErrback(
+                lambda failure: log.error("smsc=%s learnt id reading not stored: %s", smsc,
+                                          failure.getErrorMessage()))
 
     def _inbound(self, smsc: str, link: Link,
                  event: DeliverReceived) -> int | defer.Deferred[int]:

@@ -50,6 +50,10 @@ class Metrics:
                                     "POST /v1/messages by result", ["result"], registry=r)
         self.throttled_total = Counter("smppd_throttled_total",
                                        "ESME_RTHROTTLED answers", ["smsc"], registry=r)
+        self.resent_total = Counter(
+            "smppd_resent_total", "Parts sent again after no response (cause: connection, "
+            "unbound, timeout); each may be a duplicate at the SMSC", ["smsc", "cause"],
+            registry=r)
         self.unknown_total = Counter("smppd_submit_unknown_total",
                                      "Submits without a response (outcome unknown)",
                                      ["smsc"], registry=r)
@@ -69,6 +73,9 @@ class Metrics:
 
     def throttled(self, smsc: str) -> None:
         self.throttled_total.labels(smsc).inc()
+
+    def resent(self, smsc: str, cause: str) -> None:
+        self.resent_total.labels(smsc, cause).inc()
 
     def unknown(self, smsc: str) -> None:
         self.unknown_total.labels(smsc).inc()
@@ -133,6 +140,18 @@ class _StateCollector(Collector):
                                 cumulative))
             histogram.add_metric([name], buckets, latency.total)
         yield histogram
+        modes = GaugeMetricFamily(
+            "smppd_receipt_id_mode", "1 for how each SMSC's receipt ids read (learning: not "
+            "learnt yet; configured: an explicit id_format)", labels=["smsc", "source", "mode"])
+        for name, ids in state.get("id_modes", {}).items():
+            learners = getattr(ids, "learners", None)
+            if learners is None:
+                modes.add_metric([name, "any", "configured"], 1.0)
+                continue
+            for source, learner in learners.items():
+                modes.add_metric([name, source.value,
+                                  learner.mode.value if learner.mode else "learning"], 1.0)
+        yield modes
         yield GaugeMetricFamily("smppd_queue_depth", "Messages waiting to be sent (in memory)",
                                 value=state["queue_depth"])
         yield GaugeMetricFamily("smppd_store_backlog", "Operations waiting for the writer",

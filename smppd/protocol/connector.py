@@ -4,8 +4,11 @@ Why not twisted.application.internet.ClientService: it resets its retry delay as
 soon as TCP connects, so a carrier that accepts TCP and then rejects every bind
 would be re-bound at the initial delay for ever; and it cannot stop retrying on a
 bad password, which is what keeps an account from being locked by the carrier.
-A Link here resets its back-off only after a bind has stayed up `stable_after`
-seconds, and parks in `auth_failed` until the configuration is reloaded.
+A Link here resets its back-off only once a bind has carried traffic (a submit
+accepted, or a deliver_sm received) or stayed up `stable_after` seconds, and parks
+in `auth_failed` until the configuration is reloaded. So a peer that refuses binds
+backs off to the cap, while a link that drops every few dozen submits reconnects at
+the initial delay every time instead of starving (issue 8).
 """
 
 from __future__ import annotations
@@ -169,6 +172,7 @@ class Link:
         self.connect_attempts = 0
         self.backoff = backoff
         self.endpoint = endpoint
+        self._carried_traffic = False  # this connection had a submit accepted
         self._retry_call: IDelayedCall | None = None
         self._stable_call: IDelayedCall | None = None
         self._stopped: defer.Deferred[None] | None = None
@@ -248,6 +252,7 @@ class Link:
             return
         self.protocol = protocol
         self.state = LinkState.BINDING
+        self._carried_traffic = False
 
     def _connect_failed(self, failure: Any) -> None:
         if self.state is LinkState.STOPPED:
@@ -281,6 +286,13 @@ class Link:
         log.info("smsc=%s reconnecting in %.1f s (%s)", self.name, delay, reason)
         self._retry_call = self.reactor.callLater(delay, self._connect)
 
+    def _traffic(self) -> None:
+        """This bind works: a link that drops every few seconds after real traffic must
+        not climb to the maximum delay."""
+        if not self._carried_traffic:
+            self._carried_traffic = True
+            self.backoff.reset()
+
     def _stable(self) -> None:
         self._stable_call = None
         self.backoff.reset()
@@ -308,8 +320,11 @@ class Link:
         listener = self.connector.listener
         for event in events:
             if isinstance(event, SubmitResult):
+                if event.status == 0:
+                    self._traffic()
                 listener.submit_result(self, event)
             elif isinstance(event, DeliverReceived):
+                self._traffic()
                 self._deliver(protocol, event)
             elif isinstance(event, SubmitUnknown):
                 listener.submit_unknown(self, event)

@@ -68,11 +68,14 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((ops.AbortJob,), jobs.abort),
     ((ops.SetJobState,), jobs.set_state),
     ((ops.StopJob,), jobs.stop),
+    ((ops.LearnIdMode,), receipts.learnt),
     (outcomes.KINDS, outcomes.apply),
     ((ops.FragmentSeen,), inbound.fragments),
     ((ops.InboundComplete,), inbound.complete),
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
+# A phase may hand work to a later one (a learnt reading hands its waiting receipts to
+# the outcomes phase): a phase runs if any of its kinds is in the batch by then.
 
 
 class BatchApplier:

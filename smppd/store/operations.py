@@ -121,14 +121,52 @@ class LateId:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptSeen:
+    """A receipt. `smsc_key` names the part to settle; None when the SMSC's id
+    reading is still being learnt (message_id.AutoIds): then `raw` is the id it
+    carried and `candidates` its possible readings, (reading, key). Result: the one
+    reading whose key names a part in progress, if exactly one does (an observation
+    for the learner), else None."""
+
     smsc: str
-    smsc_key: str
+    smsc_key: str | None
     status: str
     error_code: str | None
+    source: str = "text"  # where the id came from: tlv | text
+    raw: str | None = None
+    candidates: tuple[tuple[str, str], ...] = ()
     retry: ClassVar[bool] = False  # unanswered deliver_sm: the SMSC redelivers
 
     def __post_init__(self) -> None:
-        _cut(self, smsc_key=ID_LENGTH, error_code=ERROR_LENGTH)
+        _cut(self, smsc_key=ID_LENGTH, raw=ID_LENGTH, error_code=ERROR_LENGTH)
+        if self.candidates:
+            object.__setattr__(self, "candidates", tuple(
+                (reading, key[:ID_LENGTH]) for reading, key in self.candidates))
+
+
+@dataclass(frozen=True, slots=True)
+class PartResent:
+    """A part with no response is sent again (after a lost connection, an unbind, or
+    a timeout, as the SMSC's wait_ack_expire says): the history records it."""
+
+    message_id: str
+    part_no: int
+    smsc: str
+    reason: str
+    retry: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _cut(self, reason=ERROR_LENGTH)
+
+
+@dataclass(frozen=True, slots=True)
+class LearnIdMode:
+    """An SMSC's receipt id reading is learnt: keep it across restarts, and match the
+    receipts that waited for it."""
+
+    smsc: str
+    source: str  # tlv | text
+    reading: str  # message_id.Reading
+    retry: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +308,7 @@ class LedgerEntry:
 
 Operation = (Accept | LedgerEntry | CreateJob | Warm | PurgePending | FinishJob | AbortJob
              | SetJobState | StopJob | PartSubmitted | PartFailed | PartUnknown | LateId
-             | ReceiptSeen | FragmentSeen | InboundComplete)
+             | PartResent | LearnIdMode | ReceiptSeen | FragmentSeen | InboundComplete)
 
 
 class InsufficientBalance(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -155,8 +156,33 @@ pending_receipts = Table(
     Column("status", String(12), nullable=False),
     Column("error_code", String(32), nullable=True),
     Column("received_at", DateTime, nullable=False),
+    # True: smsc_key is the id as the receipt carried it (canonical), to be read once
+    # the SMSC's reading is learnt; `source` says which of its ids it was.
+    Column("needs_reading", Boolean, nullable=False, server_default=text("false")),
+    Column("source", String(8), nullable=True),
 )
 Index("ix_pending_receipts_smsc_key", pending_receipts.c.smsc, pending_receipts.c.smsc_key)
+
+# More SMSC ids for a part than the one on its row: a late response to an attempt
+# that was resent. A receipt for either attempt settles the part.
+part_aliases = Table(
+    "part_aliases", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("smsc", String(64), nullable=False),
+    Column("smsc_key", String(64), nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("part_no", Integer, nullable=False),
+)
+Index("ix_part_aliases_smsc_key", part_aliases.c.smsc, part_aliases.c.smsc_key)
+
+# How an SMSC's receipt ids read, once learnt (id_format: auto), per source.
+smsc_id_modes = Table(
+    "smsc_id_modes", metadata,
+    Column("smsc", String(64), primary_key=True),
+    Column("source", String(8), primary_key=True),  # tlv | text
+    Column("reading", String(16), nullable=False),  # same | dec-to-hex | hex-to-dec
+    Column("learned_at", DateTime, nullable=False),
+)
 
 # Inbound (MO): each fragment is written before its deliver_sm_resp, so a restart
 # between parts still completes the message.

@@ -31,7 +31,7 @@ FLOORS = {
 FORBIDDEN = {
     "protocol": {"store", "api", "throttle", "reports", "daemon", "config", "inbound",
                  "callbacks", "portal"},
-    "store": {"api", "daemon", "throttle", "protocol", "config"},
+    "store": {"api", "daemon", "throttle", "config"},
     "throttle": {"protocol", "store", "api", "daemon"},
 }
 
