@@ -218,7 +218,7 @@ class SmscProtocol(Protocol):
             self.smsc.submits.append(SubmitRecord(pdu, None, -1, self.system_id))
             self.smsc.drops += 1
             self.open = False
-            self.transport.abortConnection()
+            self.transport.loseConnection()  # the answers already written still go
             return
         self.smsc.handle_submit(self, pdu)
 
@@ -244,6 +244,7 @@ class FakeSmsc(Factory):
         self.messages: list[AssembledMessage] = []
         self._reassembler = Reassembler(timeout=600.0)
         self._ids = itertools.count(0xB8BE19)
+        self._next_ids: list[int] = []
         self._stored: list[tuple[str, Pdu]] = []  # receipts waiting for a receiver bind
         self._bucket_tokens = 0.0
         self._bucket_time = 0.0
@@ -260,8 +261,12 @@ class FakeSmsc(Factory):
     # Submit handling --------------------------------------------------------------
 
     def _new_id(self) -> tuple[str, int]:
-        number = next(self._ids)
+        number = self._next_ids.pop(0) if self._next_ids else next(self._ids)
         return self._format_id(number, self.behaviour.id_format), number
+
+    def use_ids(self, numbers: list[int]) -> None:
+        """The next submits get these message ids (in the configured format)."""
+        self._next_ids.extend(numbers)
 
     @staticmethod
     def _format_id(number: int, fmt: str) -> str:
@@ -418,7 +423,8 @@ class FakeSmsc(Factory):
         if prefer is not None and prefer.open and prefer.can_receive:
             return prefer
         for connection in self.connections:
-            if connection.can_receive and (system_id is None or connection.system_id == system_id):
+            if connection.open and connection.can_receive and (
+                    system_id is None or connection.system_id == system_id):
                 return connection
         return None
 
