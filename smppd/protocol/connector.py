@@ -10,6 +10,7 @@ seconds, and parks in `auth_failed` until the configuration is reloaded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
+from twisted.internet.error import ConnectingCancelledError, NotConnectingError
 from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
 from twisted.internet.protocol import Factory
 
@@ -69,6 +71,9 @@ class ReconnectPolicy:
     factor: float = 2.0
     stable_after: float = 30.0  # a bind up this long resets the back-off
     connect_timeout: float = 10.0
+    # Beyond connect_timeout: a connection attempt whose set-up never reports back
+    # (an exception inside Twisted's TLS layer) is given up after this much more.
+    setup_grace: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +192,7 @@ class Link:
         if self.protocol is not None:
             self.protocol.abort()
 
-    def _endpoint(self) -> Any:
+    def _endpoint(self, tls: Any) -> Any:
         cfg = self.connector.config
         timeout = cfg.reconnect.connect_timeout
         endpoint: Any
@@ -197,16 +202,16 @@ class Link:
             endpoint = TCP6ClientEndpoint(self.reactor, cfg.host, cfg.port, timeout=timeout)
         else:
             endpoint = HostnameEndpoint(self.reactor, cfg.host, cfg.port, timeout=timeout)
-        if cfg.tls is None:
-            return endpoint
-        from twisted.internet import ssl  # imported only when TLS is configured
+        return endpoint if tls is None else wrapClientTLS(tls, endpoint)
 
-        trust = None
-        if cfg.tls.ca_file:
-            with open(cfg.tls.ca_file, "rb") as handle:
-                trust = ssl.Certificate.loadPEM(handle.read())
-        options = ssl.optionsForClientTLS(cfg.tls.server_name or cfg.host, trustRoot=trust)
-        return wrapClientTLS(options, endpoint)
+    def _tls(self) -> Any:
+        """A fresh TLS set-up per attempt, so a renewed CA file is read again."""
+        cfg = self.connector.config
+        if cfg.tls is None:
+            return None
+        from .tls import ClientTls  # pyOpenSSL only when TLS is configured
+
+        return ClientTls(cfg.tls.server_name or cfg.host, cfg.tls.ca_file)
 
     def _connect(self) -> None:
         self._retry_call = None
@@ -214,16 +219,35 @@ class Link:
         self.connect_attempts += 1
         session = EsmeSession(replace(self.connector.config.session, bind_mode=self.mode),
                               self.connector.counters)
-        factory = Factory.forProtocol(
-            lambda: SessionProtocol(session, self._events, self.reactor, self._lost))
         try:
-            endpoint = self._endpoint()
-        except OSError as exc:
-            log.error("smsc=%s TLS CA file cannot be read: %s", self.name, exc)
-            self._schedule_retry(f"TLS CA file: {exc}")
+            tls = self._tls()
+        except Exception as exc:  # TlsError: a CA file that cannot be read or parsed
+            self.last_bind_error = str(exc)
+            log.error("smsc=%s TLS: %s", self.name, exc)
+            self._schedule_retry(f"TLS: {exc}")
             return
-        d = endpoint.connect(factory)
+        factory = Factory.forProtocol(
+            lambda: SessionProtocol(session, self._events, self.reactor, self._lost, tls))
+        d = self._endpoint(tls).connect(factory)
+        # The endpoint answers within connect_timeout, unless setting up the
+        # connection itself failed inside Twisted (as pyOpenSSL's callbacks did
+        # under MemoryDenyWriteExecute): then this keeps the link from staying
+        # in "connecting" for ever.
+        policy = self.connector.config.reconnect
+        expiry = self.reactor.callLater(policy.connect_timeout + policy.setup_grace,
+                                        self._give_up_set_up, d)
+        d.addBoth(_cancel_call, expiry)
         d.addCallbacks(self._connected, self._connect_failed)
+
+    def _give_up_set_up(self, d: defer.Deferred[Any]) -> None:
+        policy = self.connector.config.reconnect
+        self.last_bind_error = (f"connection set-up did not complete in "
+                                f"{policy.connect_timeout + policy.setup_grace:g} s")
+        log.warning("smsc=%s %s", self.name, self.last_bind_error)
+        # A TCP endpoint's canceller fails `d` and then complains that the
+        # connector is no longer connecting; `d` is failed either way.
+        with contextlib.suppress(NotConnectingError):
+            d.cancel()
 
     def _connected(self, protocol: SessionProtocol) -> None:
         if self.state is LinkState.STOPPED:
@@ -234,6 +258,9 @@ class Link:
 
     def _connect_failed(self, failure: Any) -> None:
         if self.state is LinkState.STOPPED:
+            return
+        if failure.check(defer.CancelledError, ConnectingCancelledError):
+            self._schedule_retry(self.last_bind_error or "connection set-up cancelled")
             return
         self._schedule_retry(f"connect failed: {failure.getErrorMessage()}")
 
@@ -249,6 +276,9 @@ class Link:
             level = logging.INFO if self.state is LinkState.STOPPED else logging.WARNING
             log.log(level, "smsc=%s unbound: %s", self.name, reason)
             self.connector.listener.unbound(self, reason)
+        elif protocol.tls_error is not None:
+            self.last_bind_error = protocol.tls_error
+            log.warning("smsc=%s %s", self.name, protocol.tls_error)
         if self.state is LinkState.STOPPED:
             if self._stopped is not None:
                 stopped, self._stopped = self._stopped, None
@@ -430,6 +460,12 @@ class Connector:
 
         stopping.addCallback(restart)
         return True
+
+
+def _cancel_call(result: Any, call: IDelayedCall) -> Any:
+    if call.active():
+        call.cancel()
+    return result
 
 
 def _modes(kind: BindKind) -> list[BindMode]:
