@@ -61,27 +61,27 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load
+    from .config import EXIT_CONFIG, ConfigError, load
 
     try:
         settings = load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     print(f"{args.config}: OK ({len(settings.smscs)} SMSC(s), {len(settings.accounts)} "
           f"account(s), {len(settings.routes)} route(s))")
     return 0
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load
+    from .config import EXIT_CONFIG, ConfigError, load
     from .store import database
 
     try:
         url = args.url or load(args.config).database
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     try:
         engine = database.make_engine(url)
         database.upgrade(engine)

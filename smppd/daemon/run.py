@@ -27,7 +27,7 @@ def run(path: str) -> int:
         settings = config_module.load(path)
     except config_module.ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return config_module.EXIT_CONFIG
     logging.getLogger().setLevel(settings.log_level.upper())
     from twisted.internet import reactor, task
 
