@@ -22,12 +22,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is per-plugin noise
-
-
 def _fake_smsc(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
@@ -132,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level if args.command != "demo" else "warning")
+    from . import logs
+
+    logs.configure(args.log_level if args.command != "demo" else "warning")
     from twisted.internet.error import CannotListenError
 
     try:

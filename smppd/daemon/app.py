@@ -17,6 +17,7 @@ from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from .. import logs
 from .. import status as st
 from ..api import validation
 from ..api.http import Account, make_factory, token_digest
@@ -264,7 +265,7 @@ class Daemon:
             changes.append("http.listen: needs a restart (ignored)")
             settings = replace(settings, http_listen_host=self.settings.http_listen_host,
                                http_listen_port=self.settings.http_listen_port)
-        logging.getLogger().setLevel(settings.log_level.upper())
+        logs.set_level(settings.log_level)
         for smsc in settings.smscs:
             connector = self.connectors.get(smsc.name)
             if connector is None:

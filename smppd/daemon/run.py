@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from .. import config as config_module
+from .. import logs
 from ..store.database import DatabaseError
 from . import systemd
 from .app import Daemon
@@ -28,7 +29,7 @@ def run(path: str) -> int:
     except config_module.ConfigError as exc:
         print(exc, file=sys.stderr)
         return config_module.EXIT_CONFIG
-    logging.getLogger().setLevel(settings.log_level.upper())
+    logs.set_level(settings.log_level)
     from twisted.internet import reactor, task
 
     try:

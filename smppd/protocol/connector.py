@@ -227,7 +227,8 @@ class Link:
             self._schedule_retry(f"TLS: {exc}")
             return
         factory = Factory.forProtocol(
-            lambda: SessionProtocol(session, self._events, self.reactor, self._lost, tls))
+            lambda: SessionProtocol(session, self._events, self.reactor, self._lost, tls,
+                                    self.name))
         d = self._endpoint(tls).connect(factory)
         # The endpoint answers within connect_timeout, unless setting up the
         # connection itself failed inside Twisted (as pyOpenSSL's callbacks did

@@ -18,7 +18,9 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from . import trace
 from .session import CloseConnection, EsmeSession, Event
+from .trace import PduTrace
 
 if TYPE_CHECKING:  # pyOpenSSL is imported only when an SMSC uses TLS
     from .tls import ClientTls
@@ -30,8 +32,9 @@ EventSink = Callable[["SessionProtocol", list[Event]], None]
 class SessionProtocol(Protocol):
     def __init__(self, session: EsmeSession, sink: EventSink, clock: IReactorTime,
                  on_lost: Callable[[SessionProtocol, str], None],
-                 tls: ClientTls | None = None) -> None:
+                 tls: ClientTls | None = None, name: str = "") -> None:
         self.session = session
+        self.name = name  # the link's, for the PDU trace
         self._sink = sink
         self._clock = clock
         self._on_lost = on_lost
@@ -42,6 +45,7 @@ class SessionProtocol(Protocol):
         self._close_reason: str | None = None  # why we closed, when we did
         self._started = False  # the session has been told of the connection
         self.tls_error: str | None = None  # why TLS failed, for the link's log
+        self._trace: PduTrace | None = None  # only while smppd.pdu is at DEBUG
 
     # Twisted callbacks ----------------------------------------------------------
 
@@ -73,6 +77,10 @@ class SessionProtocol(Protocol):
         self._start()
 
     def dataReceived(self, data: bytes) -> None:
+        if trace.enabled():
+            self._tracer().received(data)
+        elif self._trace is not None:
+            self._trace = None  # switched off: a later switch-on resynchronises
         self.session.data_received(data, self._clock.seconds())
         self.pump()
 
@@ -126,6 +134,8 @@ class SessionProtocol(Protocol):
         for _ in range(1000):
             data = session.data_to_send()
             if data and self.transport is not None:
+                if trace.enabled():
+                    self._tracer().sent(data)
                 self.transport.write(data)
             events = session.events()
             if not events:
@@ -138,6 +148,11 @@ class SessionProtocol(Protocol):
         self._schedule()
 
     # Internals ------------------------------------------------------------------
+
+    def _tracer(self) -> PduTrace:
+        if self._trace is None:
+            self._trace = PduTrace(self.name)
+        return self._trace
 
     def _start(self) -> None:
         self._started = True
