@@ -104,6 +104,7 @@ class Settings:
     retry_initial: float = 1.0
     retry_max: float = 60.0
     max_attempts: int = 10
+    ops_listen: tuple[str, int] | None = None  # /metrics, /healthz, /readyz on their own port
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -377,10 +378,14 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     r = _Reader(path)
     top = r.section(data, "", _TOP_KEYS)
     database = r.get(top, "", "database", _database)
-    http = r.section(top.get("http"), "http", {"listen", "max_body_bytes",
+    http = r.section(top.get("http"), "http", {"listen", "ops_listen", "max_body_bytes",
                                                 "max_job_body_bytes"}) \
         if top.get("http") is not None else (r.problem("http", "missing required value") or {})
     listen = r.get(http, "http", "listen", _listen) if http else None
+    ops_listen = r.get(http, "http", "ops_listen", _listen, None) if http else None
+    if ops_listen and listen and ops_listen == listen and listen[1] != 0:
+        r.problem("http.ops_listen", "must differ from http.listen (it is the port that "
+                  "keeps /metrics, /healthz and /readyz off the customers' one)")
     max_body = r.get(http, "http", "max_body_bytes", _integer, 64 * 1024, low=1024)
     max_job_body = r.get(http, "http", "max_job_body_bytes", _integer, 32 * 1024 * 1024,
                          low=1024)
@@ -445,6 +450,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         retry_initial=r.get(retry, "retry", "initial", _number, 1.0, low=0.01),
         retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
         max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),
+        ops_listen=ops_listen,
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -63,14 +63,21 @@ def run(path: str) -> int:
         reactor.callFromThread(reload)
 
     def reload() -> None:
-        systemd.notify("RELOADING=1")
+        # MONOTONIC_USEC lets Type=notify-reload (systemd >= 253) tell this reload
+        # from an earlier one; `systemctl reload` returns at READY=1.
+        systemd.notify("RELOADING=1", systemd.monotonic_usec())
         try:
             new = config_module.load(path)
         except config_module.ConfigError as exc:
             log.error("reload refused, the running configuration stays:\n%s", exc)
-        else:
-            daemon.reload(new)
-        systemd.notify("READY=1")
+            daemon.metrics.reloaded(False)
+            systemd.notify("READY=1", "STATUS=reload refused: the configuration has errors "
+                           "(see the log); the running configuration stays")
+            return
+        daemon.reload(new)
+        daemon.metrics.reloaded(True)
+        systemd.notify("READY=1", f"STATUS=HTTP on port {daemon.http_port}; configuration "
+                       "reloaded")
 
     reactor.callWhenRunning(lambda: daemon.start().addCallbacks(started, failed))
     reactor.addSystemEventTrigger("before", "shutdown", shutting_down)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -273,6 +274,8 @@ class Link:
         if self._stable_call is not None and self._stable_call.active():
             self._stable_call.cancel()
         self._stable_call = None
+        if was_bound:
+            self.connector.transitions["down"] += 1
         if was_bound or self.state is LinkState.STOPPED:
             level = logging.INFO if self.state is LinkState.STOPPED else logging.WARNING
             log.log(level, "smsc=%s unbound: %s", self.name, reason)
@@ -329,6 +332,7 @@ class Link:
                 listener.submit_unknown(self, event)
             elif isinstance(event, Bound):
                 self.state = LinkState.BOUND
+                self.connector.transitions["up"] += 1
                 self.last_bind_error = None
                 log.info("smsc=%s bound as %s (SMSC system_id %r)", self.name,
                          self.mode.value, event.system_id)
@@ -390,6 +394,7 @@ class Connector:
         self.reactor = reactor
         self.links = [Link(self, mode, reactor) for mode in _modes(config.bind)]
         self.counters = PduCounters()
+        self.transitions: Counter[str] = Counter()  # "up" / "down", read by the metrics
 
     @property
     def name(self) -> str:
