@@ -320,8 +320,14 @@ def reload(args: Any) -> int:
         _signal(args.pid)
         print(f"reload refused, the running configuration stays:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    _signal(args.pid, 0)  # is it there at all?
     url = metrics_url(settings)
-    before = _total(scrape(url), "smppd_config_reloads_total")
+    try:
+        before = _total(scrape(url), "smppd_config_reloads_total")
+    except AdminError as exc:
+        _signal(args.pid)
+        raise AdminError(f"SIGHUP sent, but the reload cannot be followed: {exc} (a changed "
+                         "http.listen or http.ops_listen needs a restart)") from None
     _signal(args.pid)
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
@@ -340,9 +346,9 @@ def reload(args: Any) -> int:
     raise AdminError(f"the daemon did not report the reload within {args.timeout:g} s")
 
 
-def _signal(pid: int) -> None:
+def _signal(pid: int, signum: int = signal.SIGHUP) -> None:
     try:
-        os.kill(pid, signal.SIGHUP)
+        os.kill(pid, signum)
     except ProcessLookupError:
         raise AdminError(f"no process {pid}: is smppd running?") from None
     except PermissionError:
