@@ -19,6 +19,7 @@ from typing import Any, TextIO
 _PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
                (logging.INFO, 6))
 _twisted_routed = False
+_handler: logging.Handler | None = None  # the one configure() added
 
 
 class JournalFormatter(logging.Formatter):
@@ -54,18 +55,35 @@ def under_journald(stream: TextIO) -> bool:
     return (status.st_dev, status.st_ino) == (int(device), int(inode))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record comes (a test harness swaps it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure(level: str, stream: TextIO | None = None) -> None:
-    """Root logging for a command: journald format under systemd, else time stamps."""
-    stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
-    if under_journald(stream):
+    """Root logging for a command: journald format under systemd, else time stamps.
+    Calling it again replaces the handler it added, and only that one."""
+    global _handler
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    if under_journald(stream or sys.stderr):
         handler.setFormatter(JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    if _handler is not None:
+        root.removeHandler(_handler)
     root.addHandler(handler)
+    _handler = handler
     set_level(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is per-plugin noise
     route_twisted()
@@ -77,6 +95,14 @@ def set_level(level: str) -> None:
     value = getattr(logging, level.upper(), logging.INFO)
     logging.getLogger().setLevel(value)
     logging.getLogger("twisted").setLevel(value if value <= logging.DEBUG else logging.WARNING)
+
+
+def print_error(text: object, stream: TextIO | None = None) -> None:
+    """A user-facing error on stderr (a bad configuration, an unreachable database):
+    plain text in a terminal, at error priority (`<3>`) when stderr is the journal."""
+    stream = stream or sys.stderr
+    prefix = "<3>" if under_journald(stream) else ""
+    print("\n".join(prefix + line for line in str(text).splitlines()), file=stream)
 
 
 def route_twisted() -> None:

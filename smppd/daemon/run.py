@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from typing import Any
 
 from .. import config as config_module
@@ -27,7 +26,7 @@ def run(path: str) -> int:
     try:
         settings = config_module.load(path)
     except config_module.ConfigError as exc:
-        print(exc, file=sys.stderr)
+        logs.print_error(exc)
         return config_module.EXIT_CONFIG
     logs.set_level(settings.log_level)
     from twisted.internet import reactor, task
@@ -35,7 +34,7 @@ def run(path: str) -> int:
     try:
         daemon = Daemon(settings, reactor)
     except DatabaseError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
+        logs.print_error(f"{path}: {exc}")
         return 1
     outcome = {"code": 0}
 
@@ -48,7 +47,7 @@ def run(path: str) -> int:
     def failed(failure: Any) -> None:
         message = failure.getErrorMessage()
         if failure.check(DatabaseError):
-            print(f"{path}: {message}", file=sys.stderr)
+            logs.print_error(f"{path}: {message}")
         else:
             log.error("smppd could not start: %s", message)
         outcome["code"] = 1

@@ -142,6 +142,8 @@ class Link:
         self._backoff = self._new_backoff()
         self._retry_call: IDelayedCall | None = None
         self._stable_call: IDelayedCall | None = None
+        self._setup_call: IDelayedCall | None = None
+        self._connecting: defer.Deferred[Any] | None = None  # the endpoint's, until it answers
         self._stopped: defer.Deferred[None] | None = None
 
     @property
@@ -177,19 +179,18 @@ class Link:
     def stop(self) -> defer.Deferred[None]:
         """Unbind gracefully (outstanding responses are awaited up to the session's
         drain timeout) and stay down."""
+        self.state = LinkState.STOPPED  # first: a cancelled attempt must not retry
         self._cancel_calls()
         if self.protocol is None:
-            self.state = LinkState.STOPPED
             return defer.succeed(None)
-        self.state = LinkState.STOPPED
         self._stopped = defer.Deferred()
         self.protocol.unbind()
         return self._stopped
 
     def abort(self) -> None:
         """Drop the connection at once, no unbind, and stay down (tests, fatal errors)."""
-        self._cancel_calls()
         self.state = LinkState.STOPPED
+        self._cancel_calls()
         if self.protocol is not None:
             self.protocol.abort()
 
@@ -236,20 +237,26 @@ class Link:
         # under MemoryDenyWriteExecute): then this keeps the link from staying
         # in "connecting" for ever.
         policy = self.connector.config.reconnect
-        expiry = self.reactor.callLater(policy.connect_timeout + policy.setup_grace,
-                                        self._give_up_set_up, d)
-        d.addBoth(_cancel_call, expiry)
+        self._setup_call = self.reactor.callLater(policy.connect_timeout + policy.setup_grace,
+                                                  self._give_up_set_up, d)
+        self._connecting = d
+        d.addBoth(self._set_up_done)
         d.addCallbacks(self._connected, self._connect_failed)
 
+    def _set_up_done(self, result: Any) -> Any:
+        self._connecting = None
+        if self._setup_call is not None and self._setup_call.active():
+            self._setup_call.cancel()
+        self._setup_call = None
+        return result
+
     def _give_up_set_up(self, d: defer.Deferred[Any]) -> None:
+        self._setup_call = None
         policy = self.connector.config.reconnect
         self.last_bind_error = (f"connection set-up did not complete in "
                                 f"{policy.connect_timeout + policy.setup_grace:g} s")
         log.warning("smsc=%s %s", self.name, self.last_bind_error)
-        # A TCP endpoint's canceller fails `d` and then complains that the
-        # connector is no longer connecting; `d` is failed either way.
-        with contextlib.suppress(NotConnectingError):
-            d.cancel()
+        _cancel_connecting(d)
 
     def _connected(self, protocol: SessionProtocol) -> None:
         if self.state is LinkState.STOPPED:
@@ -303,10 +310,12 @@ class Link:
         self._backoff.reset()
 
     def _cancel_calls(self) -> None:
-        for call in (self._retry_call, self._stable_call):
+        for call in (self._retry_call, self._stable_call, self._setup_call):
             if call is not None and call.active():
                 call.cancel()
-        self._retry_call = self._stable_call = None
+        self._retry_call = self._stable_call = self._setup_call = None
+        if self._connecting is not None:  # stopped mid-attempt: drop the attempt too
+            _cancel_connecting(self._connecting)
 
     # Traffic --------------------------------------------------------------------
 
@@ -468,10 +477,11 @@ class Connector:
         return True
 
 
-def _cancel_call(result: Any, call: IDelayedCall) -> Any:
-    if call.active():
-        call.cancel()
-    return result
+def _cancel_connecting(d: defer.Deferred[Any]) -> None:
+    # A TCP endpoint's canceller fails `d` and then complains that the connector
+    # is no longer connecting when it already connected; `d` is failed either way.
+    with contextlib.suppress(NotConnectingError):
+        d.cancel()
 
 
 def _modes(kind: BindKind) -> list[BindMode]:

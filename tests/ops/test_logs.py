@@ -8,6 +8,7 @@ import ast
 import io
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,35 @@ def test_pdu_trace_switched_on_mid_stream_waits_for_a_pdu_boundary(
     assert [r.getMessage() for r in caplog.records] == [
         "smsc=a < submit_sm_resp seq=8 status=ESME_ROK message_id='abc123'",
         "smsc=a < enquire_link seq=7", "smsc=a < enquire_link seq=7"]
+
+
+def test_user_errors_carry_the_error_priority_under_journald(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with (tmp_path / "journal").open("w+") as journal:
+        logs.print_error("a.yaml: smscs[0].window: bad\na.yaml: http: missing", journal)
+        status = os.fstat(journal.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
+        logs.print_error("a.yaml: accounts: missing", journal)
+        journal.seek(0)
+        assert journal.read().splitlines() == [
+            "a.yaml: smscs[0].window: bad", "a.yaml: http: missing",
+            "<3>a.yaml: accounts: missing"]
+
+
+def test_the_daemon_under_journald_logs_priorities_without_time_stamps(
+        smsc: Any, tmp_path: Path) -> None:
+    from tests.daemon.process import DaemonProcess, free_port, write_config
+
+    http_port = free_port()
+    daemon = DaemonProcess(write_config(tmp_path, smsc.port, http_port), http_port)
+    daemon.log.touch()
+    status = os.stat(daemon.log)
+    try:
+        daemon.start(extra_env={"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"})
+    finally:
+        daemon.stop()
+    lines = daemon.log.read_text().splitlines()
+    assert "<6>smppd.connector: smsc=carrier-a bound as transceiver (SMSC system_id " \
+           "'fakesmsc')" in lines
+    assert all(re.match(r"<[2-7]>[\w.]+: ", line) for line in lines), lines
+    assert not any(re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", line) for line in lines)

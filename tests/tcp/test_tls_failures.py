@@ -135,3 +135,20 @@ def test_no_python_callbacks_are_installed(tmp_path: Any, tls_smsc) -> None:  # 
     assert getattr(creator.context, "_alpn_select_callback", None) is None
     assert connection._verify_callback is None
     assert tls_module.describe_failure(None, False) is None
+
+
+def test_stopping_a_link_mid_attempt_leaves_no_timer_behind(  # type: ignore[no-untyped-def]
+        connect, tls_smsc, monkeypatch) -> None:  # noqa: F811
+    from twisted.internet import reactor
+
+    port, ca_file = tls_smsc
+    monkeypatch.setattr(ClientTls, "clientConnectionForTLS", lambda self, protocol: 1 / 0)
+    connector, _listener = connect(port=port, tls=TlsConfig(ca_file, "smsc.test"),
+                                   wait_bound=False)
+    link = connector.links[0]
+    wait_for(lambda: link._connecting is not None, what="an attempt hanging in set-up")
+    call(connector.stop)
+    assert link.state is LinkState.STOPPED and link._connecting is None
+    assert link._setup_call is None
+    assert not [c for c in call(reactor.getDelayedCalls)
+                if getattr(c.func, "__self__", None) is link]
