@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _positive_int(text: str) -> int:
@@ -20,12 +21,6 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535, got {text}")
     return value
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is per-plugin noise
 
 
 def _fake_smsc(args: argparse.Namespace) -> int:
@@ -62,27 +57,27 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load
+    from .config import EXIT_CONFIG, ConfigError, load
 
     try:
         settings = load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     print(f"{args.config}: OK ({len(settings.smscs)} SMSC(s), {len(settings.accounts)} "
           f"account(s), {len(settings.routes)} route(s))")
     return 0
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load
+    from .config import EXIT_CONFIG, ConfigError, load
     from .store import database
 
     try:
         url = args.url or load(args.config).database
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     try:
         engine = database.make_engine(url)
         database.upgrade(engine)
@@ -93,8 +88,26 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin(name: str) -> Any:
+    """A handler from smppd.admin (imported when used: it loads the store)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from . import admin
+
+        return admin.run(getattr(admin, name), args)
+
+    return handler
+
+
+def _version() -> str:
+    from .admin import version
+
+    return f"smppd {version()}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smppd", description="SMPP 3.4 carrier connector")
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", help="take the database URL from this file")
     source.add_argument("--url", help="a database URL (sqlite:///... or postgresql+psycopg://...)")
     upgrade.set_defaults(handler=_db_upgrade)
+    current = db_commands.add_parser("current", help="the schema revision, and whether it is "
+                                                     "this version's")
+    source = current.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="take the database URL from this file")
+    source.add_argument("--url", help="a database URL")
+    current.set_defaults(handler=_admin("db_current"))
+
+    _add_admin_commands(commands)
 
     fake = commands.add_parser("fake-smsc", help="run the bundled fake SMSC")
     fake.add_argument("--port", type=_port, default=2775)
@@ -139,9 +160,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_admin_commands(commands: Any) -> None:
+    status = commands.add_parser("status", help="binds, queue and jobs, from the store and "
+                                                "the running daemon's /metrics")
+    status.add_argument("--config", required=True)
+    status.set_defaults(handler=_admin("status"))
+
+    account = commands.add_parser("account", help="accounts and their balances")
+    account_commands = account.add_subparsers(dest="account_command", required=True)
+    listing = account_commands.add_parser("list", help="accounts with their balances")
+    listing.add_argument("--config", required=True)
+    listing.set_defaults(handler=_admin("account_list"))
+    topup = account_commands.add_parser("topup", help="add points, recorded in the ledger "
+                                                      "(safe while the daemon runs)")
+    topup.add_argument("name", metavar="NAME")
+    topup.add_argument("points", metavar="POINTS", type=int)
+    topup.add_argument("--config", required=True)
+    topup.add_argument("--note", help="why (kept in the ledger)")
+    topup.set_defaults(handler=_admin("account_topup"))
+
+    reload = commands.add_parser("reload", help="SIGHUP the daemon and wait until it has "
+                                                "applied the file (systemd's ExecReload=)")
+    reload.add_argument("--config", required=True)
+    reload.add_argument("--pid", type=_positive_int, required=True,
+                        help="the daemon's process id ($MAINPID)")
+    reload.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    reload.set_defaults(handler=_admin("reload"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level if args.command != "demo" else "warning")
+    from . import logs
+
+    quiet = args.command in ("demo", "status", "account", "db", "reload")
+    logs.configure("warning" if quiet and args.log_level == "info" else args.log_level)
     from twisted.internet.error import CannotListenError
 
     try:

@@ -1,4 +1,5 @@
-"""The daemon's configuration: YAML as in DESIGN.md, `${VAR}` from the environment.
+"""The daemon's configuration: YAML as in DESIGN.md, `${VAR}` from the environment,
+`${cred:NAME}` from systemd's credentials ($CREDENTIALS_DIRECTORY/NAME).
 
 Validation is a small hand-written walker rather than a schema library because the
 one thing that matters here is the message an operator reads at 2 a.m.: one line
@@ -24,7 +25,11 @@ from .protocol.constants import STATUS_CODES
 from .protocol.message_id import IdFormat
 from .protocol.segmentation import MAX_PARTS_LIMIT, SplitMode
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VARIABLE = re.compile(r"\$\{(?:cred:([A-Za-z0-9_.@-]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}")
+# sysexits.h EX_CONFIG: what `smppd run` and `check-config` exit with for a
+# configuration problem, so systemd does not restart a daemon that cannot start
+# (RestartPreventExitStatus=78 in systemd/smppd.service).
+EXIT_CONFIG = 78
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RECEIPT_POLICIES = ("all", "any", "first", "last")
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -105,6 +110,7 @@ class Settings:
     retry_initial: float = 1.0
     retry_max: float = 60.0
     max_attempts: int = 10
+    ops_listen: tuple[str, int] | None = None  # /metrics, /healthz, /readyz on their own port
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -153,19 +159,42 @@ class _Reader:
         missing: list[str] = []
 
         def substitute(match: re.Match[str]) -> str:
-            name, fallback = match.group(1), match.group(2)
+            credential, name, fallback = match.groups()
+            if credential is not None:
+                return self.credential(credential, where, missing)
             if name in os.environ:
                 return os.environ[name]
             if fallback is not None:
                 return fallback
-            missing.append(name)
+            missing.append(f"environment variable {name} is not set")
             return ""
 
         result = _VARIABLE.sub(substitute, value)
         if missing:
-            self.problem(where, "environment variable " + ", ".join(missing) + " is not set")
+            self.problem(where, "; ".join(missing))
             return None
         return result
+
+    @staticmethod
+    def credential(name: str, where: str, missing: list[str]) -> str:
+        """A systemd credential (LoadCredential=NAME:PATH or SetCredentialEncrypted=):
+        the file's text, less one trailing newline as `echo` or an editor leaves it."""
+        folder = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            missing.append(f"systemd credential {name!r} asked for, but $CREDENTIALS_DIRECTORY "
+                           "is not set (give the unit LoadCredential=" + name + ":/path)")
+            return ""
+        path = Path(folder) / name
+        if name in (".", "..") or not path.is_file():
+            missing.append(f"systemd credential {name!r} is not loaded (no file {path}; "
+                           "add LoadCredential=" + name + ":/path to the unit)")
+            return ""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            missing.append(f"systemd credential {name!r} cannot be read: {exc}")
+            return ""
+        return text[:-1] if text.endswith("\n") else text
 
 
 def _kind(value: Any) -> str:
@@ -184,6 +213,18 @@ def _text(value: Any, allow_empty: bool = False, max_length: int = 256) -> str:
     if len(text) > max_length:
         raise ValueError(f"expected at most {max_length} characters, got {len(text)}")
     return text
+
+
+def _quoted(value: Any, allow_empty: bool = False, max_length: int = 256) -> str:
+    """Ids, passwords, tokens, names: YAML 1.1 reads `0123` as the number 83 and
+    `00001234` as 668, so a credential that is not written as text is refused
+    rather than silently turned into another one. ${VAR} values are text already."""
+    if not isinstance(value, str):
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        raise ValueError(f"expected text in quotes, but YAML read {shown} as {_kind(value)}; "
+                         "put the value in quotes: unquoted, 0123 becomes 83 and 00001234 "
+                         "becomes 668")
+    return _text(value, allow_empty, max_length)
 
 
 def _integer(value: Any, low: int | None = None, high: int | None = None) -> int:
@@ -264,7 +305,7 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
         ca_file = r.get(tls_data, f"{key}.tls", "ca_file", _text, None)
         if ca_file is not None and not os.access(ca_file, os.R_OK):
             r.problem(f"{key}.tls.ca_file", f"cannot read {ca_file!r}")
-        tls = TlsSettings(ca_file, r.get(tls_data, f"{key}.tls", "server_name", _text, None))
+        tls = TlsSettings(ca_file, r.get(tls_data, f"{key}.tls", "server_name", _quoted, None))
     ids = data.get("id_format") or "auto"
     id_formats = [f.value for f in IdFormat if f is not IdFormat.AUTO]
     if isinstance(ids, str) and ids == "auto":
@@ -280,11 +321,11 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
         id_formats = ["auto"]
     reconnect = r.section(data.get("reconnect") or {}, f"{key}.reconnect", {"initial", "max"})
     settings = dict(
-        name=get("name", _text, max_length=64), host=get("host", _text),
-        port=get("port", _integer, low=1, high=65535), system_id=get("system_id", _text,
+        name=get("name", _quoted, max_length=64), host=get("host", _text),
+        port=get("port", _integer, low=1, high=65535), system_id=get("system_id", _quoted,
                                                                      max_length=15),
-        password=get("password", _text, allow_empty=True, max_length=8),
-        system_type=get("system_type", _text, "", allow_empty=True, max_length=12),
+        password=get("password", _quoted, allow_empty=True, max_length=8),
+        system_type=get("system_type", _quoted, "", allow_empty=True, max_length=12),
         bind=BindKind(get("bind", _choice, "transceiver",
                           choices=tuple(k.value for k in BindKind))),
         window=get("window", _integer, 10, low=1, high=10_000),
@@ -359,10 +400,10 @@ def _command_status(code: Any) -> int | None:
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
     data = r.section(data, key, {"name", "token", "balance"})
     before = len(r.problems)
-    name = r.get(data, key, "name", _text, max_length=64)
+    name = r.get(data, key, "name", _quoted, max_length=64)
     if name is not None and not ACCOUNT_NAME.match(name):
         r.problem(f"{key}.name", "expected letters, digits, '.', '_' or '-'")
-    token = r.get(data, key, "token", _text, max_length=512)
+    token = r.get(data, key, "token", _quoted, max_length=512)
     if token is not None and len(token) < 16:
         r.problem(f"{key}.token", "expected at least 16 characters (a guessable token is "
                   "an open door)")
@@ -402,10 +443,14 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     r = _Reader(path)
     top = r.section(data, "", _TOP_KEYS)
     database = r.get(top, "", "database", _database)
-    http = r.section(top.get("http"), "http", {"listen", "max_body_bytes",
+    http = r.section(top.get("http"), "http", {"listen", "ops_listen", "max_body_bytes",
                                                 "max_job_body_bytes"}) \
         if top.get("http") is not None else (r.problem("http", "missing required value") or {})
     listen = r.get(http, "http", "listen", _listen) if http else None
+    ops_listen = r.get(http, "http", "ops_listen", _listen, None) if http else None
+    if ops_listen and listen and ops_listen == listen and listen[1] != 0:
+        r.problem("http.ops_listen", "must differ from http.listen (it is the port that "
+                  "keeps /metrics, /healthz and /readyz off the customers' one)")
     max_body = r.get(http, "http", "max_body_bytes", _integer, 64 * 1024, low=1024)
     max_job_body = r.get(http, "http", "max_job_body_bytes", _integer, 32 * 1024 * 1024,
                          low=1024)
@@ -470,6 +515,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         retry_initial=r.get(retry, "retry", "initial", _number, 1.0, low=0.01),
         retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
         max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),
+        ops_listen=ops_listen,
     )
     if r.problems:
         raise ConfigError(r.problems)

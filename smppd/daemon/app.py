@@ -17,8 +17,10 @@ from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from .. import logs
 from ..api import validation
 from ..api.http import Account, make_factory, token_digest
+from ..api.ops import make_ops_factory
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, TlsConfig
@@ -87,6 +89,7 @@ class Daemon:
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
+        self.ops_port: Any = None
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
@@ -109,16 +112,20 @@ class Daemon:
             self._reload_fragment(row)
         for smsc in self.settings.smscs:
             self._add_connector(smsc)
-        for smsc, source, reading in (yield self._read(queries.id_modes)):
+        for smsc, origin, reading in (yield self._read(queries.id_modes)):
             channel = self.dispatcher.channels.get(smsc)
             if channel is not None and isinstance(channel.ids, AutoIds):
-                channel.ids.set_mode(Source(source), Reading(reading))
-                log.info("smsc=%s receipt %s ids read %s (learnt earlier)", smsc, source,
+                channel.ids.set_mode(Source(origin), Reading(reading))
+                log.info("smsc=%s receipt %s ids read %s (learnt earlier)", smsc, origin,
                          reading)
         self.dispatcher.refill()
         yield self.jobs.restore()
+        ops_listen = self.settings.ops_listen
+        if ops_listen is not None:  # issue 13: operators' paths off the customers' port
+            self.ops_port = self.reactor.listenTCP(ops_listen[1], make_ops_factory(self),
+                                                   interface=ops_listen[0])
         factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
-                               self.settings.max_job_body_bytes)
+                               self.settings.max_job_body_bytes, serve_ops=ops_listen is None)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
@@ -267,7 +274,10 @@ class Daemon:
             changes.append("http.listen: needs a restart (ignored)")
             settings = replace(settings, http_listen_host=self.settings.http_listen_host,
                                http_listen_port=self.settings.http_listen_port)
-        logging.getLogger().setLevel(settings.log_level.upper())
+        if settings.ops_listen != self.settings.ops_listen:
+            changes.append("http.ops_listen: needs a restart (ignored)")
+            settings = replace(settings, ops_listen=self.settings.ops_listen)
+        logs.set_level(settings.log_level)
         for smsc in settings.smscs:
             connector = self.connectors.get(smsc.name)
             if connector is None:
@@ -327,6 +337,8 @@ class Daemon:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
         yield self._in_thread(self.writer.stop)
+        if self.ops_port is not None:  # scrapes go on while draining
+            yield self.ops_port.stopListening()
         self.pool.stop()
         self.engine.dispose()
         log.info("smppd stopped")

@@ -19,6 +19,7 @@ from typing import Any
 
 from twisted.internet import defer
 
+from ..logs import mask_number
 from ..protocol import receipts
 from ..protocol.connector import ConnectorListener, Link
 from ..protocol.constants import ESME_ROK, ESME_RX_T_APPN
@@ -123,10 +124,10 @@ class DaemonListener(ConnectorListener):
         return self.put(op).addCallback(stored)
 
     def _report_learnt(self, smsc: str, ids: AutoIds) -> None:
-        for source, reading in ids.take_learnt():
+        for origin, reading in ids.take_learnt():  # origin: the TLV or the text
             log.info("smsc=%s receipt ids learnt: the %s id reads %s (id_format: auto)",
-                     smsc, source.value, reading.value)
-            self.put(ops.LearnIdMode(smsc, source.value, reading.value)).addErrback(
+                     smsc, origin.value, reading.value)
+            self.put(ops.LearnIdMode(smsc, origin.value, reading.value)).addErrback(
                 lambda failure: log.error("smsc=%s learnt id reading not stored: %s", smsc,
                                           failure.getErrorMessage()))
 
@@ -153,7 +154,8 @@ class DaemonListener(ConnectorListener):
         def kept(row_id: int | None) -> int:
             if row_id is None:
                 self.metrics.inbound_duplicates.labels(smsc).inc()
-                log.info("smsc=%s redelivered MO from %s dropped", smsc, fragment.source)
+                log.info("smsc=%s redelivered MO from %s dropped", smsc,
+                         mask_number(fragment.source))
                 return ESME_ROK
             self.add_fragment(smsc, fragment, row_id)
             return ESME_ROK
@@ -166,7 +168,7 @@ class DaemonListener(ConnectorListener):
             self._fragment_ids.pop(key, None)
             self.metrics.inbound_expired.inc()
             log.warning("MO from %s to %s (reference %d) expired with parts %s of %d",
-                        key[0], key[1], key[2], parts, key[3])
+                        mask_number(key[0]), mask_number(key[1]), key[2], parts, key[3])
 
     def add_fragment(self, smsc: str, fragment: MoFragment, row_id: int) -> None:
         """Feed the reassembler (also used at start to reload unfinished MO parts)."""
@@ -181,8 +183,8 @@ class DaemonListener(ConnectorListener):
         tlvs = json.dumps([[tag, value.hex()] for tag, value in message.unknown_tlvs]) \
             if message.unknown_tlvs else None
         self.metrics.inbound.labels(smsc).inc()
-        log.info("smsc=%s MO from %s to %s (%d part(s)) kept", smsc, message.source,
-                 message.destination, message.parts)
+        log.info("smsc=%s MO from %s to %s (%d part(s)) kept", smsc, mask_number(message.source),
+                 mask_number(message.destination), message.parts)
         self.put(ops.InboundComplete(smsc, message.source, message.destination,
                                      message.data_coding, message.text, message.payload,
                                      message.parts, tlvs, tuple(fragment_ids))).addErrback(

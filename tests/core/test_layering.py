@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).parents[2] / "smppd"
 
 # room (a subpackage or a top-level module of smppd) -> floor
 FLOORS = {
-    "status": 0, "ids": 0, "ratelog": 0,
+    "status": 0, "ids": 0, "ratelog": 0, "logs": 0,
     "throttle": 1,
     "protocol": 1,
     "store": 2, "mail": 2,
@@ -24,7 +24,7 @@ FLOORS = {
     "api": 4,
     "reports": 5, "inbound": 5, "callbacks": 5, "portal": 6,
     "daemon": 7,
-    "admin": 8, "logs": 8, "demo": 8,
+    "admin": 8, "demo": 8,
     "cli": 9,
 }
 # Rooms a room must never import, whatever their floors.
