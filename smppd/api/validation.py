@@ -222,7 +222,7 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
 
 # Jobs -------------------------------------------------------------------------------
 
-JOB_FIELDS = {"name", "from", "text", "recipients", "start_at", "throughput"}
+JOB_FIELDS = {"name", "from", "text", "recipients", "group", "start_at", "throughput"}
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 MAX_ROW_ERRORS = 100
 
@@ -235,6 +235,7 @@ class ValidJob:
     recipients: Any  # Iterable[(row number, number or {"to", fields...})]
     start_at: float | None
     throughput: float | None
+    group: str | None = None  # a contact group instead of recipients (smppd.inbound)
 
 
 def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
@@ -246,6 +247,13 @@ def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
     if unknown:
         raise ApiError(400, "unknown field (expected: " + ", ".join(sorted(JOB_FIELDS)) + ")",
                        unknown[0])
+    group = data.get("group")
+    if group is not None:
+        if "recipients" in data and rows is None:
+            raise ApiError(400, "give either recipients or a contact group", "group")
+        if not isinstance(group, str) or not group or len(group) > 64:
+            raise ApiError(400, "expected the name of a contact group", "group")
+        data = dict(data, recipients=())  # the group's members, read when the job is built
     for required in ("name", "from", "text", "recipients"):
         if required not in data:
             raise ApiError(400, "missing required field", required)
@@ -257,7 +265,7 @@ def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
         raise ApiError(400, "expected non-empty text", "text")
     check_template(template)
     recipients = data["recipients"]
-    if rows is None:
+    if rows is None and group is None:
         if not isinstance(recipients, list) or not recipients:
             raise ApiError(400, "expected a non-empty list of numbers or objects with 'to'",
                            "recipients")
@@ -281,7 +289,7 @@ def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
                                    or throughput <= 0):
         raise ApiError(400, "expected messages per second, more than 0", "throughput")
     return ValidJob(name.strip(), sender(data["from"]), template, recipients, start_at,
-                    float(throughput) if throughput is not None else None)
+                    float(throughput) if throughput is not None else None, group)
 
 
 def check_template(template: str) -> None:

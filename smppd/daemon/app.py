@@ -21,6 +21,7 @@ from ..api import validation
 from ..api.http import Account, make_factory, token_digest
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
+from ..inbound.service import InboundService
 from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
 from ..protocol.session import SessionConfig
@@ -79,6 +80,12 @@ class Daemon:
             settings.retry_initial, settings.retry_max, settings.max_attempts, memory_limit,
             self.metrics)
         self.listener = DaemonListener(self.dispatcher, self.writer.put, self.metrics, reactor)
+        # Inbound numbers, routing, polls (issue 11): replies it queues reach the
+        # dispatcher after their commit, as API messages do.
+        self.inbound = InboundService(
+            reactor, self._read, self.writer.put, self._in_thread, self.applier.memory.inbound,
+            lambda op: self.dispatcher.accepted(queued(op)), self.metrics.registry, settings)
+        self.listener.on_inbound = self.inbound.stored
         self.jobs = JobManager(reactor, self._read, self.writer.put, self._in_thread,
                                self.dispatcher, self.intake, lambda: self.accepting)
         self.connectors: dict[str, Connector] = {}
@@ -109,6 +116,7 @@ class Daemon:
             self._add_connector(smsc)
         self.dispatcher.refill()
         yield self.jobs.restore()
+        yield self.inbound.start()
         factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
                                self.settings.max_job_body_bytes)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
@@ -138,6 +146,7 @@ class Daemon:
         self.tokens.clear()
         self.tokens.update({token_digest(a.token): self.accounts[a.name]
                             for a in self.settings.accounts})
+        self.inbound.configure(self.settings, ids, self.intake)
 
     def _add_connector(self, smsc: SmscSettings) -> None:
         connector = Connector(connector_config(smsc), self.listener, self.reactor,
@@ -149,7 +158,7 @@ class Daemon:
     def _reload_fragment(self, row: Any) -> None:
         concat = Concat(row.reference, row.total, row.number) if row.total else None
         fragment = MoFragment(row.source, row.destination, row.data_coding, row.payload, concat)
-        self.listener.add_fragment(row.smsc, fragment, row.id)
+        self.listener.add_fragment(row.smsc, fragment, row.id, row.dedupe_key)
 
     def _purge(self) -> None:
         """Hourly: receipts that waited a week for a message that never came."""
@@ -223,7 +232,9 @@ class Daemon:
         return self._read(queries.balance, account.id)
 
     def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
-        return self.jobs.create(account, read_job)
+        # A job may name a contact group instead of recipients (issue 11).
+        return self.jobs.create(account, lambda: self.inbound.expand_group(
+            self.engine, account.id, read_job()))
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
         return self.jobs.get(account, job_id)
@@ -308,6 +319,7 @@ class Daemon:
             yield self.port.stopListening()
         self.dispatcher.stop()
         self.jobs.stop()
+        self.inbound.stop()
         for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()

@@ -39,10 +39,10 @@ def normalise(number: str) -> str:
 
 @dataclass(slots=True)
 class InboundRuntime:
-    """What the writer needs to route MO and queue replies. `admission` is the
-    daemon's current Admission (route, text, price), read at each use so a reload
+    """What the writer needs to route MO and queue replies. `intake` is the daemon's
+    Intake, whose `admission` (route, text, price) is read at each use so a reload
     applies; `references` are the writer thread's own concatenation references."""
 
     pool: Pool = field(default_factory=Pool)
-    admission: Any = None  # smppd.daemon.intake.Admission, or None: no replies
+    intake: Any = None  # smppd.daemon.intake.Intake, or None: no replies
     references: Any = None

@@ -341,12 +341,13 @@ class _Automation:
 
     def _prepare(self, mo: _Mo, sender: str, address: tuple[str, str | None],
                  text: str) -> Accept | None:
-        admission = self.runtime.admission
-        if admission is None:
+        intake = self.runtime.intake
+        if intake is None:
             return None
         try:
-            return admission.prepare(mo.route.account_id, sender, address[0], address[1], text,
-                                     self.runtime.references, self.now).op
+            return intake.admission.prepare(mo.route.account_id, sender, address[0],
+                                            address[1], text, self.runtime.references,
+                                            self.now).op
         except ApiError as exc:
             log.warning("MO %d: reply to +%s not sent: %s", mo.inbound_id, address[0],
                         exc.message)

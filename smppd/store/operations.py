@@ -175,7 +175,12 @@ class InboundComplete:
     fragment: FragmentSeen | None = None
     fragment_keys: tuple[str, ...] = ()
     received_at: float | None = None  # when the completing part came (votes' time)
-    retry: ClassVar[bool] = True
+
+    @property
+    def retry(self) -> bool:
+        """With its completing part, the SMSC redelivers what is not kept; without
+        one, the parts are kept already and only the message is to be written."""
+        return self.fragment is None
 
     def __post_init__(self) -> None:
         _cut(self, source=ADDRESS_LENGTH, destination=ADDRESS_LENGTH)
