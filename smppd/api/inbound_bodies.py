@@ -111,7 +111,8 @@ def settings(data: dict[str, Any]) -> Settings:
         reply_text = auto_reply.get("text")
         if not isinstance(reply_text, str) or not reply_text.strip() or len(reply_text) > 1000:
             raise ApiError(400, "expected text of 1 to 1000 characters", "auto_reply.text")
-    forward = data.get("forward") or {}
+    forward = data.get("forward")
+    forward = {} if forward is None else forward
     if not isinstance(forward, dict):
         raise ApiError(400, "expected {\"email\": [...], \"sms\": [...], \"url\": ...}",
                        "forward")

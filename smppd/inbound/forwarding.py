@@ -24,6 +24,7 @@ from ..config import SmtpSettings
 from ..mail import Mail, MailError, send
 from ..store import inbound_queries as iq
 from ..store.inbound_ops import ForwardDone
+from .pool import display
 
 log = logging.getLogger("smppd.inbound")
 MAX_ATTEMPTS = 10
@@ -35,8 +36,8 @@ def delay_after(attempts: int) -> float:
 
 
 def mail_for(row: Any) -> Mail:
-    sender = row.source if not row.source.isdigit() else "+" + row.source
-    number = row.destination if not row.destination.isdigit() else "+" + row.destination
+    sender = display(row.source.removeprefix("+"))
+    number = display(row.destination.removeprefix("+"))
     text = (f"From: {sender}\nTo: {number}\nReceived: {row.received_at:%Y-%m-%d %H:%M:%S} UTC\n"
             f"\n{row.text if row.text is not None else '(binary content)'}\n")
     return Mail(tuple(json.loads(row.recipients)), f"SMS from {sender} to {number}", text,

@@ -32,6 +32,12 @@ class Pool:
         return self.numbers.get(normalise(number))
 
 
+def display(address: str) -> str:
+    """An address as people write it: '+' and digits for a phone number; a short
+    code (up to 6 digits) or an alphanumeric sender as it is."""
+    return "+" + address if address.isdigit() and len(address) > 6 else address
+
+
 def normalise(number: str) -> str:
     """Pool numbers are digits; SMSCs write destinations with or without '+'."""
     return number.strip().removeprefix("+")

@@ -43,7 +43,7 @@ from ..store.inbound_ops import (
     SaveSettings,
 )
 from .forwarding import Forwarder
-from .pool import InboundRuntime, Pool
+from .pool import InboundRuntime, Pool, display
 
 log = logging.getLogger("smppd.inbound")
 CONTACT_BATCH = 5000
@@ -189,7 +189,7 @@ class InboundService:
         def made(result: dict[str, Any]) -> Any:
             log.info("account=%s reserved +%s%s", account.name, body.number,
                      f" prefix {body.prefix}" if body.prefix else "")
-            return {"id": result["id"], "number": "+" + body.number, "kind": spec.kind,
+            return {"id": result["id"], "number": display(body.number), "kind": spec.kind,
                     "prefix": body.prefix, "from": iq._iso(_utc(starts)),
                     "until": iq._iso(_utc(body.ends_at)) if body.ends_at else None,
                     "points": result["points"]}
@@ -216,7 +216,7 @@ class InboundService:
                           body.auto_reply_text,
                           json.dumps(list(body.email)) if body.email else None,
                           json.dumps(list(body.sms)) if body.sms else None, body.url)
-        answer = {"number": "+" + number, "prefix": prefix,
+        answer = {"number": display(number), "prefix": prefix,
                   "auto_reply": {"from": body.auto_reply_from, "text": body.auto_reply_text}
                   if body.auto_reply_text else None,
                   "forward": {"email": list(body.email), "sms": ["+" + n for n in body.sms],

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select
 
 from ..inbound.polls import OUTCOMES
-from ..inbound.pool import Pool
+from ..inbound.pool import Pool, display
 from . import schema as t
 from .sql import utc
 
@@ -48,7 +48,7 @@ def numbers(conn: Connection, account_id: int, pool: Pool) -> dict[str, Any]:
                           row.prefix_key, row.starts_at, row.ends_at, settings))
     taken = {row.number for row in conn.execute(select(r.number).where(
         r.prefix_key == "", or_(r.ends_at.is_(None), r.ends_at > now)))}
-    available = [{"number": "+" + number, "kind": spec.kind,
+    available = [{"number": display(number), "kind": spec.kind,
                   "price": {"reservation": spec.reservation_fee, "monthly": spec.monthly_fee}}
                  for number, spec in sorted(pool.numbers.items())
                  if spec.kind != "shortcode" and number not in pool.holders
@@ -69,7 +69,7 @@ def _held(number: str, kind: str, prefix: str | None, key: str, starts: datetime
                    "url": setting.forward_url}
     now = utc()
     active = (starts is None or starts <= now) and (ends is None or now < ends)
-    return {"number": "+" + number, "kind": kind, "prefix": prefix,
+    return {"number": display(number), "kind": kind, "prefix": prefix,
             "from": _iso(starts), "until": _iso(ends), "active": active,
             "auto_reply": auto_reply, "forward": forward}
 
@@ -105,7 +105,7 @@ def _item(row: Any) -> dict[str, Any]:
 
 
 def _plus(address: str) -> str:
-    return address if not address.isdigit() else "+" + address
+    return display(address.removeprefix("+"))
 
 
 def list_inbound(conn: Connection, account_id: int | None, where: InboundFilter,
@@ -240,7 +240,8 @@ def poll(conn: Connection, account_id: int, poll_id: str) -> dict[str, Any] | No
         return None
     options = [{"keyword": opt.keyword, "reply": opt.reply} for opt in conn.execute(
         select(t.poll_options).where(o.poll_id == poll_id).order_by(o.option_no))]
-    return {"id": row.id, "name": row.name, "number": "+" + row.number, "prefix": row.prefix,
+    return {"id": row.id, "name": row.name, "number": display(row.number),
+            "prefix": row.prefix,
             "starts_at": _iso(row.starts_at), "ends_at": _iso(row.ends_at),
             "from": row.sender, "options": options, "replies": json.loads(row.replies),
             "limit": {"votes": row.limit_votes, "per_seconds": row.limit_seconds},

@@ -29,7 +29,7 @@ from ..api.validation import ApiError
 from ..ids import new_id
 from ..inbound import polls as pl
 from ..inbound.guards import reply_address
-from ..inbound.pool import InboundRuntime, normalise
+from ..inbound.pool import InboundRuntime, display, normalise
 from ..inbound.routing import Holding, Route, route
 from . import messages
 from . import schema as t
@@ -48,8 +48,8 @@ _INSERT_VOTE = BulkInsert(t.poll_votes, (
 _INSERT_REPLY = BulkInsert(t.inbound_replies, (
     "account_id", "inbound_id", "kind", "recipient", "message_id", "created_at"))
 _INSERT_FORWARD = BulkInsert(t.inbound_forwards, (
-    "account_id", "inbound_id", "recipients", "state", "attempts", "next_attempt_at",
-    "created_at"), {"state": "'pending'", "attempts": "0"})
+    "account_id", "inbound_id", "recipients", "next_attempt_at", "created_at"),
+    {"state": "'pending'", "attempts": "0"})
 _AUTOMATIC = ("auto_reply", "poll")  # the kinds the hourly limit counts
 
 
@@ -334,7 +334,8 @@ class _Automation:
                 ctx.sql.ts(ctx.now), ctx.stamp)])
             mo.emails += 1
         for target in json.loads(setting.forward_sms or "[]"):
-            text = f"SMS from +{mo.sender} to +{mo.number}: {mo.op.text or '(binary)'}"
+            text = (f"SMS from {display(mo.sender)} to {display(mo.number)}: "
+                    f"{mo.op.text or '(binary)'}")
             self.replies.append(_Reply(mo, "forward", target, self._prepare(
                 mo, mo.number, (target, None), text)))
         mo.forward_url = setting.forward_url
