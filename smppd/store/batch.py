@@ -92,7 +92,7 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((iops.DeleteContact,), phonebook.remove),
     ((iops.AddCodes,), polls.add_codes),
     ((iops.CreatePoll,), polls.create),
-    ((ops.FragmentSeen,), inbound.fragments),
+    ((ops.FragmentSeen, ops.InboundComplete), inbound.fragments),  # parts: both kinds
     ((ops.InboundComplete,), inbound.complete),
     ((iops.ForwardDone,), forwards.done),
 )

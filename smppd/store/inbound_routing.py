@@ -109,14 +109,18 @@ def store(ctx: BatchContext, items: list[tuple[int, InboundComplete]]) -> dict[i
                        in_use.get(number, {}))
         mos.append(_Mo(index, op, at, number, sender, routed,
                        loop=routed.account_id is not None and sender in runtime.pool.numbers))
-    for mo in mos:
-        r = mo.route
-        mo.inbound_id = ctx.conn.execute(t.inbound_messages.insert().values(
-            smsc=mo.op.smsc, source=mo.op.source, destination=mo.op.destination,
-            data_coding=mo.op.data_coding, text=mo.op.text, payload=mo.op.payload,
-            parts=mo.op.parts, tlvs=mo.op.tlvs, received_at=utc(mo.at),
-            account_id=r.account_id, prefix=r.prefix, body=r.body, route=r.route,
-            reason=r.reason or ("loop" if mo.loop else None))).inserted_primary_key[0]
+    # One multi-row INSERT ... RETURNING for the batch, ids in the order of the rows.
+    ids = ctx.conn.execute(
+        t.inbound_messages.insert().returning(t.inbound_messages.c.id,
+                                              sort_by_parameter_order=True),
+        [{"smsc": mo.op.smsc, "source": mo.op.source, "destination": mo.op.destination,
+          "data_coding": mo.op.data_coding, "text": mo.op.text, "payload": mo.op.payload,
+          "parts": mo.op.parts, "tlvs": mo.op.tlvs, "received_at": utc(mo.at),
+          "account_id": mo.route.account_id, "prefix": mo.route.prefix, "body": mo.route.body,
+          "route": mo.route.route, "reason": mo.route.reason or ("loop" if mo.loop else None)}
+         for mo in mos]).scalars().all()
+    for mo, inbound_id in zip(mos, ids, strict=True):
+        mo.inbound_id = inbound_id
     live = [mo for mo in mos if mo.route.account_id is not None and not mo.loop]
     if live:
         _Automation(ctx, runtime, poll_list, settings, now).run(live)

@@ -133,7 +133,7 @@ class ReceiptSeen:
 
 @dataclass(frozen=True, slots=True)
 class FragmentSeen:
-    """One inbound deliver_sm (an MO or one part of one). Result: the row id, or
+    """One inbound deliver_sm (an MO or one part of one). Result: True when kept,
     None when it is a redelivery of one already kept."""
 
     smsc: str

@@ -241,8 +241,10 @@ def test_redelivered_completion_and_reassembly_after_restart_store_once(store: S
     assert store.apply(first)[0] is None  # the same completing part again: a redelivery
     # Parts kept before a restart, reassembled after it: a second completion of the
     # same fragments (the first one committed just before the stop) is not stored.
-    part_ids = store.apply(*[ops.FragmentSeen("smsc", "48600100200", DEDICATED, 0, 9, 2, n,
-                                              b"part", None, f"k{n}") for n in (1, 2)])
+    assert store.apply(*[ops.FragmentSeen("smsc", "48600100200", DEDICATED, 0, 9, 2, n,
+                                          b"part", None, f"k{n}") for n in (1, 2)]) == [True] * 2
+    part_ids = [row[0] for row in _rows(store, "SELECT id FROM inbound_fragments WHERE "
+                                               "dedupe_key IN ('k1', 'k2')")]
     whole = ops.InboundComplete("smsc", "48600100200", DEDICATED, 0, "partpart", b"partpart",
                                 2, None, tuple(part_ids), None, ("k1", "k2"), T0)
     assert isinstance(store.apply(whole)[0], InboundStored)
