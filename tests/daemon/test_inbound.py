@@ -455,3 +455,23 @@ def test_malformed_contact_csv(inbound: Any) -> None:
     assert status == 201 and body["rejected_rows"] >= 1 and body["created"] <= 1
     status, body = upload(b"phone,email\r\n+48600100200,not-an-email\r\n")
     assert status == 201 and body["row_errors"][0]["field"] == "email"
+
+
+@pytest.mark.parametrize(("answer", "state"), [("451 4.3.0 busy", "pending"),
+                                               ("550 5.1.1 no such user", "failed")])
+def test_an_email_forward_the_server_refuses(inbound: Any, answer: str, state: str) -> None:
+    sink = SmtpSink(answer).start()
+    try:
+        running = inbound(smtp={"host": "127.0.0.1", "port": sink.port})
+        assert running.client.request("PUT", f"/v1/inbound/numbers/{SHORT}/settings",
+                                      {"forward": {"email": ["ops@example.com"]}})[0] == 200
+        call(running.smsc.inject_mo, VOTER, SHORT, "hello")
+
+        def outbox() -> Any:
+            return call(running.daemon._read, lambda conn: conn.exec_driver_sql(
+                "SELECT state, attempts, last_error FROM inbound_forwards").all())
+
+        rows = eventually(lambda: [r for r in outbox() if r[1] == 1], what="one attempt")
+    finally:
+        sink.stop()
+    assert rows[0][0] == state and answer[:3] in rows[0][2]
