@@ -92,6 +92,28 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unassigned(args: argparse.Namespace) -> int:
+    """The operator's list of MO messages no account holds (newest first)."""
+    from .config import ConfigError, load
+    from .store import database
+    from .store import inbound_queries as iq
+
+    try:
+        engine = database.make_engine(load(args.config).database)
+        with engine.connect() as conn:
+            items, _ = iq.list_inbound(conn, None, iq.InboundFilter(), None, args.limit)
+            total = iq.unassigned_count(conn)
+    except (ConfigError, database.DatabaseError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{total} unassigned MO message(s); the newest {len(items)}:")
+    for item in items:
+        text = (item["text"] or "(binary)").replace("\n", " ")
+        print(f"{item['received_at']}  {item['from']:>16} -> {item['to']:<16} "
+              f"{item['reason'] or '':<15} {text[:60]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smppd", description="SMPP 3.4 carrier connector")
     parser.add_argument("--log-level", default="info",
@@ -113,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", help="take the database URL from this file")
     source.add_argument("--url", help="a database URL (sqlite:///... or postgresql+psycopg://...)")
     upgrade.set_defaults(handler=_db_upgrade)
+
+    inbound = commands.add_parser("unassigned", help="list MO messages no account holds")
+    inbound.add_argument("--config", required=True)
+    inbound.add_argument("--limit", type=_positive_int, default=50)
+    inbound.set_defaults(handler=_unassigned)
 
     fake = commands.add_parser("fake-smsc", help="run the bundled fake SMSC")
     fake.add_argument("--port", type=_port, default=2775)

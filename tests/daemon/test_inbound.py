@@ -475,3 +475,20 @@ def test_an_email_forward_the_server_refuses(inbound: Any, answer: str, state: s
     finally:
         sink.stop()
     assert rows[0][0] == state and answer[:3] in rows[0][2]
+
+
+def test_the_operator_lists_unassigned_messages(inbound: Any, capsys: Any) -> None:
+    from smppd.cli import main
+
+    running = inbound()
+    call(running.smsc.inject_mo, VOTER, UNKNOWN[1:], "anyone there?")
+    eventually(lambda: _unassigned(running), what="the unassigned MO")
+    config = running.path / "ops.yaml"
+    config.write_text(f"database: sqlite:///{running.path / 'smppd.db'}\n"
+                      "http: {listen: 127.0.0.1:0}\n"
+                      "smscs: [{name: a, host: h, port: 1, system_id: x, password: p}]\n"
+                      "accounts: [{name: acme, token: token-of-account-a-0001}]\n")
+    assert main(["unassigned", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "1 unassigned MO message(s)" in out
+    assert f"+{VOTER} -> {UNKNOWN}" in out and "unknown_number" in out and "anyone there?" in out
