@@ -115,9 +115,17 @@ def _phonebook(service: Any, request: HttpRequest, account: Any, path: str) -> A
     if not path.startswith("/v1/contacts/"):
         raise ApiError(404, "no such path")
     phone = recipient(path[len("/v1/contacts/"):], "phone")[0]
-    _methods(method, b"GET", b"DELETE")
+    _methods(method, b"GET", b"PUT", b"DELETE")
     if method == b"DELETE":
         return service.delete_contact(account, phone)
+    if method == b"PUT":  # the whole contact, replaced (groups included)
+        data = parse_json_object(request.body)
+        if data.get("phone", "+" + phone).lstrip("+") != phone:
+            raise ApiError(400, "the phone of a contact is its address: it cannot change",
+                           "phone")
+        contact = bodies.contact({**data, "phone": "+" + phone})
+        return service.save_contacts(account, [contact]).addCallback(
+            lambda _: service.contact(account, phone))
     return service.contact(account, phone).addCallback(_found("contact"))
 
 

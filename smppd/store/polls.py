@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from . import schema as t
-from .inbound_ops import AddCodes, CreatePoll, NotHeld
+from .inbound_ops import AddCodes, Conflict, CreatePoll, NotHeld
 from .numbers import holds
 from .sql import BulkInsert, chunks, utc
 
@@ -20,12 +20,24 @@ _INSERT_CODE = BulkInsert(t.discount_codes, ("account_id", "pool", "code", "crea
 
 
 def create(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:
+    p = t.polls.c
     for index, op in by_kind[CreatePoll]:
         if not holds(ctx, op.account_id, op.number, op.prefix_key, utc(op.starts_at)):
             ctx.results[index] = NotHeld(
                 f"the account holds no +{op.number}" + (
                     f" with the prefix {op.prefix}" if op.prefix else "")
                 + " for the poll's period")
+            continue
+        # Two polls open at once on one number and prefix could not tell their votes
+        # apart: several polls share a number only with prefixes of their own.
+        clash = ctx.conn.execute(select(p.name).where(
+            p.number == op.number, p.prefix_key == op.prefix_key,
+            p.starts_at < utc(op.ends_at), p.ends_at > utc(op.starts_at)).limit(1)).scalar()
+        if clash is not None:
+            ctx.results[index] = Conflict(
+                f"the poll {clash!r} runs on +{op.number}"
+                + (f" with the prefix {op.prefix}" if op.prefix else " without a prefix")
+                + " in an overlapping period; give this one its own prefix", "prefix")
             continue
         ctx.conn.execute(t.polls.insert().values(
             id=op.poll_id, account_id=op.account_id, name=op.name, number=op.number,

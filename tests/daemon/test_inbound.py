@@ -327,6 +327,12 @@ def test_contacts_crud_csv_import_and_a_job_to_a_group(inbound: Any) -> None:
                                                              "Hi Cecylia from Gdańsk!"]
     assert acme.request("POST", "/v1/jobs", {"name": "x", "from": "Acme", "text": "x",
                                              "group": "nobody"})[0] == 404
+    status, bob = acme.request("PUT", "/v1/contacts/+48600100202",
+                               {"first_name": "Robert", "groups": ["staff"], "team": "B"})
+    assert status == 200 and (bob["first_name"], bob["email"], bob["groups"], bob["fields"]) \
+        == ("Robert", None, ["staff"], {"team": "B"})
+    assert acme.request("PUT", "/v1/contacts/+48600100202", {"phone": "+48600100209"})[1][
+        "field"] == "phone"
     assert acme.request("DELETE", "/v1/contacts/+48600100202")[0] == 200
     assert acme.request("GET", "/v1/contacts/+48600100202")[0] == 404
 

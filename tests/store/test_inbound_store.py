@@ -287,3 +287,28 @@ def test_automatic_replies_per_sender_per_hour(store: Store) -> None:
     assert [len(r.accepts) for r in results] == [1, 1, 0]
     again = store.apply(_mo("hi again", SHORT, T0 + 10, "48600100999"))[0]
     assert len(again.accepts) == 1  # another sender has its own allowance
+
+
+def test_several_polls_share_a_dedicated_number_by_prefix(store: Store) -> None:
+    _pool(store)
+    _reserve(store, "acme", DEDICATED)
+    first = _poll(store)
+    second = _poll(store, poll_id="0" * 31 + "2", prefix="Lody", prefix_key="lody",
+                   options=(("tak", "tak", None), ("nie", "nie", None)))
+    clash = store.apply(CreatePoll(**{**_poll_args(store), "poll_id": "0" * 31 + "3"}))[0]
+    assert isinstance(clash, Conflict) and clash.field == "prefix"
+    results = store.apply(_mo("VOTE 5", DEDICATED, T0 + 1), _mo("LODY tak", DEDICATED, T0 + 2),
+                          _mo("lody 5", DEDICATED, T0 + 3))
+    assert [r.vote for r in results] == ["accepted", "accepted", "unknown_option"]
+    with store.engine.connect() as conn:
+        assert iq.poll_stats(conn, store.accounts["acme"], first, None, 10)["accepted"] == 1
+        stats = iq.poll_stats(conn, store.accounts["acme"], second, None, 10)
+    assert (stats["accepted"], stats["refused"]["unknown_option"]) == (1, 1)
+
+
+def _poll_args(store: Store) -> dict[str, Any]:
+    return dict(
+        poll_id="0" * 31 + "1", account_id=store.accounts["acme"], name="Ice cream",
+        number=DEDICATED, prefix="VOTE", prefix_key="vote", starts_at=T0 + 100,
+        ends_at=T0 + 200, sender="Acme", replies="{}", limit_votes=0, limit_seconds=None,
+        groups=None, discount_pool=None, options=(("1", "1", None),), created_at=T0)
