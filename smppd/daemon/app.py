@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import UTC
 from typing import Any
 
 from twisted.internet import defer, task
@@ -158,7 +159,8 @@ class Daemon:
     def _reload_fragment(self, row: Any) -> None:
         concat = Concat(row.reference, row.total, row.number) if row.total else None
         fragment = MoFragment(row.source, row.destination, row.data_coding, row.payload, concat)
-        self.listener.add_fragment(row.smsc, fragment, row.id, row.dedupe_key)
+        self.listener.add_fragment(row.smsc, fragment, row.id, row.dedupe_key,
+                                   row.received_at.replace(tzinfo=UTC).timestamp())
 
     def _purge(self) -> None:
         """Hourly: receipts that waited a week for a message that never came."""

@@ -183,7 +183,7 @@ class DaemonListener(ConnectorListener):
                         key[0], key[1], key[2], parts, key[3])
 
     def add_fragment(self, smsc: str, fragment: MoFragment, row_id: int,
-                     key: str | None = None) -> None:
+                     key: str | None = None, received_at: float | None = None) -> None:
         """Feed the reassembler with a part already kept (at start: MO parts left
         unassembled by the last run). A message it completes is stored afterwards;
         a crash before that reloads the parts again, and a message stored once is not
@@ -192,7 +192,8 @@ class DaemonListener(ConnectorListener):
         self._fragment_ids.setdefault(group, []).append(row_id)
         if key is not None:
             self._fragment_keys.setdefault(group, []).append(key)
-        now = self.reactor.seconds()
+        # A part reloaded at start keeps the time it came: a vote is judged by it.
+        now = self.reactor.seconds() if received_at is None else received_at
         message = self.reassembler.add(fragment, now)
         if message is None:
             return

@@ -136,7 +136,7 @@ def inbound_detailed(conn: Connection, account_id: int, where: InboundFilter,
     query = (select(m.received_at, m.source, m.destination, m.text, c.first_name, c.last_name,
                     c.email)
              .select_from(t.inbound_messages.outerjoin(t.contacts, and_(
-                 c.account_id == m.account_id, c.phone == m.source)))
+                 c.account_id == m.account_id, c.phone == func.ltrim(m.source, "+"))))
              .where(and_(*_conditions(account_id, where))).order_by(m.id))
     for row in conn.execute(query):
         yield (row.received_at.strftime("%Y-%m-%d"), row.received_at.strftime("%H:%M:%S"),
