@@ -105,6 +105,28 @@ def _version() -> str:
     return f"smppd {version()}"
 
 
+def _unassigned(args: argparse.Namespace) -> int:
+    """The operator's list of MO messages no account holds (newest first)."""
+    from .config import ConfigError, load
+    from .store import database
+    from .store import inbound_queries as iq
+
+    try:
+        engine = database.make_engine(load(args.config).database)
+        with engine.connect() as conn:
+            items, _ = iq.list_inbound(conn, None, iq.InboundFilter(), None, args.limit)
+            total = iq.unassigned_count(conn)
+    except (ConfigError, database.DatabaseError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{total} unassigned MO message(s); the newest {len(items)}:")
+    for item in items:
+        text = (item["text"] or "(binary)").replace("\n", " ")
+        print(f"{item['received_at']}  {item['from']:>16} -> {item['to']:<16} "
+              f"{item['reason'] or '':<15} {text[:60]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smppd", description="SMPP 3.4 carrier connector")
     parser.add_argument("--version", action="version", version=_version())
@@ -135,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     current.set_defaults(handler=_admin("db_current"))
 
     _add_admin_commands(commands)
+
+    inbound = commands.add_parser("unassigned", help="list MO messages no account holds")
+    inbound.add_argument("--config", required=True)
+    inbound.add_argument("--limit", type=_positive_int, default=50)
+    inbound.set_defaults(handler=_unassigned)
 
     fake = commands.add_parser("fake-smsc", help="run the bundled fake SMSC")
     fake.add_argument("--port", type=_port, default=2775)

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .inbound.pool import InboundNumber
 from .protocol.command_status import Action
 from .protocol.connector import BindKind
 from .protocol.constants import STATUS_CODES
@@ -94,6 +95,19 @@ class RouteSettings:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """Where smppd sends e-mail (inbound forwarding; reports)."""
+
+    host: str
+    port: int = 25
+    sender: str = "smppd@localhost"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     path: str
     database: str
@@ -111,6 +125,9 @@ class Settings:
     retry_max: float = 60.0
     max_attempts: int = 10
     ops_listen: tuple[str, int] | None = None  # /metrics, /healthz, /readyz on their own port
+    inbound_numbers: tuple[InboundNumber, ...] = ()  # issue 11
+    auto_replies_per_hour: int = 5
+    smtp: SmtpSettings | None = None
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -291,7 +308,7 @@ _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "b
               "receipt_policy", "response_timeout", "enquire_link_interval",
               "throttle_policy", "status_overrides", "wait_ack_expire", "reconnect"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry"}
+             "retry", "inbound_numbers", "inbound", "smtp"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -503,6 +520,9 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         except ValueError as exc:
             r.problem(where, str(exc))
     retry = r.section(top.get("retry") or {}, "retry", {"initial", "max", "max_attempts"})
+    inbound_numbers = _read_inbound_numbers(r, top, {a.name for a in accounts if a})
+    inbound = r.section(top.get("inbound") or {}, "inbound", {"auto_replies_per_hour"})
+    smtp = _read_smtp(r, top.get("smtp"))
     settings = Settings(
         path=path, database=database or "",
         http_listen_host=listen[0] if listen else "", http_listen_port=listen[1] if listen else 0,
@@ -516,10 +536,79 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
         max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),
         ops_listen=ops_listen,
+        inbound_numbers=inbound_numbers,
+        auto_replies_per_hour=r.get(inbound, "inbound", "auto_replies_per_hour", _integer, 5,
+                                    low=0, high=10_000),
+        smtp=smtp,
     )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+# Inbound numbers and SMTP (issue 11) ---------------------------------------------------
+
+INBOUND_KINDS = ("dedicated", "shared", "shortcode")
+
+
+def _pool_number(value: Any) -> str:
+    text = _text(value, max_length=20).replace(" ", "")
+    digits = text.removeprefix("+")
+    if not digits.isdigit() or not 3 <= len(digits) <= 15:
+        raise ValueError(f"expected +E.164 or a short code of 3-15 digits, got {value!r}")
+    return digits
+
+
+def _read_inbound_numbers(r: _Reader, top: dict[str, Any],
+                          accounts: set[str]) -> tuple[InboundNumber, ...]:
+    numbers: list[InboundNumber] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(_read_list(r, top, "inbound_numbers", False)):
+        key = f"inbound_numbers[{index}]"
+        item = r.section(item, key, {"number", "kind", "account", "price"})
+        before = len(r.problems)
+        number = r.get(item, key, "number", _pool_number)
+        kind = r.get(item, key, "kind", _choice, choices=INBOUND_KINDS)
+        account = r.get(item, key, "account", _text, None, max_length=64)
+        if account is not None and account not in accounts:
+            r.problem(f"{key}.account", f"no account named {account!r}")
+        if kind == "shortcode" and account is None:
+            r.problem(f"{key}.account", "a shortcode is assigned by the operator: name its "
+                      "account")
+        if kind == "shared" and account is not None:
+            r.problem(f"{key}.account", "a shared number is held per prefix through the API, "
+                      "not by one account")
+        price = r.section(item.get("price") or {}, f"{key}.price", {"reservation", "monthly"})
+        reservation = r.get(price, f"{key}.price", "reservation", _integer, 0, low=0)
+        monthly = r.get(price, f"{key}.price", "monthly", _integer, 0, low=0)
+        if number is not None:
+            if number in seen:
+                r.problem(f"{key}.number", f"listed twice (also inbound_numbers[{seen[number]}])")
+            seen.setdefault(number, index)
+        if len(r.problems) == before:
+            numbers.append(InboundNumber(number, kind, account, reservation, monthly))
+    return tuple(numbers)
+
+
+def _read_smtp(r: _Reader, data: Any) -> SmtpSettings | None:
+    if data is None:
+        return None
+    data = r.section(data, "smtp", {"host", "port", "from", "username", "password",
+                                    "starttls", "timeout"})
+    before = len(r.problems)
+    host = r.get(data, "smtp", "host", _text)
+    settings = dict(
+        port=r.get(data, "smtp", "port", _integer, 25, low=1, high=65535),
+        sender=r.get(data, "smtp", "from", _text, "smppd@localhost"),
+        username=r.get(data, "smtp", "username", _text, None),
+        password=r.get(data, "smtp", "password", _text, None, allow_empty=True),
+        starttls=r.get(data, "smtp", "starttls", _boolean, False),
+        timeout=r.get(data, "smtp", "timeout", _number, 30.0, low=0.1))
+    if settings["sender"] is not None and "@" not in settings["sender"]:
+        r.problem("smtp.from", "expected an e-mail address")
+    if len(r.problems) > before:
+        return None
+    return SmtpSettings(host, **settings)
 
 
 def load(path: str | Path) -> Settings:

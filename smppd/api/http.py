@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from . import forms, ops, validation
-from .server import HttpFactory, HttpRequest, HttpResponse
+from . import forms, inbound, ops, validation
+from .server import LARGE_BODIES, HttpFactory, HttpRequest, HttpResponse
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
@@ -33,6 +33,7 @@ class Application(Protocol):
     """What the API needs from the daemon."""
 
     metrics: Any
+    inbound: Any  # smppd.daemon.inbound.InboundService
 
     def accept_message(self, account: Account, message: validation.ValidMessage,
                        ) -> defer.Deferred[dict[str, Any]]: ...
@@ -103,7 +104,8 @@ class Api:
             raise ApiError(404, "no such path")
         account = self._authenticate(request)
         if request.too_large:
-            limit = self.max_job_body if path.startswith("/v1/jobs") else self.max_body
+            limit = self.max_job_body if path.encode().startswith(LARGE_BODIES) \
+                else self.max_body
             raise ApiError(413, f"the body is larger than {limit} bytes")
         if path == "/v1/messages":
             if method == b"POST":
@@ -142,6 +144,8 @@ class Api:
         if path == "/v1/account":
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})
+        if path.startswith(inbound.PATHS):  # issue 11: numbers, contacts, polls
+            return inbound.route(self.app.inbound, request, account, path)
         raise ApiError(404, "no such path")
 
     @staticmethod

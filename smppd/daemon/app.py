@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import UTC
 from typing import Any
 
 from twisted.internet import defer, task
@@ -35,6 +36,7 @@ from ..store.messages import params_json
 from ..store.writer import Writer
 from ..throttle.backoff import Backoff
 from .dispatcher import Channel, Dispatcher
+from .inbound import InboundService
 from .intake import Intake, Tariff, queued, refused
 from .jobs import JobManager
 from .listener import DaemonListener
@@ -83,6 +85,12 @@ class Daemon:
             settings.retry_initial, settings.retry_max, settings.max_attempts, memory_limit,
             self.metrics)
         self.listener = DaemonListener(self.dispatcher, self.writer.put, self.metrics, reactor)
+        # Inbound numbers, routing, polls (issue 11): replies it queues reach the
+        # dispatcher after their commit, as API messages do.
+        self.inbound = InboundService(
+            reactor, self._read, self.writer.put, self._in_thread, self.applier.memory.inbound,
+            lambda op: self.dispatcher.accepted(queued(op)), self.metrics.registry, settings)
+        self.listener.on_inbound = self.inbound.stored
         self.jobs = JobManager(reactor, self._read, self.writer.put, self._in_thread,
                                self.dispatcher, self.intake, lambda: self.accepting)
         self.connectors: dict[str, Connector] = {}
@@ -120,6 +128,7 @@ class Daemon:
                          reading)
         self.dispatcher.refill()
         yield self.jobs.restore()
+        yield self.inbound.start()
         ops_listen = self.settings.ops_listen
         if ops_listen is not None:  # issue 13: operators' paths off the customers' port
             self.ops_port = self.reactor.listenTCP(ops_listen[1], make_ops_factory(self),
@@ -153,6 +162,7 @@ class Daemon:
         self.tokens.clear()
         self.tokens.update({token_digest(a.token): self.accounts[a.name]
                             for a in self.settings.accounts})
+        self.inbound.configure(self.settings, ids, self.intake)
 
     def _add_connector(self, smsc: SmscSettings) -> None:
         connector = Connector(connector_config(smsc), self.listener, self.reactor,
@@ -164,7 +174,8 @@ class Daemon:
     def _reload_fragment(self, row: Any) -> None:
         concat = Concat(row.reference, row.total, row.number) if row.total else None
         fragment = MoFragment(row.source, row.destination, row.data_coding, row.payload, concat)
-        self.listener.add_fragment(row.smsc, fragment, row.id)
+        self.listener.add_fragment(row.smsc, fragment, row.id, row.dedupe_key,
+                                   row.received_at.replace(tzinfo=UTC).timestamp())
 
     def _purge(self) -> None:
         """Hourly: receipts that waited a week for a message that never came."""
@@ -238,7 +249,9 @@ class Daemon:
         return self._read(queries.balance, account.id)
 
     def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
-        return self.jobs.create(account, read_job)
+        # A job may name a contact group instead of recipients (issue 11).
+        return self.jobs.create(account, lambda: self.inbound.expand_group(
+            self.engine, account.id, read_job()))
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
         return self.jobs.get(account, job_id)
@@ -328,6 +341,7 @@ class Daemon:
             yield self.port.stopListening()
         self.dispatcher.stop()
         self.jobs.stop()
+        self.inbound.stop()
         for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()

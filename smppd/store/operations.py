@@ -171,7 +171,7 @@ class LearnIdMode:
 
 @dataclass(frozen=True, slots=True)
 class FragmentSeen:
-    """One inbound deliver_sm (an MO or one part of one). Result: the row id, or
+    """One inbound deliver_sm (an MO or one part of one). Result: True when kept,
     None when it is a redelivery of one already kept."""
 
     smsc: str
@@ -192,7 +192,14 @@ class FragmentSeen:
 
 @dataclass(frozen=True, slots=True)
 class InboundComplete:
-    """All fragments of an MO are kept: store the message and link its fragments."""
+    """All fragments of an MO are in: store the message, routed to its account
+    (smppd.store.inbound_routing), and link its fragments. `fragment`: the part that
+    completes it, kept in the same transaction (its deliver_sm is answered after the
+    commit, so routing happens before the ack); None when the parts were all kept
+    before (reassembly after a restart). Fragments are linked by `fragment_ids` and by
+    `fragment_keys` (their dedupe keys: a part written in this same batch has no id
+    yet). A message whose fragments are all linked already is not stored twice.
+    Result: InboundStored, or None when `fragment` was a redelivery."""
 
     smsc: str
     source: str
@@ -203,7 +210,15 @@ class InboundComplete:
     parts: int
     tlvs: str | None
     fragment_ids: tuple[int, ...] = ()
-    retry: ClassVar[bool] = True
+    fragment: FragmentSeen | None = None
+    fragment_keys: tuple[str, ...] = ()
+    received_at: float | None = None  # when the completing part came (votes' time)
+
+    @property
+    def retry(self) -> bool:
+        """With its completing part, the SMSC redelivers what is not kept; without
+        one, the parts are kept already and only the message is to be written."""
+        return self.fragment is None
 
     def __post_init__(self) -> None:
         _cut(self, source=ADDRESS_LENGTH, destination=ADDRESS_LENGTH)

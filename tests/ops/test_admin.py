@@ -160,10 +160,16 @@ def test_topup_next_to_a_running_daemon_loses_nothing(smsc: Any, tmp_path: Path)
 
     try:
         daemon.start()
+        # Messages before, during and after the top-ups, so they surely overlap.
+        accepted = post_many(http_port, [f"charge {i}" for i in range(300)], connections=10)
         worker = threading.Thread(target=top_up)
         worker.start()
-        accepted = post_many(http_port, [f"charge {i}" for i in range(1500)], connections=10)
+        while worker.is_alive() and len(accepted) < 60_000:
+            accepted.update(post_many(http_port, [f"charge {len(accepted) + i}"
+                                                  for i in range(300)], connections=10))
         worker.join(120)
+        accepted.update(post_many(http_port, [f"charge {len(accepted) + i}" for i in range(300)],
+                                  connections=10))
     finally:
         daemon.stop()
     assert [t.returncode for t in topups] == [0] * 5, [t.stderr for t in topups]
@@ -172,7 +178,7 @@ def test_topup_next_to_a_running_daemon_loses_nothing(smsc: Any, tmp_path: Path)
     ((credited, entries),) = query(db, "SELECT sum(points), count(*) FROM ledger_entries")
     print(f"\n{len(accepted)} messages accepted, {entries} top-ups while sending; balance "
           f"{balance} = {initial} + {credited} - {charged}")
-    assert len(accepted) == 1500 and entries == 5 and credited == 5000
+    assert len(accepted) >= 900 and entries == 5 and credited == 5000
     assert balance == initial + credited - charged
     # The top-ups did overlap the charging (else this test proves nothing).
     ((overlapping,),) = query(db, "SELECT count(*) FROM ledger_entries WHERE created_at "

@@ -1,13 +1,13 @@
 """resent parts' other ids, learnt receipt id readings, receipts waiting for one
 
 Revision ID: 0009
-Revises: 0003
+Revises: 0006
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0003'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
