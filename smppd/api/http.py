@@ -9,16 +9,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from ..ratelog import RateLimitedLog
+from ..store.writer import WriterStopped
 from . import forms, validation
-from .server import HttpFactory, HttpRequest, HttpResponse
+from .lockout import AuthLockout
+from .server import HttpFactory, HttpLimits, HttpRequest, HttpResponse
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
@@ -68,17 +74,42 @@ def _json(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = No
 
 
 def _error(exc: ApiError) -> HttpResponse:
-    headers = [(b"WWW-Authenticate", b'Bearer realm="smppd"')] if exc.status == 401 else None
+    headers = []
+    if exc.status == 401:
+        headers.append((b"WWW-Authenticate", b'Bearer realm="smppd"'))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"Retry-After", b"%d" % retry_after))
     return _json(exc.status, exc.body(), headers)
+
+
+class LockedOut(ApiError):
+    """Too many failed authentications from this address: 429 with Retry-After."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(429, f"too many failed authentications from this address; retry "
+                         f"in {retry_after} s")
+        self.retry_after = retry_after
+
+
+# Failures that mean "the store cannot answer now" (503, retry later). Anything else
+# escaping a handler is a bug: 500, with the traceback in the log.
+STORE_FAILURES: tuple[type[BaseException], ...] = (
+    SQLAlchemyError, WriterStopped, OSError, defer.CancelledError)
 
 
 class Api:
     def __init__(self, app: Application, tokens: dict[bytes, Account], max_body: int,
-                 max_job_body: int | None = None) -> None:
+                 max_job_body: int | None = None, lockout: AuthLockout | None = None,
+                 clock: Any = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.app = app
         self.tokens = tokens  # sha256(token) -> account: no token kept in clear here
         self.max_body = max_body
         self.max_job_body = max_job_body or max_body
+        self.lockout = lockout or AuthLockout(clock)
+        self.auth_log = RateLimitedLog(log, clock, burst=5, interval=60.0)
 
     def handle(self, request: HttpRequest) -> HttpResponse | defer.Deferred[HttpResponse]:
         try:
@@ -91,49 +122,54 @@ class Api:
         return result
 
     def _route(self, request: HttpRequest) -> Any:
-        path = request.path.rstrip("/") or "/"
+        """Routes on the path's segments, each decoded on its own: /v1/messages/a%2Fb
+        asks for the message "a/b", it is not a path of four segments."""
+        segments = request.segments
         method = request.method
-        if path == "/healthz":
-            return _json(200, {"status": "ok"})
-        if path == "/readyz":
-            ready, detail = self.app.readiness()
-            return _json(200 if ready else 503, detail)
-        if path == "/metrics":
-            return HttpResponse(200, generate_latest(self.app.metrics.registry),
-                                CONTENT_TYPE_LATEST.encode())
-        if not path.startswith("/v1/"):
+        if len(segments) == 1:
+            if segments[0] == "healthz":
+                return _json(200, {"status": "ok"})
+            if segments[0] == "readyz":
+                ready, detail = self.app.readiness()
+                return _json(200 if ready else 503, detail)
+            if segments[0] == "metrics":
+                return HttpResponse(200, generate_latest(self.app.metrics.registry),
+                                    CONTENT_TYPE_LATEST.encode())
+        if not segments or segments[0] != "v1":
             raise ApiError(404, "no such path")
         account = self._authenticate(request)
+        resource = segments[1:]
         if request.too_large:
-            limit = self.max_job_body if path.startswith("/v1/jobs") else self.max_body
+            limit = self.max_job_body if resource[:1] == ("jobs",) else self.max_body
             raise ApiError(413, f"the body is larger than {limit} bytes")
-        if path == "/v1/messages":
+        if resource == ("messages",):
             if method == b"POST":
                 return self._send(request, account)
             if method == b"GET":
                 return self._list(request, account)
             raise ApiError(405, "use GET or POST")
-        if path.startswith("/v1/messages/"):
+        if len(resource) == 2 and resource[0] == "messages":
             if method != b"GET":
                 raise ApiError(405, "use GET")
-            return self.app.get_message(account, path[len("/v1/messages/"):]).addCallback(
+            return self.app.get_message(account, resource[1]).addCallback(
                 lambda found: found if found is not None
                 else ApiError(404, "no such message", "id"))
-        if path == "/v1/jobs":
+        if resource == ("jobs",):
             if method != b"POST":
                 raise ApiError(405, "use POST")
             # Parsed on the pool thread with the rows: a 30 MB JSON body would hold
             # the reactor for a third of a second.
             return self.app.create_job(account, lambda: self._job_body(request)).addCallback(
                 lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
-        if path.startswith("/v1/jobs/"):
-            job_id, _, action = path[len("/v1/jobs/"):].partition("/")
-            if not action:
+        if len(resource) in (2, 3) and resource[0] == "jobs":
+            job_id = resource[1]
+            if len(resource) == 2:
                 if method != b"GET":
                     raise ApiError(405, "use GET")
                 return self.app.get_job(account, job_id).addCallback(
                     lambda found: found if found is not None
                     else ApiError(404, "no such job", "id"))
+            action = resource[2]
             if action not in ("pause", "resume", "stop"):
                 raise ApiError(404, "no such path (pause, resume or stop)")
             if method != b"POST":
@@ -141,7 +177,7 @@ class Api:
             return self.app.job_action(account, job_id, action).addCallback(
                 lambda found: found if found is not None
                 else ApiError(404, "no such job", "id"))
-        if path == "/v1/account":
+        if resource == ("account",):
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})
         raise ApiError(404, "no such path")
@@ -159,13 +195,30 @@ class Api:
         return validation.job(fields, forms.csv_rows(parts["file"]))
 
     def _authenticate(self, request: HttpRequest) -> Account:
-        scheme, _, token = request.headers.get(b"authorization", b"").partition(b" ")
+        wait = self.lockout.retry_after(request.peer)
+        if wait is not None:  # the token is not even looked at
+            raise LockedOut(wait)
+        header = request.headers.get(b"authorization")
+        scheme, _, token = (header or b"").partition(b" ")
         account = None
         if scheme.lower() == b"bearer" and token:
             account = self.tokens.get(token_digest(token.strip()))
         if account is None:
+            if header is not None:  # a credential was offered, and it was wrong
+                self._auth_failed(request)
             raise ApiError(401, "a valid Authorization: Bearer token is required")
         return account
+
+    def _auth_failed(self, request: HttpRequest) -> None:
+        """Counted against the address; logged rate-limited, never with the token."""
+        count = self.lockout.failed(request.peer)
+        self.auth_log.warning("api-auth", "api: authentication failed from %s (%s %s), "
+                              "%d in the last %g s", request.peer, request.method.decode(),
+                              request.path[:100], count, self.lockout.window)
+        if self.lockout.locked(request.peer):
+            self.auth_log.warning("api-auth-lockout", "api: %s is refused (429) after %d "
+                                  "failed authentications in %g s", request.peer, count,
+                                  self.lockout.window)
 
     def _send(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
         try:
@@ -198,11 +251,49 @@ class Api:
     def _failed(failure: Failure, request: HttpRequest) -> HttpResponse:
         if failure.check(ApiError):
             return _error(failure.value)
+        if failure.check(*STORE_FAILURES):
+            log.error("API %s %s failed: %s", request.method.decode(), request.path,
+                      failure.getErrorMessage())
+            return _error(ApiError(503, "the store is unavailable; retry later"))
         log.error("API %s %s failed: %s", request.method.decode(), request.path,
-                  failure.getErrorMessage())
-        return _error(ApiError(503, "the store is unavailable; retry later"))
+                  failure.getTraceback())
+        return _json(500, {"error": "internal error"})
 
 
-def make_factory(app: Application, tokens: dict[bytes, Account], max_body: int,
-                 max_job_body: int | None = None) -> HttpFactory:
-    return HttpFactory(Api(app, tokens, max_body, max_job_body).handle, max_body, max_job_body)
+def make_factory(app: Application, tokens: dict[bytes, Account], limits: HttpLimits,
+                 lockout: AuthLockout | None = None, clock: Any = None) -> HttpFactory:
+    """The HTTP listener's factory, its API, and their counts in /metrics."""
+    api = Api(app, tokens, limits.max_body, limits.max_job_body, lockout, clock)
+    factory = HttpFactory(api.handle, limits, clock)
+    app.metrics.registry.register(HttpCollector(factory, api.lockout))
+    return factory
+
+
+class HttpCollector(Collector):
+    """Connection and authentication counts, read at scrape time."""
+
+    def __init__(self, factory: HttpFactory, lockout: AuthLockout) -> None:
+        self.factory = factory
+        self.lockout = lockout
+
+    def collect(self) -> Iterable[Any]:
+        stats = self.factory.stats
+        yield GaugeMetricFamily("smppd_http_connections", "Open HTTP connections",
+                                value=len(self.factory.connections))
+        yield CounterMetricFamily("smppd_http_connections_refused_total",
+                                  "Connections answered 503 at http.max_connections",
+                                  value=stats.refused)
+        yield CounterMetricFamily("smppd_http_connections_evicted_total",
+                                  "Idle connections closed to make room for new ones",
+                                  value=stats.evicted)
+        closed = CounterMetricFamily("smppd_http_timeouts_total",
+                                     "Connections closed by a timeout", labels=["kind"])
+        for kind in ("idle_timeout", "header_timeout", "body_timeout", "send_timeout"):
+            closed.add_metric([kind], stats.closed.get(kind, 0))
+        yield closed
+        yield CounterMetricFamily("smppd_api_auth_failures_total",
+                                  "Requests with a wrong credential",
+                                  value=self.lockout.failures_total)
+        yield CounterMetricFamily("smppd_api_auth_throttled_total",
+                                  "Requests answered 429 after too many failures",
+                                  value=self.lockout.refused_total)

@@ -20,6 +20,8 @@ from twisted.python.threadpool import ThreadPool
 from .. import status as st
 from ..api import validation
 from ..api.http import Account, make_factory, token_digest
+from ..api.lockout import AuthLockout
+from ..api.server import HttpLimits, ensure_descriptors
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..ids import new_id
@@ -47,6 +49,13 @@ def connector_config(smsc: SmscSettings) -> ConnectorConfig:
                             window=smsc.window, response_timeout=smsc.response_timeout,
                             enquire_link_interval=smsc.enquire_link_interval)
     return ConnectorConfig(smsc.name, smsc.host, smsc.port, session, smsc.bind, tls)
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    http = settings.http
+    return HttpLimits(settings.max_body_bytes, settings.max_job_body_bytes, http.idle_timeout,
+                      http.header_timeout, http.body_timeout, http.body_min_rate,
+                      http.max_connections, http.max_pipelined)
 
 
 class Daemon:
@@ -99,8 +108,12 @@ class Daemon:
             self._add_connector(smsc)
         self.dispatcher.refill()
         yield self.jobs.restore()
-        factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
-                               self.settings.max_job_body_bytes)
+        factory = make_factory(self, self.tokens, http_limits(self.settings),
+                               AuthLockout(self.reactor, self.settings.http.auth_failures,
+                                           self.settings.http.auth_window), self.reactor)
+        warning = ensure_descriptors(self.settings.http.max_connections)
+        if warning:
+            log.warning("http: %s", warning)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
