@@ -38,7 +38,9 @@ from urllib.parse import parse_qs, unquote
 
 import httptools
 from twisted.internet import defer
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
 
 from ..ratelog import RateLimitedLog
 
@@ -57,7 +59,13 @@ FEED_BYTES = 8 * 1024
 # 503 is not destroyed by a reset; at most this many at once, then closed at once.
 REFUSAL_LINGER = 1.0
 MAX_LINGERING_REFUSALS = 256
-FD_MARGIN = 128  # descriptors beyond the HTTP connections: store, SMSCs, logs, pipes
+# After a last answer and our FIN, how long the client has to close its side.
+LINGER_SECONDS = 2.0
+FD_MARGIN = 128
+# Twisted's default of 50 pending connections drops SYNs under a burst of connects,
+# and each dropped SYN costs its client a 1 s retransmission (the kernel caps this
+# at net.core.somaxconn).
+LISTEN_BACKLOG = 1024  # descriptors beyond the HTTP connections: store, SMSCs, logs, pipes
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +145,14 @@ class _Slot:
         self.response = response
 
 
+QUIET, LINGER, ABORT = "quiet", "linger", "abort"  # ways to close
+
 # Timer phases: what the connection is waiting for, hence which deadline applies.
 _FRESH, _IDLE, _HEAD, _BODY, _SEND, _CLOSING, _BUSY = (
     "fresh", "idle", "head", "body", "send", "closing", "busy")
 
 
+@implementer(IHalfCloseableProtocol)
 class HttpProtocol(Protocol):
     def __init__(self, handler: Handler, limits: HttpLimits, clock: Any,
                  factory: HttpFactory | None = None) -> None:
@@ -160,6 +171,8 @@ class HttpProtocol(Protocol):
         self.reading_paused = False
         self.answered = 0
         self._producing = False
+        self._eof = False  # the client sent FIN
+        self._write_closed = False  # we sent FIN after our last answer
         self._feeding = False
         self._dispatching = False
         self._in_message = False
@@ -262,7 +275,7 @@ class HttpProtocol(Protocol):
         keep reading (and dropping) once input is done, so that the close is clean."""
         pause = not (self.closing or self.input_done) and (bool(self.unparsed)
                                                             or self._blocked())
-        if pause == self.reading_paused or self.transport is None:
+        if pause == self.reading_paused or self.transport is None or self._eof:
             return
         self.reading_paused = pause
         if pause:
@@ -281,6 +294,7 @@ class HttpProtocol(Protocol):
         if self.unparsed and not self._feeding and not self._blocked():
             data, self.unparsed = self.unparsed, b""
             self._feed(data)
+        self._end_of_input()
         self._update_reading()
         self._update_timer()
 
@@ -368,7 +382,7 @@ class HttpProtocol(Protocol):
         elif self.pending:
             self.pending[-1].keep_alive = False
         else:
-            self._close()
+            self._close(LINGER)
 
     # Handling ------------------------------------------------------------------------
 
@@ -425,18 +439,22 @@ class HttpProtocol(Protocol):
             self._write(slot.response, slot.keep_alive)
             self.answered += 1
             if not slot.keep_alive:
-                self._close()
+                self._close(LINGER)
                 return
         if self.input_done and not self.pending and not self.waiting:
-            self._close()
+            self._close(LINGER if self.answered else QUIET)
 
     def _write(self, response: HttpResponse | None, keep_alive: bool) -> None:
         if self.transport is None or response is None:
             return
         self.transport.write(render(response, keep_alive))
 
-    def _close(self, abort: bool = False) -> None:
-        if self.closing and not abort:
+    def _close(self, how: str = "quiet") -> None:
+        """QUIET: nothing is owed (idle): close now. LINGER: after a last answer, send
+        it and a FIN but keep reading a moment, because closing with the client's
+        bytes unread makes the kernel send a reset, and the client then loses the
+        answer (a slowloris still sending gets its 408). ABORT: drop everything."""
+        if self.closing and how != ABORT:
             return
         self.closing = True
         self.pending.clear()
@@ -448,15 +466,43 @@ class HttpProtocol(Protocol):
         if self._producing:
             self._producing = False
             self.transport.unregisterProducer()
-        if abort:
+        if how == ABORT:
             self.transport.abortConnection()
+            return
+        if how == LINGER and not self._eof:
+            self.transport.resumeProducing()  # read (and drop) until the client closes
+            self.transport.loseWriteConnection()
         else:
             self.transport.loseConnection()
-            self._update_timer()
+        self._update_timer()
 
     def evict(self) -> None:
         """Closed to make room for a new connection (it was idle)."""
         self._close()
+
+    # Half-close (IHalfCloseableProtocol) --------------------------------------------
+
+    def readConnectionLost(self) -> None:
+        """The client sent FIN: it will send nothing more, but may still read. What
+        it asked is answered, then the connection closes."""
+        if self._eof:
+            return
+        self._eof = True
+        if self.closing:
+            self.transport.loseConnection()  # we were lingering for exactly this
+            return
+        self._end_of_input()
+
+    def _end_of_input(self) -> None:
+        if self._eof and not self.unparsed and not self.input_done:
+            self.input_done = True  # a request cut off by the FIN is dropped
+            self._flush()
+
+    def writeConnectionLost(self) -> None:
+        """Our FIN went out after the last answer: linger only briefly for the
+        client's FIN before letting the descriptor go."""
+        self._write_closed = True
+        self._set_deadline(self.clock.seconds() + LINGER_SECONDS)
 
     # Timeouts ------------------------------------------------------------------------
 
@@ -527,7 +573,7 @@ class HttpProtocol(Protocol):
         self._timed_out(phase)
 
     def _timed_out(self, phase: str) -> None:
-        if self.owner is not None:
+        if self.owner is not None and not (phase == _CLOSING and self._write_closed):
             self.owner.stats.close({_HEAD: "header_timeout", _BODY: "body_timeout",
                                     _SEND: "send_timeout", _CLOSING: "send_timeout"}
                                    .get(phase, "idle_timeout"))
@@ -535,9 +581,9 @@ class HttpProtocol(Protocol):
             what = "request head" if phase == _HEAD else "request body"
             self._fail(408, f"the {what} did not arrive in time")
         elif phase in (_SEND, _CLOSING):
-            self._close(abort=True)  # the client reads nothing: its answers are dropped
+            self._close(ABORT)  # it reads nothing, or lingers: answers and all dropped
         else:
-            self._close()
+            self._close(QUIET)
 
 
 def render(response: HttpResponse, keep_alive: bool) -> bytes:

@@ -21,7 +21,7 @@ from .. import status as st
 from ..api import validation
 from ..api.http import Account, make_factory, token_digest
 from ..api.lockout import AuthLockout
-from ..api.server import HttpLimits, ensure_descriptors
+from ..api.server import LISTEN_BACKLOG, HttpLimits, ensure_descriptors
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..ids import new_id
@@ -115,6 +115,7 @@ class Daemon:
         if warning:
             log.warning("http: %s", warning)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
+                                           backlog=LISTEN_BACKLOG,
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
         self._expiry.start(60.0, now=False)

@@ -52,22 +52,32 @@ class Handler:
             d.callback(None)
 
 
+class Transport(StringTransport):
+    """A StringTransport that can half-close, as TCP can."""
+
+    write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+        self.disconnecting = True
+
+
 def connect(handler: Any, clock: Clock, limits: HttpLimits = LIMITS,
-            factory: HttpFactory | None = None) -> tuple[HttpProtocol, StringTransport]:
+            factory: HttpFactory | None = None) -> tuple[HttpProtocol, Transport]:
     if factory is not None:
         protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
     else:
         protocol = HttpProtocol(handler, limits, clock)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 5555))
+    transport = Transport(peerAddress=IPv4Address("TCP", "10.0.0.1", 5555))
     protocol.makeConnection(transport)
     return protocol, transport
 
 
-def statuses(transport: StringTransport) -> list[bytes]:
+def statuses(transport: Transport) -> list[bytes]:
     return re.findall(rb"HTTP/1\.1 (\d{3}) ", transport.value())
 
 
-def lost(protocol: Any, transport: StringTransport) -> None:
+def lost(protocol: Any, transport: Transport) -> None:
     """What the reactor does after loseConnection: tell the protocol."""
     assert transport.disconnecting
     protocol.connectionLost(None)
@@ -250,8 +260,7 @@ def test_at_the_cap_with_nothing_idle_a_newcomer_gets_a_clear_503() -> None:
         protocol, _ = connect(handler, clock, factory=factory)
         protocol.dataReceived(b"GET /x HTTP/1.1\r\n")  # every one mid-request
     refused = factory.buildProtocol(IPv4Address("TCP", "10.0.0.9", 1))
-    transport = StringTransport()
-    transport.loseWriteConnection = lambda: None  # type: ignore[attr-defined]
+    transport = Transport()
     refused.makeConnection(transport)
     answer = transport.value()
     assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
@@ -277,3 +286,31 @@ def test_closed_connections_leave_the_books(closes: str) -> None:
     assert not factory.idle and not factory.connections
     assert clock.getDelayedCalls() == [] or all(not c.active()
                                                 for c in clock.getDelayedCalls())
+
+
+def test_after_a_last_answer_the_server_lingers_reading_then_lets_go() -> None:
+    """A client still sending when it is answered (a slowloris, a pipeliner) must
+    get its answer: the write side closes first, reading goes on (dropped) until
+    the client closes, or for a moment."""
+    clock, handler = Clock(), Handler(deferred=False)
+    protocol, transport = connect(handler, clock)
+    protocol.dataReceived(b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert transport.write_closed and statuses(transport) == [b"200"]
+    protocol.dataReceived(b"more bytes the client had in flight")
+    assert len(handler.requests) == 1
+    protocol.writeConnectionLost()  # the transport flushed the answer and sent FIN
+    clock.advance(1.9)
+    assert not transport.disconnected
+    clock.advance(0.1)
+    assert transport.disconnected  # aborted: a client that never closes keeps nothing
+
+
+def test_a_client_fin_after_its_request_still_gets_the_answer() -> None:
+    clock, handler = Clock(), Handler()
+    protocol, transport = connect(handler, clock)
+    protocol.dataReceived(GET + GET)
+    protocol.readConnectionLost()  # e.g. `printf ... | nc -N`
+    assert not transport.disconnecting
+    handler.answer_all()
+    assert statuses(transport) == [b"200", b"200"]
+    assert transport.disconnecting and not transport.write_closed  # a plain close now
