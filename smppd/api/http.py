@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,8 +21,9 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from ..ratelog import RateLimitedLog
+from ..store.idempotency import Claim, Stored
 from ..store.writer import WriterStopped
-from . import forms, validation
+from . import forms, idempotency, validation
 from .lockout import AuthLockout
 from .server import HttpFactory, HttpLimits, HttpRequest, HttpResponse
 from .validation import ApiError
@@ -42,7 +43,10 @@ class Application(Protocol):
     metrics: Any
 
     def accept_message(self, account: Account, message: validation.ValidMessage,
-                       ) -> defer.Deferred[dict[str, Any]]: ...
+                       claim: Claim | None = None) -> defer.Deferred[Any]: ...
+
+    def find_idempotency_key(self, account: Account, key: str,
+                             ) -> defer.Deferred[Stored | None]: ...
 
     def get_message(self, account: Account, message_id: str) -> defer.Deferred[Any]: ...
 
@@ -52,7 +56,7 @@ class Application(Protocol):
     def get_balance(self, account: Account) -> defer.Deferred[Any]: ...
 
     def create_job(self, account: Account, read_job: Callable[[], validation.ValidJob],
-                   ) -> defer.Deferred[dict[str, Any]]: ...
+                   key: str | None = None) -> defer.Deferred[Any]: ...
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]: ...
 
@@ -109,6 +113,7 @@ class Api:
         self.max_body = max_body
         self.max_job_body = max_job_body or max_body
         self.lockout = lockout or AuthLockout(clock)
+        self.in_progress = idempotency.InProgress()
         self.auth_log = RateLimitedLog(log, clock, burst=5, interval=60.0)
 
     def handle(self, request: HttpRequest) -> HttpResponse | defer.Deferred[HttpResponse]:
@@ -157,10 +162,7 @@ class Api:
         if resource == ("jobs",):
             if method != b"POST":
                 raise ApiError(405, "use POST")
-            # Parsed on the pool thread with the rows: a 30 MB JSON body would hold
-            # the reactor for a third of a second.
-            return self.app.create_job(account, lambda: self._job_body(request)).addCallback(
-                lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
+            return self._create_job(request, account)
         if len(resource) in (2, 3) and resource[0] == "jobs":
             job_id = resource[1]
             if len(resource) == 2:
@@ -182,17 +184,46 @@ class Api:
                 lambda balance: {"name": account.name, "balance": balance})
         raise ApiError(404, "no such path")
 
+    def _create_job(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
+        # Parsed on the pool thread with the rows: a 30 MB JSON body would hold the
+        # reactor for a third of a second. The fingerprint for an Idempotency-Key is
+        # made there too, and read here once the job (or a kept answer) is back.
+        key = idempotency.key_of(request)
+        made: dict[str, str | None] = {}
+
+        def read() -> validation.ValidJob:
+            job = self._job_body(request, fingerprinted=key is not None)
+            made["fingerprint"] = job.fingerprint
+            return job
+
+        def created(result: Any) -> HttpResponse:
+            if isinstance(result, Stored):
+                return idempotency.answer(result, made.get("fingerprint"))
+            return HttpResponse(201, idempotency.json_body(result))
+
+        def work() -> defer.Deferred[Any]:
+            return self.app.create_job(account, read, key).addCallback(created)
+
+        return work() if key is None else self.in_progress.run(account.id, key, work)
+
     @staticmethod
-    def _job_body(request: HttpRequest) -> validation.ValidJob:
+    def _job_body(request: HttpRequest, fingerprinted: bool = False) -> validation.ValidJob:
         content_type = request.headers.get(b"content-type", b"")
         if not forms.is_multipart(content_type):
-            return validation.job(validation.parse_json_object(request.body))
+            data = validation.parse_json_object(request.body)
+            job = validation.job(data)
+            if fingerprinted:
+                job = replace(job, fingerprint=idempotency.fingerprint("POST /v1/jobs", data))
+            return job
         parts = forms.parse_multipart(request.body, content_type)
         request.body = b""  # the parts are copies: do not hold the upload twice
         if "file" not in parts:
             raise ApiError(400, "missing the CSV file part", "file")
         fields = {name: forms.form_text(parts, name) for name in parts if name != "file"}
-        return validation.job(fields, forms.csv_rows(parts["file"]))
+        job = validation.job(fields, forms.csv_rows(parts["file"]))
+        if fingerprinted:
+            job = replace(job, fingerprint=idempotency.form_fingerprint("POST /v1/jobs", parts))
+        return job
 
     def _authenticate(self, request: HttpRequest) -> Account:
         wait = self.lockout.retry_after(request.peer)
@@ -221,13 +252,33 @@ class Api:
                                   self.lockout.window)
 
     def _send(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
+        counter = self.app.metrics.api_messages
         try:
-            message = validation.message(validation.parse_json_object(request.body))
+            data = validation.parse_json_object(request.body)
+            message = validation.message(data)
+            key = idempotency.key_of(request)
         except ApiError:
-            self.app.metrics.api_messages.labels("invalid").inc()
+            counter.labels("invalid").inc()
             raise
-        return self.app.accept_message(account, message).addCallback(
-            lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
+        if key is None:
+            return self.app.accept_message(account, message).addCallback(self._accepted)
+        fingerprint = idempotency.fingerprint("POST /v1/messages", data)
+
+        def found(stored: Stored | None) -> Any:
+            if stored is None:
+                return self.app.accept_message(account, message, Claim(
+                    account.id, key, fingerprint)).addCallback(self._accepted, fingerprint)
+            counter.labels("replayed").inc()
+            return idempotency.answer(stored, fingerprint)
+
+        return self.in_progress.run(account.id, key, lambda: self.app.find_idempotency_key(
+            account, key).addCallback(found))
+
+    @staticmethod
+    def _accepted(result: Any, fingerprint: str | None = None) -> HttpResponse:
+        if isinstance(result, Stored):  # a retry elsewhere committed first: its answer
+            return idempotency.answer(result, fingerprint)
+        return HttpResponse(201, idempotency.json_body(result))
 
     def _list(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
         args = {}

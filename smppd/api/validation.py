@@ -313,6 +313,7 @@ class ValidJob:
     recipients: Any  # Iterable[(row number, number or {"to", fields...})]
     start_at: float | None
     throughput: float | None
+    fingerprint: str | None = None  # of the request, when it has an Idempotency-Key
 
 
 def job(data: dict[str, Any], rows: Any = None) -> ValidJob:

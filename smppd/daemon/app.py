@@ -20,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from .. import status as st
 from ..api import validation
 from ..api.http import Account, make_factory, token_digest
+from ..api.idempotency import json_body
 from ..api.lockout import AuthLockout
 from ..api.server import LISTEN_BACKLOG, HttpLimits, ensure_descriptors
 from ..api.validation import ApiError, ValidMessage
@@ -29,7 +30,7 @@ from ..protocol.connector import Connector, ConnectorConfig, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
 from ..protocol.segmentation import ConcatReferences
 from ..protocol.session import SessionConfig
-from ..store import database, queries
+from ..store import database, idempotency, queries
 from ..store import operations as ops
 from ..store.batch import BatchApplier, params_json
 from ..store.queries import QueuedMessage
@@ -155,7 +156,8 @@ class Daemon:
         self.listener.add_fragment(row.smsc, fragment, row.id)
 
     def _purge(self) -> None:
-        """Hourly: receipts that waited a week for a message that never came."""
+        """Hourly: receipts that waited a week for a message that never came, and
+        idempotency keys past their 24 h."""
 
         def done(purged: int) -> None:
             if purged:
@@ -165,6 +167,9 @@ class Daemon:
         self.writer.put(ops.PurgePending(PENDING_RECEIPT_DAYS * 86400.0)).addCallbacks(
             done, lambda failure: log.error("store: purge failed: %s",
                                             failure.getErrorMessage()))
+        self.writer.put(idempotency.PurgeKeys()).addErrback(  # Idempotency-Keys past 24 h
+            lambda failure: log.error("store: purge of idempotency keys failed: %s",
+                                      failure.getErrorMessage()))
 
     @property
     def http_port(self) -> int:
@@ -186,7 +191,8 @@ class Daemon:
 
     # What the API calls ----------------------------------------------------------------
 
-    def accept_message(self, account: Account, message: ValidMessage) -> defer.Deferred[Any]:
+    def accept_message(self, account: Account, message: ValidMessage,
+                       claim: idempotency.Claim | None = None) -> defer.Deferred[Any]:
         if not self.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry on another "
                                             "instance or later"))
@@ -201,19 +207,26 @@ class Daemon:
         message_id = new_id()
         reference = self.references.next(message.recipient) if info.parts > 1 else 0
         smsc = None if route == "*" else route
+        answer = {"id": message_id, "status": st.QUEUED, "parts": info.parts,
+                  "encoding": info.encoding.value, "points": points}
+        if claim is not None:  # the answer is kept with the message, in its transaction
+            claim = replace(claim, response=json_body(answer).decode())
         op = ops.Accept(account.id, message_id, message.sender, message.recipient,
                         message.country, message.text, info.encoding.value, info.parts, points,
-                        reference, smsc, message.ref_id, params_json(message.params), now)
+                        reference, smsc, message.ref_id, params_json(message.params), now,
+                        idempotency=claim)
         counter = self.metrics.api_messages
 
-        def stored(_: Any) -> dict[str, Any]:
+        def stored(result: Any) -> Any:
+            if isinstance(result, idempotency.Stored):
+                counter.labels("replayed").inc()
+                return result  # the same key was committed first by another instance
             counter.labels("accepted").inc()
             self.dispatcher.accepted(QueuedMessage(
                 message_id, message.sender, message.recipient, message.text,
                 info.encoding.value, info.parts, reference, smsc,
                 tuple(range(1, info.parts + 1))))
-            return {"id": message_id, "status": st.QUEUED, "parts": info.parts,
-                    "encoding": info.encoding.value, "points": points}
+            return answer
 
         def refused(failure: Any) -> Any:
             if failure.check(ops.InsufficientBalance):
@@ -243,8 +256,12 @@ class Daemon:
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
         return self._read(queries.balance, account.id)
 
-    def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
-        return self.jobs.create(account, read_job)
+    def create_job(self, account: Account, read_job: Any,
+                   key: str | None = None) -> defer.Deferred[Any]:
+        return self.jobs.create(account, read_job, key)
+
+    def find_idempotency_key(self, account: Account, key: str) -> defer.Deferred[Any]:
+        return self._read(idempotency.lookup, account.id, key)
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
         return self.jobs.get(account, job_id)

@@ -20,11 +20,12 @@ from twisted.internet.threads import blockingCallFromThread
 
 from ..api import validation
 from ..api.http import Account
+from ..api.idempotency import json_body
 from ..api.validation import ApiError, ValidJob
 from ..ids import new_id
 from ..protocol.segmentation import ConcatReferences
+from ..store import idempotency, queries
 from ..store import operations as ops
-from ..store import queries
 from .dispatcher import DEFAULT_ROUTE, NO_ROUTE, JobFeeder
 
 log = logging.getLogger("smppd.jobs")
@@ -88,16 +89,22 @@ class JobManager:
 
     # Creation --------------------------------------------------------------------------
 
-    def create(self, account: Account,
-               read_job: Callable[[], ValidJob]) -> defer.Deferred[Any]:
+    def create(self, account: Account, read_job: Callable[[], ValidJob],
+               key: str | None = None) -> defer.Deferred[Any]:
         """`read_job` parses and checks the request body; it runs on the pool thread
-        with the rows, not on the reactor."""
+        with the rows, not on the reactor. With an Idempotency-Key `key`, the result
+        may be the answer kept for it (an idempotency.Stored) instead of a new job."""
         if not self.daemon.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry later"))
-        return self.daemon._in_thread(lambda: self._build(account, read_job())).addCallback(
-            self._created, account)
+        return self.daemon._in_thread(
+            lambda: self._build(account, read_job(), key)).addCallback(self._created, account)
 
-    def _build(self, account: Account, job: ValidJob) -> dict[str, Any]:
+    def _kept_answer(self, account: Account, key: str) -> Any:
+        """On the pool thread: the answer kept for this key, if any."""
+        with self.daemon.engine.connect() as conn:
+            return idempotency.lookup(conn, account.id, key)
+
+    def _build(self, account: Account, job: ValidJob, key: str | None = None) -> Any:
         """On a pool thread: check, render and price the rows as they come, and write
         them a batch at a time, each batch waiting for the previous commit. A bad row
         is reported with its number and skipped. Without the points for a batch, or
@@ -109,6 +116,10 @@ class JobManager:
         errors: list[dict[str, Any]] = []
         counts = {"messages": 0, "rejected": 0, "points": 0, "batches": 0}
         state = SCHEDULED if job.start_at is not None and job.start_at > now else RUNNING
+        if key is not None:
+            kept = self._kept_answer(account, key)
+            if kept is not None:
+                return kept
 
         def put(op: Any) -> Any:
             return blockingCallFromThread(self.reactor, self.daemon.writer.put, op)
@@ -149,8 +160,16 @@ class JobManager:
                                "recipients")
             if batch:
                 flush()
-            put(ops.FinishJob(job_id, state, counts["rejected"],
-                              json.dumps(errors) if errors else None))
+            summary = {"id": job_id, "state": state, "messages": counts["messages"],
+                       "points": counts["points"], "rejected_rows": counts["rejected"],
+                       "row_errors": errors}
+            claim = None if key is None else idempotency.Claim(
+                account.id, key, job.fingerprint or "", 201, json_body(summary).decode())
+            finished = put(ops.FinishJob(job_id, state, counts["rejected"],
+                                         json.dumps(errors) if errors else None, claim))
+            if isinstance(finished, idempotency.Stored):
+                put(ops.AbortJob(job_id))  # a retry elsewhere made this job first
+                return finished
         except ops.InsufficientBalance as exc:
             put(ops.AbortJob(job_id))
             raise ApiError(402, f"insufficient balance for the job: {exc}; nothing was "
@@ -159,11 +178,11 @@ class JobManager:
             if counts["batches"]:
                 put(ops.AbortJob(job_id))
             raise
-        return {"id": job_id, "state": state, "messages": counts["messages"],
-                "points": counts["points"], "rejected_rows": counts["rejected"],
-                "row_errors": errors, "throughput": job.throughput, "start_at": job.start_at}
+        return dict(summary, throughput=job.throughput, start_at=job.start_at)
 
-    def _created(self, summary: dict[str, Any], account: Account) -> dict[str, Any]:
+    def _created(self, summary: Any, account: Account) -> Any:
+        if isinstance(summary, idempotency.Stored):
+            return summary
         log.info("job=%s created: %d messages, %d rows refused, state %s", summary["id"],
                  summary["messages"], summary["rejected_rows"], summary["state"])
         cap, start_at = summary.pop("throughput"), summary.pop("start_at")

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, select, tuple_, update
 
 from .. import status as st
+from . import idempotency
 from . import schema as t
 from .operations import (
     AbortJob,
@@ -242,6 +243,8 @@ class BatchApplier:
                                                             smsc, 0, [st.QUEUED] * parts))
         for index, op in by_kind.get(PurgePending, ()):
             results[index] = self._purge_pending(conn, op)
+        for index, op in by_kind.get(idempotency.PurgeKeys, ()):  # idempotency hook
+            results[index] = idempotency.purge(conn, op)
         for index, op in by_kind.get(FinishJob, ()):
             results[index] = self._finish_job(conn, op)
         for index, op in by_kind.get(AbortJob, ()):
@@ -295,6 +298,10 @@ class BatchApplier:
 
     def _accept(self, conn: Connection, items: list[tuple[int, Accept]],
                 results: list[Any]) -> None:
+        # Idempotency hook (smppd/store/idempotency.py): a key kept already answers
+        # instead of a second message; the keys of the rest are written below, in
+        # this same transaction as their messages.
+        items = idempotency.claimed(conn, items, results)
         balances = self._balances(conn, (op.account_id for _, op in items))
         charged: dict[int, int] = defaultdict(int)
         accepted = []
@@ -309,6 +316,7 @@ class BatchApplier:
             results[index] = op.message_id
         self._many(conn, "charge", [(points, account) for account, points in charged.items()])
         self._insert_messages(conn, accepted)
+        idempotency.record(conn, [op.idempotency for op in accepted if op.idempotency])
 
     def _ledger(self, conn: Connection, op: LedgerEntry) -> Any:
         balance = self._balances(conn, (op.account_id,)).get(op.account_id)
@@ -374,10 +382,16 @@ class BatchApplier:
         return purged
 
     def _finish_job(self, conn: Connection, op: FinishJob) -> Any:
+        # Idempotency hook: a key kept already (a racing retry) is the result; the
+        # caller then takes this job back. Otherwise the key is kept with the job.
+        results: list[Any] = [None]
+        if not idempotency.claimed(conn, [(0, op)], results):
+            return results[0]
         j = t.jobs.c
         conn.execute(update(t.jobs).where(j.id == op.job_id, j.state == "creating").values(
             state=op.state, rejected_rows=op.rejected_rows, row_errors=op.row_errors,
             updated_at=utc()))
+        idempotency.record(conn, [op.idempotency] if op.idempotency else [])
         return op.state
 
     def _abort_job(self, conn: Connection, op: AbortJob) -> Any:

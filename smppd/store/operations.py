@@ -26,6 +26,7 @@ class Accept:
     params: str | None
     created_at: float
     job_id: str | None = None
+    idempotency: Any = None  # smppd.store.idempotency.Claim: kept in the same transaction
     retry = False  # the HTTP client retries; the daemon must not hold its answer
 
 
@@ -165,6 +166,7 @@ class FinishJob:
     state: str
     rejected_rows: int
     row_errors: str | None
+    idempotency: Any = None  # smppd.store.idempotency.Claim: kept in the same transaction
     retry = False
 
 

@@ -190,3 +190,17 @@ inbound_messages = Table(
 )
 Index("ix_inbound_messages_destination", inbound_messages.c.destination,
       inbound_messages.c.received_at)
+
+# Idempotency-Key: the answer given to a POST that carried one, so that a retry with
+# the same key gets that answer instead of making a second message or job. Written
+# in the transaction that commits the message (or the job's last batch); kept 24 h.
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of what was asked
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),  # the JSON body answered
+    Column("created_at", DateTime, nullable=False),
+)
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
