@@ -114,7 +114,7 @@ class Daemon:
                                            self.settings.http.auth_window), self.reactor)
         warning = ensure_descriptors(self.settings.http.max_connections)
         if warning:
-            log.warning("http: %s", warning)
+            log.warning("%s", warning)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            backlog=LISTEN_BACKLOG,
                                            interface=self.settings.http_listen_host)

@@ -31,11 +31,16 @@ def run(path: str) -> int:
     logging.getLogger().setLevel(settings.log_level.upper())
     from twisted.internet import reactor, task
 
+    from ..twistedlog import AcceptFailures, install
+
+    bridge = install(reactor)  # Twisted's own events (accept failures...) into our log
+
     try:
         daemon = Daemon(settings, reactor)
     except DatabaseError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1
+    daemon.metrics.registry.register(AcceptFailures(bridge))
     outcome = {"code": 0}
 
     def started(_: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -60,12 +61,19 @@ class DaemonProcess:
         self.log = config.parent / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, timeout: float = 30.0, extra_env: dict[str, str] | None = None,
+              max_files: int | None = None) -> None:
+        """`max_files`: the process's limit on open files (RLIMIT_NOFILE), soft and hard."""
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
+
+        def limit_files() -> None:
+            if max_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "smppd.cli", "run", "--config", str(self.config)],
-                stdout=log, stderr=log, env=env)
+                stdout=log, stderr=log, env=env, preexec_fn=limit_files)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
