@@ -316,6 +316,7 @@ def make_factory(app: Application, tokens: dict[bytes, Account], limits: HttpLim
     """The HTTP listener's factory, its API, and their counts in /metrics."""
     api = Api(app, tokens, limits.max_body, limits.max_job_body, lockout, clock)
     factory = HttpFactory(api.handle, limits, clock)
+    factory.api = api  # for a reload of the limits
     app.metrics.registry.register(HttpCollector(factory, api.lockout))
     return factory
 

@@ -63,6 +63,8 @@ class AuthLockout:
         key = address_key(address)
         now = self.clock.seconds()
         times = self._failures.get(key)
+        if times is not None and times.maxlen != self.max_failures:  # changed by a reload
+            times = self._failures[key] = deque(times, maxlen=self.max_failures)
         if times is None:
             times = self._failures[key] = deque(maxlen=self.max_failures)
             if len(self._failures) > self.max_addresses:

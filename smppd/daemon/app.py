@@ -85,6 +85,7 @@ class Daemon:
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
+        self.lockout: AuthLockout | None = None
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
@@ -109,9 +110,10 @@ class Daemon:
             self._add_connector(smsc)
         self.dispatcher.refill()
         yield self.jobs.restore()
-        factory = make_factory(self, self.tokens, http_limits(self.settings),
-                               AuthLockout(self.reactor, self.settings.http.auth_failures,
-                                           self.settings.http.auth_window), self.reactor)
+        self.lockout = AuthLockout(self.reactor, self.settings.http.auth_failures,
+                                   self.settings.http.auth_window)
+        factory = make_factory(self, self.tokens, http_limits(self.settings), self.lockout,
+                               self.reactor)
         warning = ensure_descriptors(self.settings.http.max_connections)
         if warning:
             log.warning("%s", warning)
@@ -314,6 +316,7 @@ class Daemon:
             changes.append(f"smsc {name}: removed from the configuration; it stays bound "
                            "until restart")
         self.dispatcher.set_routes({r.prefix: r.smscs for r in settings.routes})
+        changes.extend(self._reload_http(settings))
         new_accounts = {a.name for a in settings.accounts} - set(self.accounts)
         self.settings = replace(settings, smscs=tuple(
             list(settings.smscs) + [self.dispatcher.channels[n].settings for n in removed]))
@@ -331,6 +334,22 @@ class Daemon:
         for change in changes:
             log.info("reload: %s", change)
         return changes
+
+    def _reload_http(self, settings: Settings) -> list[str]:
+        """The http: limits and timeouts: new connections get the new ones."""
+        if self.port is None:
+            return []
+        limits = http_limits(settings)
+        factory = self.port.factory
+        if limits == factory.limits and (self.lockout.max_failures, self.lockout.window) == (
+                settings.http.auth_failures, settings.http.auth_window):
+            return []
+        factory.limits = limits
+        factory.api.max_body, factory.api.max_job_body = limits.max_body, limits.max_job_body
+        self.lockout.max_failures = settings.http.auth_failures
+        self.lockout.window = settings.http.auth_window
+        warning = ensure_descriptors(limits.max_connections)
+        return ["http: limits updated (new connections)"] + ([warning] if warning else [])
 
     @defer.inlineCallbacks
     def stop(self, drain_timeout: float = 30.0) -> Any:

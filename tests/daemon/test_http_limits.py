@@ -258,3 +258,24 @@ def test_a_request_pipelined_after_connection_close_is_never_handled(
     assert _statuses(answer) == [201]
     _, page = running.client.request("GET", "/v1/messages")
     assert len(page["messages"]) == 1
+
+
+def test_a_reload_gives_new_connections_the_new_limits(start_daemon: Any) -> None:
+    from smppd import config
+    from tests.daemon.conftest import settings_dict
+
+    running = start_daemon()
+    daemon = running.daemon
+    data = settings_dict(daemon.settings.database, running.smsc.port,
+                         http=_http(header_timeout=1, auth_failures=2, max_body_bytes=2048))
+    changes = call(daemon.reload, config.parse(data, "test.yaml"))
+    assert "http: limits updated (new connections)" in changes
+    sock = _connect(daemon.http_port)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+    assert _statuses(_read_all(sock)) == [408]  # the new 1 s header timeout
+    sock.close()
+    status, _ = running.client.request("POST", "/v1/messages", raw=b"x" * 3000)
+    assert status == 413
+    for _ in range(2):
+        running.client.request("GET", "/v1/account", token="wrong-token-0123456789")
+    assert running.client.request("GET", "/v1/account")[0] == 429
