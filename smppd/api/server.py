@@ -22,8 +22,9 @@ What it must survive (each found by attacking a running daemon):
   every event; the reactor timer is only moved when a deadline comes sooner, so a
   request costs no timer churn.
 - too many connections: past `max_connections`, the longest-idle connection is
-  closed to make room (an idle socket is the cheapest thing to give up); with none
-  idle, the newcomer gets a 503 with a JSON body, not a reset.
+  closed to make room (an idle socket is the cheapest thing to give up), or else the
+  one longest stuck in a request head; with neither, the newcomer gets a 503 with a
+  JSON body, not a reset.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ FEED_BYTES = 8 * 1024
 # 503 is not destroyed by a reset; at most this many at once, then closed at once.
 REFUSAL_LINGER = 1.0
 MAX_LINGERING_REFUSALS = 256
+# At the connection cap, a connection this long into an unfinished request head may
+# be closed to make room (a real client sends its head in one go).
+HEAD_GRACE = 1.0
 # After a last answer and our FIN, how long the client has to close its side.
 LINGER_SECONDS = 2.0
 FD_MARGIN = 128
@@ -528,9 +532,8 @@ class HttpProtocol(Protocol):
 
     def _enter(self, phase: str) -> None:
         previous, self._phase = self._phase, phase
-        if self.owner is not None and (phase in (_FRESH, _IDLE)) != (previous in (_FRESH,
-                                                                                  _IDLE)):
-            self.owner.idle_changed(self, phase in (_FRESH, _IDLE))
+        if self.owner is not None:
+            self.owner.phase_changed(self, previous, phase)
         limits, now = self.limits, self.clock.seconds()
         if phase == _BUSY:
             self._deadline = None
@@ -639,14 +642,16 @@ class HttpFactory(Factory):
         self.connections: set[HttpProtocol] = set()
         # Connections waiting for a request, longest idle first: the first to go.
         self.idle: OrderedDict[HttpProtocol, None] = OrderedDict()
+        # Connections part way through a request head, longest first: next to go.
+        self.heads: OrderedDict[HttpProtocol, float] = OrderedDict()
         self.lingering = 0
         self.stats = HttpStats()
         self.refusals = RateLimitedLog(log, clock, burst=3, interval=60.0)
 
     def buildProtocol(self, addr: Any) -> Protocol:
         if len(self.connections) >= self.limits.max_connections:
-            if self.idle:
-                victim = next(iter(self.idle))
+            victim = self._victim()
+            if victim is not None:
                 self.lost(victim)
                 victim.evict()
                 self.stats.evicted += 1
@@ -664,16 +669,34 @@ class HttpFactory(Factory):
     def opened(self, protocol: HttpProtocol) -> None:
         self.connections.add(protocol)
 
+    def _victim(self) -> HttpProtocol | None:
+        """Who makes room: the longest-idle connection, or else the one that has
+        spent longest (over HEAD_GRACE) on a request head it has not finished: a
+        slowloris must not hold the slots while real clients are turned away."""
+        if self.idle:
+            return next(iter(self.idle))
+        if self.heads:
+            oldest, since = next(iter(self.heads.items()))
+            if self.clock.seconds() - since >= HEAD_GRACE:
+                return oldest
+        return None
+
     def lost(self, protocol: HttpProtocol) -> None:
         self.connections.discard(protocol)
         self.idle.pop(protocol, None)
+        self.heads.pop(protocol, None)
 
-    def idle_changed(self, protocol: HttpProtocol, idle: bool) -> None:
-        if idle and protocol in self.connections:
-            self.idle[protocol] = None
-            self.idle.move_to_end(protocol)
-        else:
+    def phase_changed(self, protocol: HttpProtocol, previous: str, phase: str) -> None:
+        if protocol not in self.connections:
+            return
+        if previous in (_FRESH, _IDLE):
             self.idle.pop(protocol, None)
+        elif previous == _HEAD:
+            self.heads.pop(protocol, None)
+        if phase in (_FRESH, _IDLE):
+            self.idle[protocol] = None
+        elif phase == _HEAD:
+            self.heads[protocol] = self.clock.seconds()
 
 
 def ensure_descriptors(max_connections: int) -> str | None:

@@ -161,11 +161,12 @@ def test_idle_sockets_are_closed_and_never_lock_out_a_new_client(start_daemon: A
 
 def test_at_the_cap_with_every_connection_busy_a_newcomer_gets_503(
         start_daemon: Any) -> None:
-    running = start_daemon(http=_http(max_connections=5, header_timeout=3))
+    running = start_daemon(http=_http(max_connections=5, body_timeout=3, body_min_rate=1))
     port = running.daemon.http_port
     busy = [_connect(port) for _ in range(5)]
-    for sock in busy:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # mid-request: not idle
+    for sock in busy:  # each part way through a request body: neither idle nor stuck
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n"
+                     b"\r\n{")
     factory = _factory(running)
     wait_for(lambda: len(factory.connections) == 5 and not factory.idle,
              what="5 connections, each mid-request")
@@ -177,12 +178,31 @@ def test_at_the_cap_with_every_connection_busy_a_newcomer_gets_503(
     assert b"Retry-After: 1" in head
     assert json.loads(body) == {"error": "too many connections; retry shortly"}
     newcomer.close()
-    for sock in busy:  # the head timeout frees the slots
+    for sock in busy:  # the body timeout frees the slots
         assert _statuses(_read_all(sock)) == [408]
         sock.close()
     client = Client(port, token=None)
     assert client.request("GET", "/healthz")[0] == 200
     client.close()
+
+
+def test_at_the_cap_a_stuck_request_head_makes_room_for_a_new_client(
+        start_daemon: Any) -> None:
+    running = start_daemon(http=_http(max_connections=5, header_timeout=30))
+    port = running.daemon.http_port
+    slow = [_connect(port) for _ in range(5)]
+    for sock in slow:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: 1\r\n")  # and never the end
+    factory = _factory(running)
+    wait_for(lambda: len(factory.heads) == 5, what="5 connections stuck in a head")
+    time.sleep(1.2)  # past the grace a real client needs to send a head
+    client = Client(port, token=None)
+    assert client.request("GET", "/healthz")[0] == 200
+    client.close()
+    assert _closed_by_server(slow, timeout=10) == 4  # the longest stuck made room
+    assert factory.stats.evicted == 1 and factory.stats.refused == 0
+    for sock in slow:
+        sock.close()
 
 
 def test_token_guessing_is_throttled_per_address_and_logged_rate_limited(

@@ -273,6 +273,22 @@ def test_at_the_cap_with_nothing_idle_a_newcomer_gets_a_clear_503() -> None:
     assert factory.lingering == 0
 
 
+def test_at_the_cap_a_head_stuck_past_the_grace_makes_room() -> None:
+    clock, handler = Clock(), Handler()
+    factory = HttpFactory(handler, LIMITS, clock)
+    transports = []
+    for _ in range(3):
+        protocol, transport = connect(handler, clock, factory=factory)
+        protocol.dataReceived(b"GET /x HTTP/1.1\r\n")
+        transports.append(transport)
+        clock.advance(0.25)
+    assert not isinstance(factory.buildProtocol(None), HttpProtocol)  # 0.75 s: refused
+    clock.advance(0.25)  # the first head is 1 s old
+    newcomer, _ = connect(handler, clock, factory=factory)
+    assert transports[0].disconnecting and not transports[1].disconnecting
+    assert factory.stats.evicted == 1 and newcomer in factory.connections
+
+
 @pytest.mark.parametrize("closes", ["peer", "server"])
 def test_closed_connections_leave_the_books(closes: str) -> None:
     clock, handler = Clock(), Handler(deferred=False)
