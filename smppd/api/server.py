@@ -255,24 +255,33 @@ class HttpProtocol(Protocol):
     def _feed(self, data: bytes) -> None:
         self._feeding = True
         try:
+            if len(data) <= FEED_BYTES:  # the usual case: one read, one slice
+                self._feed_slice(data)
+                return
             for start in range(0, len(data), FEED_BYTES):
                 if self.input_done or self.closing:
                     return
                 if self._blocked():
                     self.unparsed = data[start:]
                     return
-                try:
-                    self.parser.feed_data(data[start:start + FEED_BYTES])
-                except httptools.HttpParserUpgrade:
-                    if not self.input_done:
-                        self._upgrade()
-                    return
-                except httptools.HttpParserError as exc:
-                    if not self.input_done:
-                        self._fail(400, f"malformed HTTP request: {exc}")
+                if not self._feed_slice(data[start:start + FEED_BYTES]):
                     return
         finally:
             self._feeding = False
+
+    def _feed_slice(self, data: bytes) -> bool:
+        """Parse one slice; False once the input ended (an upgrade, an error)."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if not self.input_done:
+                self._upgrade()
+            return False
+        except httptools.HttpParserError as exc:
+            if not self.input_done:
+                self._fail(400, f"malformed HTTP request: {exc}")
+            return False
+        return True
 
     def _update_reading(self) -> None:
         """Stop reading while blocked (back-pressure reaches the client through TCP);
@@ -688,6 +697,9 @@ class HttpFactory(Factory):
 
     def phase_changed(self, protocol: HttpProtocol, previous: str, phase: str) -> None:
         if protocol not in self.connections:
+            return
+        if previous == phase == _IDLE and protocol in self.idle:
+            self.idle.move_to_end(protocol)  # active again since: the last to go
             return
         if previous in (_FRESH, _IDLE):
             self.idle.pop(protocol, None)
