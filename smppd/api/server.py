@@ -142,11 +142,13 @@ class HttpStats:
 class _Slot:
     """One request's place in the pipeline: responses go out in request order."""
 
-    __slots__ = ("keep_alive", "response")
+    __slots__ = ("head", "keep_alive", "response")
 
-    def __init__(self, keep_alive: bool, response: HttpResponse | None = None) -> None:
+    def __init__(self, keep_alive: bool, response: HttpResponse | None = None,
+                 head: bool = False) -> None:
         self.keep_alive = keep_alive
         self.response = response
+        self.head = head  # a HEAD request: the answer's headers only
 
 
 QUIET, LINGER, ABORT = "quiet", "linger", "abort"  # ways to close
@@ -407,7 +409,7 @@ class HttpProtocol(Protocol):
             while (self.waiting and not self.closing and not self.output_paused
                    and len(self.pending) < self.limits.max_pipelined):
                 request, keep_alive = self.waiting.popleft()
-                slot = _Slot(keep_alive)
+                slot = _Slot(keep_alive, head=request.method == b"HEAD")
                 self.pending.append(slot)
                 try:
                     result = self.handler(request)
@@ -449,7 +451,7 @@ class HttpProtocol(Protocol):
     def _flush(self) -> None:
         while self.pending and self.pending[0].response is not None and not self.closing:
             slot = self.pending.popleft()
-            self._write(slot.response, slot.keep_alive)
+            self._write(slot.response, slot.keep_alive, slot.head)
             self.answered += 1
             if not slot.keep_alive:
                 self._close(LINGER)
@@ -457,10 +459,11 @@ class HttpProtocol(Protocol):
         if self.input_done and not self.pending and not self.waiting:
             self._close(LINGER if self.answered else QUIET)
 
-    def _write(self, response: HttpResponse | None, keep_alive: bool) -> None:
+    def _write(self, response: HttpResponse | None, keep_alive: bool,
+               head: bool = False) -> None:
         if self.transport is None or response is None:
             return
-        self.transport.write(render(response, keep_alive))
+        self.transport.write(render(response, keep_alive, head))
 
     def _close(self, how: str = "quiet") -> None:
         """QUIET: nothing is owed (idle): close now. LINGER: after a last answer, send
@@ -598,14 +601,14 @@ class HttpProtocol(Protocol):
             self._close(QUIET)
 
 
-def render(response: HttpResponse, keep_alive: bool) -> bytes:
+def render(response: HttpResponse, keep_alive: bool, head: bool = False) -> bytes:
     lines = [b"HTTP/1.1 %d %s" % (response.status, REASONS.get(response.status, b"")),
              b"Server: smppd", b"Content-Type: " + response.content_type,
              b"Content-Length: %d" % len(response.body)]
     lines.extend(name + b": " + value for name, value in response.headers)
     if not keep_alive:
         lines.append(b"Connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + response.body
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head else response.body)
 
 
 class _Refusal(Protocol):

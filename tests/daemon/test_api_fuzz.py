@@ -32,7 +32,7 @@ class RawClient:
                 b"Content-Length: %d" % len(body)]
         head.extend(name + b": " + value for name, value in (headers or {}).items())
         self.sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        response = http.client.HTTPResponse(self.sock)
+        response = http.client.HTTPResponse(self.sock, method=method.decode())
         response.begin()
         data = response.read()
         if response.will_close:

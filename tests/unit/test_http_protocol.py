@@ -330,3 +330,12 @@ def test_a_client_fin_after_its_request_still_gets_the_answer() -> None:
     handler.answer_all()
     assert statuses(transport) == [b"200", b"200"]
     assert transport.disconnecting and not transport.write_closed  # a plain close now
+
+
+def test_a_head_request_gets_the_headers_only() -> None:
+    clock, handler = Clock(), Handler(deferred=False, size=10)
+    protocol, transport = connect(handler, clock)
+    protocol.dataReceived(b"HEAD /x HTTP/1.1\r\n\r\n" + GET)
+    first, second = transport.value().split(b"HTTP/1.1 200 OK")[1:]
+    assert b"Content-Length: 11" in first and first.endswith(b"\r\n\r\n")
+    assert second.endswith(b"2" + b"." * 10)
