@@ -23,14 +23,18 @@ from typing import Any
 
 
 def address_key(address: str) -> str:
-    """The unit that is throttled: the IPv4 address, or the IPv6 /64."""
+    """The unit that is throttled: the IPv4 address, or the IPv6 /64. An IPv4 client
+    of a dual-stack listener shows as ::ffff:a.b.c.d: that is its IPv4 address, not
+    a /64 shared with every other IPv4 client."""
     if ":" not in address:
         return address
     try:
-        network = ipaddress.IPv6Network(f"{address.split('%')[0]}/64", strict=False)
+        ip = ipaddress.IPv6Address(address.split("%")[0])
     except ValueError:
         return address
-    return str(network)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
 
 
 class AuthLockout:
