@@ -154,7 +154,9 @@ def test_idle_sockets_are_closed_and_never_lock_out_a_new_client(start_daemon: A
     for sock in socks:
         sock.close()
     factory = _factory(running)
-    assert factory.stats.evicted >= 250 - 1 and factory.stats.refused == 0
+    # Each socket past the 50th made room by evicting one (or found one timed out).
+    made_room = factory.stats.evicted + factory.stats.closed.get("idle_timeout", 0)
+    assert made_room >= 300 - 1 and factory.stats.refused == 0
     assert client.request("GET", "/healthz")[0] == 200
     client.close()
 
