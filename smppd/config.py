@@ -10,6 +10,7 @@ problem is collected, so one run of `smppd check-config` lists them all.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 from collections.abc import Callable
@@ -108,6 +109,20 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """Connection limits and timeouts of the HTTP listener (seconds, counts)."""
+
+    idle_timeout: float = 60.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    body_min_rate: float = 1024.0
+    max_connections: int = 1024
+    max_pipelined: int = 16
+    auth_failures: int = 20
+    auth_window: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     path: str
     database: str
@@ -128,6 +143,7 @@ class Settings:
     inbound_numbers: tuple[InboundNumber, ...] = ()  # issue 11
     auto_replies_per_hour: int = 5
     smtp: SmtpSettings | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -245,7 +261,7 @@ def _quoted(value: Any, allow_empty: bool = False, max_length: int = 256) -> str
 
 
 def _integer(value: Any, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
         value = int(value)  # from ${VAR}
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number, got {_kind(value)} {value!r}")
@@ -259,11 +275,17 @@ def _number(value: Any, low: float = 0.0) -> float:
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
         raise ValueError(f"expected a number, got {_kind(value)} {value!r}")
     if value < low:
         raise ValueError(f"expected at least {low:g}, got {value}")
     return float(value)
+
+
+def _ascii_digits(text: str) -> bool:
+    """str.isdigit() is also true of '²' and '١', which int() refuses or reads."""
+    return text.isascii() and text.isdigit()
 
 
 def _boolean(value: Any) -> bool:
@@ -283,14 +305,14 @@ def _choice(value: Any, choices: tuple[str, ...]) -> str:
 def _listen(value: Any) -> tuple[str, int]:
     text = _text(value)
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not _ascii_digits(port) or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT (port 0..65535), got {text!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _prefix(value: Any) -> str:
     text = _text(value).lstrip("+")
-    if not text.isdigit():
+    if not _ascii_digits(text):
         raise ValueError(f"expected a number prefix such as +48, got {value!r}")
     return text
 
@@ -307,6 +329,9 @@ _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "b
               "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
               "receipt_policy", "response_timeout", "enquire_link_interval",
               "throttle_policy", "status_overrides", "wait_ack_expire", "reconnect"}
+_HTTP_KEYS = {"listen", "ops_listen", "max_body_bytes", "max_job_body_bytes", "idle_timeout",
+              "header_timeout", "body_timeout", "body_min_rate", "max_connections",
+              "max_pipelined", "auth_failures", "auth_window"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
              "retry", "inbound_numbers", "inbound", "smtp"}
 
@@ -414,6 +439,24 @@ def _command_status(code: Any) -> int | None:
     return value if 0 <= value <= 0xFFFFFFFF else None
 
 
+def _read_http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
+    """The listener's limits; each has a default (HttpSettings) and a floor below
+    which it would break ordinary clients rather than protect the daemon."""
+    default = HttpSettings()
+    get = lambda name, kind, **kw: r.get(data, "http", name, kind,  # noqa: E731
+                                         getattr(default, name), **kw)
+    return HttpSettings(
+        idle_timeout=get("idle_timeout", _number, low=1.0),
+        header_timeout=get("header_timeout", _number, low=1.0),
+        body_timeout=get("body_timeout", _number, low=1.0),
+        body_min_rate=get("body_min_rate", _number, low=0.0),
+        max_connections=get("max_connections", _integer, low=1, high=1_000_000),
+        max_pipelined=get("max_pipelined", _integer, low=1, high=1000),
+        auth_failures=get("auth_failures", _integer, low=1, high=1_000_000),
+        auth_window=get("auth_window", _number, low=1.0),
+    )
+
+
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
     data = r.section(data, key, {"name", "token", "balance"})
     before = len(r.problems)
@@ -460,8 +503,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     r = _Reader(path)
     top = r.section(data, "", _TOP_KEYS)
     database = r.get(top, "", "database", _database)
-    http = r.section(top.get("http"), "http", {"listen", "ops_listen", "max_body_bytes",
-                                                "max_job_body_bytes"}) \
+    http = r.section(top.get("http"), "http", _HTTP_KEYS) \
         if top.get("http") is not None else (r.problem("http", "missing required value") or {})
     listen = r.get(http, "http", "listen", _listen) if http else None
     ops_listen = r.get(http, "http", "ops_listen", _listen, None) if http else None
@@ -471,6 +513,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     max_body = r.get(http, "http", "max_body_bytes", _integer, 64 * 1024, low=1024)
     max_job_body = r.get(http, "http", "max_job_body_bytes", _integer, 32 * 1024 * 1024,
                          low=1024)
+    http_settings = _read_http(r, http)
     smscs = [_read_smsc(r, item, f"smscs[{i}]")
              for i, item in enumerate(_read_list(r, top, "smscs", True))]
     _unique(r, smscs, "smscs", "SMSC name", lambda s: s.name)
@@ -540,6 +583,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         auto_replies_per_hour=r.get(inbound, "inbound", "auto_replies_per_hour", _integer, 5,
                                     low=0, high=10_000),
         smtp=smtp,
+        http=http_settings,
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -21,7 +21,10 @@ from twisted.python.threadpool import ThreadPool
 from .. import logs
 from ..api import validation
 from ..api.http import Account, make_factory, token_digest
+from ..api.idempotency import json_body
+from ..api.lockout import AuthLockout
 from ..api.ops import make_ops_factory
+from ..api.server import LISTEN_BACKLOG, HttpLimits, ensure_descriptors
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, TlsConfig
@@ -29,7 +32,7 @@ from ..protocol.inbound import Concat, MoFragment
 from ..protocol.message_id import AutoIds, Reading, Source
 from ..protocol.session import SessionConfig
 from ..status import Status
-from ..store import database, queries
+from ..store import database, idempotency, queries
 from ..store import operations as ops
 from ..store.batch import BatchApplier
 from ..store.messages import params_json
@@ -62,6 +65,13 @@ def connector_config(smsc: SmscSettings) -> ConnectorConfig:
                             enquire_link_interval=smsc.enquire_link_interval)
     reconnect = ReconnectPolicy(smsc.reconnect_initial, smsc.reconnect_max)
     return ConnectorConfig(smsc.name, smsc.host, smsc.port, session, smsc.bind, tls, reconnect)
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    http = settings.http
+    return HttpLimits(settings.max_body_bytes, settings.max_job_body_bytes, http.idle_timeout,
+                      http.header_timeout, http.body_timeout, http.body_min_rate,
+                      http.max_connections, http.max_pipelined)
 
 
 class Daemon:
@@ -98,6 +108,7 @@ class Daemon:
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
         self.ops_port: Any = None
+        self.lockout: AuthLockout | None = None
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
@@ -133,9 +144,15 @@ class Daemon:
         if ops_listen is not None:  # issue 13: operators' paths off the customers' port
             self.ops_port = self.reactor.listenTCP(ops_listen[1], make_ops_factory(self),
                                                    interface=ops_listen[0])
-        factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
-                               self.settings.max_job_body_bytes, serve_ops=ops_listen is None)
+        self.lockout = AuthLockout(self.reactor, self.settings.http.auth_failures,
+                                   self.settings.http.auth_window)
+        factory = make_factory(self, self.tokens, http_limits(self.settings), self.lockout,
+                               self.reactor, serve_ops=ops_listen is None)
+        warning = ensure_descriptors(self.settings.http.max_connections)
+        if warning:
+            log.warning("%s", warning)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
+                                           backlog=LISTEN_BACKLOG,
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
         self._expiry.start(60.0, now=False)
@@ -178,7 +195,8 @@ class Daemon:
                                    row.received_at.replace(tzinfo=UTC).timestamp())
 
     def _purge(self) -> None:
-        """Hourly: receipts that waited a week for a message that never came."""
+        """Hourly: receipts that waited a week for a message that never came, and
+        idempotency keys past their 24 h."""
 
         def done(purged: int) -> None:
             if purged:
@@ -188,6 +206,9 @@ class Daemon:
         self.writer.put(ops.PurgePending(PENDING_RECEIPT_DAYS * 86400.0)).addCallbacks(
             done, lambda failure: log.error("store: purge failed: %s",
                                             failure.getErrorMessage()))
+        self.writer.put(idempotency.PurgeKeys()).addErrback(  # Idempotency-Keys past 24 h
+            lambda failure: log.error("store: purge of idempotency keys failed: %s",
+                                      failure.getErrorMessage()))
 
     @property
     def http_port(self) -> int:
@@ -212,7 +233,8 @@ class Daemon:
 
     # What the API calls ----------------------------------------------------------------
 
-    def accept_message(self, account: Account, message: ValidMessage) -> defer.Deferred[Any]:
+    def accept_message(self, account: Account, message: ValidMessage,
+                       claim: idempotency.Claim | None = None) -> defer.Deferred[Any]:
         if not self.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry on another "
                                             "instance or later"))
@@ -221,13 +243,19 @@ class Daemon:
             self.intake.references, self.reactor.seconds(), ref_id=message.ref_id,
             params=params_json(message.params))
         op, info = prepared.op, prepared.info
+        answer = {"id": op.message_id, "status": Status.QUEUED, "parts": info.parts,
+                  "encoding": info.encoding.value, "points": op.points}
+        if claim is not None:  # the answer is kept with the message, in its transaction
+            op = replace(op, idempotency=replace(claim, response=json_body(answer).decode()))
         counter = self.metrics.api_messages
 
-        def stored(_: Any) -> dict[str, Any]:
+        def stored(result: Any) -> Any:
+            if isinstance(result, idempotency.Stored):
+                counter.labels("replayed").inc()
+                return result  # the same key was committed first by another instance
             counter.labels("accepted").inc()
             self.dispatcher.accepted(queued(op))
-            return {"id": op.message_id, "status": Status.QUEUED, "parts": info.parts,
-                    "encoding": info.encoding.value, "points": op.points}
+            return answer
 
         def failed(failure: Any) -> Any:
             counter.labels("insufficient_balance" if failure.check(ops.InsufficientBalance)
@@ -248,10 +276,14 @@ class Daemon:
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
         return self._read(queries.balance, account.id)
 
-    def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
+    def create_job(self, account: Account, read_job: Any,
+                   key: str | None = None) -> defer.Deferred[Any]:
         # A job may name a contact group instead of recipients (issue 11).
         return self.jobs.create(account, lambda: self.inbound.expand_group(
-            self.engine, account.id, read_job()))
+            self.engine, account.id, read_job()), key)
+
+    def find_idempotency_key(self, account: Account, key: str) -> defer.Deferred[Any]:
+        return self._read(idempotency.lookup, account.id, key)
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
         return self.jobs.get(account, job_id)
@@ -308,6 +340,7 @@ class Daemon:
         for name in removed:
             changes.append(f"smsc {name}: removed from the configuration; it stays bound "
                            "until restart")
+        changes.extend(self._reload_http(settings))
         new_accounts = {a.name for a in settings.accounts} - set(self.accounts)
         self.settings = replace(settings, smscs=tuple(
             list(settings.smscs) + [self.dispatcher.channels[n].settings for n in removed]))
@@ -328,6 +361,22 @@ class Daemon:
         for change in changes:
             log.info("reload: %s", change)
         return changes
+
+    def _reload_http(self, settings: Settings) -> list[str]:
+        """The http: limits and timeouts: new connections get the new ones."""
+        if self.port is None:
+            return []
+        limits = http_limits(settings)
+        factory = self.port.factory
+        if limits == factory.limits and (self.lockout.max_failures, self.lockout.window) == (
+                settings.http.auth_failures, settings.http.auth_window):
+            return []
+        factory.limits = limits
+        factory.api.max_body, factory.api.max_job_body = limits.max_body, limits.max_job_body
+        self.lockout.max_failures = settings.http.auth_failures
+        self.lockout.window = settings.http.auth_window
+        warning = ensure_descriptors(limits.max_connections)
+        return ["http: limits updated (new connections)"] + ([warning] if warning else [])
 
     @defer.inlineCallbacks
     def stop(self, drain_timeout: float = 30.0) -> Any:

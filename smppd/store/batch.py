@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from ..inbound.pool import InboundRuntime
 from . import (
     forwards,
+    idempotency,
     inbound,
     jobs,
     ledger,
@@ -78,6 +79,7 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((ops.CreateJob,), jobs.create),
     ((ops.Warm,), messages.warm),
     ((ops.PurgePending,), receipts.purge),
+    ((idempotency.PurgeKeys,), idempotency.purge_phase),
     ((ops.FinishJob,), jobs.finish),
     ((ops.AbortJob,), jobs.abort),
     ((ops.SetJobState,), jobs.set_state),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from ..status import JobState, Status
-from . import ledger, messages
+from . import idempotency, ledger, messages
 from . import schema as t
 from .operations import AbortJob, CreateJob, FinishJob, InsufficientBalance, SetJobState, StopJob
 from .outcomes import INSERT_EVENT
@@ -50,8 +50,13 @@ def _create(ctx: BatchContext, op: CreateJob) -> Any:
 
 
 def finish(ctx: BatchContext, by_kind: Items) -> None:
+    """The last batch is in. A job whose Idempotency-Key is kept already (a racing
+    retry) gets that answer as its result, and the caller takes this one back."""
     j = t.jobs.c
     for index, op in by_kind[FinishJob]:
+        if not idempotency.claimed(ctx.conn, [(index, op)], ctx.results):
+            continue
+        idempotency.record(ctx.conn, [op.idempotency] if op.idempotency else [])
         ctx.conn.execute(update(t.jobs).where(
             j.id == op.job_id, j.state == JobState.CREATING).values(
             state=op.state, rejected_rows=op.rejected_rows, row_errors=op.row_errors,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..status import Status
-from . import ledger
+from . import idempotency, ledger
 from . import schema as t
 from .cache import MessageState
 from .operations import Accept, InsufficientBalance, Warm
@@ -29,10 +29,14 @@ INSERT_PART = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
 def accept(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:
     """Charge and store; one the balance cannot pay for is refused (its result is
     InsufficientBalance) and changes nothing."""
-    items = by_kind[Accept]
+    # A retried request whose Idempotency-Key is kept already gets its first answer
+    # instead of a second message; the other keys are kept with their messages.
+    items = idempotency.claimed(ctx.conn, by_kind[Accept], ctx.results)
     for (index, _), result in zip(items, charge_and_insert(ctx, [op for _, op in items]),
                                   strict=True):
         ctx.results[index] = result
+    idempotency.record(ctx.conn, [op.idempotency for index, op in items
+                                  if op.idempotency and isinstance(ctx.results[index], str)])
 
 
 def charge_and_insert(ctx: BatchContext, accepts: Sequence[Accept]) -> list[Any]:

@@ -57,6 +57,7 @@ class Accept:
     params: str | None
     created_at: float
     job_id: str | None = None
+    idempotency: Any = None  # idempotency.Claim: the key kept in the same transaction
     retry: ClassVar[bool] = False  # the HTTP client retries; the daemon must not hold it
 
 
@@ -270,6 +271,7 @@ class FinishJob:
     state: str
     rejected_rows: int
     row_errors: str | None
+    idempotency: Any = None  # idempotency.Claim: the key kept in the same transaction
     retry: ClassVar[bool] = False
 
 

@@ -405,3 +405,17 @@ Index("ix_poll_votes_stats", poll_votes.c.poll_id, poll_votes.c.outcome,
 Index("ix_poll_votes_sender", poll_votes.c.poll_id, poll_votes.c.sender,
       poll_votes.c.received_at)
 Index("ix_poll_votes_poll_id_id", poll_votes.c.poll_id, poll_votes.c.id)
+
+# Idempotency-Key: the answer given to a POST that carried one, so that a retry with
+# the same key gets that answer instead of making a second message or job. Written
+# in the transaction that commits the message (or the job's last batch); kept 24 h.
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of what was asked
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),  # the JSON body answered
+    Column("created_at", DateTime, nullable=False),
+)
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
