@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy import Connection, func, select, tuple_, update
 
 from .. import status as st
 from . import schema as t
@@ -43,6 +43,7 @@ from .operations import (
     StopJob,
     Warm,
 )
+from .rollups import RollupDeltas, slot_of  # issue 10: reports' rollups, one upsert a batch
 
 CHUNK = 500  # rows per IN (...) list: well under every backend's parameter limit
 # Parts the SMSC accepted (charged by the carrier): never refunded.
@@ -58,8 +59,9 @@ _SQL = {
     "insert_message": (
         "INSERT INTO messages (id, account_id, job_id, sender, recipient, country, text, "
         "encoding, parts, points, refunded, concat_ref, status, smsc, error_code, ref_id, "
-        "params, created_at, updated_at, submitted_at, final_at) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'queued', ?, NULL, ?, ?, ?, ?, NULL, NULL)"),
+        "params, created_at, updated_at, submitted_at, final_at, channel, sent_by, partner) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'queued', ?, NULL, ?, ?, ?, ?, NULL, NULL, "
+        "?, ?, ?)"),
     "insert_part": "INSERT INTO parts (message_id, part_no, status, updated_at) "
                    "VALUES (?, ?, 'queued', ?)",
     "insert_event": "INSERT INTO message_events (message_id, part_no, status, error_code, at) "
@@ -134,11 +136,12 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 class MessageState:
     """What the writer needs to know of a message in progress."""
 
-    __slots__ = ("account_id", "keys", "parts", "points", "refunded", "smsc", "status")
+    __slots__ = ("account_id", "error", "keys", "parts", "points", "refunded", "smsc", "status")
 
     def __init__(self, status: str, account_id: int, points: int, smsc: str | None,
-                 refunded: int, parts: list[str]) -> None:
+                 refunded: int, parts: list[str], error: str | None = None) -> None:
         self.status = status
+        self.error = error  # the message's error_code column (the rollups key on it)
         self.account_id = account_id
         self.points = points
         self.smsc = smsc
@@ -173,6 +176,7 @@ class BatchApplier:
         self.keys: dict[tuple[str, str], list[tuple[str, int]]] = {}
         self._sql: dict[str, str] = {}
         self._postgres = False
+        self.rollups = RollupDeltas()  # issue 10
 
     def reset(self) -> None:
         """Forget the cache: after a failed transaction it may be ahead of the
@@ -224,6 +228,7 @@ class BatchApplier:
             self._prepare(conn)
         now = utc()
         stamp = self._ts(now)
+        self.rollups = RollupDeltas()  # issue 10: a failed batch's deltas are dropped
         results: list[Any] = [None] * len(ops)
         by_kind: dict[type, list[tuple[int, Any]]] = defaultdict(list)
         for index, op in enumerate(ops):
@@ -282,6 +287,7 @@ class BatchApplier:
             self._fragments(conn, by_kind[FragmentSeen], results, now)
         for index, op in by_kind.get(InboundComplete, ()):
             results[index] = self._inbound(conn, op, now)
+        self.rollups.write(conn)  # issue 10: one upsert for the batch
         return results
 
     # API accepts -------------------------------------------------------------------
@@ -332,7 +338,11 @@ class BatchApplier:
             created = self._ts(utc(op.created_at))
             messages.append((op.message_id, op.account_id, op.job_id, op.sender, op.recipient,
                              op.country, op.text, op.encoding, op.parts, op.points,
-                             op.concat_ref, op.smsc, op.ref_id, op.params, created, created))
+                             op.concat_ref, op.smsc, op.ref_id, op.params, created, created,
+                             op.channel or ("job" if op.job_id else "api"), op.sent_by,
+                             op.partner))
+            self.rollups.add(op.account_id, op.message_id, st.QUEUED, None, op.parts,
+                             op.points, 0)  # issue 10
             parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))
             if remember:
                 self._remember(op.message_id, MessageState(
@@ -386,12 +396,34 @@ class BatchApplier:
             j.id == op.job_id, j.state == "creating")).first()
         if row is None:
             return 0
+        self._unroll_job(conn, row.account_id, op.job_id)  # issue 10
         ids = select(m.id).where(m.job_id == op.job_id).scalar_subquery()
         conn.execute(t.parts.delete().where(t.parts.c.message_id.in_(ids)))
         conn.execute(t.messages.delete().where(m.job_id == op.job_id))
         conn.execute(t.jobs.delete().where(j.id == op.job_id))
         self._many(conn, "refund", [(row.points, row.account_id)])
         return row.points
+
+    def _unroll_job(self, conn: Connection, account_id: int, job_id: str) -> None:
+        """Issue 10: take a job's messages out of the rollups before they are deleted.
+        A job's messages are written within minutes, so each (status, error) group
+        almost always lies in one 15-minute slot: one row per group; otherwise its
+        messages are read one by one (an abort is rare)."""
+        m = t.messages.c
+        groups = conn.execute(select(
+            m.status, m.error_code, func.min(m.id), func.max(m.id), func.count(),
+            func.sum(m.parts), func.sum(m.points), func.sum(m.refunded)).where(
+            m.job_id == job_id).group_by(m.status, m.error_code)).all()
+        for status, error, low, high, count, parts, points, refunded in groups:
+            if slot_of(low) == slot_of(high):
+                self.rollups.add_sums((account_id, slot_of(low), status, error or ""),
+                                      -count, -int(parts), -int(points), -int(refunded))
+                continue
+            for row in conn.execute(select(m.id, m.parts, m.points, m.refunded).where(
+                    m.job_id == job_id, m.status == status, m.error_code.is_(error)
+                    if error is None else m.error_code == error)):
+                self.rollups.add(account_id, row.id, status, error, row.parts, row.points,
+                                 row.refunded, -1)
 
     def _set_job_state(self, conn: Connection, op: SetJobState, stamp: Any) -> Any:
         j = t.jobs.c
@@ -413,12 +445,15 @@ class BatchApplier:
             return None  # a job still being written does not exist yet
         # Only messages not even partly sent: a part out of the door is the carrier's.
         started = select(p.message_id).where(p.message_id == m.id, p.status != st.QUEUED)
-        rows = conn.execute(select(m.id, m.points).where(
+        rows = conn.execute(select(m.id, m.points, m.parts, m.error_code, m.refunded).where(
             m.job_id == op.job_id, m.status == st.QUEUED, ~started.exists())).all()
-        cancelled = [(message_id, points) for message_id, points in rows
-                     if message_id not in op.in_flight]
-        refund = sum(points for _, points in cancelled)
-        ids = [message_id for message_id, _ in cancelled]
+        cancelled = [row for row in rows if row.id not in op.in_flight]
+        refund = sum(row.points for row in cancelled)
+        ids = [row.id for row in cancelled]
+        for row in cancelled:  # issue 10
+            self.rollups.move(op.account_id, row.id, row.parts, row.points,
+                              (st.QUEUED, row.error_code, row.refunded),
+                              (st.CANCELLED, row.error_code, row.points))
         for chunk in _chunks(ids):
             conn.execute(update(t.messages).where(m.id.in_(chunk)).values(
                 status=st.CANCELLED, refunded=m.points, updated_at=utc(), final_at=utc()))
@@ -454,7 +489,8 @@ class BatchApplier:
         for chunk in _chunks(missing):
             m = t.messages.c
             rows = conn.execute(select(m.id, m.status, m.account_id, m.points, m.smsc,
-                                       m.refunded, m.parts).where(m.id.in_(chunk))).all()
+                                       m.refunded, m.parts, m.error_code)
+                                .where(m.id.in_(chunk))).all()
             part_rows: dict[str, dict[int, tuple[str, str | None, str | None]]] = \
                 defaultdict(dict)
             for message_id, part_no, status, smsc, key in conn.execute(select(
@@ -466,7 +502,8 @@ class BatchApplier:
                 found = part_rows[row.id]
                 state = MessageState(row.status, row.account_id, row.points, row.smsc,
                                      row.refunded, [found.get(n, (st.QUEUED, None, None))[0]
-                                                    for n in range(1, row.parts + 1)])
+                                                    for n in range(1, row.parts + 1)],
+                                     row.error_code)
                 for part_no, (_status, smsc, key) in found.items():
                     if smsc and key:
                         self._add_key(state, (smsc, key), row.id, part_no)
@@ -596,6 +633,7 @@ class BatchApplier:
             after = st.merge(current, combined) if combined != current else current
             if after != current:
                 refund = state.refunded
+                before = (current, state.error, state.refunded)  # issue 10: rollups
                 if after in (st.REJECTED, st.FAILED) and not state.refunded:
                     unaccepted = sum(1 for s in parts if s not in ACCEPTED_PART)
                     refund = state.points * unaccepted // max(len(parts), 1)
@@ -610,6 +648,9 @@ class BatchApplier:
                     changes.events.append((message_id, None, st.SUBMITTED, None, stamp))
                 updates.append((after, error, stamp, stamp if submitted else None,
                                 stamp if after in st.FINAL else None, refund, message_id))
+                state.error = error or state.error  # as COALESCE(?, error_code) writes it
+                self.rollups.move(state.account_id, message_id, len(parts), state.points,
+                                  before, (after, state.error, refund))  # issue 10
                 changes.events.append((message_id, None, after, error, stamp))
             if after in st.FINAL and all(s in st.FINAL for s in parts):
                 self.states.pop(message_id, None)

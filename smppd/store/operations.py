@@ -26,6 +26,11 @@ class Accept:
     params: str | None
     created_at: float
     job_id: str | None = None
+    # Issue 10: api | job | portal (None: job when job_id is set, else api), the
+    # credential that sent it, and the customer's end-customer id.
+    channel: str | None = None
+    sent_by: str | None = None
+    partner: str | None = None
     retry = False  # the HTTP client retries; the daemon must not hold its answer
 
 
