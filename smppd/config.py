@@ -70,6 +70,36 @@ class AccountSettings:
     name: str
     token: str = field(repr=False)
     balance: int = 0
+    timezone: str = "UTC"  # issue 10: IANA zone the account's report days are cut in
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Issue 10: where report e-mails go out."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465) instead of STARTTLS
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str = "smppd@localhost"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Issue 10: report files, the queue threshold, expiry, e-mail."""
+
+    directory: str | None = None  # None: next to the SQLite file, else /var/lib/smppd/reports
+    async_rows: int = 100_000  # reports estimated above this many rows are queued
+    expire_days: int = 7
+    workers: int = 1  # queued reports run at the same time
+    schedule_check: float = 60.0  # seconds between looks for due periodic reports
+    attach_max_bytes: int = 5 * 1024 * 1024  # larger files are e-mailed as a link
+    link_base_url: str | None = None  # the link's base, e.g. https://sms.example.com
+    email_attempts: int = 5
+    smtp: SmtpSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +129,7 @@ class Settings:
     retry_initial: float = 1.0
     retry_max: float = 60.0
     max_attempts: int = 10
+    reports: ReportSettings = ReportSettings()  # issue 10
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -243,7 +274,7 @@ _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "b
               "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
               "receipt_policy", "response_timeout", "enquire_link_interval"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry"}
+             "retry", "reports"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -292,7 +323,7 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
 
 
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
-    data = r.section(data, key, {"name", "token", "balance"})
+    data = r.section(data, key, {"name", "token", "balance", "timezone"})
     before = len(r.problems)
     name = r.get(data, key, "name", _text, max_length=64)
     if name is not None and not ACCOUNT_NAME.match(name):
@@ -302,9 +333,61 @@ def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
         r.problem(f"{key}.token", "expected at least 16 characters (a guessable token is "
                   "an open door)")
     balance = r.get(data, key, "balance", _integer, 0, low=0)
+    timezone = r.get(data, key, "timezone", _timezone, "UTC")
     if len(r.problems) > before:
         return None
-    return AccountSettings(name, token, balance)
+    return AccountSettings(name, token, balance, timezone)
+
+
+def _timezone(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    text = _text(value, max_length=64)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA time zone such as Europe/Warsaw, got "
+                         f"{text!r}") from None
+    return text
+
+
+_SMTP_KEYS = {"host", "port", "starttls", "tls", "username", "password", "from", "timeout"}
+_REPORT_KEYS = {"directory", "async_rows", "expire_days", "workers", "schedule_check",
+                "attach_max_bytes", "link_base_url", "email_attempts", "smtp"}
+
+
+def _read_reports(r: _Reader, data: Any) -> ReportSettings:
+    """Issue 10: the `reports:` section."""
+    if data is None:
+        return ReportSettings()
+    data = r.section(data, "reports", _REPORT_KEYS)
+    get = lambda name, kind, default, **kw: r.get(data, "reports", name, kind, default, **kw)  # noqa: E731
+    smtp = None
+    if data.get("smtp") is not None:
+        mail = r.section(data["smtp"], "reports.smtp", _SMTP_KEYS)
+        mget = lambda name, kind, default=..., **kw: r.get(  # noqa: E731
+            mail, "reports.smtp", name, kind, default, **kw)
+        implicit_tls = mget("tls", _boolean, False)
+        smtp = SmtpSettings(
+            host=mget("host", _text) or "", port=mget("port", _integer, 587, low=1, high=65535),
+            starttls=mget("starttls", _boolean, not implicit_tls), tls=implicit_tls,
+            username=mget("username", _text, None), password=mget("password", _text, None,
+                                                                  max_length=1024),
+            sender=mget("from", _text, "smppd@localhost"),
+            timeout=mget("timeout", _number, 30.0, low=1.0))
+        if smtp.tls and smtp.starttls and "starttls" in mail:
+            r.problem("reports.smtp.starttls", "give tls: true (port 465) or starttls: true, "
+                      "not both")
+    return ReportSettings(
+        directory=get("directory", _text, None, max_length=4096),
+        async_rows=get("async_rows", _integer, 100_000, low=0),
+        expire_days=get("expire_days", _integer, 7, low=1, high=3650),
+        workers=get("workers", _integer, 1, low=1, high=16),
+        schedule_check=get("schedule_check", _number, 60.0, low=1.0),
+        attach_max_bytes=get("attach_max_bytes", _integer, 5 * 1024 * 1024, low=0),
+        link_base_url=get("link_base_url", _text, None, max_length=1024),
+        email_attempts=get("email_attempts", _integer, 5, low=1, high=100),
+        smtp=smtp)
 
 
 def _unique(r: _Reader, items: list[Any], key: str, what: str,
@@ -405,6 +488,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         retry_initial=r.get(retry, "retry", "initial", _number, 1.0, low=0.01),
         retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
         max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),
+        reports=_read_reports(r, top.get("reports")),  # issue 10
     )
     if r.problems:
         raise ConfigError(r.problems)

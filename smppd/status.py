@@ -65,3 +65,23 @@ def combine_parts(part_statuses: list[str], policy: str = "all") -> str:
     if SUBMITTED in part_statuses:
         return SUBMITTED
     return part_statuses[0]
+
+
+# What each status means, in the customer's words (GET /v1/statuses, history, reports).
+DESCRIPTIONS = {
+    QUEUED: "Accepted and charged; waiting to be sent to the operator.",
+    SCHEDULED: "Accepted; waits for its job's start time.",
+    SUBMITTED: "Accepted by the operator's SMSC; waiting for the delivery report.",
+    DELIVERED: "Delivered to the phone (every part of a long message).",
+    UNDELIVERED: "The operator could not deliver it (the number may be switched off, out "
+                 "of service or blocked); see the error code.",
+    EXPIRED: "The operator gave up: the phone was unreachable for the whole validity "
+             "period.",
+    REJECTED: "The operator refused it (e.g. an invalid number or sender); parts it never "
+              "accepted are refunded.",
+    DELETED: "Deleted at the operator before delivery.",
+    UNKNOWN: "Sent, but the operator did not answer in time; it is charged and not resent, "
+             "and a late delivery report still settles it.",
+    FAILED: "Could not be sent after repeated temporary errors; refunded.",
+    CANCELLED: "Not sent: its job was stopped first; refunded.",
+}

@@ -18,10 +18,15 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from . import forms, validation
+from . import reports as report_routes  # issue 10
 from .server import HttpFactory, HttpRequest, HttpResponse
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
+
+
+# Issue 10: `sent_by` of what an account's API token sends (the portal adds users).
+API_CREDENTIAL = "token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,8 @@ class Application(Protocol):
     """What the API needs from the daemon."""
 
     metrics: Any
+    reports: Any  # issue 10: smppd.reports.service.ReportService
+    campaigns: Any  # issue 10: smppd.reports.campaigns.Campaigns
 
     def accept_message(self, account: Account, message: validation.ValidMessage,
                        ) -> defer.Deferred[dict[str, Any]]: ...
@@ -107,6 +114,9 @@ class Api:
         if request.too_large:
             limit = self.max_job_body if path.startswith("/v1/jobs") else self.max_body
             raise ApiError(413, f"the body is larger than {limit} bytes")
+        handled = report_routes.route(self.app, request, account, path)  # issue 10
+        if handled is not None:
+            return handled
         if path == "/v1/messages":
             if method == b"POST":
                 return self._send(request, account)

@@ -10,7 +10,9 @@ the rest in about a tenth of the time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,13 +22,14 @@ from urllib.parse import parse_qs, unquote
 import httptools
 from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
 
 log = logging.getLogger("smppd.api")
 
 REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized",
            402: b"Payment Required", 404: b"Not Found", 405: b"Method Not Allowed",
-           413: b"Payload Too Large", 500: b"Internal Server Error",
-           503: b"Service Unavailable"}
+           409: b"Conflict", 410: b"Gone", 413: b"Payload Too Large",
+           500: b"Internal Server Error", 503: b"Service Unavailable"}
 MAX_HEADER_BYTES = 16 * 1024
 
 
@@ -46,6 +49,10 @@ class HttpResponse:
     body: bytes
     content_type: bytes = b"application/json"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Issue 10: a file sent from disk a chunk at a time (a report can be 100 MB), and
+    # whether to remove it once sent (a one-off download).
+    file: str | None = None
+    remove_file: bool = False
 
 
 Handler = Callable[[HttpRequest], "HttpResponse | defer.Deferred[HttpResponse]"]
@@ -70,6 +77,7 @@ class HttpProtocol(Protocol):
         self.parser: Any = None
         self.pending: deque[_Slot] = deque()
         self.closing = False
+        self.sending_file = False  # later responses wait until the file is out
         self._reset()
 
     def _reset(self) -> None:
@@ -158,8 +166,14 @@ class HttpProtocol(Protocol):
 
     def _answer(self, response: HttpResponse, slot: _Slot) -> None:
         slot.response = response
-        while self.pending and self.pending[0].response is not None:
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.pending and self.pending[0].response is not None and not self.sending_file:
             done = self.pending.popleft()
+            if done.response.file is not None:
+                self._send_file(done.response, done.keep_alive)
+                return
             self._write(done.response, done.keep_alive)
             if not done.keep_alive:
                 self.closing = True
@@ -167,16 +181,54 @@ class HttpProtocol(Protocol):
                 self.transport.loseConnection()
                 return
 
+    def _send_file(self, response: HttpResponse, keep_alive: bool) -> None:
+        """Headers, then the file through FileSender (it follows the transport's flow
+        control, so a slow client holds a 64 KB buffer, not the file)."""
+        from twisted.protocols.basic import FileSender
+
+        assert response.file is not None
+        path = response.file
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (closed when the transfer ends)
+            size = os.fstat(handle.fileno()).st_size
+        except OSError:
+            self._write(HttpResponse(410, b'{"error":"the file is gone"}'), keep_alive)
+            self._flush()
+            return
+        head = HttpResponse(response.status, b"", response.content_type, response.headers)
+        self._write(head, keep_alive, length=size)
+        self.sending_file = True
+
+        def sent(result: Any) -> None:
+            handle.close()
+            if response.remove_file:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            self.sending_file = False
+            if not keep_alive or isinstance(result, Failure):
+                self.closing = True
+                self.pending.clear()
+                if self.transport is not None:
+                    self.transport.loseConnection()
+                return
+            self._flush()
+
+        if self.transport is None:
+            sent(None)
+            return
+        FileSender().beginFileTransfer(handle, self.transport).addBoth(sent)
+
     def _crashed(self, failure: Any, slot: _Slot) -> None:
         log.error("API handler failed: %s", failure.getTraceback())
         self._answer(HttpResponse(500, b'{"error":"internal error"}'), slot)
 
-    def _write(self, response: HttpResponse, keep_alive: bool) -> None:
+    def _write(self, response: HttpResponse, keep_alive: bool,
+               length: int | None = None) -> None:
         if self.transport is None:
             return
         lines = [b"HTTP/1.1 %d %s" % (response.status, REASONS.get(response.status, b"")),
                  b"Server: smppd", b"Content-Type: " + response.content_type,
-                 b"Content-Length: %d" % len(response.body)]
+                 b"Content-Length: %d" % (len(response.body) if length is None else length)]
         lines.extend(name + b": " + value for name, value in response.headers)
         if not keep_alive:
             lines.append(b"Connection: close")

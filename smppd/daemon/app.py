@@ -19,7 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .. import status as st
 from ..api import validation
-from ..api.http import Account, make_factory, token_digest
+from ..api.http import API_CREDENTIAL, Account, make_factory, token_digest
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..ids import new_id
@@ -27,6 +27,8 @@ from ..protocol.connector import Connector, ConnectorConfig, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
 from ..protocol.segmentation import ConcatReferences
 from ..protocol.session import SessionConfig
+from ..reports.campaigns import Campaigns
+from ..reports.service import ReportService
 from ..store import database, queries
 from ..store import operations as ops
 from ..store.batch import BatchApplier, params_json
@@ -70,6 +72,9 @@ class Daemon:
             settings.max_attempts, memory_limit, self.metrics)
         self.listener = DaemonListener(self.dispatcher, self.writer.put, self.metrics, reactor)
         self.jobs = JobManager(self)
+        # Issue 10: reports (own thread pools) and campaigns.
+        self.reports = ReportService(self.engine, settings, reactor, self._read)
+        self.campaigns = Campaigns(self.engine, self._read, self._transaction)
         self.connectors: dict[str, Connector] = {}
         self.references = ConcatReferences(bits=16)
         self.accounts: dict[str, Account] = {}
@@ -99,6 +104,7 @@ class Daemon:
             self._add_connector(smsc)
         self.dispatcher.refill()
         yield self.jobs.restore()
+        yield self.reports.start()  # issue 10
         factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
                                self.settings.max_job_body_bytes)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
@@ -128,6 +134,7 @@ class Daemon:
         self.tokens.clear()
         self.tokens.update({token_digest(a.token): self.accounts[a.name]
                             for a in self.settings.accounts})
+        self.reports.set_accounts(self.accounts)  # issue 10
 
     def _add_connector(self, smsc: SmscSettings) -> None:
         connector = Connector(connector_config(smsc), self.listener, self.reactor)
@@ -167,6 +174,12 @@ class Daemon:
                 return fn(conn, *args)
         return deferToThreadPool(self.reactor, self.pool, run)
 
+    def _transaction(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
+        def run() -> Any:
+            with self.engine.begin() as conn:
+                return fn(conn, *args)
+        return deferToThreadPool(self.reactor, self.pool, run)
+
     def _load_queued(self, after_id: str, limit: int) -> defer.Deferred[Any]:
         return self._read(queries.load_queued, after_id, limit)
 
@@ -189,7 +202,8 @@ class Daemon:
         smsc = None if route == "*" else route
         op = ops.Accept(account.id, message_id, message.sender, message.recipient,
                         message.country, message.text, info.encoding.value, info.parts, points,
-                        reference, smsc, message.ref_id, params_json(message.params), now)
+                        reference, smsc, message.ref_id, params_json(message.params), now,
+                        channel="api", sent_by=API_CREDENTIAL, partner=message.partner)
         counter = self.metrics.api_messages
 
         def stored(_: Any) -> dict[str, Any]:
@@ -296,6 +310,7 @@ class Daemon:
             ids = {a.name: a.id for a in self.accounts.values()}
             self._set_accounts({name: ids[name] for name in (a.name for a in settings.accounts)
                                 if name in ids})
+        self.reports.reload(self.settings)  # issue 10: account time zones
         self.dispatcher.pump_soon()
         for change in changes:
             log.info("reload: %s", change)
@@ -313,6 +328,7 @@ class Daemon:
             yield self.port.stopListening()
         self.dispatcher.stop()
         self.jobs.stop()
+        self.reports.stop()  # issue 10
         for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()
@@ -321,6 +337,7 @@ class Daemon:
         while self.dispatcher.unsettled > 0 and waited < drain_timeout:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
+        yield self._in_thread(self.reports.join)  # issue 10
         yield self._in_thread(self.writer.stop)
         self.pool.stop()
         self.engine.dispose()

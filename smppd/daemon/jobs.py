@@ -19,7 +19,7 @@ from twisted.internet import defer, task
 from twisted.internet.threads import blockingCallFromThread
 
 from ..api import validation
-from ..api.http import Account
+from ..api.http import API_CREDENTIAL, Account
 from ..api.validation import ApiError, ValidJob
 from ..ids import new_id
 from ..protocol.segmentation import ConcatReferences
@@ -115,7 +115,8 @@ class JobManager:
 
         def flush() -> None:
             put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
-                              job.throughput, job.start_at, list(batch), now))
+                              job.throughput, job.start_at, list(batch), now,
+                              description=job.description))
             counts["batches"] += 1
             batch.clear()
 
@@ -138,7 +139,8 @@ class JobManager:
                 batch.append(ops.Accept(
                     account.id, new_id(now), job.sender, digits, region, text,
                     info.encoding.value, info.parts, points, reference,
-                    None if route == DEFAULT_ROUTE else route, None, None, now, job_id))
+                    None if route == DEFAULT_ROUTE else route, None, None, now, job_id,
+                    channel="job", sent_by=API_CREDENTIAL, partner=job.partner))
                 counts["messages"] += 1
                 counts["points"] += points
                 if len(batch) >= JOB_BATCH:

@@ -366,7 +366,8 @@ class BatchApplier:
                 text=op.text, state="creating", throughput=op.throughput,
                 start_at=utc(op.start_at) if op.start_at is not None else None,
                 recipients=len(op.messages), rejected_rows=0, row_errors=None, points=total,
-                refunded=0, created_at=created, updated_at=created))
+                refunded=0, created_at=created, updated_at=created,
+                description=op.description))  # issue 10
         else:
             conn.execute(update(t.jobs).where(j.id == op.job_id).values(
                 recipients=j.recipients + len(op.messages), points=j.points + total))

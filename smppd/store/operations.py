@@ -141,6 +141,7 @@ class CreateJob:
     start_at: float | None
     messages: list[Accept]
     created_at: float
+    description: str | None = None  # issue 10
     retry = False
 
 

@@ -275,6 +275,7 @@ reports = Table(
     Column("schedule_id", String(32), nullable=True),
     Column("run_key", String(96), nullable=True, unique=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("owner", String(160), nullable=True),  # the daemon running it (host + config)
     Column("lease_until", DateTime, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("started_at", DateTime, nullable=True),

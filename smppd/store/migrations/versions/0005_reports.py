@@ -81,6 +81,7 @@ def upgrade() -> None:
     sa.Column('schedule_id', sa.String(length=32), nullable=True),
     sa.Column('run_key', sa.String(length=96), nullable=True),
     sa.Column('attempts', sa.Integer(), server_default=sa.text('0'), nullable=False),
+    sa.Column('owner', sa.String(length=160), nullable=True),
     sa.Column('lease_until', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('started_at', sa.DateTime(), nullable=True),

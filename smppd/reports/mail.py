@@ -1,0 +1,87 @@
+"""E-mailing a ready report: the file attached, or a link when it is over the size
+limit. smtplib on a pool thread (blocking I/O never runs on the reactor); STARTTLS
+or implicit TLS with certificate verification; credentials from the configuration
+(`${VAR}`). A failure raises MailError with the server's words, which the service
+shows on the report and retries with back-off.
+
+Sending is at-least-once: a crash after the server accepted the message and before
+the report was marked `sent` sends it again, with the same Message-ID (derived from
+the report id) so a mail system or reader can tell it is the same.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from ..config import SmtpSettings
+
+
+class MailError(RuntimeError):
+    pass
+
+
+def compose(sender: str, recipients: list[str], report: Any, attach_max: int,
+            link: str) -> EmailMessage:
+    message = EmailMessage()
+    title = report.name or f"{report.type} report"
+    message["Subject"] = f"smppd report: {title}"
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = f"<report-{report.id}@smppd>"
+    period = ""
+    if report.period_start is not None:
+        period = (f"Period: {report.period_start:%Y-%m-%d %H:%M} to "
+                  f"{report.period_end:%Y-%m-%d %H:%M} UTC ({report.timezone} days)\n")
+    lines = [f"Your report \"{title}\" is ready.", "", f"Type: {report.type}",
+             f"Format: {report.format}", f"Rows: {report.rows:,}"]
+    size = report.file_size or 0
+    path = Path(report.file_path) if report.file_path else None
+    attach = path is not None and size <= attach_max
+    if attach:
+        lines.append(f"The file is attached ({report.file_name}, {size:,} bytes).")
+    else:
+        lines += [f"The file ({size:,} bytes) is too large to attach; download it here",
+                  "(with your API token as the Bearer credential):", link]
+    message.set_content(period + "\n".join(lines) + "\n")
+    if attach and path is not None:
+        maintype, _, subtype = (report.content_type or "application/octet-stream").split(
+            ";")[0].partition("/")
+        message.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype,
+                               filename=report.file_name)
+    return message
+
+
+def send(settings: SmtpSettings, message: EmailMessage) -> None:
+    context = ssl.create_default_context()
+    try:
+        if settings.tls:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port,
+                                                    timeout=settings.timeout, context=context)
+        else:
+            client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        with client:
+            client.ehlo()
+            if settings.starttls and not settings.tls:
+                client.starttls(context=context)
+                client.ehlo()
+            if settings.username:
+                client.login(settings.username, settings.password or "")
+            client.send_message(message)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise MailError(f"{settings.host}:{settings.port}: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
+            else str(exc.smtp_error)
+        return f"{exc.smtp_code} {text}"
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return "recipients refused: " + ", ".join(exc.recipients)
+    return f"{type(exc).__name__}: {exc}"
