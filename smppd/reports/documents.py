@@ -366,7 +366,7 @@ def job(conn: Connection, ctx: Context) -> Document:
         job_row = ctx.job_rows[0]
         local = LocalTime(ctx.tz)
         created = local(job_row.created_at)
-        doc.facts += [("Job", f"{job_row.name} ({job_row.id})"), ("Sender", job_row.sender),
+        doc.facts += [("Job", job_row.name), ("Job id", job_row.id), ("Sender", job_row.sender),
                       ("State", job_row.state),
                       ("Created", f"{created:%Y-%m-%d %H:%M}" if created else "")]
     delivered = by_status.get(st.DELIVERED, 0)

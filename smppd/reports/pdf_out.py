@@ -96,15 +96,16 @@ def write_pdf(doc: Document, path: Path, progress: Progress) -> int:
     story.append(_facts_table(doc, fonts))
     if doc.chart is not None:
         kind, data = doc.chart
-        story.append(Paragraph("Daily volume by status" if kind == "stacked" and
-                               doc.type != "jobs" else "Delivery", heading))
+        story.append(Paragraph("Delivery by job" if doc.type == "jobs" else
+                               "Daily volume by status" if kind == "stacked" else "Delivery",
+                               heading))
         story.append(_stacked(data, fonts) if kind == "stacked" else _pie(data, fonts))
     story.append(Paragraph("Top non-delivery reasons", heading))
     if doc.reasons:
         rows = [["code", "meaning", "messages"]] + [
             [code, Paragraph(_escape(meaning), body), f"{n:,}"]
             for code, meaning, n in doc.reasons]
-        story.append(_table(rows, fonts, [30 * mm, 115 * mm, 25 * mm]))
+        story.append(_table(rows, fonts, [40 * mm, 107 * mm, 23 * mm]))
     else:
         story.append(Paragraph("None: every message in scope was delivered or is pending.",
                                body))
@@ -153,7 +154,9 @@ def _facts_table(doc: Document, fonts: dict[str, str]) -> Table:
     facts = list(doc.facts) or [("Account", doc.account), ("Time zone", doc.timezone)]
     half = (len(facts) + 1) // 2
     left, right = facts[:half], facts[half:] + [("", "")] * (2 * half - len(facts))
-    rows = [[a, b, c, d] for (a, b), (c, d) in zip(left, right, strict=True)]
+    value = ParagraphStyle("fact", fontName=fonts["regular"], fontSize=9, leading=11)
+    rows = [[a, Paragraph(_escape(str(b)), value), c, Paragraph(_escape(str(d)), value)]
+            for (a, b), (c, d) in zip(left, right, strict=True)]
     table = Table(rows, colWidths=[30 * mm, 55 * mm, 30 * mm, 55 * mm], hAlign="LEFT")
     table.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, -1), fonts["regular"], 9),
@@ -162,6 +165,7 @@ def _facts_table(doc: Document, fonts: dict[str, str]) -> Table:
         ("TEXTCOLOR", (0, 0), (0, -1), colors.HexColor("#34495E")),
         ("TEXTCOLOR", (2, 0), (2, -1), colors.HexColor("#34495E")),
         ("LINEBELOW", (0, -1), (-1, -1), 0.5, colors.HexColor("#BDC3C7")),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 3)]))
     return table
 
@@ -189,7 +193,8 @@ def _stacked(data: Any, fonts: dict[str, str]) -> Drawing:
         return drawing
     chart = VerticalBarChart()
     chart.x, chart.y = 12 * mm, 14 * mm
-    chart.width, chart.height = 125 * mm, 55 * mm
+    # A bar is at most 12 mm wide: a one-day report is one bar, not a wall.
+    chart.width, chart.height = min(125 * mm, max(25 * mm, len(labels) * 12 * mm)), 55 * mm
     names = list(series)
     chart.data = [series[name] for name in names]
     chart.categoryAxis.categoryNames = labels
@@ -209,7 +214,8 @@ def _stacked(data: Any, fonts: dict[str, str]) -> Drawing:
         chart.bars[index].strokeColor = None
     drawing.add(chart)
     drawing.add(_legend([(COLOURS.get(name, PALETTE[i % len(PALETTE)]), name)
-                         for i, name in enumerate(names)], 142 * mm, 60 * mm, fonts))
+                         for i, name in enumerate(names)], chart.x + chart.width + 28 * mm,
+                        60 * mm, fonts))
     return drawing
 
 
