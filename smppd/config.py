@@ -85,6 +85,7 @@ class SmtpSettings:
     password: str | None = field(default=None, repr=False)
     sender: str = "smppd@localhost"
     timeout: float = 30.0
+    ca_file: str | None = None  # a private CA for the server's certificate
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class ReportSettings:
     attach_max_bytes: int = 5 * 1024 * 1024  # larger files are e-mailed as a link
     link_base_url: str | None = None  # the link's base, e.g. https://sms.example.com
     email_attempts: int = 5
+    email_retry: float = 30.0  # seconds before the first retry; doubles each time
     smtp: SmtpSettings | None = None
 
 
@@ -351,9 +353,10 @@ def _timezone(value: Any) -> str:
     return text
 
 
-_SMTP_KEYS = {"host", "port", "starttls", "tls", "username", "password", "from", "timeout"}
+_SMTP_KEYS = {"host", "port", "starttls", "tls", "username", "password", "from", "timeout",
+              "ca_file"}
 _REPORT_KEYS = {"directory", "async_rows", "expire_days", "workers", "schedule_check",
-                "attach_max_bytes", "link_base_url", "email_attempts", "smtp"}
+                "attach_max_bytes", "link_base_url", "email_attempts", "email_retry", "smtp"}
 
 
 def _read_reports(r: _Reader, data: Any) -> ReportSettings:
@@ -374,7 +377,10 @@ def _read_reports(r: _Reader, data: Any) -> ReportSettings:
             username=mget("username", _text, None), password=mget("password", _text, None,
                                                                   max_length=1024),
             sender=mget("from", _text, "smppd@localhost"),
-            timeout=mget("timeout", _number, 30.0, low=1.0))
+            timeout=mget("timeout", _number, 30.0, low=1.0),
+            ca_file=mget("ca_file", _text, None, max_length=4096))
+        if smtp.ca_file is not None and not os.access(smtp.ca_file, os.R_OK):
+            r.problem("reports.smtp.ca_file", f"cannot read {smtp.ca_file!r}")
         if smtp.tls and smtp.starttls and "starttls" in mail:
             r.problem("reports.smtp.starttls", "give tls: true (port 465) or starttls: true, "
                       "not both")
@@ -387,6 +393,7 @@ def _read_reports(r: _Reader, data: Any) -> ReportSettings:
         attach_max_bytes=get("attach_max_bytes", _integer, 5 * 1024 * 1024, low=0),
         link_base_url=get("link_base_url", _text, None, max_length=1024),
         email_attempts=get("email_attempts", _integer, 5, low=1, high=100),
+        email_retry=get("email_retry", _number, 30.0, low=0.01),
         smtp=smtp)
 
 

@@ -58,7 +58,7 @@ def compose(sender: str, recipients: list[str], report: Any, attach_max: int,
 
 
 def send(settings: SmtpSettings, message: EmailMessage) -> None:
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=settings.ca_file)
     try:
         if settings.tls:
             client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port,

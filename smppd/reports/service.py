@@ -49,7 +49,6 @@ LEASE_SECONDS = 60.0
 PROGRESS_SECONDS = 1.0
 SWEEP_SECONDS = 15.0
 MAIL_SECONDS = 10.0
-MAIL_BACKOFF = 30.0
 
 
 class Cancelled(Exception):
@@ -177,15 +176,20 @@ class ReportService:
                     owner=None if queued else self.owner,
                     lease_until=None if queued else now + timedelta(seconds=LEASE_SECONDS),
                     started_at=None if queued else now))
-                return {"queued": queued, "estimate": estimate}
+                view = rs.report_view(rs.get_report(conn, account.id, report_id))
+                return {"queued": queued, "estimate": estimate, "view": view}
 
         def prepared(found: dict[str, Any]) -> Any:
             if found["queued"]:
                 self.reactor.callLater(0, self.sweep)
+                return found["view"]  # as created: queued
+            def rendered(ready: bool) -> Any:
+                if ready:
+                    self.reactor.callLater(0, self.mail_due)
                 return self.get(account, report_id)
+
             return deferToThreadPool(self.reactor, self.interactive, self._render,
-                                     report_id, True).addCallback(
-                lambda _: self.get(account, report_id))
+                                     report_id, True).addCallback(rendered)
 
         return self.read_thread(prepare).addCallback(prepared)
 
@@ -487,7 +491,7 @@ class ReportService:
         except (mail.MailError, OSError) as exc:
             attempts = row.email_attempts
             final = attempts >= self.config.email_attempts
-            delay = MAIL_BACKOFF * 2 ** (attempts - 1)
+            delay = self.config.email_retry * 2 ** (attempts - 1)
             log.warning("reports: e-mail of report %s failed (attempt %d%s): %s", report_id,
                         attempts, ", giving up" if final else f", again in {delay:g} s", exc)
             with self.engine.begin() as conn:
@@ -495,6 +499,9 @@ class ReportService:
                     "email_state": "failed" if final else "pending",
                     "email_error": str(exc)[:1000],
                     "email_next_at": None if final else now + timedelta(seconds=delay)})
+            if not final:
+                self.reactor.callFromThread(self.reactor.callLater, delay + 0.01,
+                                            self.mail_due)
             return
         with self.engine.begin() as conn:
             rs.email_result(conn, report_id, {"email_state": "sent", "email_error": None,

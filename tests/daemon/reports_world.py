@@ -9,7 +9,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from smppd.fake_smsc import Behaviour, FakeSmsc
 from sqlalchemy import text
@@ -76,8 +76,9 @@ def until(predicate: Any, what: str, timeout: float = 30) -> Any:
 class World:
     """The history every report is checked against."""
 
-    API = [("+48500100{:03d}", 8, "delivered"), ("+48601000{:03d}", 3, "undelivered"),
-           ("+48691000{:03d}", 2, "expired"), ("+48791000{:03d}", 2, "rejected")]
+    API: ClassVar[list[tuple[str, int, str]]] = [
+        ("+48500100{:03d}", 8, "delivered"), ("+48601000{:03d}", 3, "undelivered"),
+        ("+48691000{:03d}", 2, "expired"), ("+48791000{:03d}", 2, "rejected")]
     LONG_TEXT = "Long " + "message " * 30  # two parts
 
     def __init__(self, daemon: Daemon, smsc: FakeSmsc) -> None:
