@@ -36,6 +36,7 @@ from twisted.python.threadpool import ThreadPool
 from ..api.validation import ApiError
 from ..config import ReportSettings, Settings
 from ..ids import bound_for_time, looks_like_id, new_id
+from ..store import database
 from . import mail, periods
 from . import store as rs
 from .documents import TYPES, Context
@@ -68,6 +69,9 @@ class ReportService:
     def __init__(self, engine: Any, settings: Settings, reactor: Any,
                  read: Callable[..., defer.Deferred[Any]], clock: Any = None) -> None:
         self.engine = engine
+        # Reports read for seconds: on SQLite their reads must not take the write lock
+        # (the daemon's engine begins every transaction IMMEDIATE, for the writer).
+        self.reader = database.make_engine(settings.database, pool_size=2, immediate=False)
         self.reactor = reactor
         self.clock = clock or reactor  # schedules' time; tests give a task.Clock
         self.read = read  # the daemon's read pool: fn(conn, *args) off the reactor
@@ -132,6 +136,7 @@ class ReportService:
         """Blocking (not on the reactor): wait for the report threads to end."""
         self.interactive.stop()
         self.background.stop()
+        self.reader.dispose()
 
     def reload(self, settings: Settings) -> None:
         self.settings = settings
@@ -346,7 +351,7 @@ class ReportService:
         account = self.accounts.get(row.account_id)
         account_name = account.name if account is not None else str(row.account_id)
         progress = self._progress(row.id)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             ctx = self._context(conn, row.account_id, account_name, request, period, tz)
             doc = TYPES[row.type].build(conn, ctx)
             progress.estimate = max(doc.estimate, 1)
@@ -550,7 +555,7 @@ class ReportService:
         from .documents import group_numbers, job
 
         def make() -> Any:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 if not rs.own_jobs(conn, account.id, [job_id]):
                     raise ApiError(404, "no such job", "id")
                 path = self.directory / f"numbers-{new_id()}.{fmt}"
