@@ -142,7 +142,7 @@ def make(url: str, count: int, days: float, job_rows: int) -> dict[str, Any]:
             conn.exec_driver_sql("ANALYZE messages")
             conn.exec_driver_sql("ANALYZE message_rollups")
     else:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
     elapsed = time.perf_counter() - started
     engine.dispose()

@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -35,25 +36,20 @@ from twisted.python.threadpool import ThreadPool
 
 from ..api.validation import ApiError
 from ..config import ReportSettings, Settings
-from ..ids import bound_for_time, looks_like_id, new_id
+from ..ids import looks_like_id, new_id
 from ..store import database
 from . import mail, periods
 from . import store as rs
-from .documents import TYPES, Context
+from .documents import Context
 from .explain import explain_error
 from .periods import Period, utc_naive
 from .queries import errors_seen, jobs, rollup_count
-from .render import CONTENT_TYPES, render, write_numbers_csv, write_xml
+from .render import CONTENT_TYPES, write_numbers_csv, write_xml
+from .runner import LEASE_SECONDS, Cancelled, Progress, aware, produce, wall
 
 log = logging.getLogger("smppd.reports")
-LEASE_SECONDS = 60.0
-PROGRESS_SECONDS = 1.0
 SWEEP_SECONDS = 15.0
 MAIL_SECONDS = 10.0
-
-
-class Cancelled(Exception):
-    """The report was deleted, or taken over, while it ran; or the daemon is stopping."""
 
 
 def default_directory(database: str) -> Path:
@@ -85,6 +81,8 @@ class ReportService:
                                      name="smppd-report-queue")
         self.accounts: dict[int, Any] = {}  # account id -> api Account
         self.running: set[str] = set()
+        self.workers: set[subprocess.Popen[str]] = set()
+        self.isolate = True  # queued reports render in a worker process (worker.py)
         self.stopping = False
         self._loops: list[task.LoopingCall] = []
 
@@ -133,7 +131,11 @@ class ReportService:
                 loop.stop()
 
     def join(self) -> None:
-        """Blocking (not on the reactor): wait for the report threads to end."""
+        """Blocking (not on the reactor): end the workers, wait for the report threads.
+        Reports they were rendering are queued again (at the next start, or by
+        another daemon)."""
+        for process in list(self.workers):
+            process.terminate()
         self.interactive.stop()
         self.background.stop()
         self.reader.dispose()
@@ -156,7 +158,7 @@ class ReportService:
         return utc_naive(self.clock.seconds())
 
     def _wall(self) -> datetime:
-        return utc_naive(time.time())
+        return wall()
 
     # Requests --------------------------------------------------------------------------
 
@@ -276,7 +278,8 @@ class ReportService:
                 if report_id not in self.running and not self.stopping:
                     self.running.add(report_id)
                     deferToThreadPool(self.reactor, self.background, self._render,
-                                      report_id, False).addBoth(self._done, report_id)
+                                      report_id, False, self.isolate).addBoth(
+                        self._done, report_id)
 
         return self.read(lambda conn: rs.runnable(conn, self._wall(),
                                                   self.config.workers * 4)).addCallbacks(
@@ -289,13 +292,16 @@ class ReportService:
             self.reactor.callLater(0, self.mail_due)
             self.reactor.callLater(0, self.sweep)
 
-    def _render(self, report_id: str, claimed: bool) -> bool:
-        """On a report thread: claim, render to a temporary file, move it in place,
-        mark ready (or failed). Returns True when a report became ready."""
-        now = self._wall()
+    def _render(self, report_id: str, claimed: bool, isolated: bool = False) -> bool:
+        """On a report thread: claim, render to a temporary file (here, or in a worker
+        process when `isolated`), move it in place, mark ready (or failed). Returns
+        True when a report became ready."""
+        if self.stopping:
+            return False
+        now = wall()
         with self.engine.begin() as conn:
             if claimed:
-                row = conn.execute(rs.select(rs.t.reports).where(rs.r.id == report_id)).first()
+                row = rs.report_row(conn, report_id)
             else:
                 row = rs.claim(conn, report_id, self.owner, now,
                                now + timedelta(seconds=LEASE_SECONDS))
@@ -304,28 +310,37 @@ class ReportService:
         started = time.monotonic()
         target = self.directory / f"{report_id}.{row.format}"
         partial = target.with_suffix(target.suffix + ".part")
+        account = self.accounts.get(row.account_id)
+        account_name = account.name if account is not None else str(row.account_id)
         try:
-            rows, name = self._produce(row, partial)
+            if isolated:
+                rows, name = self._in_worker(row, account_name, partial)
+            else:
+                progress = Progress(self.engine, report_id, self.owner,
+                                    lambda: self.stopping)
+                rows, name = produce(self.reader, row, account_name, partial, progress)
             os.replace(partial, target)
         except Cancelled:
             _remove(str(partial))
-            with self.engine.begin() as conn:
-                rs.finish(conn, report_id, self.owner, {"state": "queued", "owner": None,
-                                                        "lease_until": None})
+            if self.stopping:  # run again at the next start (or by another daemon)
+                with self.engine.begin() as conn:
+                    rs.finish(conn, report_id, self.owner, {"state": "queued", "owner": None,
+                                                            "lease_until": None})
             return False
         except Exception as exc:  # a report's failure is shown on it, not raised
             _remove(str(partial))
             if not isinstance(exc, ApiError):
-                log.exception("reports: report %s failed", report_id)
+                log.error("reports: report %s failed: %s", report_id, exc,
+                          exc_info=not isinstance(exc, WorkerFailed))
             message = exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
-            done = self._wall()
+            done = wall()
             with self.engine.begin() as conn:
                 rs.finish(conn, report_id, self.owner, {
                     "state": "failed", "error": message[:1000], "finished_at": done,
                     "lease_until": None,
                     "expires_at": done + timedelta(days=self.config.expire_days)})
             return False
-        done = self._wall()
+        done = wall()
         values = {"state": "ready", "progress": 1.0, "rows": rows, "file_path": str(target),
                   "file_size": target.stat().st_size, "file_name": name,
                   "content_type": CONTENT_TYPES[row.format], "finished_at": done,
@@ -337,50 +352,32 @@ class ReportService:
             if not rs.finish(conn, report_id, self.owner, values):
                 _remove(str(target))  # deleted while it ran
                 return False
-        log.info("reports: %s %s report %s ready: %d rows, %d bytes in %.1f s", row.type,
-                 row.format, report_id, rows, values["file_size"], time.monotonic() - started)
+        log.info("reports: %s %s report %s ready: %d rows, %d bytes in %.1f s%s", row.type,
+                 row.format, report_id, rows, values["file_size"], time.monotonic() - started,
+                 " (worker process)" if isolated else "")
         return True
 
-    def _produce(self, row: Any, path: Path) -> tuple[int, str]:
-        request = json.loads(row.request)
-        tz = periods.zone(row.timezone)
-        period = None
-        if row.period_start is not None:
-            period = Period(_aware(row.period_start, tz), _aware(row.period_end, tz), tz,
-                            request.get("period") or "custom")
-        account = self.accounts.get(row.account_id)
-        account_name = account.name if account is not None else str(row.account_id)
-        progress = self._progress(row.id)
-        with self.reader.connect() as conn:
-            ctx = self._context(conn, row.account_id, account_name, request, period, tz)
-            doc = TYPES[row.type].build(conn, ctx)
-            progress.estimate = max(doc.estimate, 1)
-            count = render(doc, row.format, path, progress, request)
-        return count, _file_name(row, request, account_name, period, ctx)
-
-    def _context(self, conn: Any, account_id: int, account_name: str,
-                 request: dict[str, Any], period: Period | None, tz: Any) -> Context:
-        ctx = Context(account_id, account_name, request, period, tz)
-        if request.get("campaign"):
-            campaign = rs.campaign_row(conn, account_id, request["campaign"])
-            if campaign is None:
-                raise ApiError(404, "the campaign no longer exists", "campaign")
-            ctx.campaign = {"id": campaign.id, "name": campaign.name,
-                            "description": campaign.description}
-            ctx.job_ids = rs.campaign_jobs(conn, account_id, campaign.id)
-            ctx.job_rows = jobs(conn, account_id, job_ids=ctx.job_ids) if ctx.job_ids else []
-        elif request.get("job"):
-            ctx.job_rows = jobs(conn, account_id, job_ids=[request["job"]])
-            if not ctx.job_rows:
-                raise ApiError(404, "the job no longer exists", "job")
-            ctx.job_ids = [request["job"]]
-        elif request["type"] == "jobs":
-            ctx.job_rows = jobs(conn, account_id, period.start_ts if period else None,
-                                period.end_ts if period else None)
-        return ctx
-
-    def _progress(self, report_id: str) -> _Progress:
-        return _Progress(self, report_id)
+    def _in_worker(self, row: Any, account_name: str, path: Path) -> tuple[int, str]:
+        """Render in `python -m smppd.reports.worker` and wait (on this pool thread)."""
+        job = {"database": self.settings.database, "report": row.id, "owner": self.owner,
+               "account": account_name, "path": str(path)}
+        process = subprocess.Popen([sys.executable, "-m", "smppd.reports.worker"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        self.workers.add(process)
+        try:
+            out, err = process.communicate(json.dumps(job))
+        finally:
+            self.workers.discard(process)
+        answer = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        if process.returncode == 0:
+            return int(answer["rows"]), str(answer["name"])
+        if process.returncode == 2:
+            raise ApiError(400, answer.get("error", "the report failed"))
+        if process.returncode == 3 or self.stopping:
+            raise Cancelled()
+        last = (err.strip().splitlines() or [f"exit status {process.returncode}"])[-1]
+        raise WorkerFailed(f"the report worker failed: {last}")
 
     # Periodic reports ------------------------------------------------------------------
 
@@ -441,7 +438,7 @@ class ReportService:
         for schedule in due:
             request = json.loads(schedule.request)
             tz = self.timezone(schedule.account_id)
-            boundary = _aware(schedule.next_run, tz)
+            boundary = aware(schedule.next_run, tz)
             for _ in range(catch_up):
                 if boundary.timestamp() > now:
                     break
@@ -577,39 +574,12 @@ class ReportService:
         return deferToThreadPool(self.reactor, self.interactive, make)
 
 
-class _Progress:
-    """Called by a renderer every few thousand rows: writes progress and renews the
-    lease at most once a second; raises Cancelled when the report is no longer ours."""
-
-    def __init__(self, service: ReportService, report_id: str) -> None:
-        self.service = service
-        self.report_id = report_id
-        self.estimate = 1
-        self.last = time.monotonic()
-
-    def __call__(self, rows: int) -> None:
-        if self.service.stopping:
-            raise Cancelled()
-        now = time.monotonic()
-        if now - self.last < PROGRESS_SECONDS:
-            return
-        self.last = now
-        wall = self.service._wall()
-        with self.service.engine.begin() as conn:
-            if not rs.renew(conn, self.report_id, self.service.owner,
-                            min(0.99, rows / self.estimate), rows,
-                            wall + timedelta(seconds=LEASE_SECONDS)):
-                raise Cancelled()
+class WorkerFailed(RuntimeError):
+    """The worker process ended without a report (its traceback is in its stderr)."""
 
 
 def _view(row: Any) -> Any:
     return None if row is None else rs.report_view(row)
-
-
-def _aware(value: datetime, tz: Any) -> datetime:
-    from datetime import UTC
-
-    return value.replace(tzinfo=UTC).astimezone(tz)
 
 
 def _remove(path: str | None) -> None:
@@ -621,25 +591,3 @@ def _remove(path: str | None) -> None:
         except OSError as exc:
             log.warning("reports: cannot remove %s: %s", path, exc)
 
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _file_name(row: Any, request: dict[str, Any], account: str, period: Period | None,
-               ctx: Context) -> str:
-    """type-account-period.ext, e.g. daily-acme-2026-11-01_2026-11-30.csv."""
-    if period is not None:
-        scope = period.slug()
-    elif ctx.campaign is not None:
-        scope = "campaign-" + ctx.campaign["name"]
-    elif ctx.job_rows:
-        scope = "job-" + ctx.job_rows[0].name
-    else:
-        scope = "all"
-    stem = _UNSAFE.sub("_", f"{row.type}-{account}-{scope}").strip("_")[:150]
-    return f"{stem}.{row.format}"
-
-
-def id_bounds(since: float | None, until: float | None) -> tuple[str | None, str | None]:
-    return (bound_for_time(since) if since is not None else None,
-            bound_for_time(until) if until is not None else None)

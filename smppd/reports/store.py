@@ -43,6 +43,10 @@ def insert_report(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(t.reports.insert().values(**values))
 
 
+def report_row(conn: Connection, report_id: str) -> Any:
+    return conn.execute(select(t.reports).where(r.id == report_id)).first()
+
+
 def get_report(conn: Connection, account_id: int, report_id: str) -> Any:
     return conn.execute(select(t.reports).where(r.id == report_id,
                                                 r.account_id == account_id)).first()

@@ -23,3 +23,15 @@ def test_demo_sends_every_kind_and_writes_a_report(tmp_path: Path) -> None:
     assert any(int(row["parts"]) > 1 for row in rows)
     assert all(row["smsc_ids"] for row in rows)
     assert "Traceback" not in done.stderr
+    # It ends with the daily report and a PDF summary from the API, next to the CSV.
+    with (folder / "demo-daily.csv").open(encoding="utf-8") as handle:
+        days = list(csv.DictReader(handle))
+    assert sum(int(day["messages"]) for day in days) == 60
+    assert sum(int(day["delivered"]) + int(day["undelivered"]) + int(day["expired"])
+               for day in days) == 60
+    from pypdf import PdfReader
+
+    text = PdfReader(folder / "demo-summary.pdf").pages[0].extract_text()
+    assert "Messages per day" in text and "Messages\n60\n" in text
+    assert f"daily report written: {folder / 'demo-daily.csv'}" in done.stdout
+    assert f"PDF summary written:  {folder / 'demo-summary.pdf'}" in done.stdout
