@@ -31,13 +31,9 @@ def zone(name: str) -> ZoneInfo:
 def midnight(day: date, tz: ZoneInfo) -> datetime:
     """The instant the local day starts. Where midnight does not exist (a zone that
     springs forward at 00:00) the day starts at the first local time that does."""
-    naive = datetime.combine(day, time())
-    aware = naive.replace(tzinfo=tz)
-    back = aware.astimezone(UTC).astimezone(tz)
-    if back.replace(tzinfo=None) != naive:  # a gap: take the instant just after it
-        aware = (aware.astimezone(UTC) + timedelta(hours=1)).astimezone(tz)
-        aware = aware.replace(minute=0, second=0, microsecond=0)
-    return aware
+    # In a gap, zoneinfo reads 00:00 with the offset before the change, which is the
+    # very instant of the change: the round trip through UTC names it correctly.
+    return datetime.combine(day, time(), tz).astimezone(UTC).astimezone(tz)
 
 
 @dataclass(frozen=True)

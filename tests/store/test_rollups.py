@@ -142,3 +142,44 @@ def test_slot_is_the_quarter_hour_of_the_id() -> None:
     assert rollups.slot_of(id_at(moment)) == 1_700_000_100 // 900 * 900
     assert rollups.slot_of_time(moment) == rollups.slot_of(id_at(moment))
     assert rollups.slot_of(id_at(1_700_000_099.999)) == 1_700_000_100 - 900
+
+
+def test_migration_from_0003_fills_channel_and_rollups(tmp_path: Any) -> None:
+    """Messages kept before revision 0005 get their channel and their rollups."""
+    from smppd.store import database
+
+    engine = database.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    database.upgrade(engine, "0003")
+    moment = time.time()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO accounts (name, balance, created_at) "
+                          "VALUES ('old', 10, '2026-01-01 00:00:00')"))
+        for n, job in enumerate((None, "j" * 32, None)):
+            conn.execute(text(
+                "INSERT INTO messages (id, account_id, job_id, sender, recipient, text, "
+                "encoding, parts, points, refunded, concat_ref, status, error_code, "
+                "created_at, updated_at) VALUES (:id, 1, :job, 'A', '48500', 't', 'gsm', 1, "
+                "2, :refunded, 0, :status, :error, '2026-01-01', '2026-01-01')"),
+                {"id": id_at(moment + n), "job": job, "refunded": 2 if n == 2 else 0,
+                 "status": "rejected" if n == 2 else "delivered",
+                 "error": "ESME_RINVDSTADR" if n == 2 else None})
+    database.upgrade(engine)
+    with engine.connect() as conn:
+        channels = [row[0] for row in conn.execute(text(
+            "SELECT channel FROM messages ORDER BY id"))]
+        assert channels == ["api", "job", "api"]
+        assert rollups.differences(conn) == []
+        assert sum(v[0] for v in rollups.stored(conn).values()) == 3
+    engine.dispose()
+
+
+def test_schema_matches_the_migrations(engine: Any) -> None:
+    """The tables in schema.py are what the migrations make (no drift)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from smppd.store.schema import metadata
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
