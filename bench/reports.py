@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +31,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 import report_fixture
+from e2e import free_port, start_pair, wait_port
 
 from smppd.reports import periods
 from smppd.reports.documents import TYPES, Context
@@ -102,22 +100,6 @@ def in_process(url: str, fixture: dict[str, Any], folder: Path) -> None:
 
 # Through the daemon ----------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
-
-
 class Poster(threading.Thread):
     """POST /v1/messages at a steady rate on one keep-alive connection; latencies
     are kept with the time they were measured."""
@@ -176,13 +158,7 @@ accounts:
   - {{name: bench, token: {TOKEN}, balance: 1000000000000, timezone: {TZ}}}
 reports: {{directory: {folder / 'files'}, async_rows: 100000}}
 """)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    smsc = subprocess.Popen([sys.executable, "-m", "smppd.cli", "--log-level", "warning",
-                             "fake-smsc", "--port", str(smsc_port)], env=env)
-    wait_port(smsc_port)
-    log = (folder / "daemon.log").open("w")
-    daemon = subprocess.Popen([sys.executable, "-m", "smppd.cli", "run", "--config",
-                               str(config)], env=env, stderr=log)
+    smsc, daemon, log = start_pair(folder, smsc_port, config)
     poster = Poster(http_port, rate=50.0)
     try:
         wait_port(http_port)
