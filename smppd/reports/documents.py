@@ -101,19 +101,21 @@ class LocalTime:
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
-        self._offsets: dict[tuple[int, int, int, int], timezone] = {}
+        self._offsets: dict[Any, tuple[timezone, timedelta]] = {}
 
     def __call__(self, value: datetime | str | None) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
+        if isinstance(value, str):  # SQLite's text: "YYYY-MM-DD HH:MM:SS.ffffff"
+            key: Any = value[:13]
             value = datetime.fromisoformat(value)
-        key = (value.year, value.month, value.day, value.hour)
-        offset = self._offsets.get(key)
-        if offset is None:
+        else:
+            key = (value.year, value.month, value.day, value.hour)
+        found = self._offsets.get(key)
+        if found is None:
             delta = value.replace(tzinfo=UTC).astimezone(self.tz).utcoffset() or timedelta()
-            offset = self._offsets[key] = timezone(delta)
-        return (value + offset.utcoffset(None)).replace(tzinfo=offset)
+            found = self._offsets[key] = (timezone(delta), delta)
+        return (value + found[1]).replace(tzinfo=found[0])
 
 
 def _scope(ctx: Context, by_period: bool = True) -> list[Any]:
