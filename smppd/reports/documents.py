@@ -404,7 +404,7 @@ def group_numbers(conn: Connection, account_id: int, job_ids: Sequence[str],
     # to the job's index instead of walking every message of the account in that status.
     scope.append(m.status.concat("") == group if group in st.ALL else m.error_code == group)
     for row in q.numbers(conn, scope):
-        yield "+" + row.recipient
+        yield "+" + row[0]
 
 
 def country(conn: Connection, ctx: Context) -> Document:

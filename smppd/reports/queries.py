@@ -123,7 +123,7 @@ def stream(conn: Connection, query: Any) -> Iterator[Any]:
         yield from conn.execution_options(stream_results=True,
                                           yield_per=STREAM_ROWS).execute(query)
         return
-    compiled = query.compile(dialect=conn.dialect)
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     parameters = [compiled.params[name] for name in compiled.positiontup]
     cursor = conn.connection.driver_connection.cursor()
     try:
