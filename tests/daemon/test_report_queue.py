@@ -26,6 +26,7 @@ from smppd.store import schema as t
 from tests.conftest import call, self_signed
 from tests.daemon.conftest import Client
 from tests.daemon.reports_world import (
+    POSTGRES_URL,
     database_url,
     download,
     make_smsc,
@@ -252,12 +253,16 @@ def test_reports_are_emailed_attached_or_linked_and_failures_retried(
 
 # Periodic reports --------------------------------------------------------------------------
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_periodic_reports_run_once_per_period_on_a_simulated_clock(
-        smsc: Any, daemons: list[Any], tmp_path: Path) -> None:
+        smsc: Any, daemons: list[Any], tmp_path: Path, backend: str) -> None:
+    if backend == "postgresql" and not POSTGRES_URL:
+        pytest.skip("PostgreSQL report tests need SMPPD_TEST_POSTGRES_URL "
+                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     clock = task.Clock()
     # Saturday 28 March 2026, 10:00 in Warsaw; the clocks go forward that night.
     clock.advance(dt.datetime(2026, 3, 28, 9, 0, tzinfo=dt.UTC).timestamp())
-    url = database_url("sqlite", tmp_path)
+    url = database_url(backend, tmp_path)
     daemon = start(url, smsc.port, clock=clock, schedule_check=60)
     daemon.reports.isolate = False  # on threads: six worker starts would only add time
     daemons.append(daemon)
@@ -274,7 +279,13 @@ def test_periodic_reports_run_once_per_period_on_a_simulated_clock(
     def reports() -> list[dict[str, Any]]:
         return client.request("GET", "/v1/reports")[1]["reports"]
 
-    call(clock.advance, 14 * 3600)  # past midnight: Saturday's report
+    def advance(seconds: float) -> None:
+        """Move the clock, then look for due runs and wait for the look to end (the
+        schedule loop may look at the same time: the unique run key settles it)."""
+        call(clock.advance, seconds)
+        call(daemon.reports.run_schedules)
+
+    advance(14 * 3600)  # past midnight: Saturday's report
     until(lambda: len(reports()) == 1 and reports()[0]["state"] == "ready", "first run")
     first = reports()[0]
     assert first["period"] == {"since": "2026-03-27T23:00:00Z", "until": "2026-03-28T23:00:00Z"}
@@ -290,8 +301,20 @@ def test_periodic_reports_run_once_per_period_on_a_simulated_clock(
     made = call(lambda: daemon.reports.read_thread(
         lambda: daemon.reports._make_runs(clock.seconds())))
     assert made == 0 and len(reports()) == 1
+    # Two daemons at the very same moment: one report, whoever wins.
+    with engine.begin() as conn:
+        conn.execute(update(t.report_schedules).where(t.report_schedules.c.id == daily["id"])
+                     .values(next_run=dt.datetime(2026, 3, 28, 23, 0)))
+    outcomes: list[int] = []
+    racers = [threading.Thread(target=lambda: outcomes.append(
+        daemon.reports._make_runs(clock.seconds()))) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(30)
+    assert sorted(outcomes) == [0, 0] and len(reports()) == 1
     # Sunday has 23 hours in Warsaw; the next run covers exactly it.
-    call(clock.advance, 86400)
+    advance(86400)
     until(lambda: len(reports()) == 2 and reports()[0]["state"] == "ready", "second run")
     assert reports()[0]["period"] == {"since": "2026-03-28T23:00:00Z",
                                       "until": "2026-03-29T22:00:00Z"}
@@ -299,7 +322,7 @@ def test_periodic_reports_run_once_per_period_on_a_simulated_clock(
     by_id = {s["id"]: s for s in listed["schedules"]}
     assert by_id[daily["id"]]["next_run"] == "2026-03-30T22:00:00Z"
     # Days missed while smppd was down are caught up, one report each.
-    call(clock.advance, 3 * 86400)
+    advance(3 * 86400)
     until(lambda: len(reports()) == 6, "three daily runs and the monthly one")
     with engine.connect() as conn:
         keys = conn.execute(text("SELECT COUNT(*), COUNT(DISTINCT run_key) FROM reports"))\
@@ -307,5 +330,35 @@ def test_periodic_reports_run_once_per_period_on_a_simulated_clock(
     assert keys[0] == keys[1] == 6
     monthly_run = next(r for r in reports() if r["schedule"] == monthly["id"])
     assert monthly_run["period"]["since"] == "2026-02-28T23:00:00Z"
+    client.close()
+    engine.dispose()
+
+
+def test_expired_reports_and_their_files_are_removed(smsc: Any, daemons: list[Any],
+                                                    tmp_path: Path) -> None:
+    url = database_url("sqlite", tmp_path)
+    daemon = start(url, smsc.port, expire_days=3)
+    daemons.append(daemon)
+    client = Client(daemon.http_port)
+    code, old = client.request("POST", "/v1/reports", {"type": "daily", "format": "csv",
+                                                       "period": "today"})
+    assert code == 201, old
+    code, fresh = client.request("POST", "/v1/reports", {"type": "daily", "format": "json",
+                                                         "period": "today"})
+    assert code == 201, fresh
+    expires = dt.datetime.fromisoformat(fresh["expires_at"].rstrip("Z"))
+    created = dt.datetime.fromisoformat(fresh["created_at"].rstrip("Z"))
+    assert round((expires - created).total_seconds() / 86400) == 3
+    engine = database.make_engine(url)
+    with engine.begin() as conn:
+        path = conn.execute(select(t.reports.c.file_path).where(
+            t.reports.c.id == old["id"])).scalar()
+        conn.execute(update(t.reports).where(t.reports.c.id == old["id"]).values(
+            expires_at=dt.datetime(2020, 1, 1)))
+    assert Path(path).exists()
+    call(daemon.reports.expire)
+    assert not Path(path).exists()
+    assert client.request("GET", f"/v1/reports/{old['id']}")[0] == 404
+    assert client.request("GET", f"/v1/reports/{fresh['id']}")[1]["state"] == "ready"
     client.close()
     engine.dispose()
