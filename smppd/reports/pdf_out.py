@@ -194,7 +194,7 @@ def _stacked(data: Any, fonts: dict[str, str]) -> Drawing:
     chart = VerticalBarChart()
     chart.x, chart.y = 12 * mm, 14 * mm
     # A bar is at most 12 mm wide: a one-day report is one bar, not a wall.
-    chart.width, chart.height = min(125 * mm, max(25 * mm, len(labels) * 12 * mm)), 55 * mm
+    chart.width, chart.height = min(118 * mm, max(25 * mm, len(labels) * 12 * mm)), 55 * mm
     names = list(series)
     chart.data = [series[name] for name in names]
     chart.categoryAxis.categoryNames = labels
@@ -214,7 +214,7 @@ def _stacked(data: Any, fonts: dict[str, str]) -> Drawing:
         chart.bars[index].strokeColor = None
     drawing.add(chart)
     drawing.add(_legend([(COLOURS.get(name, PALETTE[i % len(PALETTE)]), name)
-                         for i, name in enumerate(names)], chart.x + chart.width + 28 * mm,
+                         for i, name in enumerate(names)], chart.x + chart.width + 8 * mm,
                         60 * mm, fonts))
     return drawing
 
