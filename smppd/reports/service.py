@@ -172,9 +172,7 @@ class ReportService:
         def prepare() -> dict[str, Any]:
             with self.engine.begin() as conn:
                 self._check_scope(conn, account.id, request)
-                estimate = 0
-                if request["type"] == "detailed" and period is not None:
-                    estimate = rollup_count(conn, account.id, period.start_ts, period.end_ts)
+                estimate = self._estimate(conn, account.id, request, period)
                 queued = request["async"] or estimate > self.config.async_rows
                 now = self._wall()
                 rs.insert_report(conn, self._row(
@@ -199,6 +197,22 @@ class ReportService:
                                      report_id, True).addCallback(rendered)
 
         return self.read_thread(prepare).addCallback(prepared)
+
+    @staticmethod
+    def _estimate(conn: Any, account_id: int, request: dict[str, Any],
+                  period: Period | None) -> int:
+        """How many messages the report reads: a job's or campaign's size, else the
+        period's count from the rollups. `daily` reads only the rollups: 0."""
+        if request["type"] == "daily":
+            return 0
+        job_ids = [request["job"]] if request.get("job") else \
+            rs.campaign_jobs(conn, account_id, request["campaign"]) \
+            if request.get("campaign") else None
+        if job_ids is not None:
+            return sum(row.recipients for row in jobs(conn, account_id, job_ids=job_ids))
+        if period is None:
+            return 0
+        return rollup_count(conn, account_id, period.start_ts, period.end_ts)
 
     def _period(self, request: dict[str, Any], tz: Any) -> Period | None:
         try:
