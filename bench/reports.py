@@ -30,6 +30,8 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
+import contextlib
+
 import report_fixture
 from e2e import free_port, start_pair, wait_port
 
@@ -181,8 +183,12 @@ reports: {{directory: {folder / 'files'}, async_rows: 100000}}
         if "id" not in report:
             raise SystemExit(f"the report was refused: {report}")
         peak = rss_before
+        worker_peak = 0
         while True:
             peak = max(peak, process.memory_info().rss)
+            for child in process.children():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    worker_peak = max(worker_peak, child.memory_info().rss)
             conn.request("GET", f"/v1/reports/{report['id']}", headers=headers)
             report = json.loads(conn.getresponse().read())
             if "state" not in report:
@@ -199,7 +205,8 @@ reports: {{directory: {folder / 'files'}, async_rows: 100000}}
               f"{finished - started:.2f} s to {report['state']} "
               f"({(report.get('size') or 0) / 2**20:.0f} MiB)")
         print(f"daemon RSS: {rss_before / 2**20:.0f} MiB before, {peak / 2**20:.0f} MiB peak "
-              f"during (+{(peak - rss_before) / 2**20:.0f} MiB)")
+              f"during (+{(peak - rss_before) / 2**20:.0f} MiB); the report's worker process "
+              f"peaked at {worker_peak / 2**20:.0f} MiB")
         print("POST /v1/messages before the report: "
               + _percentiles(poster.between(started - 5.0, started)))
         print("POST /v1/messages during the report: "

@@ -118,16 +118,24 @@ def detailed(conn: Connection, conditions: list[Any], content: bool = False,
 def stream(conn: Connection, query: Any) -> Iterator[Any]:
     """Rows of a big query without holding them. On SQLite straight from the driver's
     cursor: SQLAlchemy's Row objects and type processing cost more per row than the
-    rest of a CSV line. On PostgreSQL a server-side cursor."""
-    if conn.dialect.name != "sqlite":
+    rest of a CSV line. On PostgreSQL a server-side (named) cursor, fetched a few
+    thousand rows at a time, for the same reason and so the rows are never all held."""
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    driver = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        cursor = driver.cursor()
+        cursor.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup])
+    elif conn.dialect.driver == "psycopg":
+        if not conn.in_transaction():
+            conn.begin()  # a named cursor lives in a transaction
+        cursor = driver.cursor(name=f"smppd_report_{id(query):x}")
+        cursor.itersize = STREAM_ROWS
+        cursor.execute(str(compiled), compiled.params)
+    else:  # another driver: SQLAlchemy's own streaming
         yield from conn.execution_options(stream_results=True,
                                           yield_per=STREAM_ROWS).execute(query)
         return
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    parameters = [compiled.params[name] for name in compiled.positiontup]
-    cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.execute(str(compiled), parameters)
         while rows := cursor.fetchmany(STREAM_ROWS):
             yield from rows
     finally:
