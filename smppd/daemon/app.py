@@ -73,7 +73,8 @@ class Daemon:
         self.listener = DaemonListener(self.dispatcher, self.writer.put, self.metrics, reactor)
         self.jobs = JobManager(self)
         # Issue 10: reports (own thread pools) and campaigns.
-        self.reports = ReportService(self.engine, settings, reactor, self._read)
+        self.reports = ReportService(self.engine, settings, reactor, self._read,
+                                     registry=self.metrics.registry)
         self.campaigns = Campaigns(self.engine, self._read, self._transaction)
         self.connectors: dict[str, Connector] = {}
         self.references = ConcatReferences(bits=16)

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import IntegrityError
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
@@ -63,7 +64,8 @@ def default_directory(database: str) -> Path:
 
 class ReportService:
     def __init__(self, engine: Any, settings: Settings, reactor: Any,
-                 read: Callable[..., defer.Deferred[Any]], clock: Any = None) -> None:
+                 read: Callable[..., defer.Deferred[Any]], clock: Any = None,
+                 registry: Any = None) -> None:
         self.engine = engine
         # Reports read for seconds: on SQLite their reads must not take the write lock
         # (the daemon's engine begins every transaction IMMEDIATE, for the writer).
@@ -85,6 +87,14 @@ class ReportService:
         self.isolate = True  # queued reports render in a worker process (worker.py)
         self.stopping = False
         self._loops: list[task.LoopingCall] = []
+        self.made = Counter("smppd_reports_total", "Reports finished, by type, format and "
+                            "result (ready, failed)", ["type", "format", "result"],
+                            registry=registry)
+        self.seconds = Histogram("smppd_report_seconds", "Time to render a report",
+                                 ["type"], registry=registry,
+                                 buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0))
+        self.mails = Counter("smppd_report_emails_total", "Report e-mail attempts by result",
+                             ["result"], registry=registry)
 
     # Life --------------------------------------------------------------------------------
 
@@ -348,6 +358,7 @@ class ReportService:
                           exc_info=not isinstance(exc, WorkerFailed))
             message = exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
             done = wall()
+            self.made.labels(row.type, row.format, "failed").inc()
             with self.engine.begin() as conn:
                 rs.finish(conn, report_id, self.owner, {
                     "state": "failed", "error": message[:1000], "finished_at": done,
@@ -366,6 +377,8 @@ class ReportService:
             if not rs.finish(conn, report_id, self.owner, values):
                 _remove(str(target))  # deleted while it ran
                 return False
+        self.made.labels(row.type, row.format, "ready").inc()
+        self.seconds.labels(row.type).observe(time.monotonic() - started)
         log.info("reports: %s %s report %s ready: %d rows, %d bytes in %.1f s%s", row.type,
                  row.format, report_id, rows, values["file_size"], time.monotonic() - started,
                  " (worker process)" if isolated else "")
@@ -507,6 +520,7 @@ class ReportService:
         except (mail.MailError, OSError) as exc:
             attempts = row.email_attempts
             final = attempts >= self.config.email_attempts
+            self.mails.labels("failed" if final else "retry").inc()
             delay = self.config.email_retry * 2 ** (attempts - 1)
             log.warning("reports: e-mail of report %s failed (attempt %d%s): %s", report_id,
                         attempts, ", giving up" if final else f", again in {delay:g} s", exc)
@@ -519,6 +533,7 @@ class ReportService:
                 self.reactor.callFromThread(self.reactor.callLater, delay + 0.01,
                                             self.mail_due)
             return
+        self.mails.labels("sent").inc()
         with self.engine.begin() as conn:
             rs.email_result(conn, report_id, {"email_state": "sent", "email_error": None,
                                               "email_next_at": None})

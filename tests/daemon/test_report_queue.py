@@ -88,6 +88,9 @@ def test_async_and_large_reports_are_queued_then_ready(smsc: Any, daemons: list[
     done = _ready(client, big["id"])
     assert (done["state"], done["rows"], done["progress"]) == ("ready", 8, 1.0)
     assert _ready(client, small["id"])["state"] == "ready"
+    _, _, metrics = download(client, "/metrics")
+    assert 'smppd_reports_total{format="csv",result="ready",type="detailed"} 1.0' in \
+        metrics.decode()
     code, listing = client.request("GET", "/v1/reports")
     assert [r["id"] for r in listing["reports"]][:2] == [big["id"], small["id"]]  # newest first
     client.close()
