@@ -13,6 +13,7 @@ import csv
 import http.client
 import json
 import random
+import shutil
 import sys
 import threading
 import time
@@ -94,6 +95,7 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
     output.mkdir(parents=True, exist_ok=True)  # before the reactor: a bad --dir fails fast
     for stale in ("smppd.db", "smppd.db-wal", "smppd.db-shm"):
         (output / stale).unlink(missing_ok=True)
+    shutil.rmtree(output / "reports", ignore_errors=True)  # report files of earlier runs
     smsc = FakeSmsc(Behaviour(receipt_delay=0.2, receipt_status_by_prefix=RECEIPTS_BY_PREFIX,
                               id_format="hexpad", receipt_id_format="dec"))
     smsc_port = smsc.listen().getHost().port
