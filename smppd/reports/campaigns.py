@@ -43,9 +43,8 @@ class Campaigns:
         def run(conn: Any) -> Any:
             self._owned(conn, account.id, request["jobs"])
             now = datetime.now(UTC).replace(tzinfo=None)
-            conn.execute(rs.t.campaigns.insert().values(
-                id=campaign_id, account_id=account.id, name=request["name"],
-                description=request.get("description"), created_at=now, updated_at=now))
+            rs.insert_campaign(conn, campaign_id, account.id, request["name"],
+                               request.get("description"), now)
             rs.set_campaign(conn, account.id, request["jobs"], campaign_id)
             return self._view(conn, account.id, campaign_id)
 
@@ -119,7 +118,7 @@ class Campaigns:
                 return None
             rs.set_campaign(conn, account.id, rs.campaign_jobs(conn, account.id, campaign_id),
                             None)
-            conn.execute(rs.delete(rs.t.campaigns).where(rs.c.id == campaign_id))
+            rs.delete_campaign(conn, campaign_id)
             return {"id": campaign_id, "deleted": True}
 
         if not looks_like_id(campaign_id):

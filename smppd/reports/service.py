@@ -417,29 +417,25 @@ class ReportService:
         def insert() -> dict[str, Any]:
             with self.engine.begin() as conn:
                 self._check_scope(conn, account.id, request)
-                conn.execute(rs.t.report_schedules.insert().values(
-                    id=schedule_id, account_id=account.id, every=request["every"],
-                    request=json.dumps(request, separators=(",", ":")),
-                    next_run=utc_naive(next_run.timestamp()), created_at=utc_naive(now)))
-                row = conn.execute(rs.select(rs.t.report_schedules).where(
-                    rs.s.id == schedule_id)).first()
-                return rs.schedule_view(row)
+                return rs.schedule_view(rs.insert_schedule(
+                    conn, schedule_id, account.id, request["every"],
+                    json.dumps(request, separators=(",", ":")),
+                    utc_naive(next_run.timestamp()), utc_naive(now)))
 
         return self.read_thread(insert)
 
     def list_schedules(self, account: Any) -> defer.Deferred[Any]:
-        return self.read(lambda conn: [rs.schedule_view(row) for row in conn.execute(
-            rs.select(rs.t.report_schedules).where(rs.s.account_id == account.id)
-            .order_by(rs.s.id.desc()))])
+        return self.read(lambda conn: [rs.schedule_view(row) for row in
+                                       rs.list_schedules(conn, account.id)])
 
     def delete_schedule(self, account: Any, schedule_id: str) -> defer.Deferred[Any]:
         if not looks_like_id(schedule_id):
             return defer.succeed(None)
 
         def remove(conn: Any) -> Any:
-            result = conn.execute(rs.delete(rs.t.report_schedules).where(
-                rs.s.id == schedule_id, rs.s.account_id == account.id))
-            return {"id": schedule_id, "deleted": True} if result.rowcount else None
+            if not rs.delete_schedule(conn, account.id, schedule_id):
+                return None
+            return {"id": schedule_id, "deleted": True}
 
         return self._write(remove)
 

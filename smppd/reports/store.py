@@ -154,6 +154,24 @@ def schedule_view(row: Any) -> dict[str, Any]:
             **{k: v for k, v in request.items() if k not in ("every",)}}
 
 
+def insert_schedule(conn: Connection, schedule_id: str, account_id: int, every: str,
+                    request: str, next_run: datetime, now: datetime) -> Any:
+    conn.execute(t.report_schedules.insert().values(
+        id=schedule_id, account_id=account_id, every=every, request=request,
+        next_run=next_run, created_at=now))
+    return conn.execute(select(t.report_schedules).where(s.id == schedule_id)).first()
+
+
+def list_schedules(conn: Connection, account_id: int) -> list[Any]:
+    return conn.execute(select(t.report_schedules).where(s.account_id == account_id)
+                        .order_by(s.id.desc())).all()
+
+
+def delete_schedule(conn: Connection, account_id: int, schedule_id: str) -> bool:
+    return bool(conn.execute(delete(t.report_schedules).where(
+        s.id == schedule_id, s.account_id == account_id)).rowcount)
+
+
 def due_schedules(conn: Connection, now: datetime, limit: int = 100) -> list[Any]:
     return conn.execute(select(t.report_schedules).where(s.next_run <= now)
                         .order_by(s.next_run).limit(limit)).all()
@@ -200,6 +218,17 @@ def set_campaign(conn: Connection, account_id: int, job_ids: list[str],
         conn.execute(update(t.jobs).where(j.account_id == account_id,
                                           j.id.in_(job_ids[start:start + 500]))
                      .values(campaign_id=campaign_id))
+
+
+def insert_campaign(conn: Connection, campaign_id: str, account_id: int, name: str,
+                    description: str | None, now: datetime) -> None:
+    conn.execute(t.campaigns.insert().values(
+        id=campaign_id, account_id=account_id, name=name, description=description,
+        created_at=now, updated_at=now))
+
+
+def delete_campaign(conn: Connection, campaign_id: str) -> None:
+    conn.execute(delete(t.campaigns).where(c.id == campaign_id))
 
 
 def list_campaigns(conn: Connection, account_id: int, name: str | None,
