@@ -14,7 +14,7 @@ import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,25 +87,45 @@ class AccountSettings:
     name: str
     token: str = field(repr=False)
     balance: int = 0
+    timezone: str = "UTC"  # issue 10: IANA zone the account's report days are cut in
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where smppd sends e-mail (inbound forwards, reports): `smtp:` at the top of the
+    file; `reports.smtp:` may name another server for reports."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465) instead of STARTTLS
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str = "smppd@localhost"
+    timeout: float = 30.0
+    ca_file: str | None = None  # a private CA for the server's certificate
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Issue 10: report files, the queue threshold, expiry, e-mail."""
+
+    directory: str | None = None  # None: next to the SQLite file, else /var/lib/smppd/reports
+    async_rows: int = 100_000  # reports estimated above this many rows are queued
+    expire_days: int = 7
+    workers: int = 1  # queued reports run at the same time
+    schedule_check: float = 60.0  # seconds between looks for due periodic reports
+    attach_max_bytes: int = 5 * 1024 * 1024  # larger files are e-mailed as a link
+    link_base_url: str | None = None  # the link's base, e.g. https://sms.example.com
+    email_attempts: int = 5
+    email_retry: float = 30.0  # seconds before the first retry; doubles each time
+    smtp: SmtpSettings | None = None
 
 
 @dataclass(frozen=True)
 class RouteSettings:
     prefix: str  # digits of the E.164 number, without '+'
     smscs: tuple[str, ...]  # in order of preference: the next takes over when one is down
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    """Where smppd sends e-mail (inbound forwarding; reports)."""
-
-    host: str
-    port: int = 25
-    sender: str = "smppd@localhost"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    starttls: bool = False
-    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,7 @@ class Settings:
     auto_replies_per_hour: int = 5
     smtp: SmtpSettings | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
+    reports: ReportSettings = ReportSettings()  # issue 10
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -333,7 +354,7 @@ _HTTP_KEYS = {"listen", "ops_listen", "max_body_bytes", "max_job_body_bytes", "i
               "header_timeout", "body_timeout", "body_min_rate", "max_connections",
               "max_pipelined", "auth_failures", "auth_window"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry", "inbound_numbers", "inbound", "smtp"}
+             "retry", "inbound_numbers", "inbound", "smtp", "reports"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -458,7 +479,7 @@ def _read_http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
 
 
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
-    data = r.section(data, key, {"name", "token", "balance"})
+    data = r.section(data, key, {"name", "token", "balance", "timezone"})
     before = len(r.problems)
     name = r.get(data, key, "name", _quoted, max_length=64)
     if name is not None and not ACCOUNT_NAME.match(name):
@@ -468,9 +489,48 @@ def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
         r.problem(f"{key}.token", "expected at least 16 characters (a guessable token is "
                   "an open door)")
     balance = r.get(data, key, "balance", _integer, 0, low=0)
+    timezone = r.get(data, key, "timezone", _timezone, "UTC")
     if len(r.problems) > before:
         return None
-    return AccountSettings(name, token, balance)
+    return AccountSettings(name, token, balance, timezone)
+
+
+def _timezone(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    text = _text(value, max_length=64)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA time zone such as Europe/Warsaw, got "
+                         f"{text!r}") from None
+    return text
+
+
+_SMTP_KEYS = {"host", "port", "starttls", "tls", "username", "password", "from", "timeout",
+              "ca_file"}
+_REPORT_KEYS = {"directory", "async_rows", "expire_days", "workers", "schedule_check",
+                "attach_max_bytes", "link_base_url", "email_attempts", "email_retry", "smtp"}
+
+
+def _read_reports(r: _Reader, data: Any) -> ReportSettings:
+    """Issue 10: the `reports:` section."""
+    if data is None:
+        return ReportSettings()
+    data = r.section(data, "reports", _REPORT_KEYS)
+    get = lambda name, kind, default, **kw: r.get(data, "reports", name, kind, default, **kw)  # noqa: E731
+    smtp = _read_smtp(r, data.get("smtp"), "reports.smtp")
+    return ReportSettings(
+        directory=get("directory", _text, None, max_length=4096),
+        async_rows=get("async_rows", _integer, 100_000, low=0),
+        expire_days=get("expire_days", _integer, 7, low=1, high=3650),
+        workers=get("workers", _integer, 1, low=1, high=16),
+        schedule_check=get("schedule_check", _number, 60.0, low=1.0),
+        attach_max_bytes=get("attach_max_bytes", _integer, 5 * 1024 * 1024, low=0),
+        link_base_url=get("link_base_url", _text, None, max_length=1024),
+        email_attempts=get("email_attempts", _integer, 5, low=1, high=100),
+        email_retry=get("email_retry", _number, 30.0, low=0.01),
+        smtp=smtp)
 
 
 def _unique(r: _Reader, items: list[Any], key: str, what: str,
@@ -584,6 +644,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
                                     low=0, high=10_000),
         smtp=smtp,
         http=http_settings,
+        reports=_with_smtp(_read_reports(r, top.get("reports")), smtp),
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -634,25 +695,36 @@ def _read_inbound_numbers(r: _Reader, top: dict[str, Any],
     return tuple(numbers)
 
 
-def _read_smtp(r: _Reader, data: Any) -> SmtpSettings | None:
+def _with_smtp(reports: ReportSettings, smtp: SmtpSettings | None) -> ReportSettings:
+    """Reports e-mail through `reports.smtp`, else through the `smtp` server."""
+    return reports if reports.smtp is not None or smtp is None else replace(reports,
+                                                                           smtp=smtp)
+
+
+def _read_smtp(r: _Reader, data: Any, key: str = "smtp") -> SmtpSettings | None:
+    """An SMTP server: STARTTLS on 587 unless told otherwise, implicit TLS with
+    `tls: true` (465), credentials from ${VAR} or ${cred:NAME}."""
     if data is None:
         return None
-    data = r.section(data, "smtp", {"host", "port", "from", "username", "password",
-                                    "starttls", "timeout"})
+    mail = r.section(data, key, _SMTP_KEYS)
     before = len(r.problems)
-    host = r.get(data, "smtp", "host", _text)
-    settings = dict(
-        port=r.get(data, "smtp", "port", _integer, 25, low=1, high=65535),
-        sender=r.get(data, "smtp", "from", _text, "smppd@localhost"),
-        username=r.get(data, "smtp", "username", _text, None),
-        password=r.get(data, "smtp", "password", _text, None, allow_empty=True),
-        starttls=r.get(data, "smtp", "starttls", _boolean, False),
-        timeout=r.get(data, "smtp", "timeout", _number, 30.0, low=0.1))
-    if settings["sender"] is not None and "@" not in settings["sender"]:
-        r.problem("smtp.from", "expected an e-mail address")
-    if len(r.problems) > before:
-        return None
-    return SmtpSettings(host, **settings)
+    get = lambda name, kind, default=..., **kw: r.get(mail, key, name, kind, default, **kw)  # noqa: E731
+    implicit_tls = get("tls", _boolean, False)
+    smtp = SmtpSettings(
+        host=get("host", _text) or "", port=get("port", _integer, 587, low=1, high=65535),
+        starttls=get("starttls", _boolean, not implicit_tls), tls=implicit_tls,
+        username=get("username", _text, None),
+        password=get("password", _text, None, allow_empty=True, max_length=1024),
+        sender=get("from", _text, "smppd@localhost"),
+        timeout=get("timeout", _number, 30.0, low=0.1),
+        ca_file=get("ca_file", _text, None, max_length=4096))
+    if "@" not in smtp.sender:
+        r.problem(f"{key}.from", "expected an e-mail address")
+    if smtp.ca_file is not None and not os.access(smtp.ca_file, os.R_OK):
+        r.problem(f"{key}.ca_file", f"cannot read {smtp.ca_file!r}")
+    if smtp.tls and smtp.starttls and "starttls" in mail:
+        r.problem(f"{key}.starttls", "give tls: true (port 465) or starttls: true, not both")
+    return None if len(r.problems) > before else smtp
 
 
 def load(path: str | Path) -> Settings:

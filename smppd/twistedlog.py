@@ -79,8 +79,15 @@ class AcceptFailures(Collector):
             value=self.bridge.accept_failures)
 
 
+_installed: TwistedLogBridge | None = None
+
+
 def install(clock: Any) -> TwistedLogBridge:
-    """Once per process (`smppd run`): Twisted logs through the bridge from now on."""
-    bridge = TwistedLogBridge(clock)
-    globalLogBeginner.beginLoggingTo([bridge], redirectStandardIO=False)
-    return bridge
+    """Twisted logs through the bridge from now on. Once per process: Twisted buffers
+    its events until logging begins and replays them then, and a second beginning
+    would send every event twice; later calls return the bridge already installed."""
+    global _installed
+    if _installed is None:
+        _installed = TwistedLogBridge(clock)
+        globalLogBeginner.beginLoggingTo([_installed], redirectStandardIO=False)
+    return _installed

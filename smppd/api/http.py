@@ -23,11 +23,16 @@ from ..ratelog import RateLimitedLog
 from ..store.idempotency import Claim, Stored
 from ..store.writer import WriterStopped
 from . import forms, idempotency, inbound, ops, validation
+from . import reports as report_routes  # issue 10
 from .lockout import AuthLockout
 from .server import LARGE_BODIES, HttpFactory, HttpLimits, HttpRequest, HttpResponse
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
+
+
+# Issue 10: `sent_by` of what an account's API token sends (the portal adds users).
+API_CREDENTIAL = "token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,8 @@ class Application(Protocol):
 
     metrics: Any
     inbound: Any  # smppd.daemon.inbound.InboundService
+    reports: Any  # issue 10: smppd.reports.service.ReportService
+    campaigns: Any  # issue 10: smppd.reports.campaigns.Campaigns
 
     def accept_message(self, account: Account, message: validation.ValidMessage,
                        claim: Claim | None = None) -> defer.Deferred[Any]: ...
@@ -147,6 +154,9 @@ class Api:
             limit = self.max_job_body if path.encode().startswith(LARGE_BODIES) \
                 else self.max_body
             raise ApiError(413, f"the body is larger than {limit} bytes")
+        handled = report_routes.route(self.app, request, account, path)  # issue 10
+        if handled is not None:
+            return handled
         if resource == ("messages",):
             if method == b"POST":
                 return self._send(request, account)

@@ -29,11 +29,13 @@ What it must survive (each found by attacking a running daemon):
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import resource
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -50,7 +52,7 @@ log = logging.getLogger("smppd.api")
 REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized",
            402: b"Payment Required", 404: b"Not Found", 405: b"Method Not Allowed",
            408: b"Request Timeout", 409: b"Conflict", 413: b"Payload Too Large",
-           422: b"Unprocessable Content", 429: b"Too Many Requests",
+           410: b"Gone", 422: b"Unprocessable Content", 429: b"Too Many Requests",
            500: b"Internal Server Error", 503: b"Service Unavailable"}
 MAX_HEADER_BYTES = 16 * 1024
 # Input is fed to the parser this much at a time, and not at all while the pipeline
@@ -108,6 +110,10 @@ class HttpResponse:
     body: bytes
     content_type: bytes = b"application/json"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Issue 10: a file sent from disk a chunk at a time (a report can be 100 MB), and
+    # whether to remove it once sent (a one-off download).
+    file: str | None = None
+    remove_file: bool = False
 
 
 Handler = Callable[[HttpRequest], "HttpResponse | defer.Deferred[HttpResponse]"]
@@ -139,6 +145,26 @@ class HttpStats:
 
     def close(self, reason: str) -> None:
         self.closed[reason] = self.closed.get(reason, 0) + 1
+
+
+FILE_CHUNK = 64 * 1024
+
+
+class _FileOut:
+    """A file answer on its way out."""
+
+    __slots__ = ("handle", "keep_alive", "response")
+
+    def __init__(self, handle: Any, response: HttpResponse, keep_alive: bool) -> None:
+        self.handle = handle
+        self.response = response
+        self.keep_alive = keep_alive
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.response.remove_file and self.response.file:
+            with contextlib.suppress(OSError):
+                os.unlink(self.response.file)
 
 
 class _Slot:
@@ -191,6 +217,7 @@ class HttpProtocol(Protocol):
         self._timer: Any = None
         self._head_started = 0.0
         self._body_mark = 0
+        self._file: _FileOut | None = None  # a file answer being sent from disk
         self._reset()
 
     def _reset(self) -> None:
@@ -216,6 +243,9 @@ class HttpProtocol(Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.closing = True
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self.pending.clear()
         self.waiting.clear()
         self.unparsed = b""
@@ -245,6 +275,8 @@ class HttpProtocol(Protocol):
 
     def resumeProducing(self) -> None:
         self.output_paused = False
+        if self._file is not None:
+            self._send_file()
         self._progress()
 
     def stopProducing(self) -> None:
@@ -451,21 +483,62 @@ class HttpProtocol(Protocol):
     # Output ------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        while self.pending and self.pending[0].response is not None and not self.closing:
+        while (self.pending and self.pending[0].response is not None and not self.closing
+               and self._file is None):
             slot = self.pending.popleft()
-            self._write(slot.response, slot.keep_alive, slot.head)
-            self.answered += 1
-            if not slot.keep_alive:
-                self._close(LINGER)
+            response = slot.response
+            if response is not None and response.file is not None and not slot.head:
+                self._start_file(response, slot.keep_alive)
                 return
-        if self.input_done and not self.pending and not self.waiting:
+            self._write(response, slot.keep_alive, slot.head)
+            self._answered(slot.keep_alive)
+            if not slot.keep_alive:
+                return
+        if self.input_done and not self.pending and not self.waiting and self._file is None:
             self._close(LINGER if self.answered else QUIET)
 
+    def _answered(self, keep_alive: bool) -> None:
+        self.answered += 1
+        if not keep_alive:
+            self._close(LINGER)
+
+    def _start_file(self, response: HttpResponse, keep_alive: bool) -> None:
+        """A report download: headers, then the file a chunk at a time while the
+        transport takes it (this protocol is its producer: a slow client holds a
+        chunk or two in memory, not the file)."""
+        assert response.file is not None
+        try:
+            handle = open(response.file, "rb")  # noqa: SIM115 (closed when sent)
+            size = os.fstat(handle.fileno()).st_size
+        except OSError:
+            self._write(json_error(410, "the file is gone"), keep_alive)
+            self._answered(keep_alive)
+            self._flush()
+            return
+        self._write(replace(response, body=b""), keep_alive, length=size)
+        self._file = _FileOut(handle, response, keep_alive)
+        self._send_file()
+
+    def _send_file(self) -> None:
+        out = self._file
+        while out is not None and not self.output_paused and not self.closing:
+            chunk = out.handle.read(FILE_CHUNK)
+            if chunk:
+                self.transport.write(chunk)
+                continue
+            self._file = None
+            out.close()
+            self._answered(out.keep_alive)
+            if out.keep_alive:
+                self._flush()
+                self._progress()
+            return
+
     def _write(self, response: HttpResponse | None, keep_alive: bool,
-               head: bool = False) -> None:
+               head: bool = False, length: int | None = None) -> None:
         if self.transport is None or response is None:
             return
-        self.transport.write(render(response, keep_alive, head))
+        self.transport.write(render(response, keep_alive, head, length))
 
     def _close(self, how: str = "quiet") -> None:
         """QUIET: nothing is owed (idle): close now. LINGER: after a last answer, send
@@ -603,10 +676,13 @@ class HttpProtocol(Protocol):
             self._close(QUIET)
 
 
-def render(response: HttpResponse, keep_alive: bool, head: bool = False) -> bytes:
+def render(response: HttpResponse, keep_alive: bool, head: bool = False,
+           length: int | None = None) -> bytes:
+    """The answer's bytes; `length` when the body follows separately (a file)."""
+    size = len(response.body) if length is None else length
     lines = [b"HTTP/1.1 %d %s" % (response.status, REASONS.get(response.status, b"")),
              b"Server: smppd", b"Content-Type: " + response.content_type,
-             b"Content-Length: %d" % len(response.body)]
+             b"Content-Length: %d" % size]
     lines.extend(name + b": " + value for name, value in response.headers)
     if not keep_alive:
         lines.append(b"Connection: close")

@@ -21,7 +21,9 @@ from ..store.queries import MessageFilter
 # on the wire (checklist 33), so it is refused here instead of mangled there.
 _ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9 .\-_&+!?#*%()/:,']{1,11}$")
 _NUMERIC_SENDER = re.compile(r"^\+?[0-9]{1,15}$")
-MESSAGE_FIELDS = {"to", "from", "text", "ref_id", "params"}
+MESSAGE_FIELDS = {"to", "from", "text", "ref_id", "params", "partner"}
+PARTNER_LENGTH = 64  # the customer's end-customer id (DESIGN.md)
+CHANNELS = ("api", "job", "portal")
 MAX_TEXT_LENGTH = 5000
 MAX_PARAMS_BYTES = 4096
 MAX_PARAMS_DEPTH = 16  # levels of objects and lists inside `params`
@@ -41,6 +43,7 @@ class ValidMessage:
     text: str
     ref_id: str | None
     params: dict[str, Any] | None
+    partner: str | None = None  # issue 10
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -166,7 +169,19 @@ def message(data: dict[str, Any]) -> ValidMessage:
             raise ApiError(400, f"at most {MAX_PARAMS_DEPTH} levels of nesting", "params")
         if len(json.dumps(params)) > MAX_PARAMS_BYTES:
             raise ApiError(400, f"at most {MAX_PARAMS_BYTES} bytes of JSON", "params")
-    return ValidMessage(digits, country, source, text, ref_id, params)
+    return ValidMessage(digits, country, source, text, ref_id, params,
+                        partner(data.get("partner")))
+
+
+def partner(value: Any, field: str = "partner") -> str | None:
+    """Issue 10: an end-customer id: 1 to 64 printable characters, or absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() and len(value) <= PARTNER_LENGTH \
+            and value.isprintable():
+        return value
+    raise ApiError(400, f"expected an id of 1 to {PARTNER_LENGTH} printable characters",
+                   field)
 
 
 def text_info(text: str, profile: Any, policy: Any) -> TextInfo:
@@ -194,7 +209,8 @@ def _time(value: str, field: str) -> float:
 _LAST_ID_SECOND = (2 ** 48 - 1) / 1000
 
 
-LIST_FIELDS = {"sender", "recipient", "status", "since", "until", "job", "cursor", "limit"}
+LIST_FIELDS = {"sender", "recipient", "status", "since", "until", "job", "cursor", "limit",
+               "channel", "ref_id", "partner"}
 
 
 def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
@@ -217,7 +233,12 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
     limit = ascii_int(args.get("limit", "100"), "limit", 1, 1000)
     since = args.get("since")
     until = args.get("until")
+    channel = args.get("channel")  # issue 10
+    if channel is not None and channel not in CHANNELS:
+        raise ApiError(400, f"expected one of {', '.join(CHANNELS)}", "channel")
     where = MessageFilter(
+        channel=channel, ref_id=args.get("ref_id"),
+        partner=partner(args["partner"]) if "partner" in args else None,
         sender=args.get("sender"), recipient=digits, status=status, job=args.get("job"),
         min_id=bound_for_time(_time(since, "since")) if since else None,
         max_id=bound_for_time(_time(until, "until"), upper=True) if until else None)
@@ -226,7 +247,8 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
 
 # Jobs -------------------------------------------------------------------------------
 
-JOB_FIELDS = {"name", "from", "text", "recipients", "group", "start_at", "throughput"}
+JOB_FIELDS = {"name", "from", "text", "recipients", "group", "start_at", "throughput",
+              "partner", "description"}
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 MAX_ROW_ERRORS = 100
 
@@ -241,6 +263,8 @@ class ValidJob:
     throughput: float | None
     group: str | None = None  # a contact group instead of recipients (smppd.inbound)
     fingerprint: str | None = None  # of the request, when it has an Idempotency-Key
+    partner: str | None = None  # issue 10: every message of the job carries it
+    description: str | None = None  # issue 10
 
 
 def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
@@ -292,8 +316,14 @@ def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
                                    or not isinstance(throughput, int | float)
                                    or not math.isfinite(throughput) or throughput <= 0):
         raise ApiError(400, "expected messages per second, more than 0", "throughput")
+    description = data.get("description") or None  # issue 10
+    if description is not None and (not isinstance(description, str)
+                                    or len(description) > 256):
+        raise ApiError(400, "expected a description of at most 256 characters",
+                       "description")
     return ValidJob(name.strip(), sender(data["from"]), template, recipients, start_at,
-                    float(throughput) if throughput is not None else None, group)
+                    float(throughput) if throughput is not None else None, group,
+                    partner=partner(data.get("partner") or None), description=description)
 
 
 def job_row(row: Any, template: str) -> tuple[str, str | None, str]:

@@ -20,7 +20,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .. import logs
 from ..api import validation
-from ..api.http import Account, make_factory, token_digest
+from ..api.http import API_CREDENTIAL, Account, make_factory, token_digest
 from ..api.idempotency import json_body
 from ..api.lockout import AuthLockout
 from ..api.ops import make_ops_factory
@@ -31,6 +31,8 @@ from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, Tl
 from ..protocol.inbound import Concat, MoFragment
 from ..protocol.message_id import AutoIds, Reading, Source
 from ..protocol.session import SessionConfig
+from ..reports.campaigns import Campaigns
+from ..reports.service import ReportService
 from ..status import Status
 from ..store import database, idempotency, queries
 from ..store import operations as ops
@@ -103,6 +105,10 @@ class Daemon:
         self.listener.on_inbound = self.inbound.stored
         self.jobs = JobManager(reactor, self._read, self.writer.put, self._in_thread,
                                self.dispatcher, self.intake, lambda: self.accepting)
+        # Reports (own thread pools and worker processes) and campaigns (issue 10).
+        self.reports = ReportService(self.engine, settings, reactor, self._read,
+                                     registry=self.metrics.registry)
+        self.campaigns = Campaigns(self.engine, self._read, self._transaction)
         self.connectors: dict[str, Connector] = {}
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[bytes, Account] = {}
@@ -140,6 +146,7 @@ class Daemon:
         self.dispatcher.refill()
         yield self.jobs.restore()
         yield self.inbound.start()
+        yield self.reports.start()
         ops_listen = self.settings.ops_listen
         if ops_listen is not None:  # issue 13: operators' paths off the customers' port
             self.ops_port = self.reactor.listenTCP(ops_listen[1], make_ops_factory(self),
@@ -180,6 +187,7 @@ class Daemon:
         self.tokens.update({token_digest(a.token): self.accounts[a.name]
                             for a in self.settings.accounts})
         self.inbound.configure(self.settings, ids, self.intake)
+        self.reports.set_accounts(self.accounts)
 
     def _add_connector(self, smsc: SmscSettings) -> None:
         connector = Connector(connector_config(smsc), self.listener, self.reactor,
@@ -225,6 +233,12 @@ class Daemon:
                 return fn(conn, *args)
         return deferToThreadPool(self.reactor, self.pool, run)
 
+    def _transaction(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
+        def run() -> Any:
+            with self.engine.begin() as conn:
+                return fn(conn, *args)
+        return deferToThreadPool(self.reactor, self.pool, run)
+
     def _load_queued(self, after_id: str, limit: int) -> defer.Deferred[Any]:
         return self._read(queries.load_queued, after_id, limit)
 
@@ -241,7 +255,8 @@ class Daemon:
         prepared = self.intake.admission.prepare(
             account.id, message.sender, message.recipient, message.country, message.text,
             self.intake.references, self.reactor.seconds(), ref_id=message.ref_id,
-            params=params_json(message.params))
+            params=params_json(message.params), channel="api", sent_by=API_CREDENTIAL,
+            partner=message.partner)
         op, info = prepared.op, prepared.info
         answer = {"id": op.message_id, "status": Status.QUEUED, "parts": info.parts,
                   "encoding": info.encoding.value, "points": op.points}
@@ -357,6 +372,7 @@ class Daemon:
             ids = {a.name: a.id for a in self.accounts.values()}
             self._set_accounts({name: ids[name] for name in (a.name for a in settings.accounts)
                                 if name in ids})
+        self.reports.reload(self.settings)  # issue 10: account time zones
         self.dispatcher.pump_soon()
         for change in changes:
             log.info("reload: %s", change)
@@ -391,6 +407,7 @@ class Daemon:
         self.dispatcher.stop()
         self.jobs.stop()
         self.inbound.stop()
+        self.reports.stop()
         for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()
@@ -399,6 +416,7 @@ class Daemon:
         while self.dispatcher.unsettled > 0 and waited < drain_timeout:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
+        yield self._in_thread(self.reports.join)  # issue 10
         yield self._in_thread(self.writer.stop)
         if self.ops_port is not None:  # scrapes go on while draining
             yield self.ops_port.stopListening()

@@ -22,7 +22,7 @@ from twisted.internet import defer, task
 from twisted.internet.threads import blockingCallFromThread
 
 from ..api import validation
-from ..api.http import Account
+from ..api.http import API_CREDENTIAL, Account
 from ..api.idempotency import json_body
 from ..api.validation import ApiError, ValidJob
 from ..ids import new_id
@@ -163,7 +163,8 @@ class JobManager:
 
         def flush() -> None:
             put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
-                              job.throughput, job.start_at, tuple(batch), now))
+                              job.throughput, job.start_at, tuple(batch), now,
+                              description=job.description))
             counts["batches"] += 1
             batch.clear()
 
@@ -172,7 +173,9 @@ class JobManager:
                 try:
                     digits, region, text = validation.job_row(row, job.template)
                     prepared = admission.prepare(account.id, job.sender, digits, region, text,
-                                                 references, now, job_id=job_id)
+                                                 references, now, job_id=job_id,
+                                                 channel="job", sent_by=API_CREDENTIAL,
+                                                 partner=job.partner)
                 except ApiError as exc:
                     counts["rejected"] += 1
                     if len(errors) < validation.MAX_ROW_ERRORS:

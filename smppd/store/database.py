@@ -32,7 +32,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
+def make_engine(url: str, pool_size: int = 5, immediate: bool = True) -> Engine:
+    """`immediate=False` (issue 10, reports): SQLite transactions start deferred and
+    stay reads, so a long report holds a WAL snapshot, never the write lock."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -48,7 +50,8 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         # pysqlite's own transaction handling defers BEGIN oddly; take it over so a
         # batch is exactly one transaction.
         event.listen(engine, "connect", lambda conn, _r: setattr(conn, "isolation_level", None))
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(
+            "BEGIN IMMEDIATE" if immediate else "BEGIN"))
         return engine
     try:
         return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
