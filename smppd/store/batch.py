@@ -21,9 +21,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from . import inbound, jobs, ledger, messages, outcomes, receipts
+from . import inbound, jobs, ledger, links, messages, outbox, outcomes, receipts
 from . import operations as ops
 from .cache import CACHE_LIMIT, InProgress
+from .callback_operations import ClickSeen
 from .sql import Runner, utc
 
 
@@ -35,6 +36,7 @@ class WriterMemory:
     receipt_policy: dict[str, str] = field(default_factory=dict)
     pending_receipts: int = 0  # a hint that saves a query per batch
     cache: InProgress = field(default_factory=InProgress)
+    outbox: outbox.OutboxMemory = field(default_factory=outbox.OutboxMemory)  # issue 12
 
 
 @dataclass(slots=True)
@@ -59,6 +61,7 @@ Phase = Callable[[BatchContext, dict[type, Items]], None]
 # Kind -> handler of all operations of that kind in the batch, in this order. The
 # outcomes phase takes several kinds together (see outcomes.apply).
 PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
+    *outbox.PHASES[:3],  # callback endpoints (issue 12), before the events they decide
     ((ops.Accept,), messages.accept),
     ((ops.LedgerEntry,), ledger.entries),
     ((ops.CreateJob,), jobs.create),
@@ -71,6 +74,8 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     (outcomes.KINDS, outcomes.apply),
     ((ops.FragmentSeen,), inbound.fragments),
     ((ops.InboundComplete,), inbound.complete),
+    *outbox.PHASES[3:],  # callback attempts (issue 12)
+    ((ClickSeen,), links.clicks),  # issue 12
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
+from . import outbox
 from . import schema as t
 from .operations import FragmentSeen, InboundComplete
 from .sql import chunks, utc
@@ -49,4 +50,8 @@ def complete(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> N
         for chunk in chunks(list(op.fragment_ids)):
             ctx.conn.execute(update(t.inbound_fragments).where(
                 t.inbound_fragments.c.id.in_(chunk)).values(inbound_id=inbound_id))
+        if op.account_id is not None:  # issue 12: the account's MO callbacks
+            outbox.inbound_received(ctx, op.account_id, inbound_id, {
+                "from": op.source, "to": op.destination, "text": op.text,
+                "parts": op.parts, "received_at": ctx.now.isoformat() + "Z"})
         ctx.results[index] = inbound_id

@@ -57,6 +57,11 @@ class Accept:
     params: str | None
     created_at: float
     job_id: str | None = None
+    # Issue 12: the end customer, the callback endpoint named, and the short links
+    # put into `text`: (code, original URL) each.
+    partner: str | None = None
+    callback_id: str | None = None
+    links: tuple[tuple[str, str], ...] = ()
     retry: ClassVar[bool] = False  # the HTTP client retries; the daemon must not hold it
 
 
@@ -165,6 +170,7 @@ class InboundComplete:
     parts: int
     tlvs: str | None
     fragment_ids: tuple[int, ...] = ()
+    account_id: int | None = None  # issue 12: set once MO routing knows the account
     retry: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -188,6 +194,12 @@ class CreateJob:
     start_at: float | None
     messages: tuple[Accept, ...]
     created_at: float
+    # Issue 12: job-wide values (rows may override ref_id and params).
+    ref_id: str | None = None
+    params: str | None = None
+    partner: str | None = None
+    callback_id: str | None = None
+    shorten_links: bool = False
     retry: ClassVar[bool] = False
 
 
