@@ -83,6 +83,29 @@ class RouteSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    """`callbacks:` (issue 12): how the outbox is delivered."""
+
+    concurrency: int = 10  # requests at once per endpoint
+    timeout: float = 10.0  # seconds per attempt
+    max_age: float = 86400.0  # an event is retried this long, then failed
+    retry_initial: float = 2.0  # an endpoint's back-off after a failure...
+    retry_max: float = 300.0  # ...doubling up to this
+    max_endpoints: int = 20  # per account
+    keep_days: float = 14.0  # delivered and failed events are kept this long
+    ca_file: str | None = None  # trust this CA (PEM) for https instead of the system's
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """`links:` (issue 12): the short-link redirector."""
+
+    listen_host: str
+    listen_port: int
+    base_url: str
+
+
+@dataclass(frozen=True)
 class Settings:
     path: str
     database: str
@@ -99,6 +122,8 @@ class Settings:
     retry_initial: float = 1.0
     retry_max: float = 60.0
     max_attempts: int = 10
+    callbacks: CallbackSettings = CallbackSettings()  # issue 12
+    links: LinkSettings | None = None  # issue 12
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -243,7 +268,7 @@ _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "b
               "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
               "receipt_policy", "response_timeout", "enquire_link_interval"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry"}
+             "retry", "callbacks", "links"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -289,6 +314,47 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
     if len(r.problems) > before:
         return None
     return SmscSettings(**settings)
+
+
+def _read_callbacks(r: _Reader, data: Any) -> CallbackSettings:
+    key = "callbacks"
+    data = r.section(data or {}, key, {"concurrency", "timeout", "max_age", "retry",
+                                       "max_endpoints", "keep_days", "ca_file"})
+    retry = r.section(data.get("retry") or {}, f"{key}.retry", {"initial", "max"})
+    ca_file = r.get(data, key, "ca_file", _text, None, max_length=4096)
+    if ca_file is not None and not os.access(ca_file, os.R_OK):
+        r.problem(f"{key}.ca_file", f"cannot read {ca_file!r}")
+    initial = r.get(retry, f"{key}.retry", "initial", _number, 2.0, low=0.01)
+    maximum = r.get(retry, f"{key}.retry", "max", _number, 300.0, low=0.01)
+    if maximum < initial:
+        r.problem(f"{key}.retry.max", f"expected at least retry.initial ({initial:g})")
+        maximum = initial
+    return CallbackSettings(
+        concurrency=r.get(data, key, "concurrency", _integer, 10, low=1, high=1000),
+        timeout=r.get(data, key, "timeout", _number, 10.0, low=0.1),
+        max_age=r.get(data, key, "max_age", _number, 86400.0, low=1.0),
+        retry_initial=initial, retry_max=maximum,
+        max_endpoints=r.get(data, key, "max_endpoints", _integer, 20, low=1, high=1000),
+        keep_days=r.get(data, key, "keep_days", _number, 14.0, low=0.01), ca_file=ca_file)
+
+
+def _base_url(value: Any) -> str:
+    text = _text(value, max_length=200)
+    if not re.match(r"^https?://[^/\s?#]+/([^\s?#]*/)?$", text):
+        raise ValueError("expected an http(s) URL ending in '/', such as https://s.example/ "
+                         f"(the code is appended to it), got {text!r}")
+    return text
+
+
+def _read_links(r: _Reader, data: Any) -> LinkSettings | None:
+    if data is None:
+        return None
+    data = r.section(data, "links", {"listen", "base_url"})
+    listen = r.get(data, "links", "listen", _listen)
+    base_url = r.get(data, "links", "base_url", _base_url)
+    if listen is None or base_url is None:
+        return None
+    return LinkSettings(listen[0], listen[1], base_url)
 
 
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
@@ -405,6 +471,8 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         retry_initial=r.get(retry, "retry", "initial", _number, 1.0, low=0.01),
         retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
         max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),
+        callbacks=_read_callbacks(r, top.get("callbacks")),
+        links=_read_links(r, top.get("links")),
     )
     if r.problems:
         raise ConfigError(r.problems)

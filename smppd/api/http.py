@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from . import callbacks as callbacks_api
 from . import forms, validation
 from .server import HttpFactory, HttpRequest, HttpResponse
 from .validation import ApiError
@@ -141,6 +142,9 @@ class Api:
             return self.app.job_action(account, job_id, action).addCallback(
                 lambda found: found if found is not None
                 else ApiError(404, "no such job", "id"))
+        if path == "/v1/callbacks" or path.startswith("/v1/callbacks/"):  # issue 12
+            return callbacks_api.route(getattr(self.app, "callbacks", None), request,
+                                       account.id, path)
         if path == "/v1/account":
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})

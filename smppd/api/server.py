@@ -23,8 +23,9 @@ from twisted.internet.protocol import Factory, Protocol
 
 log = logging.getLogger("smppd.api")
 
-REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized",
-           402: b"Payment Required", 404: b"Not Found", 405: b"Method Not Allowed",
+REASONS = {200: b"OK", 201: b"Created", 302: b"Found", 400: b"Bad Request",
+           401: b"Unauthorized", 402: b"Payment Required", 404: b"Not Found",
+           405: b"Method Not Allowed", 409: b"Conflict",
            413: b"Payload Too Large", 500: b"Internal Server Error",
            503: b"Service Unavailable"}
 MAX_HEADER_BYTES = 16 * 1024

@@ -81,7 +81,7 @@ class ClickSeen:
     code: str
     at: float
     agent: str  # mobile | tablet | desktop | bot | other
-    retry: ClassVar[bool] = True
+    retry: ClassVar[bool] = False  # the browser waits: better a 503 now than a hang
 
 
 class TooManyEndpoints(Exception):

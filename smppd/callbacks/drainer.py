@@ -1,0 +1,268 @@
+"""Draining the outbox: pending events are read on the read pool a page at a time,
+queued in memory per target (an endpoint, or a forward URL), and sent with at most
+`concurrency` requests per target at once; what became of each attempt goes to the
+writer in batches. Nothing here waits: the reactor only starts requests and sorts
+their answers.
+
+Isolation: each target has its own queue, its own limit and its own back-off. A
+target that fails is paused for the back-off's next delay (capped, jittered: the
+project's one Backoff), then probed with one request at a time until an attempt
+succeeds; while it is paused, and while it has a full queue in memory, the read
+skips its events, so a dead or slow endpoint holds only its own events back and
+never a page of anyone else's.
+
+At least once: an event leaves the outbox only when a 2xx is recorded. A crash loses
+the memory, not the events: they are still pending and are sent again (same event
+id, so the receiver can drop the copy). An event still failing `max_age` seconds
+after it happened is failed, with its attempts and the last error kept for the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, task
+
+from ..store import outbox
+from ..store.callback_operations import DeliveryResults, ExpireTarget
+from ..store.sql import utc
+from ..throttle.backoff import Backoff
+from . import queries
+from .delivery import Outcome
+from .queries import Event
+
+log = logging.getLogger("smppd.callbacks")
+
+TICK = 0.25  # seconds between reads when idle
+SOON = 0.02  # ...and when the last read left work behind
+PAGE = 2000  # events per read
+PER_TARGET = 1000  # events held in memory per target
+MAX_HELD = 20_000  # events held in memory in all
+FLUSH_DELAY = 0.05  # attempt results wait at most this long for their batch
+FLUSH_ROWS = 2000
+
+Read = Callable[..., "defer.Deferred[Any]"]
+Put = Callable[[Any], "defer.Deferred[Any]"]
+
+
+@dataclass(frozen=True, slots=True)
+class DrainSettings:
+    concurrency: int = 10
+    max_age: float = 86400.0
+    retry_initial: float = 2.0
+    retry_max: float = 300.0
+
+
+@dataclass(eq=False)
+class Target:
+    key: str
+    backoff: Backoff
+    queue: deque[Event] = field(default_factory=deque)
+    in_flight: int = 0
+    failing: bool = False  # since the last failure, until an attempt succeeds
+    paused_until: float = 0.0
+    last_error: str | None = None
+    resume: Any = None  # the pending call that ends the pause
+
+
+class Drainer:
+    def __init__(self, reactor: Any, read: Read, put: Put, send: Callable[[Event], Any],
+                 settings: DrainSettings, metrics: Any = None) -> None:
+        self.reactor = reactor
+        self.read = read
+        self.put = put
+        self.send = send
+        self.settings = settings
+        self.metrics = metrics
+        self.targets: dict[str, Target] = {}
+        self.held: set[int] = set()  # events in memory, in flight, or awaiting their result
+        self._results: list[tuple[Any, ...]] = []
+        self._flush_call: Any = None
+        self._flushing: list[defer.Deferred[Any]] = []
+        self._reading = False
+        self._read_call: Any = None
+        self._loop: task.LoopingCall | None = None
+        self.stopping = False
+
+    # Start and stop ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = task.LoopingCall(self.read_now)
+        self._loop.clock = self.reactor
+        self._loop.start(TICK, now=True)
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        """No new attempts; what was attempted is written (the writer must still run)."""
+        self.stopping = True
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        for call in [self._read_call, self._flush_call,
+                     *(t.resume for t in self.targets.values())]:
+            if call is not None and call.active():
+                call.cancel()
+        self._flush()
+        yield defer.DeferredList(list(self._flushing), consumeErrors=True)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(target.in_flight for target in self.targets.values())
+
+    # Reading ---------------------------------------------------------------------------
+
+    def read_now(self) -> None:
+        if self._reading or self.stopping or len(self.held) >= MAX_HELD:
+            return
+        now = self.reactor.seconds()
+        excluded = [key for key, target in self.targets.items()
+                    if len(target.queue) >= PER_TARGET or target.paused_until > now]
+        skipped = set(excluded)
+        # Events already held come back in the page too (they are still pending): ask
+        # for that many more so they cannot crowd new ones out.
+        held_elsewhere = sum(len(target.queue) + target.in_flight
+                             for key, target in self.targets.items() if key not in skipped)
+        limit = min(PAGE, MAX_HELD - len(self.held)) + held_elsewhere
+        self._reading = True
+        self.read(queries.due_events, utc(now), excluded, limit).addCallbacks(
+            self._loaded, self._read_failed, callbackArgs=(limit, bool(excluded))).addBoth(
+            self._read_done)
+
+    def _read_done(self, _: Any) -> None:
+        self._reading = False
+
+    def _read_failed(self, failure: Any) -> None:
+        log.error("callbacks: cannot read the outbox: %s", failure.getErrorMessage())
+
+    def _loaded(self, events: list[Event], limit: int, excluded: bool) -> None:
+        if self.stopping:
+            return
+        touched: dict[str, Target] = {}
+        for event in events:
+            if event.seq in self.held:
+                continue
+            self.held.add(event.seq)
+            target = self._target(event.target)
+            target.queue.append(event)
+            touched[target.key] = target
+        for target in touched.values():
+            self._pump(target)
+        if len(events) >= limit or (excluded and touched):
+            self._read_soon()
+
+    def _read_soon(self) -> None:
+        if self._read_call is None or not self._read_call.active():
+            self._read_call = self.reactor.callLater(SOON, self.read_now)
+
+    def _target(self, key: str) -> Target:
+        target = self.targets.get(key)
+        if target is None:
+            settings = self.settings
+            target = self.targets[key] = Target(key, Backoff(settings.retry_initial,
+                                                             settings.retry_max))
+        return target
+
+    # Sending ---------------------------------------------------------------------------
+
+    def _pump(self, target: Target) -> None:
+        if self.stopping:
+            return
+        now = self.reactor.seconds()
+        if target.paused_until > now:
+            if target.resume is None or not target.resume.active():
+                target.resume = self.reactor.callLater(target.paused_until - now,
+                                                       self._resume, target)
+            return
+        limit = 1 if target.failing else self.settings.concurrency
+        while target.queue and target.in_flight < limit:
+            event = target.queue.popleft()
+            target.in_flight += 1
+            self.send(event).addCallback(self._attempted, target, event)
+        if not target.queue and not target.in_flight and not target.failing:
+            del self.targets[target.key]  # forget idle, healthy targets
+
+    def _resume(self, target: Target) -> None:
+        self._pump(target)
+        self.read_now()
+
+    def _attempted(self, outcome: Outcome, target: Target, event: Event) -> None:
+        target.in_flight -= 1
+        now = self.reactor.seconds()
+        attempts = event.attempts + 1
+        if self.metrics is not None:
+            self.metrics.attempt(outcome.result, outcome.seconds)
+        if outcome.ok:
+            target.failing = False
+            target.backoff.reset()
+            self._record(event.seq, outbox.DELIVERED, attempts, now, None, outcome.status, now)
+        else:
+            self._failed(target, event, outcome, attempts, now)
+        if self.targets.get(target.key) is not target:
+            self.targets[target.key] = target  # it was dropped while idle in between
+        self._pump(target)
+        if len(target.queue) < PER_TARGET // 2:
+            self._read_soon()
+
+    def _failed(self, target: Target, event: Event, outcome: Outcome, attempts: int,
+                now: float) -> None:
+        target.last_error = outcome.error
+        if target.paused_until <= now:  # not already backing off for a sibling attempt
+            target.failing = True
+            target.paused_until = now + target.backoff.next_delay()
+        deadline = now - self.settings.max_age
+        if event.at <= deadline:
+            self._give_up(event, attempts, outcome.error, outcome.status, now)
+            # Its siblings are as old: fail those in memory, and those still in the
+            # outbox in one statement, instead of probing them one by one for days.
+            for old in [e for e in target.queue if e.at <= deadline]:
+                target.queue.remove(old)
+                self._give_up(old, old.attempts, outcome.error, None, now)
+            self.put(ExpireTarget(target.key, deadline, _gave_up(outcome.error))).addErrback(
+                lambda f: log.error("callbacks: cannot expire old events: %s",
+                                    f.getErrorMessage()))
+        else:
+            self._record(event.seq, outbox.PENDING, attempts, target.paused_until,
+                         outcome.error, outcome.status, None)
+
+    def _give_up(self, event: Event, attempts: int, error: str | None, status: int | None,
+                 now: float) -> None:
+        if self.metrics is not None:
+            self.metrics.gave_up()
+        log.warning("callbacks: event %s to target %s failed after %d attempt(s): %s",
+                    event.id, event.target, attempts, error)
+        self._record(event.seq, outbox.FAILED, attempts, now, _gave_up(error), status, now)
+
+    # Results -------------------------------------------------------------------------
+
+    def _record(self, seq: int, state: str, attempts: int, next_at: float, error: str | None,
+                status: int | None, finished: float | None) -> None:
+        self._results.append((seq, state, attempts, next_at,
+                              None if error is None else error[:256], status, finished))
+        if len(self._results) >= FLUSH_ROWS:
+            self._flush()
+        elif self._flush_call is None or not self._flush_call.active():
+            self._flush_call = self.reactor.callLater(FLUSH_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        if not self._results:
+            return
+        rows, self._results = tuple(self._results), []
+        d = self.put(DeliveryResults(rows))
+        self._flushing.append(d)
+
+        def written(result: Any) -> Any:
+            self._flushing.remove(d)
+            if isinstance(result, Exception) or hasattr(result, "getErrorMessage"):
+                log.error("callbacks: attempt results not stored (the events will be "
+                          "sent again): %s", getattr(result, "getErrorMessage", str)())
+            self.held.difference_update(row[0] for row in rows)
+            return None
+
+        d.addBoth(written)
+
+
+def _gave_up(error: str | None) -> str:
+    return f"gave up: {error or 'no success'}"[:256]
