@@ -220,6 +220,7 @@ class Drainer:
             for old in [e for e in target.queue if e.at <= deadline]:
                 target.queue.remove(old)
                 self._give_up(old, old.attempts, outcome.error, None, now)
+            self._flush()  # first: the writer keeps the order, so these are not overtaken
             self.put(ExpireTarget(target.key, deadline, _gave_up(outcome.error))).addErrback(
                 lambda f: log.error("callbacks: cannot expire old events: %s",
                                     f.getErrorMessage()))
