@@ -110,7 +110,7 @@ def due_events(conn: Connection, now: datetime, exclude: Sequence[str],
                           .outerjoin(t.webhook_secrets, ws.account_id == _EV.account_id)
                           .outerjoin(t.messages, _M.id == _EV.message_id))
              .where(_PENDING, _EV.next_at <= now)
-             .order_by(_EV.next_at).limit(limit))
+             .order_by(_EV.next_at, _EV.seq).limit(limit))
     if exclude:
         query = query.where(_EV.target.notin_(list(exclude)))
     events = []

@@ -104,7 +104,8 @@ _E, _M = t.callback_events.c, t.messages.c
 # The event id is "<message id>-<status>": a message reaches each status at most once
 # (states never go backwards) and goes to one endpoint, so the id is unique, and the
 # same change can never make two events (ON CONFLICT ... DO NOTHING is a guard only;
-# SQLite needs the WHERE to tell the upsert's ON from a join's).
+# SQLite needs the WHERE to tell the upsert's ON from a join's). The last column is
+# the order of the changes, so that `submitted` is queued before `delivered`.
 MESSAGE_EVENTS = ValuesSelect(
     "INSERT INTO callback_events (id, account_id, target, type, message_id, status, "
     "error_code, at, state, attempts, next_at) "
@@ -115,9 +116,9 @@ MESSAGE_EVENTS = ValuesSelect(
     "JOIN callback_endpoints e ON e.account_id = m.account_id AND e.deleted_at IS NULL "
     "AND (e.id = m.callback_id OR (m.callback_id IS NULL AND e.is_default)) "
     f"AND (e.on_status OR (v.column5 = '{EVENT_FINAL}' AND e.on_final)) "
-    "WHERE 1 = 1 ON CONFLICT (id) DO NOTHING",
+    "WHERE 1 = 1 ORDER BY v.column7 ON CONFLICT (id) DO NOTHING",
     (_E.id.type, _E.message_id.type, _E.status.type, _E.error_code.type, _E.type.type,
-     _E.at.type))
+     _E.at.type, _E.attempts.type))
 INSERT_EVENT = BulkInsert(t.callback_events, (
     "id", "account_id", "target", "url", "type", "data", "at", "next_at"),
     {"state": f"'{PENDING}'", "attempts": "0"})
@@ -140,8 +141,9 @@ def message_events(ctx: BatchContext,
         return
     stamp = ctx.stamp
     rows = [(f"{message_id}-{status}", message_id, str(status), error, event_type(status),
-             stamp)
-            for message_id, account_id, status, error in changes if account_id in wanted]
+             stamp, order)
+            for order, (message_id, account_id, status, error) in enumerate(changes)
+            if account_id in wanted]
     if rows:
         MESSAGE_EVENTS.run(ctx, rows)
 
