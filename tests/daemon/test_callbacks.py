@@ -10,8 +10,9 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
+from tests.conftest import call
 from tests.daemon.conftest import Client
-from tests.receiver import Receiver, raw_signature
+from tests.receiver import Receiver, raw_signature, self_signed
 
 FAST = {"retry": {"initial": 0.2, "max": 0.5}, "timeout": 2, "concurrency": 4}
 
@@ -228,5 +229,36 @@ def test_metrics_show_deliveries_and_depth_without_urls(start_daemon: Any) -> No
         assert 'smppd_callback_deliveries_total{result="delivered"} 1.0' in text
         assert 'smppd_callback_outbox_depth{account="acme"}' in text
         assert "127.0.0.1" not in text and "/hook" not in text
+    finally:
+        receiver.stop()
+
+
+def test_https_is_verified_against_the_system_or_the_configured_ca(
+        start_daemon: Any, tmp_path: Any) -> None:
+    cert, key = self_signed(tmp_path)
+    receiver = Receiver().start(tls=(cert, key))
+    url = f"https://127.0.0.1:{receiver.port}/hook"
+    try:
+        # The system's trust store does not know the receiver's certificate.
+        running = start_daemon(callbacks=FAST)
+        endpoint = register(running.client, url, events=["final"])
+        running.client.send()
+        path = f"/v1/callbacks/{endpoint['id']}/deliveries?state=pending"
+        deadline = time.monotonic() + 20
+        while True:
+            _, body = running.client.request("GET", path)
+            tried = [d for d in body["deliveries"] if d["attempts"]]
+            if tried:
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
+        assert tried[0]["last_error"].startswith("TLS"), tried[0]
+        assert receiver.accepted == {}
+        running.client.close()
+        call(running.daemon.stop, drain_timeout=1.0)
+        # Trusting its CA (callbacks.ca_file), the same event goes through.
+        again = start_daemon(callbacks={**FAST, "ca_file": cert})
+        wait_accepted(receiver, 1)
+        assert again.daemon.readiness()[0]
     finally:
         receiver.stop()
