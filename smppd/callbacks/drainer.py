@@ -37,8 +37,9 @@ from .queries import Event
 
 log = logging.getLogger("smppd.callbacks")
 
-TICK = 0.25  # seconds between reads when idle
+TICK = 0.25  # seconds between reads of new events when idle
 SOON = 0.02  # ...and when the last read left work behind
+SWEEP = 30.0  # seconds between sweeps for anything the reads by seq passed over
 PAGE = 2000  # events per read
 PER_TARGET = 1000  # events held in memory per target
 MAX_HELD = 20_000  # events held in memory in all
@@ -67,9 +68,19 @@ class Target:
     paused_until: float = 0.0
     last_error: str | None = None
     resume: Any = None  # the pending call that ends the pause
+    last_seq: int = 0  # the newest event taken into the queue
+    missed_new: bool = False  # skipped by a read while its queue was full
+    missed_due: bool = False  # has events waiting in the outbox (retries, or paused)
+    reading: bool = False
 
 
 class Drainer:
+    """Reads are by seq (the order events were written) from a cursor, so a read
+    returns only events not seen yet, whatever is in memory; a target skipped by a
+    read (full, or backing off) reads its own events back when it can take them, and
+    a sweep by due time every SWEEP seconds catches anything else (a retry due after
+    a restart, a result that could not be written)."""
+
     def __init__(self, reactor: Any, read: Read, put: Put, send: Callable[[Event], Any],
                  settings: DrainSettings, metrics: Any = None) -> None:
         self.reactor = reactor
@@ -80,27 +91,31 @@ class Drainer:
         self.metrics = metrics
         self.targets: dict[str, Target] = {}
         self.held: set[int] = set()  # events in memory, in flight, or awaiting their result
+        self.cursor: int | None = None  # the newest seq read (None: not started)
         self._results: list[tuple[Any, ...]] = []
         self._flush_call: Any = None
         self._flushing: list[defer.Deferred[Any]] = []
         self._reading = False
         self._read_call: Any = None
-        self._loop: task.LoopingCall | None = None
+        self._loops: list[task.LoopingCall] = []
         self.stopping = False
 
     # Start and stop ---------------------------------------------------------------
 
     def start(self) -> None:
-        self._loop = task.LoopingCall(self.read_now)
-        self._loop.clock = self.reactor
-        self._loop.start(TICK, now=True)
+        for every, job, now in ((TICK, self.read_now, True), (SWEEP, self.sweep, False)):
+            loop = task.LoopingCall(job)
+            loop.clock = self.reactor
+            loop.start(every, now=now)
+            self._loops.append(loop)
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
         """No new attempts; what was attempted is written (the writer must still run)."""
         self.stopping = True
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
         for call in [self._read_call, self._flush_call,
                      *(t.resume for t in self.targets.values())]:
             if call is not None and call.active():
@@ -114,22 +129,47 @@ class Drainer:
 
     # Reading ---------------------------------------------------------------------------
 
+    def _excluded(self, now: float) -> list[str]:
+        excluded = []
+        for key, target in self.targets.items():
+            if target.paused_until > now:
+                target.missed_due = True
+                excluded.append(key)
+            elif len(target.queue) >= PER_TARGET:
+                target.missed_new = True
+                excluded.append(key)
+        return excluded
+
     def read_now(self) -> None:
         if self._reading or self.stopping or len(self.held) >= MAX_HELD:
             return
-        now = self.reactor.seconds()
-        excluded = [key for key, target in self.targets.items()
-                    if len(target.queue) >= PER_TARGET or target.paused_until > now]
-        skipped = set(excluded)
-        # Events already held come back in the page too (they are still pending): ask
-        # for that many more so they cannot crowd new ones out.
-        held_elsewhere = sum(len(target.queue) + target.in_flight
-                             for key, target in self.targets.items() if key not in skipped)
-        limit = min(PAGE, MAX_HELD - len(self.held)) + held_elsewhere
         self._reading = True
-        self.read(queries.due_events, utc(now), excluded, limit).addCallbacks(
-            self._loaded, self._read_failed, callbackArgs=(limit, bool(excluded))).addBoth(
-            self._read_done)
+        if self.cursor is None:
+            d = self.read(queries.first_pending).addCallback(self._started)
+        else:
+            now = self.reactor.seconds()
+            limit = min(PAGE, MAX_HELD - len(self.held))
+            d = self.read(queries.new_events, self.cursor, self._excluded(now),
+                          limit).addCallback(self._loaded_new, limit)
+        d.addErrback(self._read_failed).addBoth(self._read_done)
+
+    def _started(self, cursor: int) -> None:
+        self.cursor = cursor
+        self._read_soon()
+
+    def _loaded_new(self, result: tuple[list[Event], int], limit: int) -> None:
+        events, cursor = result
+        self.cursor = max(self.cursor or 0, cursor)
+        self._take(events)
+        if len(events) >= limit:
+            self._read_soon()
+
+    def sweep(self) -> None:
+        if self.stopping or len(self.held) >= MAX_HELD:
+            return
+        now = self.reactor.seconds()
+        self.read(queries.due_events, utc(now), self._excluded(now), PAGE).addCallbacks(
+            self._take, self._read_failed)  # what it returns that is held is skipped
 
     def _read_done(self, _: Any) -> None:
         self._reading = False
@@ -137,21 +177,58 @@ class Drainer:
     def _read_failed(self, failure: Any) -> None:
         log.error("callbacks: cannot read the outbox: %s", failure.getErrorMessage())
 
-    def _loaded(self, events: list[Event], limit: int, excluded: bool) -> None:
+    def _take(self, events: list[Event]) -> int:
+        """Queue the events not held yet; returns how many were already held."""
         if self.stopping:
-            return
+            return 0
         touched: dict[str, Target] = {}
+        skipped = 0
         for event in events:
             if event.seq in self.held:
+                skipped += 1
                 continue
             self.held.add(event.seq)
             target = self._target(event.target)
             target.queue.append(event)
+            target.last_seq = max(target.last_seq, event.seq)
             touched[target.key] = target
         for target in touched.values():
             self._pump(target)
-        if len(events) >= limit or (excluded and touched):
-            self._read_soon()
+        return skipped
+
+    def _catch_up(self, target: Target) -> None:
+        """Read back a target's own events it was skipped for."""
+        if target.reading or self.stopping:
+            return
+        idle = not target.queue and not target.in_flight
+        if target.missed_due and idle:
+            after = 0  # retries included: everything due, oldest first
+        elif target.missed_new and not target.missed_due and len(target.queue) < PER_TARGET // 2:
+            after = target.last_seq
+        else:
+            return
+        target.missed_new = target.missed_due = False
+        target.reading = True
+        room = PER_TARGET - len(target.queue)
+
+        def read(events: list[Event]) -> None:
+            target.reading = False
+            if len(events) >= room:
+                target.missed_new = True  # there is more: read on when there is room
+            if self._take(events):
+                # Some are still awaiting their last result's write: read again after it.
+                target.missed_due = True
+                self.reactor.callLater(FLUSH_DELAY * 2, self._pump, target)
+            elif not events:
+                self._pump(target)
+
+        def failed(failure: Any) -> None:
+            target.reading = False
+            target.missed_due = True
+            self._read_failed(failure)
+
+        self.read(queries.target_events, target.key, utc(self.reactor.seconds()), room,
+                  after).addCallbacks(read, failed)
 
     def _read_soon(self) -> None:
         if self._read_call is None or not self._read_call.active():
@@ -174,19 +251,18 @@ class Drainer:
         if target.paused_until > now:
             if target.resume is None or not target.resume.active():
                 target.resume = self.reactor.callLater(target.paused_until - now,
-                                                       self._resume, target)
+                                                       self._pump, target)
             return
         limit = 1 if target.failing else self.settings.concurrency
         while target.queue and target.in_flight < limit:
             event = target.queue.popleft()
             target.in_flight += 1
             self.send(event).addCallback(self._attempted, target, event)
-        if not target.queue and not target.in_flight and not target.failing:
+        if target.missed_new or target.missed_due:
+            self._catch_up(target)
+        elif not target.queue and not target.in_flight and not target.failing \
+                and not target.reading and self.targets.get(target.key) is target:
             del self.targets[target.key]  # forget idle, healthy targets
-
-    def _resume(self, target: Target) -> None:
-        self._pump(target)
-        self.read_now()
 
     def _attempted(self, outcome: Outcome, target: Target, event: Event) -> None:
         target.in_flight -= 1
@@ -203,12 +279,11 @@ class Drainer:
         if self.targets.get(target.key) is not target:
             self.targets[target.key] = target  # it was dropped while idle in between
         self._pump(target)
-        if len(target.queue) < PER_TARGET // 2:
-            self._read_soon()
 
     def _failed(self, target: Target, event: Event, outcome: Outcome, attempts: int,
                 now: float) -> None:
         target.last_error = outcome.error
+        target.missed_due = True  # this event goes back to the outbox until it is due
         if target.paused_until <= now:  # not already backing off for a sibling attempt
             target.failing = True
             target.paused_until = now + target.backoff.next_delay()

@@ -93,28 +93,24 @@ class Event:
     attempts: int
 
 
-def due_events(conn: Connection, now: datetime, exclude: Sequence[str],
-               limit: int) -> list[Event]:
-    """Pending events due by `now`, oldest due first, skipping `exclude` targets (those
-    backing off or with enough in memory already)."""
+def _select() -> Any:
     ws = t.webhook_secrets.c
-    query = (select(_EV.seq, _EV.id, _EV.account_id, _EV.target, _EV.url, _EV.type,
-                    _EV.message_id, _EV.status, _EV.error_code, _EV.data, _EV.at,
-                    _EV.attempts, _EP.url.label("endpoint_url"),
-                    _EP.secret.label("endpoint_secret"), _EP.deleted_at,
-                    ws.secret.label("account_secret"), _M.ref_id, _M.params, _M.partner,
-                    _M.parts, _M.sender, _M.recipient, _M.job_id,
-                    _M.created_at.label("message_created"))
-             .select_from(t.callback_events
-                          .outerjoin(t.callback_endpoints, _EP.id == _EV.target)
-                          .outerjoin(t.webhook_secrets, ws.account_id == _EV.account_id)
-                          .outerjoin(t.messages, _M.id == _EV.message_id))
-             .where(_PENDING, _EV.next_at <= now)
-             .order_by(_EV.next_at, _EV.seq).limit(limit))
-    if exclude:
-        query = query.where(_EV.target.notin_(list(exclude)))
+    return (select(_EV.seq, _EV.id, _EV.account_id, _EV.target, _EV.url, _EV.type,
+                   _EV.message_id, _EV.status, _EV.error_code, _EV.data, _EV.at,
+                   _EV.attempts, _EP.url.label("endpoint_url"),
+                   _EP.secret.label("endpoint_secret"), _EP.deleted_at,
+                   ws.secret.label("account_secret"), _M.ref_id, _M.params, _M.partner,
+                   _M.parts, _M.sender, _M.recipient, _M.job_id,
+                   _M.created_at.label("message_created"))
+            .select_from(t.callback_events
+                         .outerjoin(t.callback_endpoints, _EP.id == _EV.target)
+                         .outerjoin(t.webhook_secrets, ws.account_id == _EV.account_id)
+                         .outerjoin(t.messages, _M.id == _EV.message_id)))
+
+
+def _events(rows: Any) -> list[Event]:
     events = []
-    for row in conn.execute(query):
+    for row in rows:
         if row.data is not None:
             data = json.loads(row.data)
         elif row.message_id is not None:
@@ -128,6 +124,57 @@ def due_events(conn: Connection, now: datetime, exclude: Sequence[str],
             row.endpoint_secret if endpoint else row.account_secret,
             row.type, body(row.type, row.at, data), _unix(row.at), row.attempts))
     return events
+
+
+def first_pending(conn: Connection) -> int:
+    """Where the drainer's reading starts: just before the oldest pending event (or at
+    the newest event when none is pending)."""
+    oldest = conn.execute(select(func.min(_EV.seq)).where(_PENDING)).scalar()
+    if oldest is not None:
+        return oldest - 1
+    return conn.execute(select(func.max(_EV.seq))).scalar() or 0
+
+
+def new_events(conn: Connection, after: int, exclude: Sequence[str],
+               limit: int) -> tuple[list[Event], int]:
+    """Pending events written after `after` (by seq: the order they were written),
+    skipping `exclude` targets; and how far that read looked. The newest seq is taken
+    first, so an event committed during the read is left for the next.
+
+    Not filtered by due time: a new event is due at once, and retries keep their old
+    seq, so only after a restart does this return events whose retry time has not
+    come; they are tried then (a restart starts every back-off afresh)."""
+    newest = conn.execute(select(func.max(_EV.seq))).scalar() or after
+    query = _select().where(_EV.seq > after, _EV.seq <= newest, _PENDING).order_by(
+        _EV.seq).limit(limit)
+    if exclude:
+        query = query.where(_EV.target.notin_(list(exclude)))
+    events = _events(conn.execute(query))
+    return events, (events[-1].seq if len(events) >= limit else newest)
+
+
+def target_events(conn: Connection, target: str, now: datetime, limit: int,
+                  after: int = 0) -> list[Event]:
+    """One target's pending, due events: those written after `after` in order (when
+    it has room again after a full queue), or all, oldest due first (after its
+    back-off, when its retries are due too)."""
+    query = _select().where(_EV.target == target, _PENDING, _EV.next_at <= now)
+    if after:
+        query = query.where(_EV.seq > after).order_by(_EV.seq)
+    else:
+        query = query.order_by(_EV.next_at, _EV.seq)
+    return _events(conn.execute(query.limit(limit)))
+
+
+def due_events(conn: Connection, now: datetime, exclude: Sequence[str],
+               limit: int) -> list[Event]:
+    """Pending events due by `now`, oldest due first, skipping `exclude` targets: the
+    drainer's sweep for anything the reads by seq passed over."""
+    query = _select().where(_PENDING, _EV.next_at <= now).order_by(
+        _EV.next_at, _EV.seq).limit(limit)
+    if exclude:
+        query = query.where(_EV.target.notin_(list(exclude)))
+    return _events(conn.execute(query))
 
 
 def outbox_depth(conn: Connection) -> list[tuple[int, int, float]]:

@@ -56,11 +56,12 @@ class CallbackService:
     def start(self) -> Any:
         self.registry.replace((yield self.read(queries.all_endpoints)))
         self.drainer.start()
-        for every, job in ((DEPTH_EVERY, self._measure), (REGISTRY_EVERY, self._refresh),
-                           (PURGE_EVERY, self._purge)):
+        for every, job, now in ((DEPTH_EVERY, self._measure, True),
+                                (REGISTRY_EVERY, self._refresh, False),
+                                (PURGE_EVERY, self._purge, True)):
             loop = task.LoopingCall(job)
             loop.clock = self.reactor
-            loop.start(every, now=job is not self._refresh)
+            loop.start(every, now=now)
             self._loops.append(loop)
 
     @defer.inlineCallbacks

@@ -28,14 +28,39 @@ class Outbox:
         self.events[seq] = {"target": target, "state": "pending", "next_at": at, "at": at,
                             "attempts": 0, "error": None}
 
-    def read(self, fn: Any, now: Any, exclude: list[str], limit: int) -> defer.Deferred[Any]:
-        due = sorted((row["next_at"], seq) for seq, row in self.events.items()
-                     if row["state"] == "pending" and row["next_at"] <= self.clock.seconds()
-                     and row["target"] not in exclude)
-        return defer.succeed([Event(seq, f"e{seq}", 1, self.events[seq]["target"], "http://x/",
-                                    "whsec_x", "message.final", "{}", self.events[seq]["at"],
-                                    self.events[seq]["attempts"])
-                              for _, seq in due[:limit]])
+    def read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
+        """Answers the drainer's reads (smppd.callbacks.queries) from memory."""
+        name = fn.__name__
+        now = self.clock.seconds()
+        if name == "first_pending":
+            return defer.succeed(min((seq for seq, row in self.events.items()
+                                      if row["state"] == "pending"), default=1) - 1)
+        pending = [(seq, row) for seq, row in sorted(self.events.items())
+                   if row["state"] == "pending" and row["next_at"] <= now]
+        if name == "new_events":
+            after, exclude, limit = args
+            rows = [(s, r) for s, r in sorted(self.events.items()) if r["state"] == "pending"
+                    and s > after and r["target"] not in exclude]
+            chosen = rows[:limit]
+            newest = max(self.events, default=after)
+            return defer.succeed((self._events(chosen),
+                                  chosen[-1][0] if len(chosen) >= limit else newest))
+        if name == "target_events":
+            target, _, limit, after = args
+            rows = [(s, r) for s, r in pending if r["target"] == target and s > after]
+            if not after:
+                rows.sort(key=lambda item: (item[1]["next_at"], item[0]))
+            return defer.succeed(self._events(rows[:limit]))
+        assert name == "due_events", name
+        _, exclude, limit = args
+        rows = sorted(((s, r) for s, r in pending if r["target"] not in exclude),
+                      key=lambda item: (item[1]["next_at"], item[0]))
+        return defer.succeed(self._events(rows[:limit]))
+
+    @staticmethod
+    def _events(rows: list[tuple[int, dict[str, Any]]]) -> list[Event]:
+        return [Event(seq, f"e{seq}", 1, row["target"], "http://x/", "whsec_x",
+                      "message.final", "{}", row["at"], row["attempts"]) for seq, row in rows]
 
     def put(self, op: Any) -> defer.Deferred[Any]:
         self.puts.append(op)
@@ -150,7 +175,8 @@ def test_stop_writes_what_was_attempted() -> None:
     clock, store, _receivers, drainer = setup()
     store.add(1, "t", clock.seconds())
     drainer.start()
-    clock.advance(0.02)  # delivered, result waiting for its batch
+    run(clock, 0.04)  # read, sent, delivered; its result waits for its batch
+    assert store.events[1]["state"] == "pending" and drainer._results
     done = drainer.stop()
     assert done.called
     assert store.events[1]["state"] == "delivered"
