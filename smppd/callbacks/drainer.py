@@ -39,7 +39,8 @@ log = logging.getLogger("smppd.callbacks")
 
 TICK = 0.25  # seconds between reads of new events when idle
 SOON = 0.02  # ...and when the last read left work behind
-SWEEP = 30.0  # seconds between sweeps for anything the reads by seq passed over
+SWEEP = 30.0  # seconds between sweeps for anything the reads by seq passed over...
+BUSY_SWEEP = 1.0  # ...and while a target is catching up or the last sweep found some
 PAGE = 2000  # events per read
 PER_TARGET = 1000  # events held in memory per target
 MAX_HELD = 20_000  # events held in memory in all
@@ -92,6 +93,8 @@ class Drainer:
         self.targets: dict[str, Target] = {}
         self.held: set[int] = set()  # events in memory, in flight, or awaiting their result
         self.cursor: int | None = None  # the newest seq read (None: not started)
+        self._swept_at = float("-inf")
+        self._sweep_found = False
         self._results: list[tuple[Any, ...]] = []
         self._flush_call: Any = None
         self._flushing: list[defer.Deferred[Any]] = []
@@ -103,7 +106,8 @@ class Drainer:
     # Start and stop ---------------------------------------------------------------
 
     def start(self) -> None:
-        for every, job, now in ((TICK, self.read_now, True), (SWEEP, self.sweep, False)):
+        for every, job, now in ((TICK, self.read_now, True),
+                                (BUSY_SWEEP, self.sweep, False)):
             loop = task.LoopingCall(job)
             loop.clock = self.reactor
             loop.start(every, now=now)
@@ -135,7 +139,9 @@ class Drainer:
             if target.paused_until > now:
                 target.missed_due = True
                 excluded.append(key)
-            elif len(target.queue) >= PER_TARGET:
+            elif len(target.queue) >= PER_TARGET or target.missed_new:
+                # Behind: fed by its own reads (in seq order) until it has caught up,
+                # so that no read by seq takes a newer event past an unread one.
                 target.missed_new = True
                 excluded.append(key)
         return excluded
@@ -165,11 +171,23 @@ class Drainer:
             self._read_soon()
 
     def sweep(self) -> None:
+        """Every SWEEP seconds, or every BUSY_SWEEP while some target is catching up
+        (or the last sweep found work): the due events, oldest first, whatever was
+        passed over; those held already are skipped."""
         if self.stopping or len(self.held) >= MAX_HELD:
             return
         now = self.reactor.seconds()
+        busy = self._sweep_found or any(t.missed_due or t.missed_new or t.failing
+                                        for t in self.targets.values())
+        if not busy and now - self._swept_at < SWEEP:
+            return
+        self._swept_at = now
+
+        def swept(events: list[Event]) -> None:
+            self._sweep_found = len(events) > self._take(events)
+
         self.read(queries.due_events, utc(now), self._excluded(now), PAGE).addCallbacks(
-            self._take, self._read_failed)  # what it returns that is held is skipped
+            swept, self._read_failed)
 
     def _read_done(self, _: Any) -> None:
         self._reading = False
@@ -207,14 +225,17 @@ class Drainer:
             after = target.last_seq
         else:
             return
-        target.missed_new = target.missed_due = False
+        target.missed_due = False
+        target.missed_new = True  # until this read shows it has caught up
         target.reading = True
         room = PER_TARGET - len(target.queue)
 
-        def read(events: list[Event]) -> None:
+        def read(result: tuple[list[Event], int]) -> None:
+            events, newest = result
             target.reading = False
-            if len(events) >= room:
-                target.missed_new = True  # there is more: read on when there is room
+            # More to read: a full page, or events written since this read began that
+            # the reads by seq passed over.
+            target.missed_new = len(events) >= room or (self.cursor or 0) > newest
             if self._take(events):
                 # Some are still awaiting their last result's write: read again after it.
                 target.missed_due = True

@@ -154,16 +154,18 @@ def new_events(conn: Connection, after: int, exclude: Sequence[str],
 
 
 def target_events(conn: Connection, target: str, now: datetime, limit: int,
-                  after: int = 0) -> list[Event]:
+                  after: int = 0) -> tuple[list[Event], int]:
     """One target's pending, due events: those written after `after` in order (when
     it has room again after a full queue), or all, oldest due first (after its
-    back-off, when its retries are due too)."""
-    query = _select().where(_EV.target == target, _PENDING, _EV.next_at <= now)
+    back-off, when its retries are due too); and the newest seq when it began."""
+    newest = conn.execute(select(func.max(_EV.seq))).scalar() or 0
+    query = _select().where(_EV.target == target, _PENDING, _EV.next_at <= now,
+                            _EV.seq <= newest)
     if after:
         query = query.where(_EV.seq > after).order_by(_EV.seq)
     else:
         query = query.order_by(_EV.next_at, _EV.seq)
-    return _events(conn.execute(query.limit(limit)))
+    return _events(conn.execute(query.limit(limit))), newest
 
 
 def due_events(conn: Connection, now: datetime, exclude: Sequence[str],

@@ -50,7 +50,7 @@ class Outbox:
             rows = [(s, r) for s, r in pending if r["target"] == target and s > after]
             if not after:
                 rows.sort(key=lambda item: (item[1]["next_at"], item[0]))
-            return defer.succeed(self._events(rows[:limit]))
+            return defer.succeed((self._events(rows[:limit]), max(self.events, default=0)))
         assert name == "due_events", name
         _, exclude, limit = args
         rows = sorted(((s, r) for s, r in pending if r["target"] not in exclude),
