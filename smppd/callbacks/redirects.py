@@ -19,7 +19,7 @@ from twisted.internet import defer
 
 from ..api.server import HttpFactory, HttpRequest, HttpResponse
 from ..store.callback_operations import ClickSeen
-from .agents import AgentClasses
+from .agents import CLASSES, AgentClasses
 from .delivery import target_uri
 from .links import CODE
 from .metrics import CallbackMetrics
@@ -44,6 +44,7 @@ class LinkServer:
         self.agents = agents
         self.found = metrics.redirects.labels("found")
         self.unknown = metrics.redirects.labels("unknown")
+        self.by_agent = {kind: metrics.clicks.labels(kind) for kind in CLASSES}
 
     def factory(self) -> HttpFactory:
         return HttpFactory(self.handle, max_body=1024)
@@ -67,7 +68,7 @@ class LinkServer:
                 self.unknown.inc()
                 return HttpResponse(404, NOT_FOUND, _HTML, list(_NO_CACHE))
             self.found.inc()
-            self.metrics.clicks.labels(kind).inc()
+            self.by_agent[kind].inc()
             try:
                 location = target_uri(url)
             except Exception:  # stored as the customer wrote it; send it as it is
