@@ -16,7 +16,6 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
-from user_agents import parse
 
 CLASSES = ("mobile", "tablet", "desktop", "bot", "other")
 MAX_LENGTH = 512  # characters of a User-Agent looked at
@@ -25,6 +24,8 @@ MAX_WAITING = 200  # new strings being classified at once, beyond which: `other`
 
 
 def classify(user_agent: str) -> str:
+    from user_agents import parse  # its rules cost memory: loaded only if links are used
+
     agent = parse(user_agent[:MAX_LENGTH])
     if agent.is_bot:
         return "bot"
