@@ -73,7 +73,15 @@ class _Head(protocol.Protocol):
             self.kept += data[:ERROR_BODY_BYTES - len(self.kept)]
 
     def connectionLost(self, reason: Any = None) -> None:
-        self.done.callback(self.kept)
+        if not self.done.called:  # not cancelled by the timeout meanwhile
+            self.done.callback(self.kept)
+
+    def cancel(self, _: Any) -> None:
+        """The attempt timed out while the body was coming: stop reading it."""
+        abort = getattr(self.transport, "loseConnection", None) or getattr(
+            self.transport, "stopProducing", None)
+        if abort is not None:
+            abort()
 
 
 @lru_cache(maxsize=4096)
@@ -121,6 +129,8 @@ def _describe(failure: Any, timeout: float) -> tuple[str, str]:
     if failure.check(error.ConnectError):
         return "connect_error", f"cannot connect: {value}"
     reasons = getattr(value, "reasons", None) or []
+    if any(reason.check(defer.CancelledError, defer.TimeoutError) for reason in reasons):
+        return "timeout", f"no answer within {timeout:g} s"  # cancelled by the timeout
     text = "; ".join(str(reason.value) for reason in reasons) or str(value)
     if any("SSL" in type(reason.value).__module__ or "certificate" in str(reason.value)
            for reason in reasons):
@@ -180,9 +190,11 @@ class Sender:
 
     @staticmethod
     def _read(response: Any) -> defer.Deferred[tuple[int, bytes]]:
-        done: defer.Deferred[bytes] = defer.Deferred()
-        response.deliverBody(_Head(done))
-        return done.addCallback(lambda head: (response.code, head))
+        head = _Head(defer.Deferred())
+        done: defer.Deferred[bytes] = defer.Deferred(head.cancel)
+        head.done = done
+        response.deliverBody(head)
+        return done.addCallback(lambda kept: (response.code, kept))
 
     def close(self) -> defer.Deferred[Any]:
         return self.pool.closeCachedConnections()

@@ -277,6 +277,10 @@ class Drainer:
         limit = 1 if target.failing else self.settings.concurrency
         while target.queue and target.in_flight < limit:
             event = target.queue.popleft()
+            if event.url is None:  # its endpoint was deleted after it was read
+                self._record(event.seq, outbox.CANCELLED, event.attempts, now,
+                             "the endpoint was deleted", None, now)
+                continue
             target.in_flight += 1
             self.send(event).addCallback(self._attempted, target, event)
         if target.missed_new or target.missed_due:

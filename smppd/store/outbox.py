@@ -122,9 +122,12 @@ MESSAGE_EVENTS = ValuesSelect(
 INSERT_EVENT = BulkInsert(t.callback_events, (
     "id", "account_id", "target", "url", "type", "data", "at", "next_at"),
     {"state": f"'{PENDING}'", "attempts": "0"})
+# An attempt's result never brings back an event cancelled (its endpoint deleted) or
+# failed (expired) while the attempt was under way.
 EVENT_RESULT = BulkUpdate(t.callback_events, ("seq",), {
-    "state": "", "attempts": "", "next_at": "", "last_error": "", "last_status": "",
-    "finished_at": ""})
+    "state": f"CASE WHEN callback_events.state = '{PENDING}' THEN {{}} "
+             "ELSE callback_events.state END",
+    "attempts": "", "next_at": "", "last_error": "", "last_status": "", "finished_at": ""})
 
 
 def event_type(status: str) -> str:

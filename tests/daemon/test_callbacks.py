@@ -262,3 +262,23 @@ def test_https_is_verified_against_the_system_or_the_configured_ca(
         assert again.daemon.readiness()[0]
     finally:
         receiver.stop()
+
+
+def test_an_endpoint_slower_than_the_timeout_is_a_failed_attempt(start_daemon: Any) -> None:
+    receiver = Receiver(delay=3.0).start()
+    try:
+        running = start_daemon(callbacks={**FAST, "timeout": 0.5})
+        endpoint = register(running.client, receiver.url, events=["final"])
+        running.client.send()
+        path = f"/v1/callbacks/{endpoint['id']}/deliveries?state=pending"
+        deadline = time.monotonic() + 20
+        while True:
+            _, body = running.client.request("GET", path)
+            tried = [d for d in body["deliveries"] if d["attempts"]]
+            if tried:
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
+        assert tried[0]["last_error"] == "no answer within 0.5 s", tried[0]
+    finally:
+        receiver.stop()

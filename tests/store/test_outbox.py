@@ -271,3 +271,16 @@ def _context(store: Store, conn: Any) -> BatchContext:
     sql = Runner(conn.dialect.name, conn.dialect.paramstyle)
     now = utc()
     return BatchContext(conn, sql, now, sql.ts(now), [], store.applier.memory)
+
+
+def test_a_late_result_does_not_bring_back_a_cancelled_event(store: Store) -> None:
+    target = endpoint(store)
+    message = accept(store)
+    store.apply(message)
+    deliver(store, message, "h")
+    with store.engine.connect() as conn:
+        [event] = cq.due_events(conn, utc(time.time() + 1), [], 10)
+    store.apply(DeleteEndpoint(store.accounts["acme"], target))
+    store.apply(DeliveryResults(((event.seq, "pending", 1, time.time() + 5, "HTTP 500", 500,
+                                  None),)))
+    assert [row[5] for row in events(store)] == ["cancelled"]
