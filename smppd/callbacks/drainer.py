@@ -177,7 +177,11 @@ class Drainer:
         if self.stopping or len(self.held) >= MAX_HELD:
             return
         now = self.reactor.seconds()
-        busy = self._sweep_found or any(t.missed_due or t.missed_new or t.failing
+        # A target backing off is not "busy": its events are excluded from the sweep
+        # anyway, and sweeping past a dead endpoint's backlog each second would cost
+        # a scan of that backlog each second.
+        busy = self._sweep_found or any((t.missed_due or t.missed_new)
+                                        and t.paused_until <= now
                                         for t in self.targets.values())
         if not busy and now - self._swept_at < SWEEP:
             return
