@@ -143,6 +143,29 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class CallbackSettings:
+    """`callbacks:` (issue 12): how the outbox is delivered."""
+
+    concurrency: int = 10  # requests at once per endpoint
+    timeout: float = 10.0  # seconds per attempt
+    max_age: float = 86400.0  # an event is retried this long, then failed
+    retry_initial: float = 2.0  # an endpoint's back-off after a failure...
+    retry_max: float = 300.0  # ...doubling up to this
+    max_endpoints: int = 20  # per account
+    keep_days: float = 14.0  # delivered and failed events are kept this long
+    ca_file: str | None = None  # trust this CA (PEM) for https instead of the system's
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """`links:` (issue 12): the short-link redirector."""
+
+    listen_host: str
+    listen_port: int
+    base_url: str
+
+
+@dataclass(frozen=True)
 class Settings:
     path: str
     database: str
@@ -165,6 +188,8 @@ class Settings:
     smtp: SmtpSettings | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
     reports: ReportSettings = ReportSettings()  # issue 10
+    callbacks: CallbackSettings = CallbackSettings()  # issue 12
+    links: LinkSettings | None = None  # issue 12
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -354,7 +379,7 @@ _HTTP_KEYS = {"listen", "ops_listen", "max_body_bytes", "max_job_body_bytes", "i
               "header_timeout", "body_timeout", "body_min_rate", "max_connections",
               "max_pipelined", "auth_failures", "auth_window"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry", "inbound_numbers", "inbound", "smtp", "reports"}
+             "retry", "inbound_numbers", "inbound", "smtp", "reports", "callbacks", "links"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -476,6 +501,47 @@ def _read_http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
         auth_failures=get("auth_failures", _integer, low=1, high=1_000_000),
         auth_window=get("auth_window", _number, low=1.0),
     )
+
+
+def _read_callbacks(r: _Reader, data: Any) -> CallbackSettings:
+    key = "callbacks"
+    data = r.section(data or {}, key, {"concurrency", "timeout", "max_age", "retry",
+                                       "max_endpoints", "keep_days", "ca_file"})
+    retry = r.section(data.get("retry") or {}, f"{key}.retry", {"initial", "max"})
+    ca_file = r.get(data, key, "ca_file", _text, None, max_length=4096)
+    if ca_file is not None and not os.access(ca_file, os.R_OK):
+        r.problem(f"{key}.ca_file", f"cannot read {ca_file!r}")
+    initial = r.get(retry, f"{key}.retry", "initial", _number, 2.0, low=0.01)
+    maximum = r.get(retry, f"{key}.retry", "max", _number, 300.0, low=0.01)
+    if maximum < initial:
+        r.problem(f"{key}.retry.max", f"expected at least retry.initial ({initial:g})")
+        maximum = initial
+    return CallbackSettings(
+        concurrency=r.get(data, key, "concurrency", _integer, 10, low=1, high=1000),
+        timeout=r.get(data, key, "timeout", _number, 10.0, low=0.1),
+        max_age=r.get(data, key, "max_age", _number, 86400.0, low=1.0),
+        retry_initial=initial, retry_max=maximum,
+        max_endpoints=r.get(data, key, "max_endpoints", _integer, 20, low=1, high=1000),
+        keep_days=r.get(data, key, "keep_days", _number, 14.0, low=0.01), ca_file=ca_file)
+
+
+def _base_url(value: Any) -> str:
+    text = _text(value, max_length=200)
+    if not re.match(r"^https?://[^/\s?#]+/([^\s?#]*/)?$", text):
+        raise ValueError("expected an http(s) URL ending in '/', such as https://s.example/ "
+                         f"(the code is appended to it), got {text!r}")
+    return text
+
+
+def _read_links(r: _Reader, data: Any) -> LinkSettings | None:
+    if data is None:
+        return None
+    data = r.section(data, "links", {"listen", "base_url"})
+    listen = r.get(data, "links", "listen", _listen)
+    base_url = r.get(data, "links", "base_url", _base_url)
+    if listen is None or base_url is None:
+        return None
+    return LinkSettings(listen[0], listen[1], base_url)
 
 
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
@@ -645,6 +711,8 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         smtp=smtp,
         http=http_settings,
         reports=_with_smtp(_read_reports(r, top.get("reports")), smtp),
+        callbacks=_read_callbacks(r, top.get("callbacks")),
+        links=_read_links(r, top.get("links")),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from ..ratelog import RateLimitedLog
 from ..store.idempotency import Claim, Stored
 from ..store.writer import WriterStopped
+from . import callbacks as callbacks_api
 from . import forms, idempotency, inbound, ops, validation
 from . import reports as report_routes  # issue 10
 from .lockout import AuthLockout
@@ -189,6 +190,9 @@ class Api:
             return self.app.job_action(account, job_id, action).addCallback(
                 lambda found: found if found is not None
                 else ApiError(404, "no such job", "id"))
+        if path == "/v1/callbacks" or path.startswith("/v1/callbacks/"):
+            return callbacks_api.route(getattr(self.app, "callbacks", None), request,
+                                       account.id, path)
         if resource == ("account",):
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})

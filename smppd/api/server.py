@@ -49,11 +49,12 @@ from ..ratelog import RateLimitedLog
 
 log = logging.getLogger("smppd.api")
 
-REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized",
-           402: b"Payment Required", 404: b"Not Found", 405: b"Method Not Allowed",
-           408: b"Request Timeout", 409: b"Conflict", 413: b"Payload Too Large",
-           410: b"Gone", 422: b"Unprocessable Content", 429: b"Too Many Requests",
-           500: b"Internal Server Error", 503: b"Service Unavailable"}
+REASONS = {200: b"OK", 201: b"Created", 302: b"Found", 400: b"Bad Request",
+           401: b"Unauthorized", 402: b"Payment Required", 404: b"Not Found",
+           405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
+           410: b"Gone", 413: b"Payload Too Large", 422: b"Unprocessable Content",
+           429: b"Too Many Requests", 500: b"Internal Server Error",
+           503: b"Service Unavailable"}
 MAX_HEADER_BYTES = 16 * 1024
 # Input is fed to the parser this much at a time, and not at all while the pipeline
 # is full: one 64 KB read of 18-byte requests would otherwise queue 3,600 of them.

@@ -21,12 +21,16 @@ from ..store.queries import MessageFilter
 # on the wire (checklist 33), so it is refused here instead of mangled there.
 _ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9 .\-_&+!?#*%()/:,']{1,11}$")
 _NUMERIC_SENDER = re.compile(r"^\+?[0-9]{1,15}$")
-MESSAGE_FIELDS = {"to", "from", "text", "ref_id", "params", "partner"}
-PARTNER_LENGTH = 64  # the customer's end-customer id (DESIGN.md)
+# ref_id, params, partner, callback and shorten_links: see `extras`.
+MESSAGE_FIELDS = {"to", "from", "text", "ref_id", "params", "partner", "callback",
+                  "shorten_links"}
 CHANNELS = ("api", "job", "portal")
 MAX_TEXT_LENGTH = 5000
-MAX_PARAMS_BYTES = 4096
-MAX_PARAMS_DEPTH = 16  # levels of objects and lists inside `params`
+MAX_REF_ID_BYTES = 256  # UTF-8
+MAX_PARAMS = 20
+MAX_PARAM_KEY_LENGTH = 64
+MAX_PARAM_VALUE_BYTES = 255  # "under 256 bytes", UTF-8
+MAX_PARTNER_LENGTH = 64
 # json.loads recurses in C and raises RecursionError some 1,000 levels down (fewer
 # when the caller's stack is deep); past this depth a field is named as the culprit.
 NESTING_REPORTED = 64
@@ -43,7 +47,114 @@ class ValidMessage:
     text: str
     ref_id: str | None
     params: dict[str, Any] | None
-    partner: str | None = None  # issue 10
+    partner: str | None = None
+    callback: str | None = None
+    shorten_links: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What a customer attaches to a message or a job beside its text (issue 12): its
+    own reference and parameters, echoed in every callback and report; the end
+    customer; the callback endpoint; whether links are shortened."""
+
+    ref_id: str | None = None
+    params: dict[str, str] | None = None
+    partner: str | None = None
+    callback: str | None = None
+    shorten_links: bool = False
+
+
+def ref_id(value: Any, field: str = "ref_id") -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"expected a string of at most {MAX_REF_ID_BYTES} bytes", field)
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_REF_ID_BYTES:
+        raise ApiError(400, f"at most {MAX_REF_ID_BYTES} bytes (UTF-8), got {size}", field)
+    _no_surrogates(value, field)
+    return value
+
+
+def _no_surrogates(value: str, field: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "not valid Unicode text (a lone surrogate)", field) from None
+
+
+def params(value: Any, field: str = "params") -> dict[str, str] | None:
+    """A flat object of up to 20 string values, each under 256 bytes of UTF-8."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ApiError(400, "expected a JSON object of string values", field)
+    if len(value) > MAX_PARAMS:
+        raise ApiError(400, f"at most {MAX_PARAMS} keys, got {len(value)}", field)
+    for key, item in value.items():
+        where = f"{field}.{key}"
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_PARAM_KEY_LENGTH:
+            raise ApiError(400, f"a key has 1 to {MAX_PARAM_KEY_LENGTH} characters", field)
+        _no_surrogates(key, field)
+        if not isinstance(item, str):
+            raise ApiError(400, "expected a string value (params is a flat object of "
+                           "strings)", where)
+        _no_surrogates(item, where)
+        size = len(item.encode("utf-8"))
+        if size > MAX_PARAM_VALUE_BYTES:
+            raise ApiError(400, f"a value is under 256 bytes (UTF-8), got {size}", where)
+    return value
+
+
+def partner(value: Any, field: str = "partner") -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_PARTNER_LENGTH:
+        raise ApiError(400, f"expected an end-customer id of 1 to {MAX_PARTNER_LENGTH} "
+                       "characters", field)
+    _no_surrogates(value, field)
+    return value
+
+
+def callback(value: Any, field: str = "callback") -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not looks_like_id(value):
+        raise ApiError(400, "expected the id of a callback endpoint (POST /v1/callbacks)",
+                       field)
+    return value
+
+
+def flag(value: Any, field: str, form: bool = False) -> bool:
+    """true/false in JSON; in a form "true", "false", "1", "0" or empty."""
+    if isinstance(value, bool):
+        return value
+    if form and isinstance(value, str) and value.strip().lower() in ("true", "1", "false",
+                                                                      "0", ""):
+        return value.strip().lower() in ("true", "1")
+    if value is None:
+        return False
+    raise ApiError(400, "expected true or false", field)
+
+
+def extras(data: dict[str, Any], form: bool = False) -> Extras:
+    """The issue-12 fields of a message or job body. In a form every value is text,
+    and `params` is a JSON object written as text."""
+    raw_params = data.get("params")
+    if form:
+        data = {name: (value or None) if isinstance(value, str) else value
+                for name, value in data.items()}
+        raw_params = data.get("params")
+        if isinstance(raw_params, str):
+            try:
+                raw_params = json.loads(raw_params)
+            except ValueError:
+                raise ApiError(400, "expected a JSON object of string values", "params") \
+                    from None
+    return Extras(ref_id(data.get("ref_id")), params(raw_params), partner(data.get("partner")),
+                  callback(data.get("callback")),
+                  flag(data.get("shorten_links"), "shorten_links", form))
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -102,18 +213,6 @@ def _json_string(raw: bytes) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _depth(value: Any) -> int:
-    """Levels of lists and objects in a parsed JSON value, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
 def ascii_int(text: str, field: str, low: int, high: int) -> int:
     """A whole number written in ASCII digits. str.isdigit() is also true of '²'
     (which int() refuses: a 500) and of '١' (which int() reads as 1)."""
@@ -158,30 +257,9 @@ def message(data: dict[str, Any]) -> ValidMessage:
         raise ApiError(400, "expected non-empty text", "text")
     if len(text) > MAX_TEXT_LENGTH:
         raise ApiError(400, f"at most {MAX_TEXT_LENGTH} characters, got {len(text)}", "text")
-    ref_id = data.get("ref_id")
-    if ref_id is not None and (not isinstance(ref_id, str) or len(ref_id) > 128):
-        raise ApiError(400, "expected a string of at most 128 characters", "ref_id")
-    params = data.get("params")
-    if params is not None:
-        if not isinstance(params, dict):
-            raise ApiError(400, "expected a JSON object", "params")
-        if _depth(params) > MAX_PARAMS_DEPTH:
-            raise ApiError(400, f"at most {MAX_PARAMS_DEPTH} levels of nesting", "params")
-        if len(json.dumps(params)) > MAX_PARAMS_BYTES:
-            raise ApiError(400, f"at most {MAX_PARAMS_BYTES} bytes of JSON", "params")
-    return ValidMessage(digits, country, source, text, ref_id, params,
-                        partner(data.get("partner")))
-
-
-def partner(value: Any, field: str = "partner") -> str | None:
-    """Issue 10: an end-customer id: 1 to 64 printable characters, or absent."""
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip() and len(value) <= PARTNER_LENGTH \
-            and value.isprintable():
-        return value
-    raise ApiError(400, f"expected an id of 1 to {PARTNER_LENGTH} printable characters",
-                   field)
+    more = extras(data)
+    return ValidMessage(digits, country, source, text, more.ref_id, more.params, more.partner,
+                        more.callback, more.shorten_links)
 
 
 def text_info(text: str, profile: Any, policy: Any) -> TextInfo:
@@ -248,7 +326,10 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
 # Jobs -------------------------------------------------------------------------------
 
 JOB_FIELDS = {"name", "from", "text", "recipients", "group", "start_at", "throughput",
-              "partner", "description"}
+              "ref_id", "params", "partner", "callback", "shorten_links", "description"}
+# Per recipient: `ref_id`, and `params` as an object (JSON) or as columns named
+# `param.<key>` (CSV or JSON), merged over the job's own params.
+PARAM_COLUMN = "param."
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 MAX_ROW_ERRORS = 100
 
@@ -263,8 +344,8 @@ class ValidJob:
     throughput: float | None
     group: str | None = None  # a contact group instead of recipients (smppd.inbound)
     fingerprint: str | None = None  # of the request, when it has an Idempotency-Key
-    partner: str | None = None  # issue 10: every message of the job carries it
-    description: str | None = None  # issue 10
+    description: str | None = None  # for finding the job again (GET /v1/jobs?description=)
+    extras: Extras = Extras()
 
 
 def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
@@ -323,12 +404,21 @@ def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
                        "description")
     return ValidJob(name.strip(), sender(data["from"]), template, recipients, start_at,
                     float(throughput) if throughput is not None else None, group,
-                    partner=partner(data.get("partner") or None), description=description)
+                    extras=extras(data, form=rows is not None), description=description)
 
 
-def job_row(row: Any, template: str) -> tuple[str, str | None, str]:
-    """One recipient of a job: (E.164 digits, region, rendered text); ApiError names
-    the problem (the caller adds the row number)."""
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    recipient: str  # E.164 digits without '+'
+    country: str | None
+    text: str
+    ref_id: str | None
+    params: dict[str, str] | None
+
+
+def job_row(row: Any, template: str, base: Extras = Extras()) -> JobRow:
+    """One recipient of a job, with its own ref_id and params over the job's;
+    ApiError names the problem (the caller adds the row number)."""
     if isinstance(row, str):
         fields: dict[str, Any] = {"to": row}
     elif isinstance(row, dict):
@@ -344,4 +434,18 @@ def job_row(row: Any, template: str) -> tuple[str, str | None, str]:
         raise ApiError(400, "the text is empty for this row", "text")
     if len(text) > MAX_TEXT_LENGTH:
         raise ApiError(400, f"at most {MAX_TEXT_LENGTH} characters, got {len(text)}", "text")
-    return digits, region, text
+    own_ref = fields.get("ref_id") or None  # an empty CSV cell: the job's
+    own_params = _row_params(fields)
+    merged = params({**(base.params or {}), **own_params}) if own_params else base.params
+    return JobRow(digits, region, text, ref_id(own_ref) if own_ref is not None
+                  else base.ref_id, merged)
+
+
+def _row_params(fields: dict[str, Any]) -> dict[str, Any]:
+    found = dict(params(fields["params"])) if isinstance(fields.get("params"), dict) else {}
+    if "params" in fields and not isinstance(fields["params"], dict | None):
+        raise ApiError(400, "expected a JSON object of string values", "params")
+    for name, value in fields.items():
+        if name.startswith(PARAM_COLUMN) and value not in (None, ""):
+            found[name[len(PARAM_COLUMN):]] = value
+    return found

@@ -22,10 +22,17 @@ from .. import logs
 from ..api import validation
 from ..api.http import API_CREDENTIAL, Account, make_factory, token_digest
 from ..api.idempotency import json_body
+from ..api.links import LinkServer
 from ..api.lockout import AuthLockout
 from ..api.ops import make_ops_factory
 from ..api.server import LISTEN_BACKLOG, HttpLimits, ensure_descriptors
 from ..api.validation import ApiError, ValidMessage
+from ..callbacks import queries as callback_queries
+from ..callbacks import signing
+from ..callbacks.agents import AgentClasses
+from ..callbacks.links import Shortener
+from ..callbacks.metrics import CallbackMetrics
+from ..callbacks.service import CallbackService
 from ..config import Settings, SmscSettings
 from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
@@ -34,9 +41,10 @@ from ..protocol.session import SessionConfig
 from ..reports.campaigns import Campaigns
 from ..reports.service import ReportService
 from ..status import Status
-from ..store import database, idempotency, queries
+from ..store import database, idempotency, outbox, queries
 from ..store import operations as ops
 from ..store.batch import BatchApplier
+from ..store.links import Recoded
 from ..store.messages import params_json
 from ..store.writer import Writer
 from ..throttle.backoff import Backoff
@@ -91,7 +99,9 @@ class Daemon:
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
         self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch)
         router = _router(settings)
-        self.intake = Intake(router, Tariff(settings.price_default, settings.price_by_prefix))
+        links = settings.links
+        self.intake = Intake(router, Tariff(settings.price_default, settings.price_by_prefix),
+                             Shortener(links.base_url) if links else None)
         self.dispatcher = Dispatcher(
             reactor, self.writer.put, self._load_queued, self._load_job_page, router,
             settings.retry_initial, settings.retry_max, settings.max_attempts, memory_limit,
@@ -115,6 +125,15 @@ class Daemon:
         self.port: Any = None
         self.ops_port: Any = None
         self.lockout: AuthLockout | None = None
+        # Issue 12: callbacks (the outbox drained over HTTP) and the short-link listener.
+        self.callback_metrics = CallbackMetrics(self.metrics.registry)
+        self.callbacks = CallbackService(
+            reactor, self._read, self.writer.put, settings.callbacks, self.callback_metrics,
+            lambda: {a.id: a.name for a in self.accounts.values()})
+        self.agents = AgentClasses(reactor)
+        self.links = LinkServer(reactor, self.writer.put, self.callback_metrics,
+                                links.base_url, self.agents) if links else None
+        self.links_port: Any = None
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
@@ -147,6 +166,12 @@ class Daemon:
         yield self.jobs.restore()
         yield self.inbound.start()
         yield self.reports.start()
+        yield self.callbacks.start()
+        if self.links is not None and self.settings.links is not None:
+            self.agents.start()
+            self.links_port = self.reactor.listenTCP(
+                self.settings.links.listen_port, self.links.factory(http_limits(self.settings)),
+                interface=self.settings.links.listen_host)
         ops_listen = self.settings.ops_listen
         if ops_listen is not None:  # issue 13: operators' paths off the customers' port
             self.ops_port = self.reactor.listenTCP(ops_listen[1], make_ops_factory(self),
@@ -177,8 +202,10 @@ class Daemon:
     def _seed_accounts(self) -> dict[str, int]:
         """On a pool thread: create missing accounts; returns name -> id."""
         with self.engine.begin() as conn:
-            return queries.seed_accounts(conn, [(a.name, a.balance)
-                                                for a in self.settings.accounts])
+            ids = queries.seed_accounts(conn, [(a.name, a.balance)
+                                               for a in self.settings.accounts])
+            outbox.ensure_secrets(conn, ids.values(), signing.new_secret)  # issue 12
+            return ids
 
     def _set_accounts(self, ids: dict[str, int]) -> None:
         """On the reactor thread: the token table the API reads."""
@@ -252,11 +279,13 @@ class Daemon:
         if not self.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry on another "
                                             "instance or later"))
+        self.callbacks.check_callback(account.id, message.callback)
         prepared = self.intake.admission.prepare(
             account.id, message.sender, message.recipient, message.country, message.text,
             self.intake.references, self.reactor.seconds(), ref_id=message.ref_id,
             params=params_json(message.params), channel="api", sent_by=API_CREDENTIAL,
-            partner=message.partner)
+            partner=message.partner, callback_id=message.callback,
+            shorten_links=message.shorten_links)
         op, info = prepared.op, prepared.info
         answer = {"id": op.message_id, "status": Status.QUEUED, "parts": info.parts,
                   "encoding": info.encoding.value, "points": op.points}
@@ -269,7 +298,9 @@ class Daemon:
                 counter.labels("replayed").inc()
                 return result  # the same key was committed first by another instance
             counter.labels("accepted").inc()
-            self.dispatcher.accepted(queued(op))
+            # A link code already taken was replaced in the store (same length).
+            sent = replace(op, text=result.text) if isinstance(result, Recoded) else op
+            self.dispatcher.accepted(queued(sent))
             return answer
 
         def failed(failure: Any) -> Any:
@@ -282,7 +313,7 @@ class Daemon:
     def get_message(self, account: Account, message_id: str) -> defer.Deferred[Any]:
         if not validation.looks_like_id(message_id):
             return defer.succeed(None)
-        return self._read(queries.get_message, account.id, message_id)
+        return self._read(callback_queries.message_with_links, account.id, message_id)
 
     def list_messages(self, account: Account, where: Any, cursor: str | None,
                       limit: int) -> defer.Deferred[Any]:
@@ -293,15 +324,25 @@ class Daemon:
 
     def create_job(self, account: Account, read_job: Any,
                    key: str | None = None) -> defer.Deferred[Any]:
-        # A job may name a contact group instead of recipients (issue 11).
-        return self.jobs.create(account, lambda: self.inbound.expand_group(
-            self.engine, account.id, read_job()), key)
+        def checked() -> Any:  # on the pool thread, where the body is parsed
+            # A job may name a contact group instead of recipients (issue 11).
+            job = self.inbound.expand_group(self.engine, account.id, read_job())
+            self.callbacks.check_callback(account.id, job.extras.callback)
+            return job
+
+        return self.jobs.create(account, checked, key)
 
     def find_idempotency_key(self, account: Account, key: str) -> defer.Deferred[Any]:
         return self._read(idempotency.lookup, account.id, key)
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
-        return self.jobs.get(account, job_id)
+        def with_clicks(job: dict[str, Any] | None) -> Any:
+            if job is None or not job.get("shorten_links"):
+                return job
+            return self._read(callback_queries.link_stats, account.id, [job_id]).addCallback(
+                lambda stats: {**job, "links": stats})
+
+        return self.jobs.get(account, job_id).addCallback(with_clicks)
 
     def job_action(self, account: Account, job_id: str, action: str) -> defer.Deferred[Any]:
         return self.jobs.act(account, job_id, action)
@@ -404,6 +445,8 @@ class Daemon:
         log.info("smppd stopping: draining %d part(s) in flight", self.dispatcher.unsettled)
         if self.port is not None:
             yield self.port.stopListening()
+        if self.links_port is not None:
+            yield self.links_port.stopListening()
         self.dispatcher.stop()
         self.jobs.stop()
         self.inbound.stop()
@@ -417,6 +460,8 @@ class Daemon:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
         yield self._in_thread(self.reports.join)  # issue 10
+        yield self.callbacks.stop()  # its last results go through the writer
+        self.agents.stop()
         yield self._in_thread(self.writer.stop)
         if self.ops_port is not None:  # scrapes go on while draining
             yield self.ops_port.stopListening()

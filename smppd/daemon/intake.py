@@ -10,6 +10,7 @@ from typing import Any
 
 from ..api import validation
 from ..api.validation import ApiError
+from ..callbacks.links import Shortener
 from ..ids import new_id
 from ..protocol.segmentation import ConcatReferences, TextInfo
 from ..store import operations as ops
@@ -45,17 +46,27 @@ class Admission:
 
     router: Router
     tariff: Tariff
+    shortener: Shortener | None = None  # links.base_url configured (issue 12)
 
     def prepare(self, account_id: int, sender: str, recipient: str, country: str | None,
                 text: str, references: ConcatReferences, now: float, *,
                 ref_id: str | None = None, params: str | None = None,
                 job_id: str | None = None, channel: str | None = None,
-                sent_by: str | None = None, partner: str | None = None) -> Prepared:
-        """Raises ApiError naming `to` (no route) or `text` (cannot be sent there)."""
+                sent_by: str | None = None, partner: str | None = None,
+                callback_id: str | None = None, shorten_links: bool = False) -> Prepared:
+        """Raises ApiError naming `to` (no route) or `text` (cannot be sent there).
+        With `shorten_links`, URLs are replaced first: the parts and the price are
+        those of the text as sent."""
         route = self.router.route_for(recipient)
         if route == NO_ROUTE:
             raise ApiError(400, f"no route to +{recipient}: no configured prefix matches it",
                            "to")
+        links: tuple[tuple[str, str], ...] = ()
+        if shorten_links:
+            if self.shortener is None:
+                raise ApiError(400, "short links are not configured on this server "
+                               "(links.base_url)", "shorten_links")
+            text, links = self.shortener.shorten(text)
         settings = self.router.text_for(route)
         info = validation.text_info(text, settings.profile, settings.policy)
         points = self.tariff.price(recipient) * info.parts
@@ -63,18 +74,20 @@ class Admission:
         op = ops.Accept(account_id, new_id(now), sender, recipient, country, text,
                         info.encoding.value, info.parts, points, reference,
                         None if route == ANY_SMSC else route, ref_id, params, now, job_id,
-                        channel=channel, sent_by=sent_by, partner=partner)
+                        channel=channel, sent_by=sent_by, partner=partner,
+                        callback_id=callback_id, links=links)
         return Prepared(op, info)
 
 
 class Intake:
-    def __init__(self, router: Router, tariff: Tariff) -> None:
-        self.admission = Admission(router, tariff)
+    def __init__(self, router: Router, tariff: Tariff,
+                 shortener: Shortener | None = None) -> None:
+        self.admission = Admission(router, tariff, shortener)
         self.references = ConcatReferences(bits=16)  # single messages, reactor thread
 
     def configure(self, router: Router, tariff: Tariff) -> None:
         """On reload (reactor thread): one assignment swaps both."""
-        self.admission = Admission(router, tariff)
+        self.admission = Admission(router, tariff, self.admission.shortener)
 
 
 def queued(op: ops.Accept) -> QueuedMessage:

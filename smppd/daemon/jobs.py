@@ -30,6 +30,7 @@ from ..protocol.segmentation import ConcatReferences
 from ..status import JobState, Status
 from ..store import idempotency, queries
 from ..store import operations as ops
+from ..store.messages import params_json
 from .intake import Admission, Intake
 
 log = logging.getLogger("smppd.jobs")
@@ -161,21 +162,30 @@ class JobManager:
         def put(op: Any) -> Any:
             return blockingCallFromThread(self.reactor, self.put, op)
 
+        extras = job.extras  # issue 12: rows may override ref_id and params
+        job_params = params_json(extras.params)
+
         def flush() -> None:
             put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
                               job.throughput, job.start_at, tuple(batch), now,
-                              description=job.description))
+                              description=job.description, ref_id=extras.ref_id,
+                              params=job_params, partner=extras.partner,
+                              callback_id=extras.callback,
+                              shorten_links=extras.shorten_links))
             counts["batches"] += 1
             batch.clear()
 
         try:
             for number, row in job.recipients:
                 try:
-                    digits, region, text = validation.job_row(row, job.template)
-                    prepared = admission.prepare(account.id, job.sender, digits, region, text,
-                                                 references, now, job_id=job_id,
-                                                 channel="job", sent_by=API_CREDENTIAL,
-                                                 partner=job.partner)
+                    one = validation.job_row(row, job.template, extras)
+                    prepared = admission.prepare(
+                        account.id, job.sender, one.recipient, one.country, one.text,
+                        references, now, job_id=job_id, ref_id=one.ref_id,
+                        params=job_params if one.params is extras.params
+                        else params_json(one.params), channel="job",
+                        sent_by=API_CREDENTIAL, partner=extras.partner,
+                        callback_id=extras.callback, shorten_links=extras.shorten_links)
                 except ApiError as exc:
                     counts["rejected"] += 1
                     if len(errors) < validation.MAX_ROW_ERRORS:

@@ -28,8 +28,10 @@ from . import (
     inbound,
     jobs,
     ledger,
+    links,
     messages,
     numbers,
+    outbox,
     outcomes,
     phonebook,
     polls,
@@ -38,6 +40,7 @@ from . import (
 from . import inbound_ops as iops
 from . import operations as ops
 from .cache import CACHE_LIMIT, InProgress
+from .callback_operations import ClickSeen
 from .rollups import RollupDeltas
 from .sql import Runner, utc
 
@@ -51,6 +54,7 @@ class WriterMemory:
     pending_receipts: int = 0  # a hint that saves a query per batch
     cache: InProgress = field(default_factory=InProgress)
     inbound: InboundRuntime = field(default_factory=InboundRuntime)  # issue 11
+    outbox: outbox.OutboxMemory = field(default_factory=outbox.OutboxMemory)  # issue 12
 
 
 @dataclass(slots=True)
@@ -78,6 +82,7 @@ Phase = Callable[[BatchContext, dict[type, Items]], None]
 # Kind -> handler of all operations of that kind in the batch, in this order. The
 # outcomes phase takes several kinds together (see outcomes.apply).
 PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
+    *outbox.PHASES[:3],  # callback endpoints (issue 12), before the events they decide
     ((ops.Accept,), messages.accept),
     ((ops.LedgerEntry,), ledger.entries),
     ((ops.CreateJob,), jobs.create),
@@ -102,6 +107,8 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((ops.FragmentSeen, ops.InboundComplete), inbound.fragments),  # parts: both kinds
     ((ops.InboundComplete,), inbound.complete),
     ((iops.ForwardDone,), forwards.done),
+    *outbox.PHASES[3:],  # callback attempts (issue 12)
+    ((ClickSeen,), links.clicks),  # issue 12
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
 # A phase may hand work to a later one (a learnt reading hands its waiting receipts to

@@ -20,7 +20,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -32,7 +32,7 @@ from ..inbound.guards import reply_address
 from ..inbound.pool import InboundRuntime, display, normalise
 from ..inbound.routing import Holding, Route, route
 from ..logs import mask_number
-from . import messages
+from . import messages, outbox
 from . import schema as t
 from .inbound_ops import InboundStored
 from .operations import Accept, InboundComplete
@@ -125,11 +125,29 @@ def store(ctx: BatchContext, items: list[tuple[int, InboundComplete]]) -> dict[i
     live = [mo for mo in mos if mo.route.account_id is not None and not mo.loop]
     if live:
         _Automation(ctx, runtime, poll_list, settings, now).run(live)
+        _callbacks(ctx, live)
     return {mo.index: InboundStored(mo.inbound_id, mo.route.account_id, mo.route.route,
                                     mo.route.reason or ("loop" if mo.loop else None),
                                     tuple(mo.accepts), mo.emails, mo.forward_url, mo.outcome,
                                     mo.pool_empty)
             for mo in mos}
+
+
+def _callbacks(ctx: BatchContext, live: list[_Mo]) -> None:
+    """`inbound.received` for each routed MO, in its transaction: to the account's
+    endpoints that want MO, and to the number's forward URL (signed with the
+    account's key) when one is set."""
+    for mo in live:
+        data = {"id": str(mo.inbound_id), "from": "+" + mo.sender, "to": display(mo.number),
+                "text": mo.op.text, "parts": mo.op.parts, "keyword": mo.route.prefix,
+                "body": mo.route.body, "route": mo.route.route,
+                "poll": mo.poll.id if mo.poll is not None else None,
+                "vote": mo.outcome, "received_at": datetime.fromtimestamp(mo.at, UTC).isoformat(
+                    timespec="milliseconds").replace("+00:00", "Z")}
+        outbox.inbound_received(ctx, mo.route.account_id, data)
+        if mo.forward_url:
+            outbox.enqueue(ctx, mo.route.account_id, outbox.EVENT_INBOUND, data,
+                           url=mo.forward_url)
 
 
 # Reads, one per batch --------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 
 from ..status import JobState, Status
-from . import idempotency, ledger, messages
+from . import idempotency, ledger, messages, outbox
 from . import schema as t
 from .operations import AbortJob, CreateJob, FinishJob, InsufficientBalance, SetJobState, StopJob
 from .outcomes import INSERT_EVENT
@@ -41,7 +41,9 @@ def _create(ctx: BatchContext, op: CreateJob) -> Any:
             text=op.text, state=JobState.CREATING, throughput=op.throughput,
             start_at=utc(op.start_at) if op.start_at is not None else None,
             recipients=len(op.messages), rejected_rows=0, row_errors=None, points=total,
-            refunded=0, created_at=created, updated_at=created, description=op.description))
+            refunded=0, created_at=created, updated_at=created, description=op.description,
+            ref_id=op.ref_id, params=op.params, partner=op.partner,
+            callback_id=op.callback_id, shorten_links=op.shorten_links))
     else:
         conn.execute(update(t.jobs).where(j.id == op.job_id).values(
             recipients=j.recipients + len(op.messages), points=j.points + total))
@@ -156,6 +158,8 @@ def _stop(ctx: BatchContext, op: StopJob) -> tuple[int, int] | None:
             status=Status.CANCELLED, updated_at=ctx.now))
     ctx.sql.run(conn, INSERT_EVENT, [(message_id, None, Status.CANCELLED, "job stopped",
                                       ctx.stamp) for message_id in ids])
+    outbox.message_events(ctx, [(message_id, op.account_id, Status.CANCELLED, "job stopped")
+                                for message_id in ids])
     for message_id in ids:
         ctx.cache.forget(message_id)
     ledger.refund(ctx, {op.account_id: refund})

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..status import Status
-from . import idempotency, ledger
+from . import idempotency, ledger, links
 from . import schema as t
 from .cache import MessageState
 from .operations import Accept, InsufficientBalance, Warm
@@ -21,7 +21,8 @@ _QUEUED = f"'{Status.QUEUED.value}'"
 INSERT_MESSAGE = BulkInsert(t.messages, (
     "id", "account_id", "job_id", "sender", "recipient", "country", "text", "encoding",
     "parts", "points", "concat_ref", "smsc", "ref_id", "params", "created_at",
-    "updated_at", "channel", "sent_by", "partner"), {"refunded": "0", "status": _QUEUED})
+    "updated_at", "channel", "sent_by", "partner", "callback_id"),
+    {"refunded": "0", "status": _QUEUED})
 INSERT_PART = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
                          {"status": _QUEUED})
 
@@ -57,21 +58,29 @@ def charge_and_insert(ctx: BatchContext, accepts: Sequence[Accept]) -> list[Any]
         accepted.append(op)
         results.append(op.message_id)
     ledger.charge(ctx, charged)
-    insert(ctx, accepted)
+    recoded = insert(ctx, accepted)
+    if recoded:  # a short link's code was taken meanwhile: the text to send changed
+        for position, op in enumerate(accepts):
+            if op.message_id in recoded:
+                results[position] = links.Recoded(op.message_id, recoded[op.message_id])
     return results
 
 
-def insert(ctx: BatchContext, accepted: Sequence[Accept], remember: bool = True) -> None:
-    """Write messages and their parts, `queued`. `remember`: keep their state in the
-    writer's memory (not for a big job's rows, which would push the messages in
-    flight out of it; those are learnt a page at a time, see `warm`)."""
+def insert(ctx: BatchContext, accepted: Sequence[Accept],
+           remember: bool = True) -> dict[str, str]:
+    """Write messages and their parts, `queued`, and their short links. `remember`:
+    keep their state in the writer's memory (not for a big job's rows, which would
+    push the messages in flight out of it; those are learnt a page at a time, see
+    `warm`). Returns message id -> text for messages whose link codes were replaced."""
+    accepted, recoded = links.store(ctx, accepted)
     rows, parts = [], []
     for op in accepted:
         created = ctx.sql.ts(utc(op.created_at))
         rows.append((op.message_id, op.account_id, op.job_id, op.sender, op.recipient,
                      op.country, op.text, op.encoding, op.parts, op.points, op.concat_ref,
                      op.smsc, op.ref_id, op.params, created, created,
-                     op.channel or ("job" if op.job_id else "api"), op.sent_by, op.partner))
+                     op.channel or ("job" if op.job_id else "api"), op.sent_by, op.partner,
+                     op.callback_id))
         ctx.rollups.add(op.account_id, op.message_id, Status.QUEUED, None, op.parts, op.points,
                         0)
         parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))
@@ -80,6 +89,7 @@ def insert(ctx: BatchContext, accepted: Sequence[Accept], remember: bool = True)
                                MessageState.new(op.account_id, op.points, op.smsc, op.parts))
     ctx.sql.run(ctx.conn, INSERT_MESSAGE, rows)
     ctx.sql.run(ctx.conn, INSERT_PART, parts)
+    return recoded
 
 
 def warm(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:

@@ -63,6 +63,8 @@ class Accept:
     channel: str | None = None
     sent_by: str | None = None
     partner: str | None = None
+    callback_id: str | None = None  # the callback endpoint named
+    links: tuple[tuple[str, str], ...] = ()  # short links put into `text`: (code, URL)
     retry: ClassVar[bool] = False  # the HTTP client retries; the daemon must not hold it
 
 
@@ -225,6 +227,7 @@ class InboundComplete:
         """With its completing part, the SMSC redelivers what is not kept; without
         one, the parts are kept already and only the message is to be written."""
         return self.fragment is None
+    account_id: int | None = None  # set once MO routing knows the account
 
     def __post_init__(self) -> None:
         _cut(self, source=ADDRESS_LENGTH, destination=ADDRESS_LENGTH)
@@ -248,6 +251,12 @@ class CreateJob:
     messages: tuple[Accept, ...]
     created_at: float
     description: str | None = None
+    # Issue 12: job-wide values (rows may override ref_id and params).
+    ref_id: str | None = None
+    params: str | None = None
+    partner: str | None = None
+    callback_id: str | None = None
+    shorten_links: bool = False
     retry: ClassVar[bool] = False
 
 

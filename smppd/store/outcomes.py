@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import status as vocabulary
 from ..status import Status
-from . import ledger, receipts
+from . import ledger, outbox, receipts
 from . import schema as t
 from .operations import (
     LateId,
@@ -157,6 +157,7 @@ def _settle(ctx: BatchContext, changes: Changes) -> None:
     stamp = ctx.stamp
     cache = ctx.cache
     updates, refunds = [], defaultdict(int)
+    changed: list[tuple[str, int, str, str | None]] = []  # for callbacks (issue 12)
     for message_id, error in changes.touched.items():
         state = cache.get(message_id)
         if state is None:
@@ -189,15 +190,18 @@ def _settle(ctx: BatchContext, changes: Changes) -> None:
                 # Accepted and settled within one batch (a fast receipt): the
                 # history still shows that it was submitted.
                 changes.events.append((message_id, None, Status.SUBMITTED, None, stamp))
+                changed.append((message_id, state.account_id, Status.SUBMITTED, None))
             updates.append((message_id, after, error, stamp, stamp if submitted else None,
                             stamp if after in vocabulary.FINAL else None, refund))
             state.error = error or state.error  # as COALESCE(?, error_code) writes it
             ctx.rollups.move(state.account_id, message_id, len(parts), state.points, before,
                              (after, state.error, refund))
             changes.events.append((message_id, None, after, error, stamp))
+            changed.append((message_id, state.account_id, after, error))
         if after in vocabulary.FINAL and all(s in vocabulary.FINAL for s in parts):
             cache.forget(message_id)
     ctx.sql.run(ctx.conn, MESSAGE_STATUS, updates)
+    outbox.message_events(ctx, changed)
     ledger.refund(ctx, refunds)
 
 

@@ -74,31 +74,34 @@ _SUMMARY = (t.messages.c.id, t.messages.c.job_id, t.messages.c.sender, t.message
             t.messages.c.points, t.messages.c.refunded, t.messages.c.error_code,
             t.messages.c.ref_id, t.messages.c.created_at, t.messages.c.submitted_at,
             t.messages.c.final_at, t.messages.c.updated_at, t.messages.c.channel,
-            t.messages.c.sent_by, t.messages.c.partner, t.messages.c.text)
+            t.messages.c.sent_by, t.messages.c.partner, t.messages.c.text,
+            t.messages.c.params, t.messages.c.callback_id)
 
 
 def _summary(row: Any) -> dict[str, Any]:
     return {"id": row.id, "job": row.job_id, "from": row.sender, "to": "+" + row.recipient,
             "status": row.status, "parts": row.parts, "encoding": row.encoding,
             "points": row.points, "refunded": row.refunded, "error_code": row.error_code,
-            "ref_id": row.ref_id, "created_at": _iso(row.created_at),
+            "ref_id": row.ref_id, "params": json.loads(row.params) if row.params else None,
+            "partner": row.partner, "callback": row.callback_id,
+            "created_at": _iso(row.created_at),
             "submitted_at": _iso(row.submitted_at), "final_at": _iso(row.final_at),
             "updated_at": _iso(row.updated_at),
-            # Issue 10: what the history shows besides.
             "status_description": DESCRIPTIONS.get(row.status, ""),
             "error_description": describe_error(row.error_code), "channel": row.channel,
-            "sent_by": row.sent_by, "partner": row.partner, "text": row.text}
+            "sent_by": row.sent_by, "text": row.text}
 
 
 def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str, Any] | None:
     """One message of this account, with parts and history; None for another
     account's message, so the API answers 404 and leaks nothing."""
-    row = conn.execute(select(*_SUMMARY, t.messages.c.params).where(and_(
+    row = conn.execute(select(*_SUMMARY).where(and_(
         t.messages.c.id == message_id, t.messages.c.account_id == account_id))).first()
     if row is None:
         return None
     message = _summary(row)
     message["params"] = json.loads(row.params) if row.params else None
+    message["text"] = row.text
     message["part_list"] = [
         {"part": p.part_no, "status": p.status, "smsc": p.smsc, "smsc_id": p.smsc_id,
          "error_code": p.error_code, "submitted_at": _iso(p.submitted_at),
@@ -204,6 +207,9 @@ def get_job(conn: Connection, account_id: int, job_id: str) -> dict[str, Any] | 
             "rejected_rows": row.rejected_rows,
             "row_errors": json.loads(row.row_errors) if row.row_errors else [],
             "points": row.points, "refunded": row.refunded, "throughput": row.throughput,
+            "ref_id": row.ref_id, "params": json.loads(row.params) if row.params else None,
+            "partner": row.partner, "callback": row.callback_id,
+            "shorten_links": bool(row.shorten_links),
             "start_at": _iso(row.start_at), "created_at": _iso(row.created_at),
             "updated_at": _iso(row.updated_at)}
 

@@ -58,7 +58,7 @@ messages = Table(
     Column("status", String(12), nullable=False),
     Column("smsc", String(64), nullable=True),  # route chosen at accept time, if any
     Column("error_code", String(32), nullable=True),
-    Column("ref_id", String(128), nullable=True),
+    Column("ref_id", String(256), nullable=True),  # up to 256 bytes of UTF-8
     Column("params", Text, nullable=True),  # JSON object, as the customer sent it
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
@@ -69,6 +69,9 @@ messages = Table(
     Column("channel", String(8), nullable=False, server_default=text("'api'")),
     Column("sent_by", String(64), nullable=True),
     Column("partner", String(64), nullable=True),
+    # Callbacks (issue 12): the endpoint the message named (None: the account's
+    # default endpoint at the time of each event).
+    Column("callback_id", String(32), nullable=True),
 )
 # History pages and filters, per account, newest first.
 Index("ix_messages_account_id_id", messages.c.account_id, messages.c.id)
@@ -76,6 +79,9 @@ Index("ix_messages_account_recipient", messages.c.account_id, messages.c.recipie
       messages.c.id)
 Index("ix_messages_account_sender", messages.c.account_id, messages.c.sender, messages.c.id)
 Index("ix_messages_account_status", messages.c.account_id, messages.c.status, messages.c.id)
+Index("ix_messages_account_partner", messages.c.account_id, messages.c.partner, messages.c.id,
+      sqlite_where=messages.c.partner.isnot(None),
+      postgresql_where=messages.c.partner.isnot(None))
 # Partial: messages sent one by one through the API (no job) cost it nothing.
 Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messages.c.id,
       sqlite_where=messages.c.job_id.isnot(None),
@@ -84,9 +90,6 @@ Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messa
 # message without one costs no index entry.
 Index("ix_messages_account_ref_id", messages.c.account_id, messages.c.ref_id, messages.c.id,
       sqlite_where=messages.c.ref_id.isnot(None), postgresql_where=messages.c.ref_id.isnot(None))
-Index("ix_messages_account_partner", messages.c.account_id, messages.c.partner, messages.c.id,
-      sqlite_where=messages.c.partner.isnot(None),
-      postgresql_where=messages.c.partner.isnot(None))
 # Recovery at start: the work that is still to be sent. Partial, so the index stays
 # as small as the backlog and costs nothing once messages move on.
 Index("ix_messages_queued", messages.c.id,
@@ -131,6 +134,12 @@ jobs = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("description", String(256), nullable=True),  # issue 10: for finding it again
     Column("campaign_id", String(32), nullable=True),  # issue 10: grouped into a campaign
+    # Issue 12: what every message of the job carries unless its row says otherwise.
+    Column("ref_id", String(256), nullable=True),
+    Column("params", Text, nullable=True),
+    Column("partner", String(64), nullable=True),
+    Column("callback_id", String(32), nullable=True),
+    Column("shorten_links", Boolean, nullable=False, server_default=text("false")),
 )
 Index("ix_jobs_account_id_id", jobs.c.account_id, jobs.c.id)
 Index("ix_jobs_account_campaign", jobs.c.account_id, jobs.c.campaign_id,
@@ -529,3 +538,93 @@ report_schedules = Table(
 Index("ix_report_schedules_account_id_id", report_schedules.c.account_id,
       report_schedules.c.id)
 Index("ix_report_schedules_next_run", report_schedules.c.next_run)
+
+# Callbacks and links (issue 12) -------------------------------------------------------
+
+# A customer's URL for events. Soft-deleted, so that an old message naming it finds it
+# gone rather than another account's endpoint reusing the id.
+callback_endpoints = Table(
+    "callback_endpoints", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("on_status", Boolean, nullable=False),  # every status change
+    Column("on_final", Boolean, nullable=False),  # final statuses only
+    Column("on_inbound", Boolean, nullable=False),  # MO messages
+    Column("is_default", Boolean, nullable=False),
+    Column("secret", String(128), nullable=False),  # whsec_...: signs each delivery
+    Column("created_at", DateTime, nullable=False),
+    Column("deleted_at", DateTime, nullable=True),
+)
+Index("ix_callback_endpoints_account_id_id", callback_endpoints.c.account_id,
+      callback_endpoints.c.id)
+
+# The account's own signing key, for events sent to a URL that is not a registered
+# endpoint (an MO forwarded to a URL).
+webhook_secrets = Table(
+    "webhook_secrets", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# The outbox: one row per event and target, written in the transaction that caused
+# it; `id` is the event id (webhook-id), the receiver's idempotency key.
+callback_events = Table(
+    "callback_events", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("account_id", Integer, nullable=False),
+    Column("target", String(64), nullable=False),  # endpoint id, or "u" + hash of the URL
+    Column("url", Text, nullable=True),  # only for a URL that is not an endpoint
+    Column("type", String(24), nullable=False),
+    Column("message_id", String(32), nullable=True),
+    Column("status", String(12), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("data", Text, nullable=True),  # JSON, for events that are not a message's
+    Column("at", DateTime, nullable=False),
+    Column("state", String(10), nullable=False),  # pending | delivered | failed | cancelled
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", DateTime, nullable=False),
+    Column("last_error", String(256), nullable=True),
+    Column("last_status", Integer, nullable=True),  # the receiver's HTTP status
+    Column("finished_at", DateTime, nullable=True),
+)
+# What is due: partial, so it is as small as the backlog.
+Index("ix_callback_events_due", callback_events.c.next_at,
+      sqlite_where=callback_events.c.state == "pending",
+      postgresql_where=callback_events.c.state == "pending")
+Index("ix_callback_events_target_state_seq", callback_events.c.target,
+      callback_events.c.state, callback_events.c.seq)
+
+# One row per short link: a code, unique per recipient message and URL in it.
+links = Table(
+    "links", metadata,
+    Column("code", String(16), primary_key=True),
+    Column("message_id", String(32), nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("job_id", String(32), nullable=True),
+    Column("url", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("clicks", Integer, nullable=False, server_default=text("0")),
+    Column("first_click_at", DateTime, nullable=True),
+)
+Index("ix_links_message_id", links.c.message_id)
+
+link_clicks = Table(
+    "link_clicks", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("code", String(16), nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("job_id", String(32), nullable=True),
+    Column("at", DateTime, nullable=False),
+    Column("agent", String(8), nullable=False),  # mobile | tablet | desktop | bot | other
+    Column("is_repeat", Boolean, nullable=False),
+)
+Index("ix_link_clicks_message_id", link_clicks.c.message_id)
+Index("ix_link_clicks_job_id", link_clicks.c.job_id, link_clicks.c.message_id,
+      sqlite_where=link_clicks.c.job_id.isnot(None),
+      postgresql_where=link_clicks.c.job_id.isnot(None))

@@ -23,7 +23,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def _uncommented_reports() -> dict:
     """The example's commented `reports:` block, as an operator would enable it."""
     text = EXAMPLE.read_text()
-    block = text[text.index("# reports:"):]
+    block = text[text.index("# reports:"):].split("\n\n", 1)[0]  # up to the blank line
     lines = [line[2:] for line in block.splitlines()
              if line.startswith("# ") and not line.startswith("#   #")]
     return yaml.safe_load("\n".join(lines))["reports"]

@@ -107,7 +107,7 @@ class World:
                 self.partners[partner or "acme"] += 1
                 number += 1
         code, body = self.client.send(to="+48500200001", text=self.LONG_TEXT,
-                                      params={"order": 7, "shop": "north"})
+                                      params={"order": "7", "shop": "north"})
         assert code == 201 and body["parts"] == 2, body
         self.ids.append(body["id"])
         self.api_ids.append(body["id"])

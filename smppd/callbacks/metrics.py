@@ -1,0 +1,68 @@
+"""Metrics of callbacks and links, on the daemon's registry. Labels are a result, an
+agent class or an account name: never a URL, an event id or a code.
+
+The outbox's depth and oldest event per account come from a periodic read on the
+read pool (see service.py), kept here and exported at scrape time, so a scrape
+never waits on the database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class CallbackMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "smppd_callback_deliveries_total", "Callback delivery attempts by result "
+            "(delivered, http_error, timeout, connect_error, tls_error, connection_error)",
+            ["result"], registry=registry)
+        self.duration = Histogram("smppd_callback_delivery_seconds",
+                                  "Time of one callback delivery attempt", buckets=BUCKETS,
+                                  registry=registry)
+        self.failed = Counter("smppd_callback_events_failed_total",
+                              "Events given up after callbacks.max_age", registry=registry)
+        self.redirects = Counter("smppd_link_redirects_total",
+                                 "Short-link requests by result (found, unknown)",
+                                 ["result"], registry=registry)
+        self.clicks = Counter("smppd_link_clicks_total", "Short-link clicks by agent class",
+                              ["agent"], registry=registry)
+        self.depth: list[tuple[str, int, float]] = []  # (account, pending, oldest at)
+        self._children: dict[str, Any] = {}
+        registry.register(_OutboxCollector(self))
+
+    def attempt(self, result: str, seconds: float) -> None:
+        child = self._children.get(result)
+        if child is None:
+            child = self._children[result] = self.deliveries.labels(result)
+        child.inc()
+        self.duration.observe(seconds)
+
+    def gave_up(self) -> None:
+        self.failed.inc()
+
+
+class _OutboxCollector(Collector):
+    def __init__(self, metrics: CallbackMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Any]:
+        depth = GaugeMetricFamily("smppd_callback_outbox_depth",
+                                  "Callback events not yet delivered", labels=["account"])
+        oldest = GaugeMetricFamily("smppd_callback_outbox_oldest_seconds",
+                                   "Age of the oldest callback event not yet delivered",
+                                   labels=["account"])
+        now = time.time()
+        for account, count, at in self.metrics.depth:
+            depth.add_metric([account], float(count))
+            oldest.add_metric([account], max(0.0, now - at))
+        yield depth
+        yield oldest

@@ -1,0 +1,240 @@
+"""Reads for callbacks and links: endpoints and their deliveries for the API, what is
+due for the drainer, the outbox's depth for metrics, and clicks for reports. Each
+runs on a read-pool thread with its own connection, never on the reactor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, distinct, exists, func, select, text
+
+from ..store import outbox
+from ..store import schema as t
+from .endpoints import Endpoint
+from .payload import body, iso, message_data
+
+_EP, _EV, _M = t.callback_endpoints.c, t.callback_events.c, t.messages.c
+# Literal, not a parameter: SQLite (and PostgreSQL's generic plans) can use the
+# partial index of pending events only when the condition is written out.
+_PENDING = text("callback_events.state = 'pending'")
+
+
+def _unix(value: datetime) -> float:
+    return value.replace(tzinfo=UTC).timestamp()
+
+
+# Endpoints ------------------------------------------------------------------------
+
+def all_endpoints(conn: Connection) -> list[Endpoint]:
+    return [Endpoint(row.id, row.account_id, row.url, bool(row.is_default))
+            for row in conn.execute(select(_EP.id, _EP.account_id, _EP.url, _EP.is_default)
+                                    .where(_EP.deleted_at.is_(None)))]
+
+
+def list_endpoints(conn: Connection, account_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(select(t.callback_endpoints).where(
+        _EP.account_id == account_id, _EP.deleted_at.is_(None)).order_by(_EP.id)).all()
+    counts: dict[tuple[str, str], int] = {}
+    if rows:
+        for target, state, count in conn.execute(
+                select(_EV.target, _EV.state, func.count()).where(
+                    _EV.target.in_([row.id for row in rows]),
+                    _EV.state.in_((outbox.PENDING, outbox.FAILED)))
+                .group_by(_EV.target, _EV.state)):
+            counts[(target, state)] = count
+    return [{"id": row.id, "url": row.url,
+             "events": outbox.events_of(row.on_status, row.on_final, row.on_inbound),
+             "default": bool(row.is_default), "created_at": iso(row.created_at),
+             "pending": counts.get((row.id, outbox.PENDING), 0),
+             "failed": counts.get((row.id, outbox.FAILED), 0)} for row in rows]
+
+
+def deliveries(conn: Connection, account_id: int, endpoint_id: str, state: str | None,
+               cursor: int | None, limit: int) -> tuple[list[dict[str, Any]], int | None] | None:
+    """An endpoint's events, newest first; None when it is not this account's."""
+    owner = conn.execute(select(_EP.account_id).where(_EP.id == endpoint_id)).scalar()
+    if owner != account_id:
+        return None
+    conditions = [_EV.target == endpoint_id]
+    if state is not None:
+        conditions.append(_EV.state == state)
+    if cursor is not None:
+        conditions.append(_EV.seq < cursor)
+    rows = conn.execute(select(t.callback_events).where(and_(*conditions))
+                        .order_by(_EV.seq.desc()).limit(limit + 1)).all()
+    page = [{"id": row.id, "type": row.type, "message_id": row.message_id,
+             "status": row.status, "state": row.state, "attempts": row.attempts,
+             "last_error": row.last_error, "last_http_status": row.last_status,
+             "created_at": iso(row.at),
+             "next_attempt_at": iso(row.next_at) if row.state == outbox.PENDING else None,
+             "finished_at": iso(row.finished_at)} for row in rows[:limit]]
+    return page, (rows[limit - 1].seq if len(rows) > limit else None)
+
+
+# The drainer ------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Event:
+    """One event to deliver, with its body built and its key found."""
+
+    seq: int
+    id: str
+    account_id: int
+    target: str
+    url: str | None
+    secret: str | None
+    type: str
+    body: str
+    at: float  # when the event happened (Unix seconds): its age decides giving up
+    attempts: int
+
+
+def _select() -> Any:
+    ws = t.webhook_secrets.c
+    return (select(_EV.seq, _EV.id, _EV.account_id, _EV.target, _EV.url, _EV.type,
+                   _EV.message_id, _EV.status, _EV.error_code, _EV.data, _EV.at,
+                   _EV.attempts, _EP.url.label("endpoint_url"),
+                   _EP.secret.label("endpoint_secret"), _EP.deleted_at,
+                   ws.secret.label("account_secret"), _M.ref_id, _M.params, _M.partner,
+                   _M.parts, _M.sender, _M.recipient, _M.job_id,
+                   _M.created_at.label("message_created"))
+            .select_from(t.callback_events
+                         .outerjoin(t.callback_endpoints, _EP.id == _EV.target)
+                         .outerjoin(t.webhook_secrets, ws.account_id == _EV.account_id)
+                         .outerjoin(t.messages, _M.id == _EV.message_id)))
+
+
+def _events(rows: Any) -> list[Event]:
+    events = []
+    for row in rows:
+        if row.data is not None:
+            data = json.loads(row.data)
+        elif row.message_id is not None:
+            data = message_data(row)
+        else:
+            data = {}
+        endpoint = row.endpoint_url is not None and row.deleted_at is None
+        events.append(Event(
+            row.seq, row.id, row.account_id, row.target,
+            row.endpoint_url if endpoint else row.url,
+            row.endpoint_secret if endpoint else row.account_secret,
+            row.type, body(row.type, row.at, data), _unix(row.at), row.attempts))
+    return events
+
+
+def first_pending(conn: Connection) -> int:
+    """Where the drainer's reading starts: just before the oldest pending event (or at
+    the newest event when none is pending)."""
+    oldest = conn.execute(select(func.min(_EV.seq)).where(_PENDING)).scalar()
+    if oldest is not None:
+        return oldest - 1
+    return conn.execute(select(func.max(_EV.seq))).scalar() or 0
+
+
+def new_events(conn: Connection, after: int, exclude: Sequence[str],
+               limit: int) -> tuple[list[Event], int]:
+    """Pending events written after `after` (by seq: the order they were written),
+    skipping `exclude` targets; and how far that read looked. The newest seq is taken
+    first, so an event committed during the read is left for the next.
+
+    Not filtered by due time: a new event is due at once, and retries keep their old
+    seq, so only after a restart does this return events whose retry time has not
+    come; they are tried then (a restart starts every back-off afresh)."""
+    newest = conn.execute(select(func.max(_EV.seq))).scalar() or after
+    query = _select().where(_EV.seq > after, _EV.seq <= newest, _PENDING).order_by(
+        _EV.seq).limit(limit)
+    if exclude:
+        query = query.where(_EV.target.notin_(list(exclude)))
+    events = _events(conn.execute(query))
+    return events, (events[-1].seq if len(events) >= limit else newest)
+
+
+def target_events(conn: Connection, target: str, now: datetime, limit: int,
+                  after: int = 0) -> tuple[list[Event], int]:
+    """One target's pending, due events: those written after `after` in order (when
+    it has room again after a full queue), or all, oldest due first (after its
+    back-off, when its retries are due too); and the newest seq when it began."""
+    newest = conn.execute(select(func.max(_EV.seq))).scalar() or 0
+    query = _select().where(_EV.target == target, _PENDING, _EV.next_at <= now,
+                            _EV.seq <= newest)
+    if after:
+        query = query.where(_EV.seq > after).order_by(_EV.seq)
+    else:
+        query = query.order_by(_EV.next_at, _EV.seq)
+    return _events(conn.execute(query.limit(limit))), newest
+
+
+def due_events(conn: Connection, now: datetime, exclude: Sequence[str],
+               limit: int) -> list[Event]:
+    """Pending events due by `now`, oldest due first, skipping `exclude` targets: the
+    drainer's sweep for anything the reads by seq passed over."""
+    query = _select().where(_PENDING, _EV.next_at <= now).order_by(
+        _EV.next_at, _EV.seq).limit(limit)
+    if exclude:
+        query = query.where(_EV.target.notin_(list(exclude)))
+    return _events(conn.execute(query))
+
+
+def outbox_depth(conn: Connection) -> list[tuple[int, int, float]]:
+    """(account id, pending events, Unix time of the oldest) per account."""
+    return [(account_id, count, _unix(oldest)) for account_id, count, oldest in conn.execute(
+        select(_EV.account_id, func.count(), func.min(_EV.at)).where(_PENDING)
+        .group_by(_EV.account_id))]
+
+
+# Clicks, for reports ----------------------------------------------------------------
+
+def link_stats(conn: Connection, account_id: int,
+               job_ids: Sequence[str]) -> dict[str, Any]:
+    """Clicks of messages of these jobs (one job, or a campaign's): messages with a
+    short link, messages clicked (by a person: link-preview robots are not counted),
+    clicks in all, and the click-through rate = clicked / messages with links."""
+    links, clicks = t.links.c, t.link_clicks.c
+    ids = list(job_ids)
+    with_links = conn.execute(select(func.count(distinct(links.message_id))).where(
+        links.account_id == account_id, links.job_id.in_(ids))).scalar() or 0
+    clicked, total = conn.execute(select(
+        func.count(distinct(case((clicks.agent != "bot", clicks.message_id)))),
+        func.count()).where(clicks.account_id == account_id, clicks.job_id.in_(ids))).one()
+    return {"messages_with_links": with_links, "clicked": clicked or 0, "clicks": total or 0,
+            "ctr": round(clicked / with_links, 4) if with_links else None}
+
+
+def clicked_column() -> Any:
+    """A column expression for a query over `messages`: true when a person clicked
+    one of the message's short links (the detailed report's `clicked`)."""
+    clicks = t.link_clicks.c
+    return exists().where(clicks.message_id == _M.id, clicks.agent != "bot").label("clicked")
+
+
+def clicked_messages(conn: Connection, message_ids: Sequence[str]) -> set[str]:
+    clicks = t.link_clicks.c
+    found: set[str] = set()
+    ids = list(message_ids)
+    for start in range(0, len(ids), 500):
+        found.update(conn.execute(select(clicks.message_id).distinct().where(
+            clicks.message_id.in_(ids[start:start + 500]), clicks.agent != "bot")).scalars())
+    return found
+
+
+def message_links(conn: Connection, message_id: str) -> list[dict[str, Any]]:
+    links = t.links.c
+    return [{"code": row.code, "url": row.url, "clicks": row.clicks,
+             "first_click_at": iso(row.first_click_at)}
+            for row in conn.execute(select(t.links).where(links.message_id == message_id)
+                                    .order_by(links.created_at, links.code))]
+
+
+def message_with_links(conn: Connection, account_id: int,
+                       message_id: str) -> dict[str, Any] | None:
+    """GET /v1/messages/{id}: the message, and its short links with their clicks."""
+    from ..store.queries import get_message
+
+    message = get_message(conn, account_id, message_id)
+    if message is not None:
+        message["links"] = message_links(conn, message_id)
+    return message

@@ -1,0 +1,153 @@
+"""The callbacks as the daemon runs them: the endpoints' API, the drainer and its
+HTTP client, the outbox metrics, and the hourly purge of old events. Given the
+store's reader and writer, not the daemon, so that it can be started alone."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, task
+
+from ..checks import ApiError
+from ..config import CallbackSettings
+from ..ids import looks_like_id, new_id
+from ..store.callback_operations import (
+    CreateEndpoint,
+    DeleteEndpoint,
+    PurgeEvents,
+    RotateSecret,
+    TooManyEndpoints,
+)
+from . import queries, signing
+from .delivery import Sender
+from .drainer import Drainer, DrainSettings
+from .endpoints import Endpoint, EndpointSpec, Registry
+from .metrics import CallbackMetrics
+from .payload import iso
+
+log = logging.getLogger("smppd.callbacks")
+DEPTH_EVERY = 15.0  # seconds between reads of the outbox's depth for the metrics
+REGISTRY_EVERY = 30.0  # ...and of every endpoint (changes by another instance)
+PURGE_EVERY = 3600.0
+
+Read = Callable[..., "defer.Deferred[Any]"]
+Put = Callable[[Any], "defer.Deferred[Any]"]
+
+
+class CallbackService:
+    def __init__(self, reactor: Any, read: Read, put: Put, settings: CallbackSettings,
+                 metrics: CallbackMetrics, account_names: Callable[[], dict[int, str]]) -> None:
+        self.reactor = reactor
+        self.read = read
+        self.put = put
+        self.settings = settings
+        self.metrics = metrics
+        self.account_names = account_names
+        self.registry = Registry()
+        self.sender = Sender(reactor, settings.timeout, settings.concurrency, settings.ca_file)
+        self.drainer = Drainer(reactor, read, put, self.sender.send, DrainSettings(
+            settings.concurrency, settings.max_age, settings.retry_initial,
+            settings.retry_max), metrics)
+        self._loops: list[task.LoopingCall] = []
+
+    @defer.inlineCallbacks
+    def start(self) -> Any:
+        self.registry.replace((yield self.read(queries.all_endpoints)))
+        self.drainer.start()
+        for every, job, now in ((DEPTH_EVERY, self._measure, True),
+                                (REGISTRY_EVERY, self._refresh, False),
+                                (PURGE_EVERY, self._purge, True)):
+            loop = task.LoopingCall(job)
+            loop.clock = self.reactor
+            loop.start(every, now=now)
+            self._loops.append(loop)
+
+    @defer.inlineCallbacks
+    def stop(self) -> Any:
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        yield self.drainer.stop()
+        yield self.sender.close()
+
+    # Periodic -------------------------------------------------------------------------
+
+    def _measure(self) -> None:
+        def measured(rows: list[tuple[int, int, float]]) -> None:
+            names = self.account_names()
+            pending = {account_id: (count, at) for account_id, count, at in rows}
+            now = self.reactor.seconds()
+            self.metrics.depth = [(name, *pending.get(account_id, (0, now)))
+                                  for account_id, name in sorted(names.items())]
+
+        self.read(queries.outbox_depth).addCallbacks(measured, self._log("measure"))
+
+    def _refresh(self) -> None:
+        self.read(queries.all_endpoints).addCallbacks(self.registry.replace,
+                                                      self._log("read endpoints"))
+
+    def _purge(self) -> None:
+        self.put(PurgeEvents(self.settings.keep_days * 86400.0)).addCallbacks(
+            lambda removed: removed and log.info("callbacks: %d old events purged", removed),
+            self._log("purge"))
+
+    @staticmethod
+    def _log(what: str) -> Callable[[Any], None]:
+        return lambda failure: log.error("callbacks: cannot %s: %s", what,
+                                         failure.getErrorMessage())
+
+    # The API ----------------------------------------------------------------------------
+
+    def check_callback(self, account_id: int, endpoint_id: str | None) -> None:
+        self.registry.check(account_id, endpoint_id)
+
+    def create(self, account_id: int, spec: EndpointSpec) -> defer.Deferred[Any]:
+        secret = spec.secret or signing.new_secret()
+        endpoint_id = new_id(self.reactor.seconds())
+        op = CreateEndpoint(account_id, endpoint_id, spec.url, spec.on_status, spec.on_final,
+                            spec.on_inbound, spec.default, secret, self.reactor.seconds(),
+                            self.settings.max_endpoints)
+
+        def created(endpoint: dict[str, Any]) -> dict[str, Any]:
+            self.registry.add(Endpoint(endpoint_id, account_id, spec.url, endpoint["default"]))
+            log.info("callbacks: account %d registered endpoint %s", account_id, endpoint_id)
+            # The key is shown this once; it is never rendered again.
+            return {**endpoint, "created_at": iso(endpoint["created_at"]), "secret": secret}
+
+        def refused(failure: Any) -> Any:
+            if failure.check(TooManyEndpoints):
+                raise ApiError(409, str(failure.value), "url")
+            return failure
+
+        return self.put(op).addCallbacks(created, refused)
+
+    def list(self, account_id: int) -> defer.Deferred[Any]:
+        return self.read(queries.list_endpoints, account_id).addCallback(
+            lambda endpoints: {"callbacks": endpoints})
+
+    def delete(self, account_id: int, endpoint_id: str) -> defer.Deferred[Any]:
+        if not looks_like_id(endpoint_id):
+            return defer.succeed(None)
+
+        def deleted(found: bool) -> Any:
+            if not found:
+                return None
+            self.registry.remove(account_id, endpoint_id)
+            return {"id": endpoint_id, "deleted": True}
+
+        return self.put(DeleteEndpoint(account_id, endpoint_id)).addCallback(deleted)
+
+    def deliveries(self, account_id: int, endpoint_id: str, state: str | None,
+                   cursor: int | None, limit: int) -> defer.Deferred[Any]:
+        if not looks_like_id(endpoint_id):
+            return defer.succeed(None)
+        return self.read(queries.deliveries, account_id, endpoint_id, state, cursor,
+                         limit).addCallback(
+            lambda page: None if page is None else {"deliveries": page[0],
+                                                    "next_cursor": page[1]})
+
+    def rotate_secret(self, account_id: int) -> defer.Deferred[Any]:
+        return self.put(RotateSecret(account_id, signing.new_secret())).addCallback(
+            lambda secret: {"secret": secret})

@@ -1,0 +1,182 @@
+"""The drainer on a task.Clock, with an outbox and receivers in memory: a dead target
+is paused and probed one request at a time with a growing, capped back-off while
+another target's events all go; results are written in batches; an event failing
+past max_age is given up, with its old siblings."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from twisted.internet import defer, task
+
+from smppd.callbacks.delivery import Outcome
+from smppd.callbacks.drainer import Drainer, DrainSettings
+from smppd.callbacks.queries import Event
+from smppd.store.callback_operations import DeliveryResults, ExpireTarget
+
+
+class Outbox:
+    """Pending events by seq; reads and writes as the store would answer them."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        self.clock = clock
+        self.events: dict[int, dict[str, Any]] = {}
+        self.puts: list[Any] = []
+
+    def add(self, seq: int, target: str, at: float = 0.0) -> None:
+        self.events[seq] = {"target": target, "state": "pending", "next_at": at, "at": at,
+                            "attempts": 0, "error": None}
+
+    def read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
+        """Answers the drainer's reads (smppd.callbacks.queries) from memory."""
+        name = fn.__name__
+        now = self.clock.seconds()
+        if name == "first_pending":
+            return defer.succeed(min((seq for seq, row in self.events.items()
+                                      if row["state"] == "pending"), default=1) - 1)
+        pending = [(seq, row) for seq, row in sorted(self.events.items())
+                   if row["state"] == "pending" and row["next_at"] <= now]
+        if name == "new_events":
+            after, exclude, limit = args
+            rows = [(s, r) for s, r in sorted(self.events.items()) if r["state"] == "pending"
+                    and s > after and r["target"] not in exclude]
+            chosen = rows[:limit]
+            newest = max(self.events, default=after)
+            return defer.succeed((self._events(chosen),
+                                  chosen[-1][0] if len(chosen) >= limit else newest))
+        if name == "target_events":
+            target, _, limit, after = args
+            rows = [(s, r) for s, r in pending if r["target"] == target and s > after]
+            if not after:
+                rows.sort(key=lambda item: (item[1]["next_at"], item[0]))
+            return defer.succeed((self._events(rows[:limit]), max(self.events, default=0)))
+        assert name == "due_events", name
+        _, exclude, limit = args
+        rows = sorted(((s, r) for s, r in pending if r["target"] not in exclude),
+                      key=lambda item: (item[1]["next_at"], item[0]))
+        return defer.succeed(self._events(rows[:limit]))
+
+    @staticmethod
+    def _events(rows: list[tuple[int, dict[str, Any]]]) -> list[Event]:
+        return [Event(seq, f"e{seq}", 1, row["target"], "http://x/", "whsec_x",
+                      "message.final", "{}", row["at"], row["attempts"]) for seq, row in rows]
+
+    def put(self, op: Any) -> defer.Deferred[Any]:
+        self.puts.append(op)
+        if isinstance(op, DeliveryResults):
+            for seq, state, attempts, next_at, error, _status, _finished in op.rows:
+                self.events[seq].update(state=state, attempts=attempts, next_at=next_at,
+                                        error=error)
+        elif isinstance(op, ExpireTarget):
+            for row in self.events.values():
+                if row["target"] == op.target and row["state"] == "pending" and \
+                        row["at"] < op.before:
+                    row.update(state="failed", error=op.error)
+        return defer.succeed(None)
+
+
+class Receivers:
+    def __init__(self, clock: task.Clock) -> None:
+        self.clock = clock
+        self.dead: set[str] = set()
+        self.sent: list[tuple[float, str, int]] = []
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.latency = 0.01
+
+    def send(self, event: Event) -> defer.Deferred[Outcome]:
+        target = event.target
+        self.sent.append((self.clock.seconds(), target, event.seq))
+        self.in_flight[target] = self.in_flight.get(target, 0) + 1
+        self.peak[target] = max(self.peak.get(target, 0), self.in_flight[target])
+
+        def answer() -> Outcome:
+            self.in_flight[target] -= 1
+            if target in self.dead:
+                return Outcome(False, "connect_error", error="connection refused")
+            return Outcome(True, "delivered", 204)
+
+        return task.deferLater(self.clock, self.latency, answer)
+
+
+def run(clock: task.Clock, seconds: float, step: float = 0.01) -> None:
+    for _ in range(int(seconds / step)):
+        clock.advance(step)
+
+
+def setup(max_age: float = 3600.0) -> tuple[task.Clock, Outbox, Receivers, Drainer]:
+    clock = task.Clock()
+    clock.advance(1000)
+    store, receivers = Outbox(clock), Receivers(clock)
+    drainer = Drainer(clock, store.read, store.put, receivers.send,
+                      DrainSettings(concurrency=3, max_age=max_age, retry_initial=1.0,
+                                    retry_max=8.0))
+    return clock, store, receivers, drainer
+
+
+def test_a_dead_target_is_probed_with_back_off_while_another_drains() -> None:
+    clock, store, receivers, drainer = setup()
+    receivers.dead.add("dead")
+    for seq in range(1, 41):
+        store.add(seq, "dead" if seq % 2 else "live", clock.seconds())
+    drainer.start()
+    run(clock, 1.0)
+    live = [row for row in store.events.values() if row["target"] == "live"]
+    assert all(row["state"] == "delivered" for row in live)
+    assert receivers.peak["live"] <= 3  # the per-target limit
+    run(clock, 60.0)
+    dead_tries = [at for at, target, _ in receivers.sent if target == "dead"]
+    # The first burst (up to the limit), then one probe at a time, ever further apart
+    # but never more than the cap (8 s) plus a tick.
+    first_burst = [at for at in dead_tries if at == dead_tries[0]]
+    assert len(first_burst) <= 3
+    probes = dead_tries[len(first_burst):]
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert gaps and all(gap <= 8.0 + 0.5 for gap in gaps), gaps
+    assert max(gaps) > 3.0 and len(probes) < 15, gaps
+    assert all(row["state"] == "pending" for row in store.events.values()
+               if row["target"] == "dead")
+    # Back: everything goes, at full concurrency again.
+    receivers.dead.clear()
+    run(clock, 12.0)
+    assert all(row["state"] == "delivered" for row in store.events.values())
+    assert receivers.peak["dead"] <= 3
+
+
+def test_results_are_written_in_batches() -> None:
+    clock, store, _receivers, drainer = setup()
+    for seq in range(1, 101):
+        store.add(seq, f"t{seq % 5}", clock.seconds())
+    drainer.start()
+    run(clock, 2.0)
+    results = [op for op in store.puts if isinstance(op, DeliveryResults)]
+    assert sum(len(op.rows) for op in results) == 100
+    assert len(results) < 25  # 100 results, a few writes
+    assert not drainer.held
+
+
+def test_an_event_failing_past_max_age_is_given_up_with_its_siblings() -> None:
+    clock, store, receivers, drainer = setup(max_age=10.0)
+    receivers.dead.add("dead")
+    for seq in range(1, 6):
+        store.add(seq, "dead", clock.seconds())
+    drainer.start()
+    run(clock, 30.0)
+    rows = list(store.events.values())
+    assert all(row["state"] == "failed" for row in rows), rows
+    assert all(row["error"] == "gave up: connection refused" for row in rows)
+    assert any(isinstance(op, ExpireTarget) for op in store.puts)
+    tries = len([1 for _, target, _ in receivers.sent if target == "dead"])
+    assert tries < 12  # probed, not hammered
+
+
+def test_stop_writes_what_was_attempted() -> None:
+    clock, store, _receivers, drainer = setup()
+    store.add(1, "t", clock.seconds())
+    drainer.start()
+    run(clock, 0.04)  # read, sent, delivered; its result waits for its batch
+    assert store.events[1]["state"] == "pending" and drainer._results
+    done = drainer.stop()
+    assert done.called
+    assert store.events[1]["state"] == "delivered"
