@@ -23,6 +23,7 @@ from .protocol.connector import BindKind
 from .protocol.constants import STATUS_CODES
 from .protocol.message_id import IdFormat
 from .protocol.segmentation import MAX_PARTS_LIMIT, SplitMode
+from .store.limits import StoreLimits
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -100,6 +101,7 @@ class Settings:
     retry_initial: float = 1.0
     retry_max: float = 60.0
     max_attempts: int = 10
+    store: StoreLimits = field(default_factory=StoreLimits)  # bounds on database waits
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -245,7 +247,7 @@ _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "b
               "receipt_policy", "response_timeout", "enquire_link_interval",
               "throttle_policy", "status_overrides"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry"}
+             "retry", "store"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -376,6 +378,19 @@ def _read_list(r: _Reader, data: dict[str, Any], key: str, required: bool) -> li
     return value
 
 
+def _read_store(r: _Reader, data: Any) -> StoreLimits:
+    """`store:` bounds on every wait on the database (smppd.store.limits)."""
+    default = StoreLimits()
+    data = r.section(data or {}, "store", set(default.__dataclass_fields__))
+    seconds = {name: r.get(data, "store", name, _number, getattr(default, name), low=0.1)
+               for name in ("connect_timeout", "statement_timeout", "pool_timeout",
+                            "tcp_user_timeout", "stall_timeout")}
+    counts = {name: r.get(data, "store", name, _integer, getattr(default, name), low=1,
+                          high=3600)
+              for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")}
+    return StoreLimits(**seconds, **counts)
+
+
 def parse(data: Any, path: str = "<config>") -> Settings:
     """Validate parsed YAML into Settings; raises ConfigError listing every problem."""
     r = _Reader(path)
@@ -449,6 +464,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         retry_initial=r.get(retry, "retry", "initial", _number, 1.0, low=0.01),
         retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
         max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),
+        store=_read_store(r, top.get("store")),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -25,7 +25,7 @@ from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, Tl
 from ..protocol.inbound import Concat, MoFragment
 from ..protocol.session import SessionConfig
 from ..status import Status
-from ..store import database, queries
+from ..store import database, queries, recovery
 from ..store import operations as ops
 from ..store.batch import BatchApplier
 from ..store.messages import params_json
@@ -68,10 +68,12 @@ class Daemon:
         self.settings = settings
         self.reactor = reactor
         self.metrics = Metrics()
-        self.engine = database.make_engine(settings.database)
+        self.engine = database.make_engine(settings.database, limits=settings.store)
         self.pool = ThreadPool(minthreads=1, maxthreads=4, name="smppd-read")
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
-        self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch)
+        self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch,
+                             stall_timeout=settings.store.stall_timeout,
+                             recovery=recovery.for_engine(self.engine))
         router = _router(settings)
         self.intake = Intake(router, Tariff(settings.price_default, settings.price_by_prefix))
         self.dispatcher = Dispatcher(
@@ -97,7 +99,7 @@ class Daemon:
     @defer.inlineCallbacks
     def start(self) -> Any:
         self.pool.start()
-        yield self._in_thread(database.upgrade, self.engine)
+        yield self._in_thread(database.upgrade_url, self.settings.database)
         self._set_accounts((yield self._in_thread(self._seed_accounts)))
         self.applier.pending_receipts = yield self._read(queries.count_pending_receipts)
         fragments = yield self._read(queries.unassembled_fragments,
@@ -234,8 +236,9 @@ class Daemon:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         smscs = {name: c.state() for name, c in self.connectors.items()}
         bound = any(c.bound for c in self.connectors.values())
-        ready = self.accepting and bound and self.writer.healthy
-        return ready, {"ready": ready, "smscs": smscs, "store": "ok" if self.writer.healthy
+        store = self.writer.available  # unavailable, or nothing committed for too long
+        ready = self.accepting and bound and store
+        return ready, {"ready": ready, "smscs": smscs, "store": "ok" if store
                        else "unavailable", "accepting": self.accepting}
 
     def _state(self) -> dict[str, Any]:
@@ -252,6 +255,9 @@ class Daemon:
         if settings.database != self.settings.database:
             changes.append("database: needs a restart (ignored)")
             settings = replace(settings, database=self.settings.database)
+        if settings.store != self.settings.store:
+            changes.append("store: needs a restart (ignored)")
+            settings = replace(settings, store=self.settings.store)
         if (settings.http_listen_host, settings.http_listen_port) != (
                 self.settings.http_listen_host, self.settings.http_listen_port):
             changes.append("http.listen: needs a restart (ignored)")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from smppd import cli, config
+from smppd.store.limits import StoreLimits
 
 VALID = """
 database: sqlite:///smppd.db
@@ -121,12 +122,28 @@ def test_the_shipped_example_file_is_valid() -> None:
      "smppd.yaml: smscs[0].status_overrides.0x45: expected one of throttled, queue_full"),
     (lambda d: d["smscs"][0].update(status_overrides=["0x45"]),
      "smppd.yaml: smscs[0].status_overrides: expected a mapping of command_status"),
+    (lambda d: d.update(store={"stall_timout": 3}), "smppd.yaml: store.stall_timout: unknown key"),
+    (lambda d: d.update(store={"connect_timeout": 0}),
+     "smppd.yaml: store.connect_timeout: expected at least 0.1, got 0"),
+    (lambda d: d.update(store={"keepalives_count": 2.5}),
+     "smppd.yaml: store.keepalives_count: expected a whole number"),
+    (lambda d: d.update(store=[1]), "smppd.yaml: store: expected a mapping"),
 ])
 def test_each_mistake_names_file_key_and_expectation(tmp_path: Path, change: Any,
                                                      expected: str) -> None:
     found = problems(tmp_path, edit(change))
     assert len(found) == 1, found
     assert found[0].startswith(f"{tmp_path}/{expected}"), found
+
+
+def test_store_limits_default_and_read(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, VALID)).store == StoreLimits()
+    settings = config.load(write(tmp_path, edit(lambda d: d.update(store={
+        "connect_timeout": 2, "statement_timeout": 1.5, "stall_timeout": 4,
+        "keepalives_idle": 7}))))
+    assert settings.store == StoreLimits(connect_timeout=2.0, statement_timeout=1.5,
+                                         stall_timeout=4.0, keepalives_idle=7)
+    assert settings.store.answer_timeout == 2.5
 
 
 def test_a_missing_environment_variable_is_named(tmp_path: Path,
