@@ -180,6 +180,14 @@ class Daemon:
                 return fn(conn, *args)
         return deferToThreadPool(self.reactor, self.pool, run)
 
+    def _api_read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
+        """A read for an API client, answered 503 after the store's answer timeout
+        even while its thread still waits (a pooled connection's ping on a silent
+        server, then a new connection, may take longer): a read changes nothing, so
+        giving up on it is safe."""
+        return self._read(fn, *args).addTimeout(self.settings.store.answer_timeout,
+                                                self.reactor)
+
     def _load_queued(self, after_id: str, limit: int) -> defer.Deferred[Any]:
         return self._read(queries.load_queued, after_id, limit)
 
@@ -215,14 +223,14 @@ class Daemon:
     def get_message(self, account: Account, message_id: str) -> defer.Deferred[Any]:
         if not validation.looks_like_id(message_id):
             return defer.succeed(None)
-        return self._read(queries.get_message, account.id, message_id)
+        return self._api_read(queries.get_message, account.id, message_id)
 
     def list_messages(self, account: Account, where: Any, cursor: str | None,
                       limit: int) -> defer.Deferred[Any]:
-        return self._read(queries.list_messages, account.id, where, cursor, limit)
+        return self._api_read(queries.list_messages, account.id, where, cursor, limit)
 
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
-        return self._read(queries.balance, account.id)
+        return self._api_read(queries.balance, account.id)
 
     def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
         return self.jobs.create(account, read_job)

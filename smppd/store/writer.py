@@ -94,7 +94,8 @@ class Writer:
         self._thread.start()
         self._shedder = task.LoopingCall(self._shed)
         self._shedder.clock = self.reactor
-        self._shedder.start(SHED_INTERVAL, now=False)
+        # Started on the reactor thread, whichever thread starts the writer.
+        self.reactor.callFromThread(self._shedder.start, SHED_INTERVAL, False)
 
     def put(self, op: Any) -> defer.Deferred[Any]:
         d: defer.Deferred[Any] = defer.Deferred()
@@ -111,8 +112,14 @@ class Writer:
         return d
 
     @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def backlog(self) -> int:
-        return len(self._queue)
+        """Operations not yet written: queued, and in the batch being written."""
+        current = self._current
+        return len(self._queue) + (len(current) if current is not None else 0)
 
     def stalled_for(self) -> float:
         """Seconds work has waited with no commit meanwhile (0 when idle)."""
@@ -137,12 +144,16 @@ class Writer:
         with self._wakeup:
             self._stopping = True
             self._wakeup.notify()
-        if self._shedder is not None and self._shedder.running:
-            self.reactor.callFromThread(self._shedder.stop)
+        if self._shedder is not None:
+            self.reactor.callFromThread(self._stop_shedder)
         if self._thread is not None:
             self._thread.join(timeout)
 
     # Reactor thread ---------------------------------------------------------------
+
+    def _stop_shedder(self) -> None:
+        if self._shedder is not None and self._shedder.running:
+            self._shedder.stop()
 
     def _stall_error(self) -> StoreUnavailable:
         return StoreUnavailable(f"the database has committed nothing for "

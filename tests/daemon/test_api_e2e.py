@@ -303,18 +303,9 @@ def test_smsc_unbind_mid_burst_sends_the_unanswered_again(start_daemon: Any) -> 
 
 def test_end_to_end_on_postgresql(start_daemon: Any) -> None:
     """The same path with the store on PostgreSQL (where SMPPD_TEST_POSTGRES_URL is set)."""
-    import pytest
+    from tests.support.faults import fresh_postgres
 
-    from smppd.store import database
-    from tests.store.conftest import POSTGRES_URL, _reset_postgres
-
-    if not POSTGRES_URL:
-        pytest.skip("needs SMPPD_TEST_POSTGRES_URL (e.g. "
-                    "postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    engine = database.make_engine(POSTGRES_URL)
-    _reset_postgres(engine)
-    engine.dispose()
-    running = start_daemon(database=POSTGRES_URL)
+    running = start_daemon(database=fresh_postgres())
     sent = [running.client.send(to=f"+485001009{i:02d}", text="long text " * 20 * (i % 2 + 1))
             for i in range(6)]
     assert all(status == 201 for status, _ in sent)

@@ -15,6 +15,7 @@ shared the daemon's reactor would stop with it and hide the very stall under tes
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -138,10 +139,8 @@ class TcpProxy:
             if each is None:
                 continue
             self._peers.pop(each, None)
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(each)
-            except (KeyError, ValueError):
-                pass
             each.close()
 
     def _close_all(self) -> None:
