@@ -3,6 +3,7 @@ sent through the API reach their final status, read back through the API."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from smppd.protocol import constants as c
@@ -87,6 +88,31 @@ def test_permanent_error_rejects_and_refunds(start_daemon: Any) -> None:
     # answer) reached the SMSC once.
     bodies = [s.pdu.fields["short_message"] for s in running.smsc.submits]
     assert len(bodies) == len(set(bodies)) == body["parts"] == 3
+
+
+def test_retries_that_run_out_fail_the_message_and_refund_it(start_daemon: Any) -> None:
+    """An SMSC that answers ESME_RSYSERR (temporary) for ever: each part is sent
+    exactly `max_attempts` times, no more even well past the longest retry delay,
+    then the message is `failed` and refunded; a message to another number is not
+    held up by it."""
+    attempts, longest_delay = 4, 0.05
+    running = start_daemon(retry={"initial": 0.01, "max": longest_delay,
+                                  "max_attempts": attempts})
+    running.smsc.behaviour.submit_status_by_prefix = {"4879": c.ESME_RSYSERR}
+    _, before = running.client.request("GET", "/v1/account")
+    _, doomed = running.client.send(to="+48790000001", text="long " * 40)
+    _, fine = running.client.send(to="+48500100200", text="goes through")
+    running.client.wait_status(fine["id"], "delivered")
+    final = running.client.wait_status(doomed["id"], "failed")
+    assert final["error_code"] == "ESME_RSYSERR"
+    assert final["refunded"] == doomed["points"] and doomed["parts"] == 2
+    time.sleep(10 * longest_delay)  # well past the longest retry delay: no more tries
+    to_doomed = [s for s in running.smsc.submits
+                 if s.pdu.fields["destination_addr"] == "48790000001"]
+    assert len(to_doomed) == attempts * doomed["parts"]
+    assert {s.status for s in to_doomed} == {c.ESME_RSYSERR}
+    _, after = running.client.request("GET", "/v1/account")
+    assert before["balance"] - after["balance"] == fine["points"]
 
 
 def test_throttling_is_retried_and_counted(start_daemon: Any) -> None:
