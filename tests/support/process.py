@@ -26,10 +26,10 @@ def free_port() -> int:
 
 def write_config(folder: Path, smsc_port: int, http_port: int, *, window: int = 10,
                  throughput: float = 0, password: str = "secret",
-                 log_level: str = "info") -> Path:
+                 log_level: str = "info", database: str | None = None) -> Path:
     path = folder / "smppd.yaml"
     path.write_text(f"""
-database: sqlite:///{folder / 'smppd.db'}
+database: {database or f"sqlite:///{folder / 'smppd.db'}"}
 log_level: {log_level}
 http:
   listen: 127.0.0.1:{http_port}
@@ -107,7 +107,17 @@ class DaemonProcess:
                 self.process.wait(10)
 
 
-def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+def query(db: Path | str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of `sql` from a SQLite file (read-only) or a database URL."""
+    if isinstance(db, str) and "://" in db:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(db)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql))]
+        finally:
+            engine.dispose()
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
         return conn.execute(sql, args).fetchall()
 
