@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _positive_int(text: str) -> int:
@@ -22,12 +23,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is per-plugin noise
-
-
 def _fake_smsc(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
 
@@ -38,7 +33,8 @@ def _fake_smsc(args: argparse.Namespace) -> int:
         system_id, _, password = args.credentials.partition(":")
         credentials = {system_id: password}
     behaviour = Behaviour(credentials=credentials, receipt_delay=args.receipt_delay,
-                          id_format=args.id_format)
+                          id_format=args.id_format, receipt_id_format=args.receipt_id_format,
+                          receipt_tlvs=not args.no_receipt_tlvs, drop_every=args.drop_every)
     smsc = FakeSmsc(behaviour)
     port = smsc.listen(args.port, args.host)
     logging.getLogger("smppd.fake_smsc").info(
@@ -61,27 +57,27 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load
+    from .config import EXIT_CONFIG, ConfigError, load
 
     try:
         settings = load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     print(f"{args.config}: OK ({len(settings.smscs)} SMSC(s), {len(settings.accounts)} "
           f"account(s), {len(settings.routes)} route(s))")
     return 0
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load
+    from .config import EXIT_CONFIG, ConfigError, load
     from .store import database
 
     try:
         url = args.url or load(args.config).database
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     try:
         engine = database.make_engine(url)
         database.upgrade(engine)
@@ -92,8 +88,48 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin(name: str) -> Any:
+    """A handler from smppd.admin (imported when used: it loads the store)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from . import admin
+
+        return admin.run(getattr(admin, name), args)
+
+    return handler
+
+
+def _version() -> str:
+    from .admin import version
+
+    return f"smppd {version()}"
+
+
+def _unassigned(args: argparse.Namespace) -> int:
+    """The operator's list of MO messages no account holds (newest first)."""
+    from .config import ConfigError, load
+    from .store import database
+    from .store import inbound_queries as iq
+
+    try:
+        engine = database.make_engine(load(args.config).database)
+        with engine.connect() as conn:
+            items, _ = iq.list_inbound(conn, None, iq.InboundFilter(), None, args.limit)
+            total = iq.unassigned_count(conn)
+    except (ConfigError, database.DatabaseError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{total} unassigned MO message(s); the newest {len(items)}:")
+    for item in items:
+        text = (item["text"] or "(binary)").replace("\n", " ")
+        print(f"{item['received_at']}  {item['from']:>16} -> {item['to']:<16} "
+              f"{item['reason'] or '':<15} {text[:60]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smppd", description="SMPP 3.4 carrier connector")
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", help="take the database URL from this file")
     source.add_argument("--url", help="a database URL (sqlite:///... or postgresql+psycopg://...)")
     upgrade.set_defaults(handler=_db_upgrade)
+    current = db_commands.add_parser("current", help="the schema revision, and whether it is "
+                                                     "this version's")
+    source = current.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="take the database URL from this file")
+    source.add_argument("--url", help="a database URL")
+    current.set_defaults(handler=_admin("db_current"))
+
+    _add_admin_commands(commands)
+
+    inbound = commands.add_parser("unassigned", help="list MO messages no account holds")
+    inbound.add_argument("--config", required=True)
+    inbound.add_argument("--limit", type=_positive_int, default=50)
+    inbound.set_defaults(handler=_unassigned)
 
     fake = commands.add_parser("fake-smsc", help="run the bundled fake SMSC")
     fake.add_argument("--port", type=_port, default=2775)
@@ -120,7 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--credentials", metavar="SYSTEM_ID:PASSWORD",
                       help="accept only these credentials (default: any)")
     fake.add_argument("--receipt-delay", type=float, default=0.0, metavar="SECONDS")
-    fake.add_argument("--id-format", default="dec", choices=["dec", "hex", "hexpad", "uuid", "big"])
+    id_formats = ["dec", "hex", "hexpad", "hexlower", "uuid", "big"]
+    fake.add_argument("--id-format", default="dec", choices=id_formats,
+                      help="message ids in submit_sm_resp")
+    fake.add_argument("--receipt-id-format", choices=id_formats,
+                      help="message ids in receipts (default: as --id-format)")
+    fake.add_argument("--no-receipt-tlvs", action="store_true",
+                      help="receipts carry the id in their text only")
+    fake.add_argument("--drop-every", type=int, default=0, metavar="N",
+                      help="close each connection on its Nth submit, unanswered")
     fake.set_defaults(handler=_fake_smsc)
 
     demo = commands.add_parser("demo", help="send messages through the fake SMSC and report")
@@ -130,9 +187,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_admin_commands(commands: Any) -> None:
+    status = commands.add_parser("status", help="binds, queue and jobs, from the store and "
+                                                "the running daemon's /metrics")
+    status.add_argument("--config", required=True)
+    status.set_defaults(handler=_admin("status"))
+
+    account = commands.add_parser("account", help="accounts and their balances")
+    account_commands = account.add_subparsers(dest="account_command", required=True)
+    listing = account_commands.add_parser("list", help="accounts with their balances")
+    listing.add_argument("--config", required=True)
+    listing.set_defaults(handler=_admin("account_list"))
+    topup = account_commands.add_parser("topup", help="add points, recorded in the ledger "
+                                                      "(safe while the daemon runs)")
+    topup.add_argument("name", metavar="NAME")
+    topup.add_argument("points", metavar="POINTS", type=int)
+    topup.add_argument("--config", required=True)
+    topup.add_argument("--note", help="why (kept in the ledger)")
+    topup.set_defaults(handler=_admin("account_topup"))
+
+    reload = commands.add_parser("reload", help="SIGHUP the daemon and wait until it has "
+                                                "applied the file (systemd's ExecReload=)")
+    reload.add_argument("--config", required=True)
+    reload.add_argument("--pid", type=_positive_int, required=True,
+                        help="the daemon's process id ($MAINPID)")
+    reload.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    reload.set_defaults(handler=_admin("reload"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level if args.command != "demo" else "warning")
+    from . import logs
+
+    quiet = args.command in ("demo", "status", "account", "db", "reload")
+    logs.configure("warning" if quiet and args.log_level == "info" else args.log_level)
     from twisted.internet.error import CannotListenError
 
     try:

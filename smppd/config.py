@@ -1,4 +1,5 @@
-"""The daemon's configuration: YAML as in DESIGN.md, `${VAR}` from the environment.
+"""The daemon's configuration: YAML as in DESIGN.md, `${VAR}` from the environment,
+`${cred:NAME}` from systemd's credentials ($CREDENTIALS_DIRECTORY/NAME).
 
 Validation is a small hand-written walker rather than a schema library because the
 one thing that matters here is the message an operator reads at 2 a.m.: one line
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .inbound.pool import InboundNumber
 from .protocol.command_status import Action
 from .protocol.connector import BindKind
 from .protocol.constants import STATUS_CODES
@@ -25,7 +27,11 @@ from .protocol.message_id import IdFormat
 from .protocol.segmentation import MAX_PARTS_LIMIT, SplitMode
 from .store.limits import StoreLimits
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VARIABLE = re.compile(r"\$\{(?:cred:([A-Za-z0-9_.@-]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}")
+# sysexits.h EX_CONFIG: what `smppd run` and `check-config` exit with for a
+# configuration problem, so systemd does not restart a daemon that cannot start
+# (RestartPreventExitStatus=78 in systemd/smppd.service).
+EXIT_CONFIG = 78
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RECEIPT_POLICIES = ("all", "any", "first", "last")
 ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -61,12 +67,17 @@ class SmscSettings:
     latin1: bool = False
     split: SplitMode = SplitMode.UDH
     max_parts: int = 10
-    id_format_response: IdFormat = IdFormat.STRING
-    id_format_receipt: IdFormat = IdFormat.STRING
+    id_format_response: IdFormat = IdFormat.AUTO  # AUTO on both sides, or neither
+    id_format_receipt: IdFormat = IdFormat.AUTO
     receipt_policy: str = "all"
     response_timeout: float = 30.0
     enquire_link_interval: float = 30.0
     throttle_policy: str = "adaptive"  # adaptive | fixed (smppd.throttle.rate)
+    # A submit with no response: reconnect (and resend after the bind) | resend (on the
+    # same link) | never (it stays `unknown`); a lost connection resends unless never.
+    wait_ack_expire: str = "reconnect"
+    reconnect_initial: float = 1.0  # reconnect back-off, seconds
+    reconnect_max: float = 60.0
     # command_status -> what to do with it, for vendor codes (smppd.protocol.command_status)
     status_overrides: tuple[tuple[int, str], ...] = ()
 
@@ -82,6 +93,19 @@ class AccountSettings:
 class RouteSettings:
     prefix: str  # digits of the E.164 number, without '+'
     smscs: tuple[str, ...]  # in order of preference: the next takes over when one is down
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where smppd sends e-mail (inbound forwarding; reports)."""
+
+    host: str
+    port: int = 25
+    sender: str = "smppd@localhost"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,10 @@ class Settings:
     retry_initial: float = 1.0
     retry_max: float = 60.0
     max_attempts: int = 10
+    ops_listen: tuple[str, int] | None = None  # /metrics, /healthz, /readyz on their own port
+    inbound_numbers: tuple[InboundNumber, ...] = ()  # issue 11
+    auto_replies_per_hour: int = 5
+    smtp: SmtpSettings | None = None
     store: StoreLimits = field(default_factory=StoreLimits)  # bounds on database waits
 
     def smsc(self, name: str) -> SmscSettings:
@@ -150,19 +178,42 @@ class _Reader:
         missing: list[str] = []
 
         def substitute(match: re.Match[str]) -> str:
-            name, fallback = match.group(1), match.group(2)
+            credential, name, fallback = match.groups()
+            if credential is not None:
+                return self.credential(credential, where, missing)
             if name in os.environ:
                 return os.environ[name]
             if fallback is not None:
                 return fallback
-            missing.append(name)
+            missing.append(f"environment variable {name} is not set")
             return ""
 
         result = _VARIABLE.sub(substitute, value)
         if missing:
-            self.problem(where, "environment variable " + ", ".join(missing) + " is not set")
+            self.problem(where, "; ".join(missing))
             return None
         return result
+
+    @staticmethod
+    def credential(name: str, where: str, missing: list[str]) -> str:
+        """A systemd credential (LoadCredential=NAME:PATH or SetCredentialEncrypted=):
+        the file's text, less one trailing newline as `echo` or an editor leaves it."""
+        folder = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            missing.append(f"systemd credential {name!r} asked for, but $CREDENTIALS_DIRECTORY "
+                           "is not set (give the unit LoadCredential=" + name + ":/path)")
+            return ""
+        path = Path(folder) / name
+        if name in (".", "..") or not path.is_file():
+            missing.append(f"systemd credential {name!r} is not loaded (no file {path}; "
+                           "add LoadCredential=" + name + ":/path to the unit)")
+            return ""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            missing.append(f"systemd credential {name!r} cannot be read: {exc}")
+            return ""
+        return text[:-1] if text.endswith("\n") else text
 
 
 def _kind(value: Any) -> str:
@@ -181,6 +232,18 @@ def _text(value: Any, allow_empty: bool = False, max_length: int = 256) -> str:
     if len(text) > max_length:
         raise ValueError(f"expected at most {max_length} characters, got {len(text)}")
     return text
+
+
+def _quoted(value: Any, allow_empty: bool = False, max_length: int = 256) -> str:
+    """Ids, passwords, tokens, names: YAML 1.1 reads `0123` as the number 83 and
+    `00001234` as 668, so a credential that is not written as text is refused
+    rather than silently turned into another one. ${VAR} values are text already."""
+    if not isinstance(value, str):
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        raise ValueError(f"expected text in quotes, but YAML read {shown} as {_kind(value)}; "
+                         "put the value in quotes: unquoted, 0123 becomes 83 and 00001234 "
+                         "becomes 668")
+    return _text(value, allow_empty, max_length)
 
 
 def _integer(value: Any, low: int | None = None, high: int | None = None) -> int:
@@ -245,9 +308,9 @@ def _database(value: Any) -> str:
 _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "bind", "window",
               "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
               "receipt_policy", "response_timeout", "enquire_link_interval",
-              "throttle_policy", "status_overrides"}
+              "throttle_policy", "status_overrides", "wait_ack_expire", "reconnect"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry", "store"}
+             "retry", "inbound_numbers", "inbound", "smtp", "store"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -261,18 +324,27 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
         ca_file = r.get(tls_data, f"{key}.tls", "ca_file", _text, None)
         if ca_file is not None and not os.access(ca_file, os.R_OK):
             r.problem(f"{key}.tls.ca_file", f"cannot read {ca_file!r}")
-        tls = TlsSettings(ca_file, r.get(tls_data, f"{key}.tls", "server_name", _text, None))
-    ids = data.get("id_format") or {}
-    id_formats = [f.value for f in IdFormat]
-    if isinstance(ids, str):
+        tls = TlsSettings(ca_file, r.get(tls_data, f"{key}.tls", "server_name", _quoted, None))
+    ids = data.get("id_format") or "auto"
+    id_formats = [f.value for f in IdFormat if f is not IdFormat.AUTO]
+    if isinstance(ids, str) and ids == "auto":
+        ids = {"response": "auto", "receipt": "auto"}
+    elif isinstance(ids, str):
         ids = {"response": ids, "receipt": ids}
     ids = r.section(ids, f"{key}.id_format", {"response", "receipt"})
+    if "auto" in ids.values() and set(ids.values()) != {"auto"}:
+        r.problem(f"{key}.id_format", "auto applies to both sides: write id_format: auto, "
+                  "or give response and receipt as string, hex or dec")
+        ids = {"response": "auto", "receipt": "auto"}
+    elif ids == {"response": "auto", "receipt": "auto"}:
+        id_formats = ["auto"]
+    reconnect = r.section(data.get("reconnect") or {}, f"{key}.reconnect", {"initial", "max"})
     settings = dict(
-        name=get("name", _text, max_length=64), host=get("host", _text),
-        port=get("port", _integer, low=1, high=65535), system_id=get("system_id", _text,
+        name=get("name", _quoted, max_length=64), host=get("host", _text),
+        port=get("port", _integer, low=1, high=65535), system_id=get("system_id", _quoted,
                                                                      max_length=15),
-        password=get("password", _text, allow_empty=True, max_length=8),
-        system_type=get("system_type", _text, "", allow_empty=True, max_length=12),
+        password=get("password", _quoted, allow_empty=True, max_length=8),
+        system_type=get("system_type", _quoted, "", allow_empty=True, max_length=12),
         bind=BindKind(get("bind", _choice, "transceiver",
                           choices=tuple(k.value for k in BindKind))),
         window=get("window", _integer, 10, low=1, high=10_000),
@@ -286,6 +358,11 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
                                           "string", choices=tuple(id_formats))),
         id_format_receipt=IdFormat(r.get(ids, f"{key}.id_format", "receipt", _choice,
                                          "string", choices=tuple(id_formats))),
+        wait_ack_expire=get("wait_ack_expire", _choice, "reconnect",
+                            choices=("reconnect", "resend", "never")),
+        reconnect_initial=r.get(reconnect, f"{key}.reconnect", "initial", _number, 1.0,
+                                low=0.01),
+        reconnect_max=r.get(reconnect, f"{key}.reconnect", "max", _number, 60.0, low=0.01),
         receipt_policy=get("receipt_policy", _choice, "all", choices=RECEIPT_POLICIES),
         response_timeout=get("response_timeout", _number, 30.0, low=0.1),
         enquire_link_interval=get("enquire_link_interval", _number, 30.0, low=1.0),
@@ -294,6 +371,8 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
         status_overrides=_status_overrides(r, data.get("status_overrides"),
                                            f"{key}.status_overrides"),
     )
+    if (settings["reconnect_initial"] or 0) > (settings["reconnect_max"] or 0):
+        r.problem(f"{key}.reconnect.max", "expected at least reconnect.initial")
     if len(r.problems) > before:
         return None
     return SmscSettings(**settings)
@@ -340,10 +419,10 @@ def _command_status(code: Any) -> int | None:
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
     data = r.section(data, key, {"name", "token", "balance"})
     before = len(r.problems)
-    name = r.get(data, key, "name", _text, max_length=64)
+    name = r.get(data, key, "name", _quoted, max_length=64)
     if name is not None and not ACCOUNT_NAME.match(name):
         r.problem(f"{key}.name", "expected letters, digits, '.', '_' or '-'")
-    token = r.get(data, key, "token", _text, max_length=512)
+    token = r.get(data, key, "token", _quoted, max_length=512)
     if token is not None and len(token) < 16:
         r.problem(f"{key}.token", "expected at least 16 characters (a guessable token is "
                   "an open door)")
@@ -396,10 +475,14 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     r = _Reader(path)
     top = r.section(data, "", _TOP_KEYS)
     database = r.get(top, "", "database", _database)
-    http = r.section(top.get("http"), "http", {"listen", "max_body_bytes",
+    http = r.section(top.get("http"), "http", {"listen", "ops_listen", "max_body_bytes",
                                                 "max_job_body_bytes"}) \
         if top.get("http") is not None else (r.problem("http", "missing required value") or {})
     listen = r.get(http, "http", "listen", _listen) if http else None
+    ops_listen = r.get(http, "http", "ops_listen", _listen, None) if http else None
+    if ops_listen and listen and ops_listen == listen and listen[1] != 0:
+        r.problem("http.ops_listen", "must differ from http.listen (it is the port that "
+                  "keeps /metrics, /healthz and /readyz off the customers' one)")
     max_body = r.get(http, "http", "max_body_bytes", _integer, 64 * 1024, low=1024)
     max_job_body = r.get(http, "http", "max_job_body_bytes", _integer, 32 * 1024 * 1024,
                          low=1024)
@@ -452,6 +535,9 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         except ValueError as exc:
             r.problem(where, str(exc))
     retry = r.section(top.get("retry") or {}, "retry", {"initial", "max", "max_attempts"})
+    inbound_numbers = _read_inbound_numbers(r, top, {a.name for a in accounts if a})
+    inbound = r.section(top.get("inbound") or {}, "inbound", {"auto_replies_per_hour"})
+    smtp = _read_smtp(r, top.get("smtp"))
     settings = Settings(
         path=path, database=database or "",
         http_listen_host=listen[0] if listen else "", http_listen_port=listen[1] if listen else 0,
@@ -464,11 +550,81 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         retry_initial=r.get(retry, "retry", "initial", _number, 1.0, low=0.01),
         retry_max=r.get(retry, "retry", "max", _number, 60.0, low=0.01),
         max_attempts=r.get(retry, "retry", "max_attempts", _integer, 10, low=1),
+        ops_listen=ops_listen,
+        inbound_numbers=inbound_numbers,
+        auto_replies_per_hour=r.get(inbound, "inbound", "auto_replies_per_hour", _integer, 5,
+                                    low=0, high=10_000),
+        smtp=smtp,
         store=_read_store(r, top.get("store")),
     )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+# Inbound numbers and SMTP (issue 11) ---------------------------------------------------
+
+INBOUND_KINDS = ("dedicated", "shared", "shortcode")
+
+
+def _pool_number(value: Any) -> str:
+    text = _text(value, max_length=20).replace(" ", "")
+    digits = text.removeprefix("+")
+    if not digits.isdigit() or not 3 <= len(digits) <= 15:
+        raise ValueError(f"expected +E.164 or a short code of 3-15 digits, got {value!r}")
+    return digits
+
+
+def _read_inbound_numbers(r: _Reader, top: dict[str, Any],
+                          accounts: set[str]) -> tuple[InboundNumber, ...]:
+    numbers: list[InboundNumber] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(_read_list(r, top, "inbound_numbers", False)):
+        key = f"inbound_numbers[{index}]"
+        item = r.section(item, key, {"number", "kind", "account", "price"})
+        before = len(r.problems)
+        number = r.get(item, key, "number", _pool_number)
+        kind = r.get(item, key, "kind", _choice, choices=INBOUND_KINDS)
+        account = r.get(item, key, "account", _text, None, max_length=64)
+        if account is not None and account not in accounts:
+            r.problem(f"{key}.account", f"no account named {account!r}")
+        if kind == "shortcode" and account is None:
+            r.problem(f"{key}.account", "a shortcode is assigned by the operator: name its "
+                      "account")
+        if kind == "shared" and account is not None:
+            r.problem(f"{key}.account", "a shared number is held per prefix through the API, "
+                      "not by one account")
+        price = r.section(item.get("price") or {}, f"{key}.price", {"reservation", "monthly"})
+        reservation = r.get(price, f"{key}.price", "reservation", _integer, 0, low=0)
+        monthly = r.get(price, f"{key}.price", "monthly", _integer, 0, low=0)
+        if number is not None:
+            if number in seen:
+                r.problem(f"{key}.number", f"listed twice (also inbound_numbers[{seen[number]}])")
+            seen.setdefault(number, index)
+        if len(r.problems) == before:
+            numbers.append(InboundNumber(number, kind, account, reservation, monthly))
+    return tuple(numbers)
+
+
+def _read_smtp(r: _Reader, data: Any) -> SmtpSettings | None:
+    if data is None:
+        return None
+    data = r.section(data, "smtp", {"host", "port", "from", "username", "password",
+                                    "starttls", "timeout"})
+    before = len(r.problems)
+    host = r.get(data, "smtp", "host", _text)
+    settings = dict(
+        port=r.get(data, "smtp", "port", _integer, 25, low=1, high=65535),
+        sender=r.get(data, "smtp", "from", _text, "smppd@localhost"),
+        username=r.get(data, "smtp", "username", _text, None),
+        password=r.get(data, "smtp", "password", _text, None, allow_empty=True),
+        starttls=r.get(data, "smtp", "starttls", _boolean, False),
+        timeout=r.get(data, "smtp", "timeout", _number, 30.0, low=0.1))
+    if settings["sender"] is not None and "@" not in settings["sender"]:
+        r.problem("smtp.from", "expected an e-mail address")
+    if len(r.problems) > before:
+        return None
+    return SmtpSettings(host, **settings)
 
 
 def load(path: str | Path) -> Settings:

@@ -4,7 +4,9 @@ Starts the bundled fake SMSC and the daemon (SQLite in the output folder) in thi
 process, sends a few hundred messages of every kind over the HTTP API as a customer
 would (GSM, GSM extension characters, Polish and Cyrillic text, emoji, long
 multi-part texts), prints progress while receipts arrive, then a status summary,
-and writes a CSV report read back from the database.
+and writes a CSV report read back from the database. Then inbound: a number is
+reserved, a poll runs on it, the SMSC sends a few MO votes and messages, and the
+poll's statistics are printed (the replies are in the report too).
 """
 
 from __future__ import annotations
@@ -39,6 +41,19 @@ SAMPLES = [
 RECEIPTS_BY_PREFIX = {"4860": "UNDELIV", "4869": "EXPIRED"}
 PREFIXES = ["4850", "4851", "4860", "4869", "4853"]
 TOKEN = "demo-token-0123456789abcdef"
+POLL_NUMBER, SHARED_NUMBER = "+48500600700", "+48500600701"
+# (sender, number, text, UCS-2): votes in several spellings, a long vote in parts, a
+# refused one, a message to a prefix on a shared number, and one nobody holds.
+MO_SAMPLES = [
+    ("48600100201", POLL_NUMBER, "VOTE 5", False),
+    ("48600100202", POLL_NUMBER, "vote: 5 świetne lody!", True),
+    ("48600100203", POLL_NUMBER, "Vote 4", False),
+    ("48600100204", POLL_NUMBER, "vote 1 " + "bo za słodkie " * 12, False),
+    ("48600100205", POLL_NUMBER, "VOTE 9", False),
+    ("48600100201", POLL_NUMBER, "vote 5", False),
+    ("48600100206", SHARED_NUMBER, "Pizza: dwie margherity na 19:00", False),
+    ("48600100207", SHARED_NUMBER, "who is this?", False),
+]
 
 
 def _settings(folder: Path, smsc_port: int) -> config.Settings:
@@ -50,6 +65,10 @@ def _settings(folder: Path, smsc_port: int) -> config.Settings:
                    "system_id": "demo", "password": "demo", "window": 50,
                    "id_format": {"response": "hex", "receipt": "dec"}}],
         "accounts": [{"name": "demo", "token": TOKEN, "balance": 1_000_000}],
+        "inbound_numbers": [
+            {"number": POLL_NUMBER, "kind": "dedicated", "price": {"reservation": 100,
+                                                                   "monthly": 50}},
+            {"number": SHARED_NUMBER, "kind": "shared"}],
     }, "demo")
 
 
@@ -103,7 +122,7 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
 
     def drive() -> None:
         try:
-            _drive(daemon, output / "smppd.db", count, out, result, started, timeout)
+            _drive(daemon, smsc, output / "smppd.db", count, out, result, started, timeout)
         except Exception as exc:  # the demo must end, and say why
             print(f"smppd demo: {exc}", file=out)
             result["code"] = 1
@@ -130,7 +149,7 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
     return result["code"]
 
 
-def _drive(daemon: Any, db: Path, count: int, out: TextIO, result: dict[str, Any],
+def _drive(daemon: Any, smsc: Any, db: Path, count: int, out: TextIO, result: dict[str, Any],
            started: float, timeout: float) -> None:
     deadline = started + timeout
     while not daemon.readiness()[0]:
@@ -156,6 +175,63 @@ def _drive(daemon: Any, db: Path, count: int, out: TextIO, result: dict[str, Any
             time.sleep(0.5)
     finally:
         engine.dispose()
+    _inbound(daemon, smsc, started, out)
+
+
+def _api(port: int, method: str, path: str, body: Any = None) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, json.dumps(body) if body is not None else None,
+                     {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status} {answer}")
+        return answer
+    finally:
+        conn.close()
+
+
+def _inbound(daemon: Any, smsc: Any, started: float, out: TextIO) -> None:
+    """A number reserved, a poll on it, MO votes injected by the SMSC, the stats."""
+    from twisted.internet import reactor
+    from twisted.internet.threads import blockingCallFromThread
+
+    port = daemon.http_port
+    _api(port, "POST", "/v1/inbound/numbers", {"number": POLL_NUMBER})
+    _api(port, "POST", "/v1/inbound/numbers", {"number": SHARED_NUMBER, "prefix": "Pizza"})
+    now = time.time()
+    poll = _api(port, "POST", "/v1/polls", {
+        "name": "Ice cream", "number": POLL_NUMBER, "prefix": "VOTE", "from": "Acme",
+        "starts_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60)),
+        "ends_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
+        "options": [{"keyword": str(n)} for n in range(1, 6)],
+        "replies": {"default": "Thanks for your vote ({keyword})!",
+                    "unknown_option": "Please answer VOTE 1 to VOTE 5",
+                    "over_limit": "You have voted already"},
+        "limit": {"votes": 1}})
+    for sender, number, text, ucs2 in MO_SAMPLES:
+        from .protocol.text import Encoding
+
+        blockingCallFromThread(reactor, smsc.inject_mo, sender, number[1:], text,
+                               encoding=Encoding.UCS2 if ucs2 else None)
+    votes = sum(1 for _, number, _, _ in MO_SAMPLES if number == POLL_NUMBER)
+    deadline = time.monotonic() + 30
+    while (stats := _api(port, "GET", f"/v1/polls/{poll['id']}/stats"))["total"] < votes:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the votes were not all counted")
+        time.sleep(0.05)
+    items = _api(port, "GET", "/v1/inbound")["items"]
+    print(f"  {time.monotonic() - started:5.1f} s  {len(MO_SAMPLES)} MO injected by the SMSC: "
+          f"{len(items)} routed to the account, "
+          f"{len(MO_SAMPLES) - len(items)} unassigned", file=out)
+    print(f"\npoll {stats['name']!r}: {stats['accepted']} accepted of {stats['total']}",
+          file=out)
+    for option in stats["options"]:
+        print(f"  {option['keyword']:<4} {option['votes']:>3}  {option['percent']:5.1f}%",
+              file=out)
+    print("  refused: " + ", ".join(f"{reason} {n}" for reason, n in stats["refused"].items()
+                                    if n), file=out)
 
 
 def _report(output: Path, out: TextIO) -> None:

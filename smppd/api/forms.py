@@ -60,10 +60,11 @@ def form_text(fields: dict[str, bytes], name: str) -> str | None:
         raise ApiError(400, "not UTF-8 text", name) from None
 
 
-def csv_rows(data: bytes) -> Iterator[tuple[int, Any]]:
-    """(line number, {column: value}) of a CSV with a `to` column, read as it goes;
-    the header is line 1. A line that is not UTF-8 becomes a bad row, not a failure
-    of the whole file: lines are decoded one at a time."""
+def csv_rows(data: bytes, required: str = "to") -> Iterator[tuple[int, Any]]:
+    """(line number, {column: value}) of a CSV with a `required` column (`to` for a
+    job, `phone` for contacts), read as it goes; the header is line 1. A line that is
+    not UTF-8 becomes a bad row, not a failure of the whole file: lines are decoded
+    one at a time."""
     reader = csv.reader(_lines(data))
     try:
         header = [column.strip() for column in next(reader)]
@@ -71,9 +72,9 @@ def csv_rows(data: bytes) -> Iterator[tuple[int, Any]]:
         raise ApiError(400, "the CSV file is empty", "file") from None
     except csv.Error as exc:
         raise ApiError(400, f"the CSV header cannot be read: {exc}", "file") from None
-    if "to" not in header:
-        raise ApiError(400, f"the CSV needs a 'to' column (found: {', '.join(header)})",
-                       "file")
+    if required not in header:
+        raise ApiError(400, f"the CSV needs a '{required}' column (found: "
+                       f"{', '.join(header)})", "file")
     return _rows(reader, header)
 
 

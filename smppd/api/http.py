@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from . import forms, validation
-from .server import HttpFactory, HttpRequest, HttpResponse
+from . import forms, inbound, ops, validation
+from .server import LARGE_BODIES, HttpFactory, HttpRequest, HttpResponse
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
@@ -34,6 +33,7 @@ class Application(Protocol):
     """What the API needs from the daemon."""
 
     metrics: Any
+    inbound: Any  # smppd.daemon.inbound.InboundService
 
     def accept_message(self, account: Account, message: validation.ValidMessage,
                        ) -> defer.Deferred[dict[str, Any]]: ...
@@ -74,13 +74,18 @@ def _error(exc: ApiError) -> HttpResponse:
 
 class Api:
     def __init__(self, app: Application, tokens: dict[bytes, Account], max_body: int,
-                 max_job_body: int | None = None) -> None:
+                 max_job_body: int | None = None, serve_ops: bool = True) -> None:
         self.app = app
         self.tokens = tokens  # sha256(token) -> account: no token kept in clear here
         self.max_body = max_body
         self.max_job_body = max_job_body or max_body
+        # False when http.ops_listen serves /metrics, /healthz, /readyz elsewhere.
+        self.serve_ops = serve_ops
 
     def handle(self, request: HttpRequest) -> HttpResponse | defer.Deferred[HttpResponse]:
+        return ops.counted(self.app.metrics, request, self._answer(request))
+
+    def _answer(self, request: HttpRequest) -> HttpResponse | defer.Deferred[HttpResponse]:
         try:
             result = self._route(request)
         except ApiError as exc:
@@ -93,19 +98,14 @@ class Api:
     def _route(self, request: HttpRequest) -> Any:
         path = request.path.rstrip("/") or "/"
         method = request.method
-        if path == "/healthz":
-            return _json(200, {"status": "ok"})
-        if path == "/readyz":
-            ready, detail = self.app.readiness()
-            return _json(200 if ready else 503, detail)
-        if path == "/metrics":
-            return HttpResponse(200, generate_latest(self.app.metrics.registry),
-                                CONTENT_TYPE_LATEST.encode())
+        if self.serve_ops and path in ops.OPS_PATHS:
+            return ops.ops_response(self.app, path)
         if not path.startswith("/v1/"):
             raise ApiError(404, "no such path")
         account = self._authenticate(request)
         if request.too_large:
-            limit = self.max_job_body if path.startswith("/v1/jobs") else self.max_body
+            limit = self.max_job_body if path.encode().startswith(LARGE_BODIES) \
+                else self.max_body
             raise ApiError(413, f"the body is larger than {limit} bytes")
         if path == "/v1/messages":
             if method == b"POST":
@@ -144,6 +144,8 @@ class Api:
         if path == "/v1/account":
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})
+        if path.startswith(inbound.PATHS):  # issue 11: numbers, contacts, polls
+            return inbound.route(self.app.inbound, request, account, path)
         raise ApiError(404, "no such path")
 
     @staticmethod
@@ -204,5 +206,6 @@ class Api:
 
 
 def make_factory(app: Application, tokens: dict[bytes, Account], max_body: int,
-                 max_job_body: int | None = None) -> HttpFactory:
-    return HttpFactory(Api(app, tokens, max_body, max_job_body).handle, max_body, max_job_body)
+                 max_job_body: int | None = None, serve_ops: bool = True) -> HttpFactory:
+    return HttpFactory(Api(app, tokens, max_body, max_job_body, serve_ops).handle, max_body,
+                       max_job_body)

@@ -25,9 +25,12 @@ log = logging.getLogger("smppd.api")
 
 REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized",
            402: b"Payment Required", 404: b"Not Found", 405: b"Method Not Allowed",
+           409: b"Conflict",
            413: b"Payload Too Large", 500: b"Internal Server Error",
            503: b"Service Unavailable"}
 MAX_HEADER_BYTES = 16 * 1024
+# Paths whose bodies may be uploads (recipient lists, contact CSVs): max_job_body.
+LARGE_BODIES = (b"/v1/jobs", b"/v1/contacts")
 
 
 @dataclass(slots=True)
@@ -130,7 +133,7 @@ class HttpProtocol(Protocol):
             self._body.append(chunk)
 
     def _limit(self) -> int:
-        return self.max_job_body if self._url.startswith(b"/v1/jobs") else self.max_body
+        return self.max_job_body if self._url.startswith(LARGE_BODIES) else self.max_body
 
     def on_message_complete(self) -> None:
         url = httptools.parse_url(self._url)

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import UTC
 from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from .. import logs
 from ..api import validation
 from ..api.http import Account, make_factory, token_digest
+from ..api.ops import make_ops_factory
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
+from ..protocol.message_id import AutoIds, Reading, Source
 from ..protocol.session import SessionConfig
 from ..status import Status
 from ..store import database, queries, recovery
@@ -32,6 +36,7 @@ from ..store.messages import params_json
 from ..store.writer import Writer
 from ..throttle.backoff import Backoff
 from .dispatcher import Channel, Dispatcher
+from .inbound import InboundService
 from .intake import Intake, Tariff, queued, refused
 from .jobs import JobManager
 from .listener import DaemonListener
@@ -55,7 +60,8 @@ def connector_config(smsc: SmscSettings) -> ConnectorConfig:
     session = SessionConfig(smsc.system_id, smsc.password, smsc.system_type,
                             window=smsc.window, response_timeout=smsc.response_timeout,
                             enquire_link_interval=smsc.enquire_link_interval)
-    return ConnectorConfig(smsc.name, smsc.host, smsc.port, session, smsc.bind, tls)
+    reconnect = ReconnectPolicy(smsc.reconnect_initial, smsc.reconnect_max)
+    return ConnectorConfig(smsc.name, smsc.host, smsc.port, session, smsc.bind, tls, reconnect)
 
 
 class Daemon:
@@ -81,12 +87,19 @@ class Daemon:
             settings.retry_initial, settings.retry_max, settings.max_attempts, memory_limit,
             self.metrics)
         self.listener = DaemonListener(self.dispatcher, self.writer.put, self.metrics, reactor)
+        # Inbound numbers, routing, polls (issue 11): replies it queues reach the
+        # dispatcher after their commit, as API messages do.
+        self.inbound = InboundService(
+            reactor, self._read, self.writer.put, self._in_thread, self.applier.memory.inbound,
+            lambda op: self.dispatcher.accepted(queued(op)), self.metrics.registry, settings)
+        self.listener.on_inbound = self.inbound.stored
         self.jobs = JobManager(reactor, self._read, self.writer.put, self._in_thread,
                                self.dispatcher, self.intake, lambda: self.accepting)
         self.connectors: dict[str, Connector] = {}
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
+        self.ops_port: Any = None
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
@@ -109,10 +122,21 @@ class Daemon:
             self._reload_fragment(row)
         for smsc in self.settings.smscs:
             self._add_connector(smsc)
+        for smsc, origin, reading in (yield self._read(queries.id_modes)):
+            channel = self.dispatcher.channels.get(smsc)
+            if channel is not None and isinstance(channel.ids, AutoIds):
+                channel.ids.set_mode(Source(origin), Reading(reading))
+                log.info("smsc=%s receipt %s ids read %s (learnt earlier)", smsc, origin,
+                         reading)
         self.dispatcher.refill()
         yield self.jobs.restore()
+        yield self.inbound.start()
+        ops_listen = self.settings.ops_listen
+        if ops_listen is not None:  # issue 13: operators' paths off the customers' port
+            self.ops_port = self.reactor.listenTCP(ops_listen[1], make_ops_factory(self),
+                                                   interface=ops_listen[0])
         factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
-                               self.settings.max_job_body_bytes)
+                               self.settings.max_job_body_bytes, serve_ops=ops_listen is None)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
@@ -140,6 +164,7 @@ class Daemon:
         self.tokens.clear()
         self.tokens.update({token_digest(a.token): self.accounts[a.name]
                             for a in self.settings.accounts})
+        self.inbound.configure(self.settings, ids, self.intake)
 
     def _add_connector(self, smsc: SmscSettings) -> None:
         connector = Connector(connector_config(smsc), self.listener, self.reactor,
@@ -151,7 +176,8 @@ class Daemon:
     def _reload_fragment(self, row: Any) -> None:
         concat = Concat(row.reference, row.total, row.number) if row.total else None
         fragment = MoFragment(row.source, row.destination, row.data_coding, row.payload, concat)
-        self.listener.add_fragment(row.smsc, fragment, row.id)
+        self.listener.add_fragment(row.smsc, fragment, row.id, row.dedupe_key,
+                                   row.received_at.replace(tzinfo=UTC).timestamp())
 
     def _purge(self) -> None:
         """Hourly: receipts that waited a week for a message that never came."""
@@ -233,7 +259,9 @@ class Daemon:
         return self._api_read(queries.balance, account.id)
 
     def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
-        return self.jobs.create(account, read_job)
+        # A job may name a contact group instead of recipients (issue 11).
+        return self.jobs.create(account, lambda: self.inbound.expand_group(
+            self.engine, account.id, read_job()))
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
         return self.jobs.get(account, job_id)
@@ -251,6 +279,8 @@ class Daemon:
 
     def _state(self) -> dict[str, Any]:
         return {"connectors": self.connectors, "queue_depth": self.dispatcher.depth,
+                "id_modes": {name: channel.ids for name, channel
+                             in self.dispatcher.channels.items()},
                 "store_backlog": self.writer.backlog, "unsettled": self.dispatcher.unsettled}
 
     # Reload and stop -------------------------------------------------------------------
@@ -271,7 +301,10 @@ class Daemon:
             changes.append("http.listen: needs a restart (ignored)")
             settings = replace(settings, http_listen_host=self.settings.http_listen_host,
                                http_listen_port=self.settings.http_listen_port)
-        logging.getLogger().setLevel(settings.log_level.upper())
+        if settings.ops_listen != self.settings.ops_listen:
+            changes.append("http.ops_listen: needs a restart (ignored)")
+            settings = replace(settings, ops_listen=self.settings.ops_listen)
+        logs.set_level(settings.log_level)
         for smsc in settings.smscs:
             connector = self.connectors.get(smsc.name)
             if connector is None:
@@ -322,6 +355,7 @@ class Daemon:
             yield self.port.stopListening()
         self.dispatcher.stop()
         self.jobs.stop()
+        self.inbound.stop()
         for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()
@@ -331,6 +365,8 @@ class Daemon:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
         yield self._in_thread(self.writer.stop)
+        if self.ops_port is not None:  # scrapes go on while draining
+            yield self.ops_port.stopListening()
         self.pool.stop()
         self.engine.dispose()
         log.info("smppd stopped")

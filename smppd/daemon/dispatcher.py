@@ -33,9 +33,9 @@ from ..protocol import command_status, submit_fields
 from ..protocol import constants as c
 from ..protocol.command_status import Action
 from ..protocol.connector import Connector
-from ..protocol.message_id import IdPolicy
+from ..protocol.message_id import AutoIds, IdFormat, IdPolicy
 from ..protocol.segmentation import split
-from ..protocol.session import SubmitResult, SubmitUnknown
+from ..protocol.session import NoResponse, SubmitResult, SubmitUnknown
 from ..protocol.text import Encoding
 from ..status import Status
 from ..store import operations as ops
@@ -59,7 +59,7 @@ class Channel:
         self.name = settings.name
         self.connector = connector
         self.settings = settings
-        self.ids = IdPolicy(settings.id_format_response, settings.id_format_receipt)
+        self.ids = _ids(settings)
         self.overrides = _overrides(settings)
         self.max_pause = max_pause
         self.rate = _controller(settings, now, max_pause)
@@ -76,9 +76,12 @@ class Channel:
         return self.settings.window * sum(1 for _ in self.connector.transmitters)
 
     def reconfigure(self, settings: SmscSettings, now: float) -> None:
-        policy_changed = settings.throttle_policy != self.settings.throttle_policy
+        old = self.settings
+        policy_changed = settings.throttle_policy != old.throttle_policy
         self.settings = settings
-        self.ids = IdPolicy(settings.id_format_response, settings.id_format_receipt)
+        if (settings.id_format_response, settings.id_format_receipt) != (
+                old.id_format_response, old.id_format_receipt):
+            self.ids = _ids(settings)  # a learnt mode is kept unless the setting changed
         self.overrides = _overrides(settings)
         if policy_changed:
             self.rate = _controller(settings, now, self.max_pause)
@@ -91,6 +94,13 @@ def _controller(settings: SmscSettings, now: float, max_pause: float) -> RateCon
     if settings.throttle_policy == "fixed":
         return FixedRate(settings.throughput, now)
     return AdaptiveRate(settings.throughput, now, max_pause)
+
+
+def _ids(settings: SmscSettings) -> AutoIds | IdPolicy:
+    """How receipt ids are matched: learnt (auto, the default) or as configured."""
+    if settings.id_format_response is IdFormat.AUTO:
+        return AutoIds()
+    return IdPolicy(settings.id_format_response, settings.id_format_receipt)
 
 
 def _overrides(settings: SmscSettings) -> dict[int, Action]:
@@ -376,25 +386,43 @@ class Dispatcher:
         self.pump_soon()
 
     def submit_unknown(self, event: SubmitUnknown) -> None:
-        """No response: it may have been sent. Recorded `unknown`, never resent blindly
-        (a resend could deliver and bill twice; checklist 7), except when the SMSC
-        itself unbound before answering."""
+        """No response came: the part may or may not have reached the SMSC.
+
+        Sent again after the next bind when the SMSC unbound (it declined it,
+        checklist 12) or the connection went away (what sat in its receive buffer was
+        never processed), and after a timeout as the SMSC's `wait_ack_expire` says:
+        `reconnect` (drop the bind, send again once bound: Kannel's default),
+        `resend` (again on the same link) or `never`. At least once: the SMSC may see
+        a part twice, at most the window per drop, counted in smppd_resent_total;
+        billing stays once, and a receipt for either attempt settles the part.
+        `never`, or resends past `max_attempts`, leave it `unknown` (a later receipt
+        still settles it)."""
         token: PartToken = event.token
-        if event.declined and not token.message.failed:
-            # The SMSC unbound with it unanswered: it was declined, not lost. Send it
-            # again once a bind is back (checklist 12).
-            log.info("message=%s part=%d smsc=%s %s before answering; sent again after "
-                     "the next bind", token.message.id, token.part_no, token.channel.name,
-                     event.reason)
-            self._release(token.channel, token.message)
-            token.channel.retries.append((token.message, token.part_no))
+        channel, message = token.channel, token.message
+        policy = channel.settings.wait_ack_expire
+        resend = event.cause is NoResponse.UNBOUND or (
+            policy != "never" and not message.failed)
+        attempts = message.attempts.get(token.part_no, 0) + 1
+        if resend and attempts < self.max_attempts:
+            message.attempts[token.part_no] = attempts
+            if event.cause is NoResponse.TIMEOUT and policy == "reconnect":
+                channel.connector.rebind(event.reason)
+            log.info("message=%s part=%d smsc=%s %s: sent again%s", message.id,
+                     token.part_no, channel.name, event.reason,
+                     "" if policy == "resend" and event.cause is NoResponse.TIMEOUT
+                     else " after the next bind")
+            if self.metrics is not None:
+                self.metrics.resent(channel.name, event.cause.value)
+            self._record(channel, message, ops.PartResent(
+                message.id, token.part_no, channel.name, f"resent: {event.reason}"),
+                lambda: channel.retries.append((message, token.part_no)))
             return
-        log.warning("message=%s part=%d smsc=%s outcome unknown: %s", token.message.id,
-                    token.part_no, token.channel.name, event.reason)
+        log.warning("message=%s part=%d smsc=%s outcome unknown: %s", message.id,
+                    token.part_no, channel.name, event.reason)
         if self.metrics is not None:
-            self.metrics.unknown(token.channel.name)
-        self._record(token.channel, token.message, ops.PartUnknown(
-            token.message.id, token.part_no, token.channel.name, event.reason))
+            self.metrics.unknown(channel.name)
+        self._record(channel, message, ops.PartUnknown(
+            message.id, token.part_no, channel.name, event.reason))
 
     def late_response(self, token: PartToken, status: int, message_id: str | None) -> None:
         if status == c.ESME_ROK and message_id:
@@ -405,11 +433,15 @@ class Dispatcher:
                                           token.message.id, message_id,
                                           failure.getErrorMessage()))
 
-    def _record(self, channel: Channel, message: Outgoing, op: Any) -> None:
-        """Write an outcome; its window slot comes back only once it is committed."""
+    def _record(self, channel: Channel, message: Outgoing, op: Any,
+                then: Callable[[], None] | None = None) -> None:
+        """Write an outcome; its window slot comes back only once it is committed
+        (`then` runs at that moment, before the next pump)."""
 
         def settled(result: Any) -> Any:
             self._release(channel, message)
+            if then is not None:
+                then()
             self.pump_soon()
             return None
 

@@ -19,10 +19,12 @@ from typing import Any
 
 from twisted.internet import defer
 
+from ..logs import mask_number
 from ..protocol import receipts
 from ..protocol.connector import ConnectorListener, Link
 from ..protocol.constants import ESME_ROK, ESME_RX_T_APPN
-from ..protocol.inbound import MoFragment, Reassembler, UdhError, fragment_from_pdu
+from ..protocol.inbound import MoFragment, MoMessage, Reassembler, UdhError, fragment_from_pdu
+from ..protocol.message_id import AutoIds, IdPolicy, Reading
 from ..protocol.session import DeliverReceived, LateResponse, SubmitResult, SubmitUnknown
 from ..store import operations as ops
 from .dispatcher import Dispatcher
@@ -63,6 +65,9 @@ class DaemonListener(ConnectorListener):
         self.reactor = reactor
         self.reassembler = Reassembler(reassembly_timeout)
         self._fragment_ids: dict[tuple[str, str, int, int], list[int]] = {}
+        self._fragment_keys: dict[tuple[str, str, int, int], list[str]] = {}
+        # Told of every MO stored (replies to queue, forwards to wake): smppd.inbound.
+        self.on_inbound: Callable[[Any], None] | None = None
 
     @_guarded()
     def bound(self, link: Link) -> None:
@@ -96,15 +101,47 @@ class DaemonListener(ConnectorListener):
             self.metrics.receipts_unparsable.labels(smsc).inc()
             return ESME_ROK
         channel = self.dispatcher.channels.get(smsc)
-        key = channel.ids.from_receipt(receipt.message_id) if channel else receipt.message_id
         self.metrics.receipt(smsc, receipt.status)
         # "err:000" is the absence of an error, not an error code worth showing.
         error = receipt.error if receipt.error and receipt.error.strip("0") else None
-        op = ops.ReceiptSeen(smsc, key, receipt.status, error)
-        return self.put(op).addCallback(lambda _: ESME_ROK)
+        ids = channel.ids if channel is not None else IdPolicy()
+        if not isinstance(ids, AutoIds):
+            op = ops.ReceiptSeen(smsc, ids.from_receipt(receipt.message_id), receipt.status,
+                                 error)
+            return self.put(op).addCallback(lambda _: ESME_ROK)
+        found = ids.receipt(receipt.tlv_id, lambda: receipt.text_id)
+        if found is None:
+            log.warning("smsc=%s receipt with an empty id (acked)", smsc)
+            self.metrics.receipts_unparsable.labels(smsc).inc()
+            return ESME_ROK
+        op = ops.ReceiptSeen(smsc, found.key, receipt.status, error, found.source,
+                             found.raw, found.candidates)
+        self._report_learnt(smsc, ids)
+
+        def stored(observed: str | None) -> int:
+            if observed is not None:  # one reading named a message in progress
+                ids.observe(found.source, Reading(observed))
+                self._report_learnt(smsc, ids)
+            return ESME_ROK
+
+        return self.put(op).addCallback(stored)
+
+    def _report_learnt(self, smsc: str, ids: AutoIds) -> None:
+        for origin, reading in ids.take_learnt():  # origin: the TLV or the text
+            log.info("smsc=%s receipt ids learnt: the %s id reads %s (id_format: auto)",
+                     smsc, origin.value, reading.value)
+            self.put(ops.LearnIdMode(smsc, origin.value, reading.value)).addErrback(
+                lambda failure: log.error("smsc=%s learnt id reading not stored: %s", smsc,
+                                          failure.getErrorMessage()))
 
     def _inbound(self, smsc: str, link: Link,
                  event: DeliverReceived) -> int | defer.Deferred[int]:
+        """The part is offered to the reassembler at once. A part that does not
+        complete its message is kept (FragmentSeen) and then answered. The part that
+        completes one is kept together with the whole message, its routing and all
+        that follows from it (InboundComplete, one transaction), and only then
+        answered: routing happens before the ack. A part whose write fails is taken
+        back from the reassembler, since its deliver_sm asks for a redelivery."""
         try:
             fragment = fragment_from_pdu(event.pdu)
         except UdhError as exc:
@@ -116,48 +153,111 @@ class DaemonListener(ConnectorListener):
                                   fields.get("short_message") or b"", None,
                                   list(event.pdu.unknown_tlvs))
         concat = fragment.concat
-        tlvs = json.dumps([[tag, value.hex()] for tag, value in fragment.unknown_tlvs]) \
-            if fragment.unknown_tlvs else None
+        tlvs = _tlvs(fragment.unknown_tlvs)
         op = ops.FragmentSeen(smsc, fragment.source, fragment.destination,
                               fragment.data_coding, concat.reference if concat else None,
                               concat.total if concat else None, concat.number if concat else None,
                               fragment.payload, tlvs, dedupe_key(smsc, fragment))
+        group = _group_key(fragment)
+        now = self.reactor.seconds()
+        duplicates = self.reassembler.duplicates
+        message = self.reassembler.add(fragment, now)
+        added = self.reassembler.duplicates == duplicates
+        if added:
+            self._fragment_keys.setdefault(group, []).append(op.dedupe_key)
 
-        def kept(row_id: int | None) -> int:
-            if row_id is None:
-                self.metrics.inbound_duplicates.labels(smsc).inc()
-                log.info("smsc=%s redelivered MO from %s dropped", smsc, fragment.source)
-                return ESME_ROK
-            self.add_fragment(smsc, fragment, row_id)
+        def take_back(failure: Any) -> Any:
+            if added:
+                self.reassembler.withdraw(fragment)
+                keys = self._fragment_keys.get(group)
+                if keys is not None and op.dedupe_key in keys:
+                    keys.remove(op.dedupe_key)
+            return failure
+
+        def redelivered() -> int:
+            self.metrics.inbound_duplicates.labels(smsc).inc()
+            log.info("smsc=%s redelivered MO from %s dropped", smsc,
+                     mask_number(fragment.source))
             return ESME_ROK
 
-        return self.put(op).addCallback(kept)
+        if message is None:
+            return self.put(op).addCallbacks(
+                lambda row_id: redelivered() if row_id is None else ESME_ROK, take_back)
+        keys = self._fragment_keys.pop(group, [op.dedupe_key])
+        ids = self._fragment_ids.pop(group, [])
+
+        def reopen(failure: Any) -> Any:
+            self.reassembler.withdraw(fragment)
+            self._fragment_keys[group] = [k for k in keys if k != op.dedupe_key]
+            if ids:
+                self._fragment_ids[group] = ids
+            return failure
+
+        def stored(result: Any) -> int:
+            if result is None:
+                return redelivered()
+            self._stored(smsc, message, result)
+            return ESME_ROK
+
+        return self.put(self._complete(smsc, message, ids, keys, now, op)).addCallbacks(
+            stored, reopen)
 
     def expire(self) -> None:
         """Give up on MO messages whose parts stopped coming (reassembly timeout)."""
         for key, parts in self.reassembler.expire(self.reactor.seconds()):
             self._fragment_ids.pop(key, None)
+            self._fragment_keys.pop(key, None)
             self.metrics.inbound_expired.inc()
             log.warning("MO from %s to %s (reference %d) expired with parts %s of %d",
-                        key[0], key[1], key[2], parts, key[3])
+                        mask_number(key[0]), mask_number(key[1]), key[2], parts, key[3])
 
-    def add_fragment(self, smsc: str, fragment: MoFragment, row_id: int) -> None:
-        """Feed the reassembler (also used at start to reload unfinished MO parts)."""
-        concat = fragment.concat
-        key = (fragment.source, fragment.destination, concat.reference if concat else 0,
-               concat.total if concat else 1)
-        self._fragment_ids.setdefault(key, []).append(row_id)
-        message = self.reassembler.add(fragment, self.reactor.seconds())
+    def add_fragment(self, smsc: str, fragment: MoFragment, row_id: int,
+                     key: str | None = None, received_at: float | None = None) -> None:
+        """Feed the reassembler with a part already kept (at start: MO parts left
+        unassembled by the last run). A message it completes is stored afterwards;
+        a crash before that reloads the parts again, and a message stored once is not
+        stored twice (InboundComplete checks its fragments)."""
+        group = _group_key(fragment)
+        self._fragment_ids.setdefault(group, []).append(row_id)
+        if key is not None:
+            self._fragment_keys.setdefault(group, []).append(key)
+        # A part reloaded at start keeps the time it came: a vote is judged by it.
+        now = self.reactor.seconds() if received_at is None else received_at
+        message = self.reassembler.add(fragment, now)
         if message is None:
             return
-        fragment_ids = self._fragment_ids.pop(key, [row_id])
-        tlvs = json.dumps([[tag, value.hex()] for tag, value in message.unknown_tlvs]) \
-            if message.unknown_tlvs else None
+        fragment_ids = self._fragment_ids.pop(group, [row_id])
+        keys = self._fragment_keys.pop(group, [])
+
+        def stored(result: Any) -> None:
+            if result is not None:
+                self._stored(smsc, message, result)
+
+        self.put(self._complete(smsc, message, fragment_ids, keys, now)).addCallbacks(
+            stored, lambda failure: log.error("smsc=%s MO not stored: %s", smsc,
+                                              failure.getErrorMessage()))
+
+    def _complete(self, smsc: str, message: MoMessage, fragment_ids: list[int],
+                  keys: list[str], now: float,
+                  fragment: ops.FragmentSeen | None = None) -> ops.InboundComplete:
+        return ops.InboundComplete(smsc, message.source, message.destination,
+                                   message.data_coding, message.text, message.payload,
+                                   message.parts, _tlvs(message.unknown_tlvs),
+                                   tuple(fragment_ids), fragment, tuple(keys), now)
+
+    def _stored(self, smsc: str, message: MoMessage, result: Any) -> None:
         self.metrics.inbound.labels(smsc).inc()
-        log.info("smsc=%s MO from %s to %s (%d part(s)) kept", smsc, message.source,
-                 message.destination, message.parts)
-        self.put(ops.InboundComplete(smsc, message.source, message.destination,
-                                     message.data_coding, message.text, message.payload,
-                                     message.parts, tlvs, tuple(fragment_ids))).addErrback(
-            lambda failure: log.error("smsc=%s MO not stored: %s", smsc,
-                                      failure.getErrorMessage()))
+        log.info("smsc=%s MO from %s to %s (%d part(s)) kept", smsc, mask_number(message.source),
+                 mask_number(message.destination), message.parts)
+        if self.on_inbound is not None:
+            self.on_inbound(result)
+
+
+def _group_key(fragment: MoFragment) -> tuple[str, str, int, int]:
+    concat = fragment.concat
+    return (fragment.source, fragment.destination, concat.reference if concat else 0,
+            concat.total if concat else 1)
+
+
+def _tlvs(unknown: list[tuple[int, bytes]]) -> str | None:
+    return json.dumps([[tag, value.hex()] for tag, value in unknown]) if unknown else None

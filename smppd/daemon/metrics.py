@@ -12,7 +12,15 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -50,6 +58,10 @@ class Metrics:
                                     "POST /v1/messages by result", ["result"], registry=r)
         self.throttled_total = Counter("smppd_throttled_total",
                                        "ESME_RTHROTTLED answers", ["smsc"], registry=r)
+        self.resent_total = Counter(
+            "smppd_resent_total", "Parts sent again after no response (cause: connection, "
+            "unbound, timeout); each may be a duplicate at the SMSC", ["smsc", "cause"],
+            registry=r)
         self.unknown_total = Counter("smppd_submit_unknown_total",
                                      "Submits without a response (outcome unknown)",
                                      ["smsc"], registry=r)
@@ -59,6 +71,38 @@ class Metrics:
         self.store_operations = Counter("smppd_store_operations_total",
                                         "Operations written to the store", registry=r)
         self._children: dict[tuple[str, str], Any] = {}
+        self._add_operations(r)
+
+    # Operations (issue 13): what an operator's dashboard and alerts are built on.
+    def _add_operations(self, r: CollectorRegistry) -> None:
+        # process_* (CPU, memory, file descriptors, start time) and python_info: the
+        # library's own collectors, registered on this daemon's registry too.
+        r.register(PROCESS_COLLECTOR)
+        r.register(PLATFORM_COLLECTOR)
+        Info("smppd_build", "The running smppd's version", registry=r).info(
+            {"version": _version()})
+        self.reload_ok = Gauge("smppd_config_last_reload_successful",
+                               "1 when the last configuration (re)load was applied, 0 when "
+                               "it was refused", registry=r)
+        self.reload_time = Gauge("smppd_config_last_reload_success_timestamp_seconds",
+                                 "When the configuration was last applied (Unix time)",
+                                 registry=r)
+        self.reloads = Counter("smppd_config_reloads_total", "Reloads (SIGHUP) by result",
+                               ["result"], registry=r)
+        self.http_requests = Counter("smppd_http_requests_total",
+                                     "HTTP requests by route template and status class",
+                                     ["route", "status_class"], registry=r)
+        self.reload_ok.set(1)
+        self.reload_time.set_to_current_time()
+
+    def reloaded(self, applied: bool) -> None:
+        self.reloads.labels("success" if applied else "failure").inc()
+        self.reload_ok.set(1 if applied else 0)
+        if applied:
+            self.reload_time.set_to_current_time()
+
+    def http_request(self, route: str, status: int) -> None:
+        self.http_requests.labels(route, f"{status // 100}xx").inc()
 
     def response(self, smsc: str, status: int, seconds: float) -> None:
         latency = self.latency.get(smsc)
@@ -69,6 +113,9 @@ class Metrics:
 
     def throttled(self, smsc: str) -> None:
         self.throttled_total.labels(smsc).inc()
+
+    def resent(self, smsc: str, cause: str) -> None:
+        self.resent_total.labels(smsc, cause).inc()
 
     def unknown(self, smsc: str) -> None:
         self.unknown_total.labels(smsc).inc()
@@ -86,6 +133,15 @@ class Metrics:
 
     def add_state(self, read: Callable[[], dict[str, Any]]) -> None:
         self.registry.register(_StateCollector(read, self.latency))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smppd")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
 
 class _Latency:
@@ -110,17 +166,27 @@ class _StateCollector(Collector):
                                   labels=["smsc"])
         window = GaugeMetricFamily("smppd_window_in_use", "submit_sm awaiting a response",
                                    labels=["smsc"])
+        capacity = GaugeMetricFamily("smppd_window_capacity",
+                                     "submit_sm that may await a response at once (the "
+                                     "window times the transmitting binds)", labels=["smsc"])
+        transitions = CounterMetricFamily("smppd_bind_transitions",
+                                          "Binds coming up and going down",
+                                          labels=["smsc", "direction"])
         sent = CounterMetricFamily("smppd_pdus_sent", "PDUs sent", labels=["smsc", "command"])
         received = CounterMetricFamily("smppd_pdus_received", "PDUs received",
                                        labels=["smsc", "command", "status"])
         for name, connector in state["connectors"].items():
             bound.add_metric([name], 1.0 if connector.bound else 0.0)
             window.add_metric([name], float(sum(link.in_flight for link in connector.links)))
+            capacity.add_metric([name], float(connector.config.session.window
+                                              * sum(1 for _ in connector.transmitters)))
+            for direction in ("up", "down"):
+                transitions.add_metric([name, direction], connector.transitions[direction])
             for command, count in list(connector.counters.sent.items()):
                 sent.add_metric([name, command], count)
             for (command, status), count in list(connector.counters.received.items()):
                 received.add_metric([name, command, c.status_name(status)], count)
-        yield from (bound, window, sent, received)
+        yield from (bound, window, capacity, transitions, sent, received)
         histogram = HistogramMetricFamily(
             "smppd_submit_duration_seconds", "submit_sm to submit_sm_resp round trip",
             labels=["smsc"])
@@ -133,6 +199,18 @@ class _StateCollector(Collector):
                                 cumulative))
             histogram.add_metric([name], buckets, latency.total)
         yield histogram
+        modes = GaugeMetricFamily(
+            "smppd_receipt_id_mode", "1 for how each SMSC's receipt ids read (learning: not "
+            "learnt yet; configured: an explicit id_format)", labels=["smsc", "source", "mode"])
+        for name, ids in state.get("id_modes", {}).items():
+            learners = getattr(ids, "learners", None)
+            if learners is None:
+                modes.add_metric([name, "any", "configured"], 1.0)
+                continue
+            for source, learner in learners.items():
+                modes.add_metric([name, source.value,
+                                  learner.mode.value if learner.mode else "learning"], 1.0)
+        yield modes
         yield GaugeMetricFamily("smppd_queue_depth", "Messages waiting to be sent (in memory)",
                                 value=state["queue_depth"])
         yield GaugeMetricFamily("smppd_store_backlog", "Operations waiting for the writer",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from typing import Any
 
 from .. import config as config_module
+from .. import logs
 from ..store.database import DatabaseError
 from . import systemd
 from .app import Daemon
@@ -26,15 +26,15 @@ def run(path: str) -> int:
     try:
         settings = config_module.load(path)
     except config_module.ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    logging.getLogger().setLevel(settings.log_level.upper())
+        logs.print_error(exc)
+        return config_module.EXIT_CONFIG
+    logs.set_level(settings.log_level)
     from twisted.internet import reactor, task
 
     try:
         daemon = Daemon(settings, reactor)
     except DatabaseError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
+        logs.print_error(f"{path}: {exc}")
         return 1
     outcome = {"code": 0}
 
@@ -47,7 +47,7 @@ def run(path: str) -> int:
     def failed(failure: Any) -> None:
         message = failure.getErrorMessage()
         if failure.check(DatabaseError):
-            print(f"{path}: {message}", file=sys.stderr)
+            logs.print_error(f"{path}: {message}")
         else:
             log.error("smppd could not start: %s", message)
         outcome["code"] = 1
@@ -62,14 +62,21 @@ def run(path: str) -> int:
         reactor.callFromThread(reload)
 
     def reload() -> None:
-        systemd.notify("RELOADING=1")
+        # MONOTONIC_USEC lets Type=notify-reload (systemd >= 253) tell this reload
+        # from an earlier one; `systemctl reload` returns at READY=1.
+        systemd.notify("RELOADING=1", systemd.monotonic_usec())
         try:
             new = config_module.load(path)
         except config_module.ConfigError as exc:
             log.error("reload refused, the running configuration stays:\n%s", exc)
-        else:
-            daemon.reload(new)
-        systemd.notify("READY=1")
+            daemon.metrics.reloaded(False)
+            systemd.notify("READY=1", "STATUS=reload refused: the configuration has errors "
+                           "(see the log); the running configuration stays")
+            return
+        daemon.reload(new)
+        daemon.metrics.reloaded(True)
+        systemd.notify("READY=1", f"STATUS=HTTP on port {daemon.http_port}; configuration "
+                       "reloaded")
 
     reactor.callWhenRunning(lambda: daemon.start().addCallbacks(started, failed))
     reactor.addSystemEventTrigger("before", "shutdown", shutting_down)

@@ -1,4 +1,5 @@
-"""sd_notify(3) for Type=notify: READY, STOPPING, STATUS and WATCHDOG pings.
+"""sd_notify(3) for Type=notify and notify-reload: READY, RELOADING, STOPPING, STATUS
+and WATCHDOG pings.
 
 Written out here rather than taken from a package: the protocol is one datagram
 to the socket named by $NOTIFY_SOCKET, the packages that wrap it are either
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger("smppd.systemd")
 
@@ -30,6 +32,11 @@ def notify(*assignments: str) -> bool:
     except OSError as exc:
         log.warning("sd_notify to %s failed: %s", address, exc)
         return False
+
+
+def monotonic_usec() -> str:
+    """The MONOTONIC_USEC= assignment that goes with RELOADING=1 (sd_notify(3))."""
+    return f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
 
 
 def watchdog_interval() -> float | None:

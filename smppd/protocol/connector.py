@@ -4,13 +4,18 @@ Why not twisted.application.internet.ClientService: it resets its retry delay as
 soon as TCP connects, so a carrier that accepts TCP and then rejects every bind
 would be re-bound at the initial delay for ever; and it cannot stop retrying on a
 bad password, which is what keeps an account from being locked by the carrier.
-A Link here resets its back-off only after a bind has stayed up `stable_after`
-seconds, and parks in `auth_failed` until the configuration is reloaded.
+A Link here resets its back-off only once a bind has carried traffic (a submit
+accepted, or a deliver_sm received) or stayed up `stable_after` seconds, and parks
+in `auth_failed` until the configuration is reloaded. So a peer that refuses binds
+backs off to the cap, while a link that drops every few dozen submits reconnects at
+the initial delay every time instead of starving (issue 8).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -24,6 +29,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
+from twisted.internet.error import ConnectingCancelledError, NotConnectingError
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
 
@@ -68,6 +74,9 @@ class ReconnectPolicy:
     factor: float = 2.0
     stable_after: float = 30.0  # a bind up this long resets the back-off
     connect_timeout: float = 10.0
+    # Beyond connect_timeout: a connection attempt whose set-up never reports back
+    # (an exception inside Twisted's TLS layer) is given up after this much more.
+    setup_grace: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +98,12 @@ class Backoff(Protocol):
     def reset(self) -> None: ...
 
 
-EndpointFactory = Callable[["ConnectorConfig", Any], Any]  # -> IStreamClientEndpoint
+# (config, reactor, tls or None) -> IStreamClientEndpoint
+EndpointFactory = Callable[["ConnectorConfig", Any, Any], Any]
 
 
-def client_endpoint(config: ConnectorConfig, reactor: Any) -> Any:
-    """TCP (or TLS with verification) to the SMSC. Raises OSError for an unreadable
-    CA file."""
+def client_endpoint(config: ConnectorConfig, reactor: Any, tls: Any = None) -> Any:
+    """TCP to the SMSC, wrapped in TLS when `tls` (a tls.ClientTls) is given."""
     timeout = config.reconnect.connect_timeout
     endpoint: Any
     if isIPAddress(config.host):  # no resolver thread for a literal address
@@ -103,16 +112,7 @@ def client_endpoint(config: ConnectorConfig, reactor: Any) -> Any:
         endpoint = TCP6ClientEndpoint(reactor, config.host, config.port, timeout=timeout)
     else:
         endpoint = HostnameEndpoint(reactor, config.host, config.port, timeout=timeout)
-    if config.tls is None:
-        return endpoint
-    from twisted.internet import ssl  # imported only when TLS is configured
-
-    trust = None
-    if config.tls.ca_file:
-        with open(config.tls.ca_file, "rb") as handle:
-            trust = ssl.Certificate.loadPEM(handle.read())
-    options = ssl.optionsForClientTLS(config.tls.server_name or config.host, trustRoot=trust)
-    return wrapClientTLS(options, endpoint)
+    return endpoint if tls is None else wrapClientTLS(tls, endpoint)
 
 
 class LinkState(StrEnum):
@@ -169,8 +169,11 @@ class Link:
         self.connect_attempts = 0
         self.backoff = backoff
         self.endpoint = endpoint
+        self._carried_traffic = False  # this connection had a submit accepted
         self._retry_call: IDelayedCall | None = None
         self._stable_call: IDelayedCall | None = None
+        self._setup_call: IDelayedCall | None = None
+        self._connecting: defer.Deferred[Any] | None = None  # the endpoint's, until it answers
         self._stopped: defer.Deferred[None] | None = None
 
     @property
@@ -202,19 +205,18 @@ class Link:
     def stop(self) -> defer.Deferred[None]:
         """Unbind gracefully (outstanding responses are awaited up to the session's
         drain timeout) and stay down."""
+        self.state = LinkState.STOPPED  # first: a cancelled attempt must not retry
         self._cancel_calls()
         if self.protocol is None:
-            self.state = LinkState.STOPPED
             return defer.succeed(None)
-        self.state = LinkState.STOPPED
         self._stopped = defer.Deferred()
         self.protocol.unbind()
         return self._stopped
 
     def abort(self) -> None:
         """Drop the connection at once, no unbind, and stay down (tests, fatal errors)."""
-        self._cancel_calls()
         self.state = LinkState.STOPPED
+        self._cancel_calls()
         if self.protocol is not None:
             self.protocol.abort()
 
@@ -225,22 +227,57 @@ class Link:
             log.warning("smsc=%s dropping the bind: %s", self.name, reason)
             self.protocol.drop(reason)
 
+    def _tls(self) -> Any:
+        """A fresh TLS set-up per attempt, so a renewed CA file is read again."""
+        cfg = self.connector.config
+        if cfg.tls is None:
+            return None
+        from .tls import ClientTls  # pyOpenSSL only when TLS is configured
+
+        return ClientTls(cfg.tls.server_name or cfg.host, cfg.tls.ca_file)
+
     def _connect(self) -> None:
         self._retry_call = None
         self.state = LinkState.CONNECTING
         self.connect_attempts += 1
         session = EsmeSession(replace(self.connector.config.session, bind_mode=self.mode),
                               self.connector.counters)
-        factory = Factory.forProtocol(
-            lambda: SessionProtocol(session, self._events, self.reactor, self._lost))
         try:
-            endpoint = self.endpoint(self.connector.config, self.reactor)
-        except OSError as exc:
-            log.error("smsc=%s TLS CA file cannot be read: %s", self.name, exc)
-            self._schedule_retry(f"TLS CA file: {exc}")
+            tls = self._tls()
+        except Exception as exc:  # TlsError: a CA file that cannot be read or parsed
+            self.last_bind_error = str(exc)
+            log.error("smsc=%s TLS: %s", self.name, exc)
+            self._schedule_retry(f"TLS: {exc}")
             return
-        d = endpoint.connect(factory)
+        factory = Factory.forProtocol(
+            lambda: SessionProtocol(session, self._events, self.reactor, self._lost, tls,
+                                    self.name))
+        d = self.endpoint(self.connector.config, self.reactor, tls).connect(factory)
+        # The endpoint answers within connect_timeout, unless setting up the
+        # connection itself failed inside Twisted (as pyOpenSSL's callbacks did
+        # under MemoryDenyWriteExecute): then this keeps the link from staying
+        # in "connecting" for ever.
+        policy = self.connector.config.reconnect
+        self._setup_call = self.reactor.callLater(policy.connect_timeout + policy.setup_grace,
+                                                  self._give_up_set_up, d)
+        self._connecting = d
+        d.addBoth(self._set_up_done)
         d.addCallbacks(self._connected, self._connect_failed)
+
+    def _set_up_done(self, result: Any) -> Any:
+        self._connecting = None
+        if self._setup_call is not None and self._setup_call.active():
+            self._setup_call.cancel()
+        self._setup_call = None
+        return result
+
+    def _give_up_set_up(self, d: defer.Deferred[Any]) -> None:
+        self._setup_call = None
+        policy = self.connector.config.reconnect
+        self.last_bind_error = (f"connection set-up did not complete in "
+                                f"{policy.connect_timeout + policy.setup_grace:g} s")
+        log.warning("smsc=%s %s", self.name, self.last_bind_error)
+        _cancel_connecting(d)
 
     def _connected(self, protocol: SessionProtocol) -> None:
         if self.state is LinkState.STOPPED:
@@ -248,9 +285,13 @@ class Link:
             return
         self.protocol = protocol
         self.state = LinkState.BINDING
+        self._carried_traffic = False
 
     def _connect_failed(self, failure: Any) -> None:
         if self.state is LinkState.STOPPED:
+            return
+        if failure.check(defer.CancelledError, ConnectingCancelledError):
+            self._schedule_retry(self.last_bind_error or "connection set-up cancelled")
             return
         self._schedule_retry(f"connect failed: {failure.getErrorMessage()}")
 
@@ -262,10 +303,15 @@ class Link:
         if self._stable_call is not None and self._stable_call.active():
             self._stable_call.cancel()
         self._stable_call = None
+        if was_bound:
+            self.connector.transitions["down"] += 1
         if was_bound or self.state is LinkState.STOPPED:
             level = logging.INFO if self.state is LinkState.STOPPED else logging.WARNING
             log.log(level, "smsc=%s unbound: %s", self.name, reason)
             self.connector.listener.unbound(self, reason)
+        elif protocol.tls_error is not None:
+            self.last_bind_error = protocol.tls_error
+            log.warning("smsc=%s %s", self.name, protocol.tls_error)
         if self.state is LinkState.STOPPED:
             if self._stopped is not None:
                 stopped, self._stopped = self._stopped, None
@@ -281,15 +327,24 @@ class Link:
         log.info("smsc=%s reconnecting in %.1f s (%s)", self.name, delay, reason)
         self._retry_call = self.reactor.callLater(delay, self._connect)
 
+    def _traffic(self) -> None:
+        """This bind works: a link that drops every few seconds after real traffic must
+        not climb to the maximum delay."""
+        if not self._carried_traffic:
+            self._carried_traffic = True
+            self.backoff.reset()
+
     def _stable(self) -> None:
         self._stable_call = None
         self.backoff.reset()
 
     def _cancel_calls(self) -> None:
-        for call in (self._retry_call, self._stable_call):
+        for call in (self._retry_call, self._stable_call, self._setup_call):
             if call is not None and call.active():
                 call.cancel()
-        self._retry_call = self._stable_call = None
+        self._retry_call = self._stable_call = self._setup_call = None
+        if self._connecting is not None:  # stopped mid-attempt: drop the attempt too
+            _cancel_connecting(self._connecting)
 
     # Traffic --------------------------------------------------------------------
 
@@ -308,13 +363,17 @@ class Link:
         listener = self.connector.listener
         for event in events:
             if isinstance(event, SubmitResult):
+                if event.status == 0:
+                    self._traffic()
                 listener.submit_result(self, event)
             elif isinstance(event, DeliverReceived):
+                self._traffic()
                 self._deliver(protocol, event)
             elif isinstance(event, SubmitUnknown):
                 listener.submit_unknown(self, event)
             elif isinstance(event, Bound):
                 self.state = LinkState.BOUND
+                self.connector.transitions["up"] += 1
                 self.last_bind_error = None
                 log.info("smsc=%s bound as %s (SMSC system_id %r)", self.name,
                          self.mode.value, event.system_id)
@@ -377,6 +436,7 @@ class Connector:
         self.endpoint = endpoint
         self.links = self._links(config)
         self.counters = PduCounters()
+        self.transitions: Counter[str] = Counter()  # "up" / "down", read by the metrics
 
     def _links(self, config: ConnectorConfig) -> list[Link]:
         return [Link(self, mode, self.reactor, self.new_backoff(config.reconnect),
@@ -456,6 +516,13 @@ class Connector:
 
         stopping.addCallback(restart)
         return True
+
+
+def _cancel_connecting(d: defer.Deferred[Any]) -> None:
+    # A TCP endpoint's canceller fails `d` and then complains that the connector
+    # is no longer connecting when it already connected; `d` is failed either way.
+    with contextlib.suppress(NotConnectingError):
+        d.cancel()
 
 
 def _modes(kind: BindKind) -> list[BindMode]:

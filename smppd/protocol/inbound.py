@@ -143,7 +143,8 @@ class Reassembler:
         self._groups: dict[GroupKey, _Group] = {}
         # Recently completed groups: a redelivered part of a message already handed
         # over is a duplicate, not the start of a new message that will never complete.
-        self._completed: dict[GroupKey, tuple[float, dict[int, bytes]]] = {}
+        # Kept with the part that completed it, so `withdraw` can reopen the group.
+        self._completed: dict[GroupKey, tuple[float, _Group, int]] = {}
         self.duplicates = 0
 
     def __len__(self) -> int:
@@ -156,9 +157,11 @@ class Reassembler:
             return self._message([fragment], fragment.data_coding)
         key = (fragment.source, fragment.destination, concat.reference, concat.total)
         done = self._completed.get(key)
-        if done is not None and done[1].get(concat.number) == fragment.payload:
-            self.duplicates += 1
-            return None
+        if done is not None:
+            earlier = done[1].parts.get(concat.number)
+            if earlier is not None and earlier.payload == fragment.payload:
+                self.duplicates += 1
+                return None
         group = self._groups.get(key)
         if group is None:
             if len(self._groups) >= self.max_groups:
@@ -173,8 +176,31 @@ class Reassembler:
             return None
         del self._groups[key]
         ordered = [group.parts[n] for n in range(1, group.total + 1)]
-        self._completed[key] = (now, {n: f.payload for n, f in group.parts.items()})
+        self._completed[key] = (now, group, concat.number)
         return self._message(ordered, group.data_coding)
+
+    def withdraw(self, fragment: MoFragment) -> None:
+        """Undo `add` of a part that could not be kept (its deliver_sm is answered
+        with an error, so the SMSC sends it again): it leaves its group, and a group
+        it had completed opens again without it."""
+        concat = fragment.concat
+        if concat is None or concat.total <= 1:
+            return
+        key = (fragment.source, fragment.destination, concat.reference, concat.total)
+        group = self._groups.get(key)
+        if group is not None:
+            if group.parts.get(concat.number) is fragment:
+                del group.parts[concat.number]
+                if not group.parts:
+                    del self._groups[key]
+            return
+        done = self._completed.get(key)
+        if done is not None and done[2] == concat.number \
+                and done[1].parts.get(concat.number) is fragment:
+            del self._completed[key]
+            group = done[1]
+            del group.parts[concat.number]
+            self._groups[key] = group
 
     def expire(self, now: float) -> list[tuple[GroupKey, list[int]]]:
         """Drop groups older than the timeout; returns each key with the parts it had."""

@@ -69,6 +69,7 @@ class Receipt:
     error: str | None = None  # err: from the text, or the network error code
     body_text: str = ""
     network_error_code: bytes | None = None
+    tlv_id: str | None = None  # receipted_message_id, when the SMSC sent it
 
     # The text fields and dates are read on demand: when the TLVs carry the id and a
     # delivered state, the hot path (matching and status) needs neither, and the text
@@ -76,6 +77,14 @@ class Receipt:
     @property
     def text_fields(self) -> dict[str, str]:
         return parse_text(self.body_text)
+
+    @property
+    def text_id(self) -> str | None:
+        """The id: field of the text (parsed now if the TLVs made it unnecessary)."""
+        if self.tlv_id is None:
+            return self.message_id
+        value = (self.text_fields.get("id") or "").strip().strip("\x00")
+        return value or None
 
     @property
     def submit_date(self) -> datetime | None:
@@ -165,6 +174,7 @@ def parse(pdu: Pdu, body_text: str | None = None) -> Receipt:
         error=error,
         body_text=body_text,
         network_error_code=network_error,
+        tlv_id=(tlv_id.strip().strip("\x00") or None) if tlv_id else None,
     )
 
 

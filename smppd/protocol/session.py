@@ -96,16 +96,21 @@ class SubmitResult:
     generic_nack: bool = False
 
 
+class NoResponse(StrEnum):
+    """Why a submit has no response, which decides what the caller may do with it."""
+
+    TIMEOUT = "timeout"  # the link is up, the response is late (or lost)
+    CONNECTION = "connection"  # the connection went away with the submit unanswered
+    UNBOUND = "unbound"  # the SMSC unbound: it declined to process it (checklist 12)
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitUnknown:
     """The submit may or may not have reached the SMSC: no response came."""
 
     token: Any
     reason: str
-    # True when the SMSC itself unbound with the submit unanswered: it declined to
-    # process it, so sending it again after the next bind is the expected recovery
-    # (checklist 12), unlike a timeout or a dropped connection.
-    declined: bool = False
+    cause: NoResponse = NoResponse.CONNECTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +314,8 @@ class EsmeSession:
             self._close("bind timeout")
             return
         reason = f"no response within {self.config.response_timeout:g} s"
-        self._events.extend(SubmitUnknown(token, reason) for token in self.window.expire(now))
+        self._events.extend(SubmitUnknown(token, reason, NoResponse.TIMEOUT)
+                            for token in self.window.expire(now))
         if self.state in (State.BOUND, State.DRAINING):
             self._keepalive(now)
         if self._drain_deadline is not None and (now >= self._drain_deadline
@@ -437,17 +443,18 @@ class EsmeSession:
     def _protocol_error(self, description: str) -> None:
         self._events.append(ProtocolError(description))
 
-    def _close(self, reason: str, declined: bool = False) -> None:
+    def _close(self, reason: str, cause: NoResponse = NoResponse.CONNECTION) -> None:
         if self.state is State.CLOSED:
             return
         self.state = State.UNBOUND
-        self._fail_outstanding(reason, declined)
+        self._fail_outstanding(reason, cause)
         self._bind_deadline = self._enquire_deadline = None
         self._drain_deadline = self._unbind_deadline = None
         self._events.append(CloseConnection(reason))
 
-    def _fail_outstanding(self, reason: str, declined: bool = False) -> None:
-        self._events.extend(SubmitUnknown(token, reason, declined)
+    def _fail_outstanding(self, reason: str,
+                          cause: NoResponse = NoResponse.CONNECTION) -> None:
+        self._events.extend(SubmitUnknown(token, reason, cause)
                             for token in self.window.fail_all())
 
     def _keepalive(self, now: float) -> None:
@@ -515,7 +522,7 @@ class EsmeSession:
     def _on_unbind(self, pdu: Pdu) -> None:
         self._reply(codec.response_to(pdu))
         self._events.append(UnbindReceived())
-        self._close("unbound by the SMSC", declined=True)
+        self._close("unbound by the SMSC", NoResponse.UNBOUND)
 
     def _on_unbind_resp(self, pdu: Pdu) -> None:
         if self._control.pop(pdu.sequence, None) == "unbind":

@@ -2,34 +2,50 @@
 
 Deliberately thin: every decision is the session's. This class only moves bytes,
 reads the clock, keeps a single DelayedCall at the session's next deadline, and
-hands the session's events to a sink (the Link).
+hands the session's events to a sink (the Link). Over TLS it holds the session
+back until the handshake is done and the peer's name checked, so a bind (and its
+password) goes only to the SMSC the certificate says it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from . import trace
 from .session import CloseConnection, EsmeSession, Event
+from .trace import PduTrace
+
+if TYPE_CHECKING:  # pyOpenSSL is imported only when an SMSC uses TLS
+    from .tls import ClientTls
 
 EventSink = Callable[["SessionProtocol", list[Event]], None]
 
 
+@implementer(IHandshakeListener)
 class SessionProtocol(Protocol):
     def __init__(self, session: EsmeSession, sink: EventSink, clock: IReactorTime,
-                 on_lost: Callable[[SessionProtocol, str], None]) -> None:
+                 on_lost: Callable[[SessionProtocol, str], None],
+                 tls: ClientTls | None = None, name: str = "") -> None:
         self.session = session
+        self.name = name  # the link's, for the PDU trace
         self._sink = sink
         self._clock = clock
         self._on_lost = on_lost
+        self._tls = tls
         self._timer: IDelayedCall | None = None
         self._abort_call: IDelayedCall | None = None
+        self._handshake_call: IDelayedCall | None = None
         self._close_reason: str | None = None  # why we closed, when we did
+        self._started = False  # the session has been told of the connection
+        self.tls_error: str | None = None  # why TLS failed, for the link's log
+        self._trace: PduTrace | None = None  # only while smppd.pdu is at DEBUG
 
     # Twisted callbacks ----------------------------------------------------------
 
@@ -39,20 +55,47 @@ class SessionProtocol(Protocol):
             # Not every transport (TLS over a non-TCP one) supports it.
             with contextlib.suppress(Exception):
                 set_no_delay(True)
-        self.session.connection_made(self._clock.seconds())
-        self.pump()
+        if self._tls is not None:
+            # A peer that accepts TCP and never finishes the handshake must not
+            # hold the link: the bind timeout applies to the handshake too.
+            self._handshake_call = self._clock.callLater(
+                self.session.config.bind_timeout, self._handshake_expired)
+            return
+        self._start()
+
+    def handshakeCompleted(self) -> None:
+        if self._tls is None or self._started or self._close_reason is not None:
+            return
+        self._cancel_handshake_timer()
+        from .tls import TlsError
+
+        try:
+            self._tls.verify_peer(self.transport.getHandle())  # type: ignore[union-attr]
+        except TlsError as exc:
+            self._fail_tls(str(exc))
+            return
+        self._start()
 
     def dataReceived(self, data: bytes) -> None:
+        if trace.enabled():
+            self._tracer().received(data)
+        elif self._trace is not None:
+            self._trace = None  # switched off: a later switch-on resynchronises
         self.session.data_received(data, self._clock.seconds())
         self.pump()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._cancel_timer()
+        self._cancel_handshake_timer()
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
+        if self._tls is not None and self.tls_error is None:
+            from .tls import describe_failure
+
+            self.tls_error = describe_failure(reason, self._started)
         # When the session asked for the close, its reason is the one worth logging.
-        text = self._close_reason or (reason.getErrorMessage() if reason is not None
-                                      else "connection lost")
+        text = self._close_reason or self.tls_error or (
+            reason.getErrorMessage() if reason is not None else "connection lost")
         self.session.connection_lost(self._clock.seconds(), text)
         events = self.session.events()
         if events:
@@ -73,6 +116,10 @@ class SessionProtocol(Protocol):
         self.pump()
 
     def unbind(self) -> None:
+        if not self._started:  # still in the TLS handshake: nothing to unbind
+            self._close_reason = self._close_reason or "stopped during the TLS handshake"
+            self.abort()
+            return
         self.session.unbind(self._clock.seconds())
         self.pump()
 
@@ -94,6 +141,8 @@ class SessionProtocol(Protocol):
         for _ in range(1000):
             data = session.data_to_send()
             if data and self.transport is not None:
+                if trace.enabled():
+                    self._tracer().sent(data)
                 self.transport.write(data)
             events = session.events()
             if not events:
@@ -106,6 +155,30 @@ class SessionProtocol(Protocol):
         self._schedule()
 
     # Internals ------------------------------------------------------------------
+
+    def _tracer(self) -> PduTrace:
+        if self._trace is None:
+            self._trace = PduTrace(self.name)
+        return self._trace
+
+    def _start(self) -> None:
+        self._started = True
+        self.session.connection_made(self._clock.seconds())
+        self.pump()
+
+    def _handshake_expired(self) -> None:
+        self._handshake_call = None
+        self._fail_tls(f"TLS handshake not completed within "
+                       f"{self.session.config.bind_timeout:g} s")
+
+    def _fail_tls(self, reason: str) -> None:
+        self.tls_error = self._close_reason = reason
+        self.abort()
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_call is not None and self._handshake_call.active():
+            self._handshake_call.cancel()
+        self._handshake_call = None
 
     def _lose(self) -> None:
         if self.transport is not None:

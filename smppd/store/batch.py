@@ -21,7 +21,20 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from . import inbound, jobs, ledger, messages, outcomes, receipts
+from ..inbound.pool import InboundRuntime
+from . import (
+    forwards,
+    inbound,
+    jobs,
+    ledger,
+    messages,
+    numbers,
+    outcomes,
+    phonebook,
+    polls,
+    receipts,
+)
+from . import inbound_ops as iops
 from . import operations as ops
 from .cache import CACHE_LIMIT, InProgress
 from .sql import Runner, utc
@@ -35,6 +48,7 @@ class WriterMemory:
     receipt_policy: dict[str, str] = field(default_factory=dict)
     pending_receipts: int = 0  # a hint that saves a query per batch
     cache: InProgress = field(default_factory=InProgress)
+    inbound: InboundRuntime = field(default_factory=InboundRuntime)  # issue 11
 
 
 @dataclass(slots=True)
@@ -68,11 +82,24 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((ops.AbortJob,), jobs.abort),
     ((ops.SetJobState,), jobs.set_state),
     ((ops.StopJob,), jobs.stop),
+    ((ops.LearnIdMode,), receipts.learnt),
     (outcomes.KINDS, outcomes.apply),
-    ((ops.FragmentSeen,), inbound.fragments),
+    # Inbound (issue 11): numbers, contacts and polls before the MO that use them.
+    ((iops.Reserve,), numbers.reserve),
+    ((iops.Release,), numbers.release),
+    ((iops.ChargeMonthly,), numbers.charge_monthly),
+    ((iops.SaveSettings,), numbers.save_settings),
+    ((iops.SaveContacts,), phonebook.save),
+    ((iops.DeleteContact,), phonebook.remove),
+    ((iops.AddCodes,), polls.add_codes),
+    ((iops.CreatePoll,), polls.create),
+    ((ops.FragmentSeen, ops.InboundComplete), inbound.fragments),  # parts: both kinds
     ((ops.InboundComplete,), inbound.complete),
+    ((iops.ForwardDone,), forwards.done),
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
+# A phase may hand work to a later one (a learnt reading hands its waiting receipts to
+# the outcomes phase): a phase runs if any of its kinds is in the batch by then.
 
 
 class BatchApplier:

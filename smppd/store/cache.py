@@ -116,11 +116,13 @@ class InProgress:
 
     def load_keys(self, conn: Connection, keys: list[PartKey]) -> None:
         """Read which parts carry these SMSC ids (receipts for messages not in memory)."""
-        p = t.parts.c
+        p, a = t.parts.c, t.part_aliases.c
         found: list[Any] = []
         for chunk in chunks(keys):
             found.extend(conn.execute(select(p.smsc, p.smsc_key, p.message_id, p.part_no)
                                       .where(tuple_(p.smsc, p.smsc_key).in_(chunk))).all())
+            found.extend(conn.execute(select(a.smsc, a.smsc_key, a.message_id, a.part_no)
+                                      .where(tuple_(a.smsc, a.smsc_key).in_(chunk))).all())
         self.load(conn, {row[2] for row in found})
         for smsc, key, message_id, part_no in found:
             state = self.states.get(message_id)

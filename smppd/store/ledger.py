@@ -48,6 +48,12 @@ def entries(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> No
         ctx.results[index] = _entry(ctx, op)
 
 
+def post(ctx: BatchContext, op: LedgerEntry) -> Any:
+    """One entry inside another handler's transaction (a number's fee): the balance
+    after, or InsufficientBalance (nothing written)."""
+    return _entry(ctx, op)
+
+
 def _entry(ctx: BatchContext, op: LedgerEntry) -> Any:
     balance = balances(ctx, (op.account_id,)).get(op.account_id)
     if balance is None:

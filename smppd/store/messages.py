@@ -30,20 +30,31 @@ def accept(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> Non
     """Charge and store; one the balance cannot pay for is refused (its result is
     InsufficientBalance) and changes nothing."""
     items = by_kind[Accept]
-    balances = ledger.balances(ctx, (op.account_id for _, op in items))
+    for (index, _), result in zip(items, charge_and_insert(ctx, [op for _, op in items]),
+                                  strict=True):
+        ctx.results[index] = result
+
+
+def charge_and_insert(ctx: BatchContext, accepts: Sequence[Accept]) -> list[Any]:
+    """Per message: its id, or InsufficientBalance (then nothing of it is written).
+    Also used for the replies an MO causes, in the MO's own transaction."""
+    if not accepts:
+        return []
+    balances = ledger.balances(ctx, (op.account_id for op in accepts))
     charged: dict[int, int] = defaultdict(int)
-    accepted = []
-    for index, op in items:
+    accepted, results = [], []
+    for op in accepts:
         balance = balances.get(op.account_id, 0)
         if balance < op.points:
-            ctx.results[index] = InsufficientBalance(op.points, balance)
+            results.append(InsufficientBalance(op.points, balance))
             continue
         balances[op.account_id] = balance - op.points
         charged[op.account_id] += op.points
         accepted.append(op)
-        ctx.results[index] = op.message_id
+        results.append(op.message_id)
     ledger.charge(ctx, charged)
     insert(ctx, accepted)
+    return results
 
 
 def insert(ctx: BatchContext, accepted: Sequence[Accept], remember: bool = True) -> None:

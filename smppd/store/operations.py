@@ -121,19 +121,57 @@ class LateId:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptSeen:
+    """A receipt. `smsc_key` names the part to settle; None when the SMSC's id
+    reading is still being learnt (message_id.AutoIds): then `raw` is the id it
+    carried and `candidates` its possible readings, (reading, key). Result: the one
+    reading whose key names a part in progress, if exactly one does (an observation
+    for the learner), else None."""
+
     smsc: str
-    smsc_key: str
+    smsc_key: str | None
     status: str
     error_code: str | None
+    source: str = "text"  # where the id came from: tlv | text
+    raw: str | None = None
+    candidates: tuple[tuple[str, str], ...] = ()
     retry: ClassVar[bool] = False  # unanswered deliver_sm: the SMSC redelivers
 
     def __post_init__(self) -> None:
-        _cut(self, smsc_key=ID_LENGTH, error_code=ERROR_LENGTH)
+        _cut(self, smsc_key=ID_LENGTH, raw=ID_LENGTH, error_code=ERROR_LENGTH)
+        if self.candidates:
+            object.__setattr__(self, "candidates", tuple(
+                (reading, key[:ID_LENGTH]) for reading, key in self.candidates))
+
+
+@dataclass(frozen=True, slots=True)
+class PartResent:
+    """A part with no response is sent again (after a lost connection, an unbind, or
+    a timeout, as the SMSC's wait_ack_expire says): the history records it."""
+
+    message_id: str
+    part_no: int
+    smsc: str
+    reason: str
+    retry: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _cut(self, reason=ERROR_LENGTH)
+
+
+@dataclass(frozen=True, slots=True)
+class LearnIdMode:
+    """An SMSC's receipt id reading is learnt: keep it across restarts, and match the
+    receipts that waited for it."""
+
+    smsc: str
+    source: str  # tlv | text
+    reading: str  # message_id.Reading
+    retry: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)
 class FragmentSeen:
-    """One inbound deliver_sm (an MO or one part of one). Result: the row id, or
+    """One inbound deliver_sm (an MO or one part of one). Result: True when kept,
     None when it is a redelivery of one already kept."""
 
     smsc: str
@@ -154,7 +192,14 @@ class FragmentSeen:
 
 @dataclass(frozen=True, slots=True)
 class InboundComplete:
-    """All fragments of an MO are kept: store the message and link its fragments."""
+    """All fragments of an MO are in: store the message, routed to its account
+    (smppd.store.inbound_routing), and link its fragments. `fragment`: the part that
+    completes it, kept in the same transaction (its deliver_sm is answered after the
+    commit, so routing happens before the ack); None when the parts were all kept
+    before (reassembly after a restart). Fragments are linked by `fragment_ids` and by
+    `fragment_keys` (their dedupe keys: a part written in this same batch has no id
+    yet). A message whose fragments are all linked already is not stored twice.
+    Result: InboundStored, or None when `fragment` was a redelivery."""
 
     smsc: str
     source: str
@@ -165,7 +210,15 @@ class InboundComplete:
     parts: int
     tlvs: str | None
     fragment_ids: tuple[int, ...] = ()
-    retry: ClassVar[bool] = True
+    fragment: FragmentSeen | None = None
+    fragment_keys: tuple[str, ...] = ()
+    received_at: float | None = None  # when the completing part came (votes' time)
+
+    @property
+    def retry(self) -> bool:
+        """With its completing part, the SMSC redelivers what is not kept; without
+        one, the parts are kept already and only the message is to be written."""
+        return self.fragment is None
 
     def __post_init__(self) -> None:
         _cut(self, source=ADDRESS_LENGTH, destination=ADDRESS_LENGTH)
@@ -270,7 +323,7 @@ class LedgerEntry:
 
 Operation = (Accept | LedgerEntry | CreateJob | Warm | PurgePending | FinishJob | AbortJob
              | SetJobState | StopJob | PartSubmitted | PartFailed | PartUnknown | LateId
-             | ReceiptSeen | FragmentSeen | InboundComplete)
+             | PartResent | LearnIdMode | ReceiptSeen | FragmentSeen | InboundComplete)
 
 
 class InsufficientBalance(Exception):

@@ -11,14 +11,21 @@ from .. import status as vocabulary
 from ..status import Status
 from . import ledger, receipts
 from . import schema as t
-from .operations import LateId, PartFailed, PartSubmitted, PartUnknown, ReceiptSeen
+from .operations import (
+    LateId,
+    PartFailed,
+    PartResent,
+    PartSubmitted,
+    PartUnknown,
+    ReceiptSeen,
+)
 from .sql import BulkInsert, BulkUpdate
 
 if TYPE_CHECKING:
     from .batch import BatchContext
     from .cache import MessageState
 
-KINDS = (PartSubmitted, LateId, PartUnknown, PartFailed, ReceiptSeen)
+KINDS = (PartSubmitted, LateId, PartUnknown, PartFailed, PartResent, ReceiptSeen)
 # Parts the SMSC accepted (charged by the carrier): never refunded.
 ACCEPTED_PART = frozenset({Status.SUBMITTED, Status.DELIVERED, Status.UNDELIVERED,
                            Status.EXPIRED, Status.UNKNOWN, Status.DELETED})
@@ -28,8 +35,12 @@ INSERT_EVENT = BulkInsert(t.message_events, ("message_id", "part_no", "status", 
 PART_SUBMITTED = BulkUpdate(t.parts, ("message_id", "part_no"), {
     "smsc": "", "smsc_id": "", "smsc_key": "", "status": "", "submitted_at": "",
     "updated_at": ""})
+# A late response names the part only if nothing else did (a resend's id may be there);
+# its id is also kept as an alias, so a receipt for either attempt settles the part.
 PART_ID = BulkUpdate(t.parts, ("message_id", "part_no"), {
-    "smsc": "", "smsc_id": "", "smsc_key": "", "updated_at": ""})
+    "smsc": "COALESCE(parts.smsc, {})", "smsc_id": "COALESCE(parts.smsc_id, {})",
+    "smsc_key": "COALESCE(parts.smsc_key, {})", "updated_at": ""})
+INSERT_ALIAS = BulkInsert(t.part_aliases, ("smsc", "smsc_key", "message_id", "part_no"))
 PART_STATUS = BulkUpdate(t.parts, ("message_id", "part_no"), {
     "status": "", "error_code": "COALESCE({}, parts.error_code)",
     "smsc": "COALESCE({}, parts.smsc)", "updated_at": ""})
@@ -45,6 +56,7 @@ class Changes:
     def __init__(self) -> None:
         self.part_submitted: list[tuple[Any, ...]] = []
         self.part_id: list[tuple[Any, ...]] = []
+        self.aliases: list[tuple[Any, ...]] = []
         self.part_status: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.touched: dict[str, str | None] = {}  # message id -> newest error in batch
@@ -75,16 +87,19 @@ def apply(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None
     for op in failed:
         _part_status(ctx, op.message_id, op.part_no, op.status, op.error_code, op.smsc,
                      changes)
-    seen = of(ReceiptSeen)
+    changes.events.extend((op.message_id, op.part_no, Status.QUEUED, op.reason, ctx.stamp)
+                          for op in of(PartResent))
+    seen = list(by_kind.get(ReceiptSeen, ()))
     if ctx.memory.pending_receipts and (responses or late):
-        seen = receipts.take_pending(ctx, {(op.smsc, op.smsc_key)
-                                           for op in responses + late}) + seen
+        seen = [(receipts.LEARNT, op) for op in receipts.take_pending(
+            ctx, {(op.smsc, op.smsc_key) for op in responses + late})] + seen
     if seen:
         for message_id, part_no, status, error in receipts.match(ctx, seen):
             _part_status(ctx, message_id, part_no, status, error, None, changes)
     run = ctx.sql.run
     run(ctx.conn, PART_SUBMITTED, changes.part_submitted)
     run(ctx.conn, PART_ID, changes.part_id)
+    run(ctx.conn, INSERT_ALIAS, changes.aliases)
     if changes.touched:
         _settle(ctx, changes)
     run(ctx.conn, PART_STATUS, changes.part_status)
@@ -112,6 +127,7 @@ def _late_id(ctx: BatchContext, op: LateId, changes: Changes) -> None:
     ctx.cache.add_key(state, (op.smsc, op.smsc_key), op.message_id, op.part_no)
     changes.part_id.append((op.message_id, op.part_no, op.smsc, op.smsc_id, op.smsc_key,
                             ctx.stamp))
+    changes.aliases.append((op.smsc, op.smsc_key, op.message_id, op.part_no))
 
 
 def _part_status(ctx: BatchContext, message_id: str, part_no: int, incoming: str,

@@ -234,3 +234,9 @@ def ledger(conn: Connection, account_id: int, limit: int = 100) -> list[dict[str
              "created_by": row.created_by, "created_at": _iso(row.created_at)}
             for row in conn.execute(select(t.ledger_entries).where(e.account_id == account_id)
                                     .order_by(e.id.desc()).limit(limit))]
+
+
+def id_modes(conn: Connection) -> list[tuple[str, str, str]]:
+    """Learnt receipt id readings: (smsc, source, reading)."""
+    m = t.smsc_id_modes.c
+    return [tuple(row) for row in conn.execute(select(m.smsc, m.source, m.reading))]

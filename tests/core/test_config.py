@@ -1,5 +1,6 @@
 """Configuration: every class of mistake gives one line naming the file, the key
-path and what was expected; `smppd check-config` prints the same and exits 1."""
+path and what was expected; `smppd check-config` prints the same and exits 78
+(EX_CONFIG, which the unit's RestartPreventExitStatus= names)."""
 
 from __future__ import annotations
 
@@ -187,10 +188,10 @@ def test_a_missing_file(tmp_path: Path) -> None:
     assert "cannot read" in str(caught.value)
 
 
-def test_check_config_prints_the_same_lines_and_exits_1(
+def test_check_config_prints_the_same_lines_and_exits_78(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, edit(lambda d: d["smscs"][0].update(window="wide")))
-    assert cli.main(["check-config", "--config", str(path)]) == 1
+    assert cli.main(["check-config", "--config", str(path)]) == config.EXIT_CONFIG == 78
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"{path}: smscs[0].window: expected a whole number, got a string 'wide'"]
     good = write(tmp_path, VALID)
@@ -198,9 +199,9 @@ def test_check_config_prints_the_same_lines_and_exits_1(
     assert "OK" in capsys.readouterr().out
 
 
-def test_run_with_a_bad_config_exits_1_without_traceback(
+def test_run_with_a_bad_config_exits_78_without_traceback(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, edit(lambda d: d.pop("smscs")))
-    assert cli.main(["run", "--config", str(path)]) == 1
+    assert cli.main(["run", "--config", str(path)]) == config.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "smscs: missing required value" in err and "Traceback" not in err

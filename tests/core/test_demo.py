@@ -17,8 +17,11 @@ def test_demo_sends_every_kind_and_writes_a_report(tmp_path: Path) -> None:
     assert "final   60/60" in done.stdout
     with (folder / "demo-report.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 60
-    assert {row["status"] for row in rows} == {"delivered", "undelivered", "expired"}
+    sent = [row for row in rows if row["ref_id"]]  # the rest: replies to the MO votes
+    assert len(sent) == 60
+    assert {row["status"] for row in sent} == {"delivered", "undelivered", "expired"}
+    assert "poll 'Ice cream': 4 accepted of 6" in done.stdout
+    assert "refused: over_limit 1, unknown_option 1" in done.stdout
     assert {row["encoding"] for row in rows} == {"gsm", "ucs2"}
     assert any(int(row["parts"]) > 1 for row in rows)
     assert all(row["smsc_ids"] for row in rows)

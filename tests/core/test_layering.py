@@ -15,23 +15,23 @@ PACKAGE = Path(__file__).parents[2] / "smppd"
 
 # room (a subpackage or a top-level module of smppd) -> floor
 FLOORS = {
-    "status": 0, "ids": 0, "ratelog": 0,
-    "throttle": 1,
+    "status": 0, "ids": 0, "ratelog": 0, "logs": 0, "checks": 0,
+    "throttle": 1, "inbound": 1,
     "protocol": 1,
-    "store": 2, "mail": 2,
+    "store": 2,
     "config": 3,
     "fake_smsc": 3,
-    "api": 4,
-    "reports": 5, "inbound": 5, "callbacks": 5, "portal": 6,
+    "api": 4, "mail": 4,
+    "reports": 5, "callbacks": 5, "portal": 6,
     "daemon": 7,
-    "admin": 8, "logs": 8, "demo": 8,
+    "admin": 8, "demo": 8,
     "cli": 9,
 }
 # Rooms a room must never import, whatever their floors.
 FORBIDDEN = {
     "protocol": {"store", "api", "throttle", "reports", "daemon", "config", "inbound",
                  "callbacks", "portal"},
-    "store": {"api", "daemon", "throttle", "protocol", "config"},
+    "store": {"api", "daemon", "throttle", "config"},
     "throttle": {"protocol", "store", "api", "daemon"},
 }
 

@@ -128,9 +128,32 @@ def test_throttling_is_retried_and_counted(start_daemon: Any) -> None:
     assert throttled and float(throttled[0].split()[-1]) >= 4
 
 
-def test_swallowed_response_is_unknown_billed_once_not_resent(start_daemon: Any) -> None:
-    """Checklist 7: no response -> `unknown`, charged once, no blind resend."""
+def test_swallowed_response_is_resent_after_a_rebind_and_billed_once(
+        start_daemon: Any) -> None:
+    """Checklist 7, the default (wait_ack_expire: reconnect, as Kannel's 0x00): no
+    response within the timeout drops the bind, and the part goes out again after
+    the next bind; the history says so, the balance is charged once."""
     running = start_daemon(smsc={"response_timeout": 0.3})
+    running.smsc.behaviour.swallow = {1}
+    _, before = running.client.request("GET", "/v1/account")
+    _, body = running.client.send()
+    final = running.client.wait_status(body["id"], "delivered")
+    assert len(running.smsc.submits) == 2 and len(running.smsc.binds) == 2
+    resent = [h for h in final["history"] if (h["error_code"] or "").startswith("resent")]
+    assert [(h["status"], h["part"]) for h in resent] == [("queued", 1)]
+    assert resent[0]["error_code"] == "resent: no response within 0.3 s" and resent[0]["at"]
+    _, after = running.client.request("GET", "/v1/account")
+    assert before["balance"] - after["balance"] == body["points"]
+    assert _metric(running, 'smppd_resent_total{cause="timeout",smsc="carrier-a"}') == 1
+
+
+def test_never_resend_leaves_unknown_even_past_the_longest_retry_delay(
+        start_daemon: Any) -> None:
+    """Checklist 7 with wait_ack_expire: never: `unknown`, charged once, and never
+    sent again: checked after the longest retry and reconnect delays have passed."""
+    import time
+
+    running = start_daemon(smsc={"response_timeout": 0.3, "wait_ack_expire": "never"})
     running.smsc.behaviour.swallow = {1}
     running.smsc.behaviour.receipts = False
     _, before = running.client.request("GET", "/v1/account")
@@ -139,8 +162,16 @@ def test_swallowed_response_is_unknown_billed_once_not_resent(start_daemon: Any)
     assert final["refunded"] == 0
     _, after = running.client.request("GET", "/v1/account")
     assert before["balance"] - after["balance"] == body["points"]
-    call(lambda: None)
-    assert len(running.smsc.submits) == 1
+    time.sleep(2 * 0.5 + 0.5)  # retry max and reconnect max are 0.5 s here
+    assert len(running.smsc.submits) == 1 and len(running.smsc.binds) == 1
+
+
+def _metric(running: Any, sample: str) -> float:
+    _, text = running.client.request("GET", "/metrics")
+    for line in text.splitlines() if isinstance(text, str) else []:
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def test_messages_wait_while_unbound_and_go_at_bind(start_daemon: Any) -> None:

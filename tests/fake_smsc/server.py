@@ -37,7 +37,7 @@ class Behaviour:
     credentials: dict[str, str] | None = None  # system_id -> password; None accepts any
     system_type: str | None = None  # required system_type, if set
     bind_status: int | None = None  # answer every bind with this status
-    id_format: str = "dec"  # dec | hex | hexpad | uuid | big (20 digits)
+    id_format: str = "dec"  # dec | hex | hexpad | hexlower | uuid | big (20 digits)
     receipt_id_format: str | None = None  # id format in receipts; None = as id_format
     receipts: bool = True
     receipt_delay: float = 0.0
@@ -56,6 +56,9 @@ class Behaviour:
     nack_status: int = c.ESME_RINVCMDID
     swallow: set[int] = field(default_factory=set)  # submit ordinals never answered
     drop_after_pdus: int | None = None  # one-shot: close after receiving this many PDUs
+    # Every connection: on its Nth submit, close without answering it; what the ESME
+    # sent after it in the same read is never processed (it sat in the receive buffer).
+    drop_every: int = 0
     unbind_after_pdus: int | None = None  # one-shot: send unbind after this many PDUs
     answer_enquire_link: bool = True
     charset: CharsetProfile = field(default_factory=CharsetProfile)
@@ -84,6 +87,7 @@ class SmscProtocol(Protocol):
         self.bound_as: str | None = None  # bind command
         self.system_id = ""
         self.pdus_received = 0
+        self.submits_received = 0  # on this connection
         self.pending_responses = 0
         self.held: list[Pdu] = []
         self._sequence = itertools.count(1)
@@ -206,6 +210,16 @@ class SmscProtocol(Protocol):
         if self.bound_as not in ("bind_transceiver", "bind_transmitter"):
             self.send(codec.response_to(pdu, c.ESME_RINVBNDSTS))
             return
+        self.submits_received += 1
+        every = self.smsc.behaviour.drop_every
+        if every and self.submits_received % every == 0:
+            # Processed (it reaches the SMSC's records, so a resend is a duplicate),
+            # never answered, and the connection goes with the rest of the buffer.
+            self.smsc.submits.append(SubmitRecord(pdu, None, -1, self.system_id))
+            self.smsc.drops += 1
+            self.open = False
+            self.transport.loseConnection()  # the answers already written still go
+            return
         self.smsc.handle_submit(self, pdu)
 
     on_data_sm = on_submit_sm
@@ -225,10 +239,12 @@ class FakeSmsc(Factory):
         self.nacks_received: list[Pdu] = []
         self.deliver_responses: dict[int, int] = {}
         self.receipts_sent = 0
+        self.drops = 0  # connections closed by `drop_every`
         self.enquire_links_received = 0
         self.messages: list[AssembledMessage] = []
         self._reassembler = Reassembler(timeout=600.0)
         self._ids = itertools.count(0xB8BE19)
+        self._next_ids: list[int] = []
         self._stored: list[tuple[str, Pdu]] = []  # receipts waiting for a receiver bind
         self._bucket_tokens = 0.0
         self._bucket_time = 0.0
@@ -245,8 +261,12 @@ class FakeSmsc(Factory):
     # Submit handling --------------------------------------------------------------
 
     def _new_id(self) -> tuple[str, int]:
-        number = next(self._ids)
+        number = self._next_ids.pop(0) if self._next_ids else next(self._ids)
         return self._format_id(number, self.behaviour.id_format), number
+
+    def use_ids(self, numbers: list[int]) -> None:
+        """The next submits get these message ids (in the configured format)."""
+        self._next_ids.extend(numbers)
 
     @staticmethod
     def _format_id(number: int, fmt: str) -> str:
@@ -254,6 +274,8 @@ class FakeSmsc(Factory):
             return f"{number:X}"
         if fmt == "hexpad":
             return f"{number:08X}"
+        if fmt == "hexlower":
+            return f"{number:x}"
         if fmt == "uuid":
             return str(uuid.UUID(int=number))
         if fmt == "big":
@@ -401,7 +423,8 @@ class FakeSmsc(Factory):
         if prefer is not None and prefer.open and prefer.can_receive:
             return prefer
         for connection in self.connections:
-            if connection.can_receive and (system_id is None or connection.system_id == system_id):
+            if connection.open and connection.can_receive and (
+                    system_id is None or connection.system_id == system_id):
                 return connection
         return None
 

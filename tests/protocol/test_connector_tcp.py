@@ -10,7 +10,7 @@ from smppd.protocol import constants as c
 from smppd.protocol import receipts
 from smppd.protocol.command_status import Action, classify_submit
 from smppd.protocol.connector import BindKind, LinkState
-from smppd.protocol.message_id import IdPolicy
+from smppd.protocol.message_id import IdFormat, IdPolicy
 from tests.conftest import call, wait_for
 
 
@@ -129,10 +129,10 @@ def test_hex_response_decimal_receipt(smsc: FakeSmsc, connect) -> None:  # type:
     resp_id = listener.results["m1"].message_id
     receipt = receipts.parse(listener.delivers[0])
     assert (resp_id, receipt.message_id) == ("00B8BE19", "12107289")
-    assert IdPolicy.from_kannel(1).from_response(resp_id) == \
-        IdPolicy.from_kannel(1).from_receipt(receipt.message_id)
-    assert IdPolicy.from_kannel(0).from_response(resp_id) != \
-        IdPolicy.from_kannel(0).from_receipt(receipt.message_id)
+    policy = IdPolicy(IdFormat.HEX, IdFormat.DEC)
+    assert policy.from_response(resp_id) == policy.from_receipt(receipt.message_id)
+    decimal = IdPolicy(IdFormat.DEC, IdFormat.DEC)
+    assert decimal.from_response(resp_id) != decimal.from_receipt(receipt.message_id)
 
 
 def test_big_and_uuid_ids_round_trip(smsc: FakeSmsc, connect) -> None:  # type: ignore[no-untyped-def]

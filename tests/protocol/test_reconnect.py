@@ -51,7 +51,7 @@ def test_reconnect_attempts_spread_and_are_capped() -> None:
                                  reconnect=ReconnectPolicy(1.0, 8.0, 2.0))
         connectors.append(Connector(
             config, RecordingListener(), clock, backoff,
-            lambda _config, _reactor, index=index: RefusingEndpoint(clock, attempts[index])))
+            lambda _config, _reactor, _tls, index=index: RefusingEndpoint(clock, attempts[index])))
     for connector in connectors:
         connector.start()
     for _ in range(400):

@@ -19,6 +19,7 @@ from smppd.protocol.session import (
     DeliverReceived,
     EsmeSession,
     LateResponse,
+    NoResponse,
     ProtocolError,
     SessionConfig,
     SessionError,
@@ -127,7 +128,8 @@ def test_response_timeout_means_unknown_and_late_response_is_reported() -> None:
     seq = peer.submit("m1")
     peer.sent()
     assert peer.advance(4.9) == []
-    assert peer.advance(0.2) == [SubmitUnknown("m1", "no response within 5 s")]
+    assert peer.advance(0.2) == [SubmitUnknown("m1", "no response within 5 s",
+                                               NoResponse.TIMEOUT)]
     assert peer.sent() == []  # nothing was resent
     assert peer.feed(Pdu("submit_sm_resp", seq, 0, {"message_id": "77"})) == [
         LateResponse("m1", 0, "77")]
@@ -189,7 +191,7 @@ def test_smsc_unbind_is_answered_and_in_flight_reported_unknown() -> None:
     (resp,) = peer.sent()
     assert (resp.command, resp.sequence) == ("unbind_resp", 9)
     assert events[0] == UnbindReceived()
-    assert SubmitUnknown("a", "unbound by the SMSC", declined=True) in events
+    assert SubmitUnknown("a", "unbound by the SMSC", NoResponse.UNBOUND) in events
     with pytest.raises(SessionError):
         peer.submit("b")
 

@@ -181,7 +181,8 @@ def test_mo_fragments_are_deduplicated(store: Store) -> None:
     assert first[0] and first[1] and first[2] is None
     assert store.apply(fragment(2)) == [None]
     inbound = store.apply(ops.InboundComplete("smsc", "48500100200", "1234", 0, "part 1part 2",
-                                              b"part 1part 2", 2, None, first[:2]))
+                                              b"part 1part 2", 2, None, (), None,
+                                              ("key-1", "key-2")))
     assert inbound[0]
     with store.engine.connect() as conn:
         assert queries.unassembled_fragments(conn, 3600) == []

@@ -54,17 +54,20 @@ retry:
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, http_port: int) -> None:
+    def __init__(self, config: Path, http_port: int,
+                 launcher: list[str] | None = None) -> None:
         self.config = config
         self.http_port = http_port
         self.log = config.parent / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # What runs `smppd run --config PATH` (a wrapper may restrict the process first).
+        self.launcher = launcher or [sys.executable, "-m", "smppd.cli"]
 
     def start(self, timeout: float = 30.0, extra_env: dict[str, str] | None = None) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "smppd.cli", "run", "--config", str(self.config)],
+                [*self.launcher, "run", "--config", str(self.config)],
                 stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

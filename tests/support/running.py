@@ -25,7 +25,7 @@ TOKEN_B = "token-of-account-b-0002"
 def settings_dict(database: str, smsc_port: int, **overrides: Any) -> dict[str, Any]:
     smsc = {"name": "carrier-a", "host": "127.0.0.1", "port": smsc_port,
             "system_id": "acme", "password": "secret", "window": 20,
-            "response_timeout": 5}
+            "response_timeout": 5, "reconnect": {"initial": 0.05, "max": 0.5}}
     smsc.update(overrides.pop("smsc", None) or {})
     data = {
         "database": database,

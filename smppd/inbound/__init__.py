@@ -1,0 +1,1 @@
+"""Inbound numbers: pool, MO routing by prefix, polls, auto-reply, forwarding, phonebook."""
