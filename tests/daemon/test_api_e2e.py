@@ -8,6 +8,7 @@ from typing import Any
 
 from smppd.protocol import constants as c
 from tests.conftest import call, wait_for
+from tests.support.peer import record_commands
 from tests.support.running import TOKEN_B, Client
 
 
@@ -350,12 +351,19 @@ def test_smsc_unbind_mid_burst_sends_the_unanswered_again(start_daemon: Any) -> 
     ids = [running.client.send(to=f"+485001007{i:02d}", text=f"burst {i}")[1]["id"]
            for i in range(10)]
     wait_for(lambda: len(smsc.received) >= 10, what="submits in flight")
+    first = smsc.connections[0]
+    seen = record_commands(first, "submit_sm", "unbind_resp")
+    # More work arrives while the SMSC unbinds: it must not go out on that bind.
+    more = [running.client.send(to=f"+485001008{i:02d}", text=f"more {i}")[1]["id"]
+            for i in range(5)]
     call(smsc.unbind_all)
     smsc.behaviour.response_delay = 0.0
-    for message_id in ids:
+    for message_id in ids + more:
         assert running.client.wait_status(message_id, "delivered", timeout=15)
-    unbind_responses = [p for p in smsc.received if p.command == "unbind_resp"]
-    assert unbind_responses
+    assert "unbind_resp" in seen
+    after = seen[seen.index("unbind_resp") + 1:]
+    assert "submit_sm" not in after, f"submits on the unbound bind: {after}"
+    assert first not in smsc.connections
 
 
 def test_end_to_end_on_postgresql(start_daemon: Any) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import call, wait_for
+from tests.support.peer import record_submit_times
 from tests.support.running import TOKEN_B
 
 
@@ -191,14 +192,19 @@ def test_a_single_message_does_not_wait_behind_a_job(start_daemon: Any) -> None:
 
 
 def test_a_scheduled_job_waits_for_its_start(start_daemon: Any) -> None:
+    """Nothing reaches the SMSC before `start_at` (each submit is timed where it
+    arrives, on the same clock as the daemon's), and all of it after."""
     running = start_daemon()
     client, smsc = running.client, running.smsc
-    start = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
-    _, job = _job(client, _numbers(5), text="later", start_at=start)
+    arrived = record_submit_times(smsc)
+    start = datetime.now(UTC) + timedelta(seconds=1.5)
+    _, job = _job(client, _numbers(5), text="later", start_at=start.isoformat())
     assert job["state"] == "scheduled"
-    assert smsc.submits == []
     final = _wait_state(client, job["id"], "completed")
     assert final["counts"] == {"delivered": 5}
+    assert len(arrived) == 5
+    assert min(arrived) >= start.timestamp(), \
+        f"the first submit came {start.timestamp() - min(arrived):.3f} s before start_at"
 
 
 def test_jobs_are_per_account(start_daemon: Any) -> None:

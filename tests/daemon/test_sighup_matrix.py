@@ -17,6 +17,7 @@ import yaml
 from smppd.fake_smsc import Behaviour, FakeSmsc
 
 from tests.conftest import call, wait_for
+from tests.support.peer import record_submit_times
 from tests.support.process import TOKEN, DaemonProcess, free_port, post_many, query
 from tests.support.running import Client
 
@@ -38,19 +39,6 @@ def _listening(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _submit_times(smsc: FakeSmsc) -> list[float]:
-    """When each submit_sm reached the fake SMSC (its reactor clock), from now on."""
-    times: list[float] = []
-    handle = smsc.handle_submit
-
-    def timed(connection: Any, pdu: Any) -> None:
-        times.append(smsc.reactor.seconds())
-        handle(connection, pdu)
-
-    smsc.handle_submit = timed  # type: ignore[method-assign]
-    return times
 
 
 def _texts(smsc: FakeSmsc) -> list[str]:
@@ -110,7 +98,7 @@ def test_sighup_matrix(smsc: FakeSmsc, tmp_path: Path) -> None:
         assert (status, body["field"]) == (400, "to")  # the routes now cover +48 only
 
         # The new throughput, measured where it matters: at the SMSC.
-        times = _submit_times(smsc)
+        times = record_submit_times(smsc)
         accepted = post_many(http_port, [f"paced {i}" for i in range(60)], connections=10)
         assert len(accepted) == 60
         wait_for(lambda: len(times) >= 60, timeout=30, what="60 submits at carrier-a")
