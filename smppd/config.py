@@ -26,6 +26,7 @@ from .protocol.constants import STATUS_CODES
 from .protocol.message_id import IdFormat
 from .protocol.segmentation import MAX_PARTS_LIMIT, SplitMode
 from .store.limits import StoreLimits
+from .throttle.rate import Pacing
 
 _VARIABLE = re.compile(r"\$\{(?:cred:([A-Za-z0-9_.@-]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}")
 # sysexits.h EX_CONFIG: what `smppd run` and `check-config` exit with for a
@@ -130,6 +131,7 @@ class Settings:
     auto_replies_per_hour: int = 5
     smtp: SmtpSettings | None = None
     store: StoreLimits = field(default_factory=StoreLimits)  # bounds on database waits
+    throttle: Pacing = field(default_factory=Pacing)  # the adaptive rate's timing
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -310,7 +312,7 @@ _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "b
               "receipt_policy", "response_timeout", "enquire_link_interval",
               "throttle_policy", "status_overrides", "wait_ack_expire", "reconnect"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry", "inbound_numbers", "inbound", "smtp", "store"}
+             "retry", "inbound_numbers", "inbound", "smtp", "store", "throttle"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -470,6 +472,19 @@ def _read_store(r: _Reader, data: Any) -> StoreLimits:
     return StoreLimits(**seconds, **counts)
 
 
+def _read_throttle(r: _Reader, data: Any) -> Pacing:
+    """`throttle:` how the adaptive rate holds and recovers (smppd.throttle.rate)."""
+    default = Pacing()
+    data = r.section(data or {}, "throttle", set(default.__dataclass_fields__))
+    values = {name: r.get(data, "throttle", name, _number, getattr(default, name), low=0.001)
+              for name in default.__dataclass_fields__}
+    if values["pause_max"] < values["pause_base"]:
+        r.problem("throttle.pause_max", f"expected at least pause_base "
+                  f"({values['pause_base']:g}), got {values['pause_max']:g}")
+        values["pause_max"] = values["pause_base"]
+    return Pacing(**values)
+
+
 def parse(data: Any, path: str = "<config>") -> Settings:
     """Validate parsed YAML into Settings; raises ConfigError listing every problem."""
     r = _Reader(path)
@@ -556,6 +571,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
                                     low=0, high=10_000),
         smtp=smtp,
         store=_read_store(r, top.get("store")),
+        throttle=_read_throttle(r, top.get("throttle")),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -142,7 +142,7 @@ class Daemon:
         self._expiry = task.LoopingCall(self.listener.expire)
         self._expiry.start(60.0, now=False)
         self._ticker = task.LoopingCall(self.dispatcher.tick)
-        self._ticker.start(1.0, now=False)
+        self._ticker.start(self.settings.throttle.recovery_interval, now=False)
         self._purger = task.LoopingCall(self._purge)
         self._purger.start(3600.0, now=True)
         self.accepting = True
@@ -170,7 +170,8 @@ class Daemon:
         connector = Connector(connector_config(smsc), self.listener, self.reactor,
                               reconnect_backoff)
         self.connectors[smsc.name] = connector
-        self.dispatcher.add_channel(Channel(smsc, connector, self.reactor.seconds()))
+        self.dispatcher.add_channel(Channel(smsc, connector, self.reactor.seconds(),
+                                            self.settings.throttle))
         connector.start()
 
     def _reload_fragment(self, row: Any) -> None:
@@ -293,9 +294,10 @@ class Daemon:
         if settings.database != self.settings.database:
             changes.append("database: needs a restart (ignored)")
             settings = replace(settings, database=self.settings.database)
-        if settings.store != self.settings.store:
-            changes.append("store: needs a restart (ignored)")
-            settings = replace(settings, store=self.settings.store)
+        for key in ("store", "throttle"):
+            if getattr(settings, key) != getattr(self.settings, key):
+                changes.append(f"{key}: needs a restart (ignored)")
+                settings = replace(settings, **{key: getattr(self.settings, key)})
         if (settings.http_listen_host, settings.http_listen_port) != (
                 self.settings.http_listen_host, self.settings.http_listen_port):
             changes.append("http.listen: needs a restart (ignored)")

@@ -34,6 +34,9 @@ def settings_dict(database: str, smsc_port: int, **overrides: Any) -> dict[str, 
         "accounts": [{"name": "acme", "token": TOKEN_A, "balance": 100_000},
                      {"name": "other", "token": TOKEN_B, "balance": 100}],
         "retry": {"initial": 0.05, "max": 0.5},
+        # Throttling paced for tests: holds and recovery steps in tens of milliseconds,
+        # not the seconds a carrier needs (smppd.throttle.rate.Pacing).
+        "throttle": {"pause_base": 0.01, "pause_max": 0.2, "recovery_interval": 0.05},
     }
     data.update(overrides)
     return data
