@@ -28,6 +28,7 @@ from smppd.protocol.connector import (
     TlsConfig,
 )
 from smppd.protocol.session import SessionConfig
+from tests.support.polling import until
 
 # The running-daemon fixtures (start_daemon, Client) serve every test package.
 pytest_plugins = ("tests.support.running",)
@@ -42,11 +43,7 @@ def _ensure_reactor() -> None:
     _thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
                                name="reactor", daemon=True)
     _thread.start()
-    deadline = time.monotonic() + 10
-    while not reactor.running:
-        if time.monotonic() > deadline:
-            raise RuntimeError("reactor did not start")
-        time.sleep(0.005)
+    until(lambda: reactor.running, 10, "the reactor to start", interval=0.005)
 
 
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -57,14 +54,8 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
     """Poll predicate on the reactor thread until truthy; fail with `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = call(predicate)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.01)
+    return until(lambda: call(predicate), timeout, what or getattr(predicate, "__name__", ""),
+                 interval=0.01)
 
 
 def sleep(seconds: float) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.conftest import call, wait_for
 from tests.support.peer import record_submit_times
+from tests.support.polling import until
 from tests.support.running import TOKEN_B
 
 
@@ -31,24 +32,20 @@ def _get(client: Any, job_id: str) -> dict[str, Any]:
 
 
 def _wait_state(client: Any, job_id: str, state: str, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = _get(client, job_id)
-        if job["state"] == state:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job is {job['state']}, not {state}: {job}")
-        time.sleep(0.05)
+    seen: dict[str, Any] = {}
+
+    def reached() -> Any:
+        seen.update(_get(client, job_id))
+        return dict(seen) if seen["state"] == state else None
+
+    return until(reached, timeout, f"job {job_id} to be {state}", interval=0.05,
+                 detail=lambda: f"it is {seen.get('state')}: {seen}")
 
 
 def _until(predicate: Any, what: str, timeout: float = 20) -> None:
     """Poll from the test thread (HTTP calls cannot run on the reactor thread the way
     wait_for runs its predicate)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    until(predicate, timeout, what, interval=0.05)
 
 
 def _sent_texts(smsc: Any) -> list[str | None]:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.support.faults import fresh_postgres
+from tests.support.polling import until
 from tests.support.process import TOKEN, DaemonProcess, free_port, query, write_config
 from tests.support.running import Client
 
@@ -84,10 +85,9 @@ def test_kill_9_in_the_middle_of_a_job_then_restart(smsc: Any, tmp_path: Path,
         jobs.client.close()
         restarted.start()
         jobs = Jobs(http_port)
-        deadline = time.monotonic() + 120
-        while jobs.get(ids["running"])["state"] != "completed":
-            assert time.monotonic() < deadline, "the running job did not complete"
-            time.sleep(0.1)
+        until(lambda: jobs.get(ids["running"])["state"] == "completed", 120,
+              "the running job to complete", interval=0.1,
+              detail=lambda: restarted.log.read_text()[-3000:])
         states = {name: jobs.get(job_id)["state"] for name, job_id in ids.items()}
         time.sleep(0.5)  # a paused or scheduled job that wrongly woke would send by now
         after = {name: sum(_sent(smsc, name).values()) for name in ids}

@@ -30,6 +30,7 @@ from tests.support.faults import (
     postgres_behind_proxy,
     small_filesystem,
 )
+from tests.support.polling import holds
 from tests.support.running import Client
 
 ANSWER_BOUND = 15.0  # seconds; the defaults answer in about 3 (stall_timeout)
@@ -73,16 +74,6 @@ def ready(running: Any) -> bool:
     return call(running.daemon.readiness)[0]
 
 
-def stays(predicate: Callable[[], Any], seconds: float) -> bool:
-    """True when predicate holds at every look for `seconds` (a look every 50 ms)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not call(predicate):
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_a_silent_postgresql_is_answered_within_seconds_and_recovers(
         start_daemon: Any) -> None:
     """Packets dropped, not refused: the proxy keeps every socket open and forwards
@@ -95,7 +86,7 @@ def test_a_silent_postgresql_is_answered_within_seconds_and_recovers(
         client.wait_status(before["id"], "delivered")
         stall = running.daemon.settings.store.stall_timeout
         proxy.silent()
-        assert stays(lambda: running.daemon.readiness()[0], stall + 1.0), \
+        assert holds(lambda: ready(running), stall + 1.0), \
             "an idle daemon must stay ready: nothing waits for the database"
 
         # The first work after the silence began: a POST and a deliver_sm at once.

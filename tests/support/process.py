@@ -11,9 +11,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from tests.support.polling import until
 
 TOKEN = "process-test-token-0123456789"
 
@@ -69,15 +70,16 @@ class DaemonProcess:
             self.process = subprocess.Popen(
                 [*self.launcher, "run", "--config", str(self.config)],
                 stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"smppd exited {self.process.returncode}:\n"
+        process = self.process
+
+        def ready_or_dead() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"smppd exited {process.returncode}:\n"
                                      + self.log.read_text())
-            if self.ready():
-                return
-            time.sleep(0.05)
-        raise AssertionError("smppd did not become ready:\n" + self.log.read_text())
+            return self.ready()
+
+        until(ready_or_dead, timeout, "smppd to become ready", interval=0.05,
+              detail=self.log.read_text)
 
     def ready(self) -> bool:
         try:
