@@ -33,7 +33,7 @@ from ..store import database, queries, recovery
 from ..store import operations as ops
 from ..store.batch import BatchApplier
 from ..store.messages import params_json
-from ..store.writer import Writer
+from ..store.writer import StoreUnavailable, Writer
 from ..throttle.backoff import Backoff
 from .dispatcher import Channel, Dispatcher
 from .inbound import InboundService
@@ -212,8 +212,13 @@ class Daemon:
         even while its thread still waits (a pooled connection's ping on a silent
         server, then a new connection, may take longer): a read changes nothing, so
         giving up on it is safe."""
-        return self._read(fn, *args).addTimeout(self.settings.store.answer_timeout,
-                                                self.reactor)
+        bound = self.settings.store.answer_timeout
+
+        def timed_out(failure: Any) -> Any:
+            failure.trap(defer.TimeoutError)
+            raise StoreUnavailable(f"the database did not answer a read within {bound:g} s")
+
+        return self._read(fn, *args).addTimeout(bound, self.reactor).addErrback(timed_out)
 
     def _load_queued(self, after_id: str, limit: int) -> defer.Deferred[Any]:
         return self._read(queries.load_queued, after_id, limit)
@@ -282,7 +287,9 @@ class Daemon:
         return {"connectors": self.connectors, "queue_depth": self.dispatcher.depth,
                 "id_modes": {name: channel.ids for name, channel
                              in self.dispatcher.channels.items()},
-                "store_backlog": self.writer.backlog, "unsettled": self.dispatcher.unsettled}
+                "store_backlog": self.writer.backlog, "unsettled": self.dispatcher.unsettled,
+                "store_available": self.writer.available,
+                "store_stalled": self.writer.stalled_for()}
 
     # Reload and stop -------------------------------------------------------------------
 

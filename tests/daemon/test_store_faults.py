@@ -110,6 +110,8 @@ def test_a_silent_postgresql_is_answered_within_seconds_and_recovers(
         assert not ready(running)
         _, detail = client.request("GET", "/readyz")
         assert detail["store"] == "unavailable"
+        _, metrics = client.request("GET", "/metrics")
+        assert "smppd_store_available 0.0" in metrics
         print(f"\nsilent PostgreSQL: POST 503 after {api_seconds:.2f} s, deliver_sm "
               f"ESME_RX_T_APPN after {mo_seconds:.2f} s (stall_timeout {stall:g} s); "
               f"then POST 503 after {stalled_seconds:.2f} s, GET 503 after "
