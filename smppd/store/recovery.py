@@ -11,9 +11,12 @@ checkpoint succeeds (it needs room for the database file to grow) the store coun
 as unavailable and the writer tries again later.
 
 In between, a WAL that has grown larger than the room left on its disk is
-checkpointed after a commit, so that a nearly full disk is not filled by the WAL
-alone. PostgreSQL needs none of this (SQLAlchemy drops a broken connection from
-its pool; the server manages its own log), hence `NoRecovery`.
+checkpointed after a commit (PASSIVE: it never waits for readers, so the writer is
+not held; the WAL's frames become reusable and it stops growing), so that a nearly
+full disk is not filled by the WAL alone.
+
+PostgreSQL needs none of this (SQLAlchemy drops a broken connection from its pool;
+the server manages its own log), hence `NoRecovery`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ log = logging.getLogger("smppd.store")
 
 _IO_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN")
 _IO_MESSAGES = ("database or disk is full", "disk i/o error", "unable to open database")
-WAL_FLOOR = 1 << 20  # a WAL below 1 MB is never worth a checkpoint of its own
+WAL_FLOOR = 64 << 10  # a WAL below 64 KB is never worth a checkpoint of its own
 
 
 class Recovery(Protocol):
@@ -69,6 +72,7 @@ class SqliteRecovery:
         self.folder = os.path.dirname(os.path.abspath(database))
         self.checkpoint_due = False
         self.recoveries = 0  # completed, for tests and logs
+        self._guard_failed = False  # said once until a checkpoint succeeds again
 
     def failed(self, exc: BaseException) -> None:
         if not is_io_error(exc):
@@ -85,7 +89,7 @@ class SqliteRecovery:
         if not self.checkpoint_due:
             return None
         try:
-            busy, frames, done = self._checkpoint()
+            busy, frames, done = self._checkpoint("TRUNCATE")
         except Exception as exc:  # still full, or still failing: try again later
             self.engine.dispose()
             return exc
@@ -107,18 +111,23 @@ class SqliteRecovery:
             disk = os.statvfs(self.folder)
         except OSError:
             return
-        if size > disk.f_bavail * disk.f_frsize:
+        if size >= disk.f_bavail * disk.f_frsize:
             try:
-                self._checkpoint()
+                self._checkpoint("PASSIVE")
             except Exception as exc:  # the next write will say what is wrong
-                log.warning("store: WAL checkpoint failed: %s", str(exc).splitlines()[0])
+                if not self._guard_failed:
+                    log.warning("store: WAL checkpoint failed: %s", str(exc).splitlines()[0])
+                self._guard_failed = True
+            else:
+                self._guard_failed = False
 
-    def _checkpoint(self) -> tuple[int, int, int]:
+    def _checkpoint(self, mode: str) -> tuple[int, int, int]:
         """(busy, frames in the WAL, frames copied). On the driver's connection, as
         a checkpoint cannot run inside the transaction SQLAlchemy would begin."""
+        assert mode in ("PASSIVE", "TRUNCATE")
         with self.engine.connect() as conn:
             raw: Any = conn.connection.dbapi_connection
-            row = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            row = raw.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
 

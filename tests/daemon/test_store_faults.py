@@ -316,3 +316,28 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def test_sqlite_on_a_nearly_full_disk_keeps_its_wal_within_the_room_left(
+        start_daemon: Any, tmp_path: Path) -> None:
+    """1 MB left on a 3 MB filesystem: the WAL, which SQLite checkpoints by itself
+    only at 4 MB, would fill it within a few hundred messages. Checkpointed once it
+    outgrows the room beside it, it stops growing and no write fails."""
+    with small_filesystem(tmp_path / "small", "3m") as folder:
+        running = start_daemon(database=f"sqlite:///{folder / 'smppd.db'}")
+        ballast = Ballast(folder / "ballast")
+        ballast.fill()
+        with (folder / "ballast").open("r+b") as file:  # give 1 MB back
+            file.truncate(max(0, (folder / "ballast").stat().st_size - (1 << 20)))
+        client = patient(running)
+        ids, largest_wal = [], 0
+        for i in range(300):
+            status, body = client.send(to=f"+485001012{i % 100:02d}", text=f"tight {i}")
+            assert status == 201, (i, body)
+            ids.append(body["id"])
+            largest_wal = max(largest_wal, _size(folder / "smppd.db-wal"))
+        for message_id in ids:
+            client.wait_status(message_id, "delivered", timeout=30)
+        print(f"\nnearly full disk: 300 messages with 1 MB free, the WAL at most "
+              f"{largest_wal} bytes, no write refused")
+        assert largest_wal < 2 << 20

@@ -41,6 +41,13 @@ def test_a_silent_server_ends_the_wait_and_the_engine_reconnects_after() -> None
         try:
             with engine.connect() as conn:
                 assert conn.execute(text("SHOW statement_timeout")).scalar() == "1s"
+                parameters = conn.connection.dbapi_connection.info.get_parameters()
+                assert {key: parameters.get(key) for key in (
+                    "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                    "keepalives_count", "tcp_user_timeout")} == {
+                    "connect_timeout": "2", "keepalives": "1", "keepalives_idle": "5",
+                    "keepalives_interval": "2", "keepalives_count": "3",
+                    "tcp_user_timeout": "5000"}
                 proxy.silent()
                 started = time.monotonic()
                 with pytest.raises(OperationalError, match="did not answer within 2 s"):
