@@ -132,6 +132,9 @@ class Writer:
 
     @property
     def stalled(self) -> bool:
+        # Fast path for the hot put(): a recent commit means nothing is overdue.
+        if self.clock() - self.last_commit <= self.stall_timeout:
+            return False
         return self.stalled_for() > self.stall_timeout
 
     @property
