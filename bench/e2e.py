@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -70,6 +71,18 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
             return probe.connect_ex(("127.0.0.1", port)) == 0
 
     until(listening, timeout, f"something listening on 127.0.0.1:{port}", interval=0.05)
+
+
+def start_pair(folder: Path, smsc_port: int, config: Path) -> tuple[Any, Any, Any]:
+    """The fake SMSC and `smppd run` as their own processes: (smsc, daemon, log file)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    smsc = subprocess.Popen([sys.executable, "-m", "smppd.cli", "--log-level", "warning",
+                             "fake-smsc", "--port", str(smsc_port)], env=env)
+    wait_port(smsc_port)
+    log = (folder / "daemon.log").open("w")
+    daemon = subprocess.Popen([sys.executable, "-m", "smppd.cli", "run", "--config",
+                               str(config)], env=env, stderr=log)
+    return smsc, daemon, log
 
 
 async def post_all(port: int, count: int, connections: int) -> tuple[float, int]:
@@ -125,13 +138,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="smppd-bench-"))
     smsc_port, http_port = free_port(), free_port()
     config = write_config(folder, smsc_port, http_port, args.window)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    smsc = subprocess.Popen([sys.executable, "-m", "smppd.cli", "--log-level", "warning",
-                             "fake-smsc", "--port", str(smsc_port)], env=env)
-    wait_port(smsc_port)
-    log = (folder / "daemon.log").open("w")
-    daemon = subprocess.Popen([sys.executable, "-m", "smppd.cli", "run", "--config",
-                               str(config)], env=env, stderr=log)
+    smsc, daemon, log = start_pair(folder, smsc_port, config)
     try:
         wait_port(http_port)
         time.sleep(0.5)  # bind

@@ -50,7 +50,7 @@ def recipient(value: Any, field: str = "to") -> tuple[str, str | None]:
         if number is None or not phonenumbers.is_valid_number(number):
             raise ApiError(400, f"{text!r} is not a valid number for its country", field)
     digits = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
-    typed = "".join(ch for ch in text if ch.isdigit())
+    typed = "".join(ch for ch in text if ch in "0123456789")
     if digits != typed:
         # phonenumbers dropped a trunk prefix (+7 8..., +961 0...): sending to another
         # number than the one written would be worse than asking.

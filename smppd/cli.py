@@ -221,7 +221,12 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet = args.command in ("demo", "status", "account", "db", "reload")
     logs.configure("warning" if quiet and args.log_level == "info" else args.log_level)
+    from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
+
+    from .twistedlog import install
+
+    install(reactor)  # Twisted's own events into our logging, rate-limited
 
     try:
         return args.handler(args)

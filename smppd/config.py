@@ -10,10 +10,11 @@ problem is collected, so one run of `smppd check-config` lists them all.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,39 @@ class AccountSettings:
     name: str
     token: str = field(repr=False)
     balance: int = 0
+    timezone: str = "UTC"  # issue 10: IANA zone the account's report days are cut in
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where smppd sends e-mail (inbound forwards, reports): `smtp:` at the top of the
+    file; `reports.smtp:` may name another server for reports."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465) instead of STARTTLS
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str = "smppd@localhost"
+    timeout: float = 30.0
+    ca_file: str | None = None  # a private CA for the server's certificate
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Issue 10: report files, the queue threshold, expiry, e-mail."""
+
+    directory: str | None = None  # None: next to the SQLite file, else /var/lib/smppd/reports
+    async_rows: int = 100_000  # reports estimated above this many rows are queued
+    expire_days: int = 7
+    workers: int = 1  # queued reports run at the same time
+    schedule_check: float = 60.0  # seconds between looks for due periodic reports
+    attach_max_bytes: int = 5 * 1024 * 1024  # larger files are e-mailed as a link
+    link_base_url: str | None = None  # the link's base, e.g. https://sms.example.com
+    email_attempts: int = 5
+    email_retry: float = 30.0  # seconds before the first retry; doubles each time
+    smtp: SmtpSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -97,16 +131,17 @@ class RouteSettings:
 
 
 @dataclass(frozen=True)
-class SmtpSettings:
-    """Where smppd sends e-mail (inbound forwarding; reports)."""
+class HttpSettings:
+    """Connection limits and timeouts of the HTTP listener (seconds, counts)."""
 
-    host: str
-    port: int = 25
-    sender: str = "smppd@localhost"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    starttls: bool = False
-    timeout: float = 30.0
+    idle_timeout: float = 60.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    body_min_rate: float = 1024.0
+    max_connections: int = 1024
+    max_pipelined: int = 16
+    auth_failures: int = 20
+    auth_window: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +165,8 @@ class Settings:
     inbound_numbers: tuple[InboundNumber, ...] = ()  # issue 11
     auto_replies_per_hour: int = 5
     smtp: SmtpSettings | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
+    reports: ReportSettings = ReportSettings()  # issue 10
     store: StoreLimits = field(default_factory=StoreLimits)  # bounds on database waits
     throttle: Pacing = field(default_factory=Pacing)  # the adaptive rate's timing
 
@@ -249,7 +286,7 @@ def _quoted(value: Any, allow_empty: bool = False, max_length: int = 256) -> str
 
 
 def _integer(value: Any, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
         value = int(value)  # from ${VAR}
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number, got {_kind(value)} {value!r}")
@@ -263,11 +300,17 @@ def _number(value: Any, low: float = 0.0) -> float:
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
         raise ValueError(f"expected a number, got {_kind(value)} {value!r}")
     if value < low:
         raise ValueError(f"expected at least {low:g}, got {value}")
     return float(value)
+
+
+def _ascii_digits(text: str) -> bool:
+    """str.isdigit() is also true of '²' and '١', which int() refuses or reads."""
+    return text.isascii() and text.isdigit()
 
 
 def _boolean(value: Any) -> bool:
@@ -287,14 +330,14 @@ def _choice(value: Any, choices: tuple[str, ...]) -> str:
 def _listen(value: Any) -> tuple[str, int]:
     text = _text(value)
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not _ascii_digits(port) or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT (port 0..65535), got {text!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _prefix(value: Any) -> str:
     text = _text(value).lstrip("+")
-    if not text.isdigit():
+    if not _ascii_digits(text):
         raise ValueError(f"expected a number prefix such as +48, got {value!r}")
     return text
 
@@ -311,8 +354,11 @@ _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "b
               "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
               "receipt_policy", "response_timeout", "enquire_link_interval",
               "throttle_policy", "status_overrides", "wait_ack_expire", "reconnect"}
+_HTTP_KEYS = {"listen", "ops_listen", "max_body_bytes", "max_job_body_bytes", "idle_timeout",
+              "header_timeout", "body_timeout", "body_min_rate", "max_connections",
+              "max_pipelined", "auth_failures", "auth_window"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry", "inbound_numbers", "inbound", "smtp", "store", "throttle"}
+             "retry", "inbound_numbers", "inbound", "smtp", "reports", "store", "throttle"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -418,8 +464,26 @@ def _command_status(code: Any) -> int | None:
     return value if 0 <= value <= 0xFFFFFFFF else None
 
 
+def _read_http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
+    """The listener's limits; each has a default (HttpSettings) and a floor below
+    which it would break ordinary clients rather than protect the daemon."""
+    default = HttpSettings()
+    get = lambda name, kind, **kw: r.get(data, "http", name, kind,  # noqa: E731
+                                         getattr(default, name), **kw)
+    return HttpSettings(
+        idle_timeout=get("idle_timeout", _number, low=1.0),
+        header_timeout=get("header_timeout", _number, low=1.0),
+        body_timeout=get("body_timeout", _number, low=1.0),
+        body_min_rate=get("body_min_rate", _number, low=0.0),
+        max_connections=get("max_connections", _integer, low=1, high=1_000_000),
+        max_pipelined=get("max_pipelined", _integer, low=1, high=1000),
+        auth_failures=get("auth_failures", _integer, low=1, high=1_000_000),
+        auth_window=get("auth_window", _number, low=1.0),
+    )
+
+
 def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
-    data = r.section(data, key, {"name", "token", "balance"})
+    data = r.section(data, key, {"name", "token", "balance", "timezone"})
     before = len(r.problems)
     name = r.get(data, key, "name", _quoted, max_length=64)
     if name is not None and not ACCOUNT_NAME.match(name):
@@ -429,9 +493,48 @@ def _read_account(r: _Reader, data: Any, key: str) -> AccountSettings | None:
         r.problem(f"{key}.token", "expected at least 16 characters (a guessable token is "
                   "an open door)")
     balance = r.get(data, key, "balance", _integer, 0, low=0)
+    timezone = r.get(data, key, "timezone", _timezone, "UTC")
     if len(r.problems) > before:
         return None
-    return AccountSettings(name, token, balance)
+    return AccountSettings(name, token, balance, timezone)
+
+
+def _timezone(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    text = _text(value, max_length=64)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA time zone such as Europe/Warsaw, got "
+                         f"{text!r}") from None
+    return text
+
+
+_SMTP_KEYS = {"host", "port", "starttls", "tls", "username", "password", "from", "timeout",
+              "ca_file"}
+_REPORT_KEYS = {"directory", "async_rows", "expire_days", "workers", "schedule_check",
+                "attach_max_bytes", "link_base_url", "email_attempts", "email_retry", "smtp"}
+
+
+def _read_reports(r: _Reader, data: Any) -> ReportSettings:
+    """Issue 10: the `reports:` section."""
+    if data is None:
+        return ReportSettings()
+    data = r.section(data, "reports", _REPORT_KEYS)
+    get = lambda name, kind, default, **kw: r.get(data, "reports", name, kind, default, **kw)  # noqa: E731
+    smtp = _read_smtp(r, data.get("smtp"), "reports.smtp")
+    return ReportSettings(
+        directory=get("directory", _text, None, max_length=4096),
+        async_rows=get("async_rows", _integer, 100_000, low=0),
+        expire_days=get("expire_days", _integer, 7, low=1, high=3650),
+        workers=get("workers", _integer, 1, low=1, high=16),
+        schedule_check=get("schedule_check", _number, 60.0, low=1.0),
+        attach_max_bytes=get("attach_max_bytes", _integer, 5 * 1024 * 1024, low=0),
+        link_base_url=get("link_base_url", _text, None, max_length=1024),
+        email_attempts=get("email_attempts", _integer, 5, low=1, high=100),
+        email_retry=get("email_retry", _number, 30.0, low=0.01),
+        smtp=smtp)
 
 
 def _unique(r: _Reader, items: list[Any], key: str, what: str,
@@ -490,8 +593,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     r = _Reader(path)
     top = r.section(data, "", _TOP_KEYS)
     database = r.get(top, "", "database", _database)
-    http = r.section(top.get("http"), "http", {"listen", "ops_listen", "max_body_bytes",
-                                                "max_job_body_bytes"}) \
+    http = r.section(top.get("http"), "http", _HTTP_KEYS) \
         if top.get("http") is not None else (r.problem("http", "missing required value") or {})
     listen = r.get(http, "http", "listen", _listen) if http else None
     ops_listen = r.get(http, "http", "ops_listen", _listen, None) if http else None
@@ -501,6 +603,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     max_body = r.get(http, "http", "max_body_bytes", _integer, 64 * 1024, low=1024)
     max_job_body = r.get(http, "http", "max_job_body_bytes", _integer, 32 * 1024 * 1024,
                          low=1024)
+    http_settings = _read_http(r, http)
     smscs = [_read_smsc(r, item, f"smscs[{i}]")
              for i, item in enumerate(_read_list(r, top, "smscs", True))]
     _unique(r, smscs, "smscs", "SMSC name", lambda s: s.name)
@@ -570,6 +673,8 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         auto_replies_per_hour=r.get(inbound, "inbound", "auto_replies_per_hour", _integer, 5,
                                     low=0, high=10_000),
         smtp=smtp,
+        http=http_settings,
+        reports=_with_smtp(_read_reports(r, top.get("reports")), smtp),
         store=_read_store(r, top.get("store")),
         throttle=_read_throttle(r, top.get("throttle")),
     )
@@ -622,25 +727,36 @@ def _read_inbound_numbers(r: _Reader, top: dict[str, Any],
     return tuple(numbers)
 
 
-def _read_smtp(r: _Reader, data: Any) -> SmtpSettings | None:
+def _with_smtp(reports: ReportSettings, smtp: SmtpSettings | None) -> ReportSettings:
+    """Reports e-mail through `reports.smtp`, else through the `smtp` server."""
+    return reports if reports.smtp is not None or smtp is None else replace(reports,
+                                                                           smtp=smtp)
+
+
+def _read_smtp(r: _Reader, data: Any, key: str = "smtp") -> SmtpSettings | None:
+    """An SMTP server: STARTTLS on 587 unless told otherwise, implicit TLS with
+    `tls: true` (465), credentials from ${VAR} or ${cred:NAME}."""
     if data is None:
         return None
-    data = r.section(data, "smtp", {"host", "port", "from", "username", "password",
-                                    "starttls", "timeout"})
+    mail = r.section(data, key, _SMTP_KEYS)
     before = len(r.problems)
-    host = r.get(data, "smtp", "host", _text)
-    settings = dict(
-        port=r.get(data, "smtp", "port", _integer, 25, low=1, high=65535),
-        sender=r.get(data, "smtp", "from", _text, "smppd@localhost"),
-        username=r.get(data, "smtp", "username", _text, None),
-        password=r.get(data, "smtp", "password", _text, None, allow_empty=True),
-        starttls=r.get(data, "smtp", "starttls", _boolean, False),
-        timeout=r.get(data, "smtp", "timeout", _number, 30.0, low=0.1))
-    if settings["sender"] is not None and "@" not in settings["sender"]:
-        r.problem("smtp.from", "expected an e-mail address")
-    if len(r.problems) > before:
-        return None
-    return SmtpSettings(host, **settings)
+    get = lambda name, kind, default=..., **kw: r.get(mail, key, name, kind, default, **kw)  # noqa: E731
+    implicit_tls = get("tls", _boolean, False)
+    smtp = SmtpSettings(
+        host=get("host", _text) or "", port=get("port", _integer, 587, low=1, high=65535),
+        starttls=get("starttls", _boolean, not implicit_tls), tls=implicit_tls,
+        username=get("username", _text, None),
+        password=get("password", _text, None, allow_empty=True, max_length=1024),
+        sender=get("from", _text, "smppd@localhost"),
+        timeout=get("timeout", _number, 30.0, low=0.1),
+        ca_file=get("ca_file", _text, None, max_length=4096))
+    if "@" not in smtp.sender:
+        r.problem(f"{key}.from", "expected an e-mail address")
+    if smtp.ca_file is not None and not os.access(smtp.ca_file, os.R_OK):
+        r.problem(f"{key}.ca_file", f"cannot read {smtp.ca_file!r}")
+    if smtp.tls and smtp.starttls and "starttls" in mail:
+        r.problem(f"{key}.starttls", "give tls: true (port 465) or starttls: true, not both")
+    return None if len(r.problems) > before else smtp
 
 
 def load(path: str | Path) -> Settings:

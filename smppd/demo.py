@@ -15,6 +15,7 @@ import csv
 import http.client
 import json
 import random
+import shutil
 import sys
 import threading
 import time
@@ -113,6 +114,7 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
     output.mkdir(parents=True, exist_ok=True)  # before the reactor: a bad --dir fails fast
     for stale in ("smppd.db", "smppd.db-wal", "smppd.db-shm"):
         (output / stale).unlink(missing_ok=True)
+    shutil.rmtree(output / "reports", ignore_errors=True)  # report files of earlier runs
     smsc = FakeSmsc(Behaviour(receipt_delay=0.2, receipt_status_by_prefix=RECEIPTS_BY_PREFIX,
                               id_format="hexpad", receipt_id_format="dec"))
     smsc_port = smsc.listen().getHost().port
@@ -146,7 +148,25 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
     reactor.run(installSignalHandlers=False)
     if result["code"] == 0:
         _report(output, out)
+        _print_reports(result.get("reports", []), out)
     return result["code"]
+
+
+def _print_reports(saved: list[tuple[str, Path]], out: TextIO) -> None:
+    for fmt, path in saved:
+        if fmt == "csv":
+            print("\ndaily report (from the API, days in UTC):", file=out)
+            with path.open(encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            print(f"{'date':<12} {'messages':>8} {'delivered':>9} {'undelivered':>11} "
+                  f"{'expired':>7} {'points':>6}", file=out)
+            for row in rows:
+                print(f"{row['date']:<12} {row['messages']:>8} {row['delivered']:>9} "
+                      f"{row['undelivered']:>11} {row['expired']:>7} {row['points']:>6}",
+                      file=out)
+            print(f"daily report written: {path}", file=out)
+        else:
+            print(f"PDF summary written:  {path}", file=out)
 
 
 def _drive(daemon: Any, smsc: Any, db: Path, count: int, out: TextIO, result: dict[str, Any],
@@ -176,6 +196,7 @@ def _drive(daemon: Any, smsc: Any, db: Path, count: int, out: TextIO, result: di
     finally:
         engine.dispose()
     _inbound(daemon, smsc, started, out)
+    result["reports"] = _api_reports(daemon.http_port, db.parent)
 
 
 def _api(port: int, method: str, path: str, body: Any = None) -> Any:
@@ -232,6 +253,28 @@ def _inbound(daemon: Any, smsc: Any, started: float, out: TextIO) -> None:
               file=out)
     print("  refused: " + ", ".join(f"{reason} {n}" for reason, n in stats["refused"].items()
                                     if n), file=out)
+
+
+
+def _api_reports(port: int, output: Path) -> list[tuple[str, Path]]:
+    """As a customer would: ask the API for today's daily report (CSV) and its printed
+    summary (PDF), and save both next to the demo's CSV."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    saved = []
+    for fmt, name in (("csv", "demo-daily.csv"), ("pdf", "demo-summary.pdf")):
+        conn.request("POST", "/v1/reports", json.dumps(
+            {"type": "daily", "format": fmt, "period": "today", "name": "Demo"}), headers)
+        response = conn.getresponse()
+        report = json.loads(response.read())
+        if response.status != 201 or report.get("state") != "ready":
+            raise RuntimeError(f"the {fmt} report was not made: {report}")
+        conn.request("GET", f"/v1/reports/{report['id']}/file", headers=headers)
+        response = conn.getresponse()
+        (output / name).write_bytes(response.read())
+        saved.append((fmt, output / name))
+    conn.close()
+    return saved
 
 
 def _report(output: Path, out: TextIO) -> None:

@@ -18,7 +18,6 @@ from typing import Any, TextIO
 # syslog(3) priorities as sd-daemon(3) prefixes, by Python level.
 _PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
                (logging.INFO, 6))
-_twisted_routed = False
 _handler: logging.Handler | None = None  # the one configure() added
 
 
@@ -86,15 +85,13 @@ def configure(level: str, stream: TextIO | None = None) -> None:
     _handler = handler
     set_level(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO is per-plugin noise
-    route_twisted()
 
 
 def set_level(level: str) -> None:
-    """The root level (also on reload). Twisted's INFO (factory start/stop on every
-    reconnect) is only shown when smppd itself is at debug."""
-    value = getattr(logging, level.upper(), logging.INFO)
-    logging.getLogger().setLevel(value)
-    logging.getLogger("twisted").setLevel(value if value <= logging.DEBUG else logging.WARNING)
+    """The root level (also on reload). Twisted's own events come through
+    smppd.twistedlog, which passes warnings and errors only (its INFO is a factory
+    start/stop on every reconnect)."""
+    logging.getLogger().setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
 def print_error(text: object, stream: TextIO | None = None) -> None:
@@ -103,18 +100,6 @@ def print_error(text: object, stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     prefix = "<3>" if under_journald(stream) else ""
     print("\n".join(prefix + line for line in str(text).splitlines()), file=stream)
-
-
-def route_twisted() -> None:
-    """Send Twisted's log events to Python logging (once per process)."""
-    global _twisted_routed
-    if _twisted_routed:
-        return
-    from twisted.logger import STDLibLogObserver, globalLogBeginner
-
-    globalLogBeginner.beginLoggingTo([STDLibLogObserver(name="twisted")],
-                                     redirectStandardIO=False)
-    _twisted_routed = True
 
 
 def mask_number(number: Any) -> str:

@@ -1,5 +1,6 @@
 """Sending e-mail over SMTP (smtplib, blocking: call it from a thread, never the
-reactor). One small API for whatever smppd mails: inbound forwards, reports.
+reactor). One sender for whatever smppd mails: inbound forwards (`send` a Mail),
+reports (`deliver` a composed message).
 
     send(settings.smtp, Mail(to=("ops@example.com",), subject="...", text="...",
                              message_id="<inbound-forward-7@smppd>"))
@@ -63,11 +64,23 @@ def send(settings: SmtpSettings, mail: Mail) -> None:
     """Blocking. Raises MailError naming what failed."""
     if not mail.to:
         raise MailError("no recipients", temporary=False)
-    message = build(settings, mail)
+    deliver(settings, build(settings, mail))
+
+
+def deliver(settings: SmtpSettings, message: EmailMessage) -> None:
+    """Blocking: one message to the server, over STARTTLS or implicit TLS with the
+    certificate verified (the system's trust store, or `ca_file`)."""
+    context = ssl.create_default_context(cafile=settings.ca_file)
+    where = f"SMTP {settings.host}:{settings.port}"
     try:
-        with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout) as client:
-            if settings.starttls:
-                client.starttls(context=ssl.create_default_context())
+        if settings.tls:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port,
+                                                    timeout=settings.timeout, context=context)
+        else:
+            client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        with client:
+            if settings.starttls and not settings.tls:
+                client.starttls(context=context)
             if settings.username:
                 client.login(settings.username, settings.password or "")
             refused = client.send_message(message)
@@ -75,12 +88,10 @@ def send(settings: SmtpSettings, mail: Mail) -> None:
         raise MailError(f"every recipient was refused: {_codes(exc.recipients)}",
                         temporary=_all_temporary(exc.recipients)) from None
     except smtplib.SMTPResponseException as exc:
-        raise MailError(f"SMTP {settings.host}:{settings.port} answered {exc.smtp_code} "
-                        f"{_text(exc.smtp_error)}", temporary=400 <= exc.smtp_code < 500) \
-            from None
+        raise MailError(f"{where} answered {exc.smtp_code} {_text(exc.smtp_error)}",
+                        temporary=400 <= exc.smtp_code < 500) from None
     except (TimeoutError, OSError, smtplib.SMTPException) as exc:
-        raise MailError(f"SMTP {settings.host}:{settings.port}: {exc}", temporary=True) \
-            from None
+        raise MailError(f"{where}: {exc}", temporary=True) from None
     if refused:
         raise MailError(f"some recipients were refused: {_codes(refused)}",
                         temporary=False)

@@ -87,3 +87,23 @@ def combine_parts(part_statuses: list[str], policy: str = "all") -> str:
     if Status.SUBMITTED in part_statuses:
         return Status.SUBMITTED
     return part_statuses[0]
+
+
+# What each status means, in the customer's words (GET /v1/statuses, history, reports).
+DESCRIPTIONS = {
+    Status.QUEUED: "Accepted and charged; waiting to be sent to the operator.",
+    Status.SCHEDULED: "Accepted; waits for its job's start time.",
+    Status.SUBMITTED: "Accepted by the operator's SMSC; waiting for the delivery report.",
+    Status.DELIVERED: "Delivered to the phone (every part of a long message).",
+    Status.UNDELIVERED: "The operator could not deliver it (the number may be switched off, out "
+                 "of service or blocked); see the error code.",
+    Status.EXPIRED: "The operator gave up: the phone was unreachable for the whole validity "
+             "period.",
+    Status.REJECTED: "The operator refused it (e.g. an invalid number or sender); parts it never "
+              "accepted are refunded.",
+    Status.DELETED: "Deleted at the operator before delivery.",
+    Status.UNKNOWN: "Sent, but the operator did not answer in time; it is charged and not resent, "
+             "and a late delivery report still settles it.",
+    Status.FAILED: "Could not be sent after repeated temporary errors; refunded.",
+    Status.CANCELLED: "Not sent: its job was stopped first; refunded.",
+}

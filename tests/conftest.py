@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from smppd.fake_smsc import Behaviour, FakeSmsc
 from twisted.internet import defer, reactor
 from twisted.internet.threads import blockingCallFromThread
@@ -28,7 +29,18 @@ from smppd.protocol.connector import (
     TlsConfig,
 )
 from smppd.protocol.session import SessionConfig
+from smppd.twistedlog import install as install_twisted_logging
 from tests.support.polling import until
+
+# Property tests: deterministic examples (the same on every run, so CI cannot flake on
+# a new random draw) and no per-example deadline (the suite runs under load).
+hypothesis_settings.register_profile("smppd", derandomize=True, deadline=None,
+                                     print_blob=True)
+hypothesis_settings.load_profile("smppd")
+
+# Twisted's events go to Python logging from the start, as in `smppd run`: otherwise
+# Twisted buffers them and replays them all into whichever test first begins logging.
+install_twisted_logging(reactor)
 
 # The running-daemon fixtures (start_daemon, Client) serve every test package.
 pytest_plugins = ("tests.support.running",)
@@ -151,3 +163,31 @@ def connect(smsc: FakeSmsc) -> Iterator[Callable[..., tuple[Connector, Recording
     yield start
     for connector in started:
         call(connector.abort)
+
+
+def self_signed(name: str, ip: bool = False) -> tuple[bytes, bytes]:
+    """A self-signed CA certificate for `name` (a DNS name, or an IP address) and its
+    key, both PEM: a test's own trust root for TLS to a server it started."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    alternative = x509.IPAddress(ipaddress.ip_address(name)) if ip else x509.DNSName(name)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([alternative]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()))

@@ -1,22 +1,31 @@
 """multipart/form-data and CSV for job uploads.
 
-The multipart split is written out here: the standard library's email parser copies
-a 30 MB upload several times over, cgi is gone from Python 3.13, and what is needed is
-only "the parts and their names" of a body that is already in memory.
+The multipart grammar is python-multipart's (the parser behind Starlette's forms):
+the boundary search, and part headers read as RFC 7578 says (a `name` parameter
+anywhere in Content-Disposition, quoted or not, never mistaken for `filename`).
+What is done here is only the memory discipline for a 30 MB upload that is already
+in memory: the body is written to the parser in one piece, so each part's data
+comes back as offsets into that body, and each part is copied out once (the
+standard library's email parser copies an upload several times over).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
+import logging
 from collections.abc import Iterator
 from typing import Any
 
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
 from .validation import ApiError
 
-_BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.IGNORECASE)
-_NAME = re.compile(rb'name="([^"]*)"', re.IGNORECASE)
+MAX_BOUNDARY = 70  # RFC 2046
+_QUIET = logging.getLogger("smppd.api.multipart")  # what the parser would warn is the 400
+_QUIET.setLevel(logging.ERROR)
+MAX_PARTS = 100  # a job form has a handful of fields and one file
 
 
 def is_multipart(content_type: bytes) -> bool:
@@ -24,30 +33,95 @@ def is_multipart(content_type: bytes) -> bool:
 
 
 def parse_multipart(body: bytes, content_type: bytes) -> dict[str, bytes]:
-    """name -> content of each part (the last wins for a repeated name). Positions
-    are found first and each part is copied once: an upload is not held four times."""
-    match = _BOUNDARY.search(content_type)
-    if match is None:
+    """name -> content of each part (the last wins for a repeated name)."""
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
         raise ApiError(400, "multipart/form-data without a boundary")
-    delimiter = b"--" + match.group(1)
-    fields: dict[str, bytes] = {}
-    position = body.find(delimiter)
-    while position >= 0:
-        start = position + len(delimiter)
-        if body.startswith(b"--", start):
-            break  # the closing delimiter
-        end = body.find(b"\r\n" + delimiter, start)
-        if end < 0:
-            raise ApiError(400, "a multipart part without its closing boundary")
-        head_end = body.find(b"\r\n\r\n", start, end + 2)
-        if head_end < 0:
-            raise ApiError(400, "a multipart part without headers")
-        name = _NAME.search(body, start, head_end)
+    if len(boundary) > MAX_BOUNDARY:
+        raise ApiError(400, f"a multipart boundary has at most {MAX_BOUNDARY} characters")
+    parts = _Parts(body)
+    parser = MultipartParser(boundary, parts.callbacks())
+    parser.logger = _QUIET  # it logs each malformed body: a client's flood in our log
+    try:
+        parser.write(body)
+    except MultipartParseError as exc:
+        raise ApiError(400, f"malformed multipart body: {exc}") from None
+    if not parts.complete:
+        raise ApiError(400, "a multipart body without its closing boundary")
+    return parts.fields
+
+
+class _Parts:
+    """Callbacks for MultipartParser that keep, per part, where its data lies in
+    `body` (copied out once at the part's end) and the name its headers give."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.fields: dict[str, bytes] = {}
+        self.complete = False
+        self.count = 0
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition: bytes | None = None
+        self._name: str | None = None
+        self._pieces: list[tuple[int, int] | bytes] = []
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"on_part_begin": self._begin, "on_header_field": self._field,
+                "on_header_value": self._value, "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_done, "on_part_data": self._data,
+                "on_part_end": self._end, "on_end": self._finished}
+
+    def _begin(self) -> None:
+        self.count += 1
+        if self.count > MAX_PARTS:
+            raise ApiError(400, f"at most {MAX_PARTS} multipart parts")
+        self._disposition = None
+        self._name = None
+        self._pieces = []
+
+    def _field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header_name.strip().lower() == b"content-disposition":
+            self._disposition = self._header_value.strip()
+        self._header_name = self._header_value = b""
+
+    def _headers_done(self) -> None:
+        if self._disposition is None:
+            raise ApiError(400, "a multipart part without a name (no Content-Disposition)")
+        kind, params = parse_options_header(self._disposition)
+        if kind != b"form-data":
+            raise ApiError(400, f"a multipart part that is not form-data "
+                           f"({kind.decode('latin-1')[:40]})")
+        name = params.get(b"name")
         if name is None:
             raise ApiError(400, "a multipart part without a name")
-        fields[name.group(1).decode("utf-8", "replace")] = body[head_end + 4:end]
-        position = end + 2
-    return fields
+        self._name = name.decode("utf-8", "replace")
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if data is self.body:
+            last = self._pieces[-1] if self._pieces else None
+            if isinstance(last, tuple) and last[1] == start:
+                self._pieces[-1] = (last[0], end)  # contiguous: still one slice
+            else:
+                self._pieces.append((start, end))
+        else:  # bytes of a boundary that turned out to be data: small
+            self._pieces.append(bytes(data[start:end]))
+
+    def _end(self) -> None:
+        pieces = [self.body[p[0]:p[1]] if isinstance(p, tuple) else p for p in self._pieces]
+        self._pieces = []
+        if self._name is not None:
+            self.fields[self._name] = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _finished(self) -> None:
+        self.complete = True
 
 
 def form_text(fields: dict[str, bytes], name: str) -> str | None:

@@ -9,18 +9,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from . import forms, inbound, ops, validation
-from .server import LARGE_BODIES, HttpFactory, HttpRequest, HttpResponse
+from ..ratelog import RateLimitedLog
+from ..store.idempotency import Claim, Stored
+from ..store.writer import StoreUnavailable, WriterStopped
+from . import forms, idempotency, inbound, ops, validation
+from . import reports as report_routes  # issue 10
+from .lockout import AuthLockout
+from .server import LARGE_BODIES, HttpFactory, HttpLimits, HttpRequest, HttpResponse
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
+
+
+# Issue 10: `sent_by` of what an account's API token sends (the portal adds users).
+API_CREDENTIAL = "token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +46,14 @@ class Application(Protocol):
 
     metrics: Any
     inbound: Any  # smppd.daemon.inbound.InboundService
+    reports: Any  # issue 10: smppd.reports.service.ReportService
+    campaigns: Any  # issue 10: smppd.reports.campaigns.Campaigns
 
     def accept_message(self, account: Account, message: validation.ValidMessage,
-                       ) -> defer.Deferred[dict[str, Any]]: ...
+                       claim: Claim | None = None) -> defer.Deferred[Any]: ...
+
+    def find_idempotency_key(self, account: Account, key: str,
+                             ) -> defer.Deferred[Stored | None]: ...
 
     def get_message(self, account: Account, message_id: str) -> defer.Deferred[Any]: ...
 
@@ -46,7 +63,7 @@ class Application(Protocol):
     def get_balance(self, account: Account) -> defer.Deferred[Any]: ...
 
     def create_job(self, account: Account, read_job: Callable[[], validation.ValidJob],
-                   ) -> defer.Deferred[dict[str, Any]]: ...
+                   key: str | None = None) -> defer.Deferred[Any]: ...
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]: ...
 
@@ -68,19 +85,45 @@ def _json(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = No
 
 
 def _error(exc: ApiError) -> HttpResponse:
-    headers = [(b"WWW-Authenticate", b'Bearer realm="smppd"')] if exc.status == 401 else None
+    headers = []
+    if exc.status == 401:
+        headers.append((b"WWW-Authenticate", b'Bearer realm="smppd"'))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"Retry-After", b"%d" % retry_after))
     return _json(exc.status, exc.body(), headers)
+
+
+class LockedOut(ApiError):
+    """Too many failed authentications from this address: 429 with Retry-After."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(429, f"too many failed authentications from this address; retry "
+                         f"in {retry_after} s")
+        self.retry_after = retry_after
+
+
+# Failures that mean "the store cannot answer now" (503, retry later). Anything else
+# escaping a handler is a bug: 500, with the traceback in the log.
+STORE_FAILURES: tuple[type[BaseException], ...] = (
+    SQLAlchemyError, WriterStopped, StoreUnavailable, OSError, defer.CancelledError)
 
 
 class Api:
     def __init__(self, app: Application, tokens: dict[bytes, Account], max_body: int,
-                 max_job_body: int | None = None, serve_ops: bool = True) -> None:
+                 max_job_body: int | None = None, lockout: AuthLockout | None = None,
+                 clock: Any = None, serve_ops: bool = True) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.app = app
         self.tokens = tokens  # sha256(token) -> account: no token kept in clear here
         self.max_body = max_body
         self.max_job_body = max_job_body or max_body
         # False when http.ops_listen serves /metrics, /healthz, /readyz elsewhere.
         self.serve_ops = serve_ops
+        self.lockout = lockout or AuthLockout(clock)
+        self.in_progress = idempotency.InProgress()
+        self.auth_log = RateLimitedLog(log, clock, burst=5, interval=60.0)
 
     def handle(self, request: HttpRequest) -> HttpResponse | defer.Deferred[HttpResponse]:
         return ops.counted(self.app.metrics, request, self._answer(request))
@@ -96,44 +139,49 @@ class Api:
         return result
 
     def _route(self, request: HttpRequest) -> Any:
-        path = request.path.rstrip("/") or "/"
+        """Routes on the path's segments, each decoded on its own: /v1/messages/a%2Fb
+        asks for the message "a/b", it is not a path of four segments."""
+        segments = request.segments
         method = request.method
-        if self.serve_ops and path in ops.OPS_PATHS:
-            return ops.ops_response(self.app, path)
-        if not path.startswith("/v1/"):
+        if self.serve_ops and len(segments) == 1 and "/" + segments[0] in ops.OPS_PATHS:
+            return ops.ops_response(self.app, "/" + segments[0])
+        if not segments or segments[0] != "v1":
             raise ApiError(404, "no such path")
         account = self._authenticate(request)
+        resource = segments[1:]
+        path = "/" + "/".join(segments)  # for the routes that match on the path
         if request.too_large:
             limit = self.max_job_body if path.encode().startswith(LARGE_BODIES) \
                 else self.max_body
             raise ApiError(413, f"the body is larger than {limit} bytes")
-        if path == "/v1/messages":
+        handled = report_routes.route(self.app, request, account, path)  # issue 10
+        if handled is not None:
+            return handled
+        if resource == ("messages",):
             if method == b"POST":
                 return self._send(request, account)
             if method == b"GET":
                 return self._list(request, account)
             raise ApiError(405, "use GET or POST")
-        if path.startswith("/v1/messages/"):
+        if len(resource) == 2 and resource[0] == "messages":
             if method != b"GET":
                 raise ApiError(405, "use GET")
-            return self.app.get_message(account, path[len("/v1/messages/"):]).addCallback(
+            return self.app.get_message(account, resource[1]).addCallback(
                 lambda found: found if found is not None
                 else ApiError(404, "no such message", "id"))
-        if path == "/v1/jobs":
+        if resource == ("jobs",):
             if method != b"POST":
                 raise ApiError(405, "use POST")
-            # Parsed on the pool thread with the rows: a 30 MB JSON body would hold
-            # the reactor for a third of a second.
-            return self.app.create_job(account, lambda: self._job_body(request)).addCallback(
-                lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
-        if path.startswith("/v1/jobs/"):
-            job_id, _, action = path[len("/v1/jobs/"):].partition("/")
-            if not action:
+            return self._create_job(request, account)
+        if len(resource) in (2, 3) and resource[0] == "jobs":
+            job_id = resource[1]
+            if len(resource) == 2:
                 if method != b"GET":
                     raise ApiError(405, "use GET")
                 return self.app.get_job(account, job_id).addCallback(
                     lambda found: found if found is not None
                     else ApiError(404, "no such job", "id"))
+            action = resource[2]
             if action not in ("pause", "resume", "stop"):
                 raise ApiError(404, "no such path (pause, resume or stop)")
             if method != b"POST":
@@ -141,42 +189,108 @@ class Api:
             return self.app.job_action(account, job_id, action).addCallback(
                 lambda found: found if found is not None
                 else ApiError(404, "no such job", "id"))
-        if path == "/v1/account":
+        if resource == ("account",):
             return self.app.get_balance(account).addCallback(
                 lambda balance: {"name": account.name, "balance": balance})
-        if path.startswith(inbound.PATHS):  # issue 11: numbers, contacts, polls
-            return inbound.route(self.app.inbound, request, account, path)
+        if path.startswith(inbound.PATHS) and not any("/" in s for s in segments):
+            return inbound.route(self.app.inbound, request, account, path)  # issue 11
         raise ApiError(404, "no such path")
 
+    def _create_job(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
+        # Parsed on the pool thread with the rows: a 30 MB JSON body would hold the
+        # reactor for a third of a second. The fingerprint for an Idempotency-Key is
+        # made there too, and read here once the job (or a kept answer) is back.
+        key = idempotency.key_of(request)
+        made: dict[str, str | None] = {}
+
+        def read() -> validation.ValidJob:
+            job = self._job_body(request, fingerprinted=key is not None)
+            made["fingerprint"] = job.fingerprint
+            return job
+
+        def created(result: Any) -> HttpResponse:
+            if isinstance(result, Stored):
+                return idempotency.answer(result, made.get("fingerprint"))
+            return HttpResponse(201, idempotency.json_body(result))
+
+        def work() -> defer.Deferred[Any]:
+            return self.app.create_job(account, read, key).addCallback(created)
+
+        return work() if key is None else self.in_progress.run(account.id, key, work)
+
     @staticmethod
-    def _job_body(request: HttpRequest) -> validation.ValidJob:
+    def _job_body(request: HttpRequest, fingerprinted: bool = False) -> validation.ValidJob:
         content_type = request.headers.get(b"content-type", b"")
         if not forms.is_multipart(content_type):
-            return validation.job(validation.parse_json_object(request.body))
+            data = validation.parse_json_object(request.body)
+            job = validation.job(data)
+            if fingerprinted:
+                job = replace(job, fingerprint=idempotency.fingerprint("POST /v1/jobs", data))
+            return job
         parts = forms.parse_multipart(request.body, content_type)
         request.body = b""  # the parts are copies: do not hold the upload twice
         if "file" not in parts:
             raise ApiError(400, "missing the CSV file part", "file")
         fields = {name: forms.form_text(parts, name) for name in parts if name != "file"}
-        return validation.job(fields, forms.csv_rows(parts["file"]))
+        job = validation.job(fields, forms.csv_rows(parts["file"]))
+        if fingerprinted:
+            job = replace(job, fingerprint=idempotency.form_fingerprint("POST /v1/jobs", parts))
+        return job
 
     def _authenticate(self, request: HttpRequest) -> Account:
-        scheme, _, token = request.headers.get(b"authorization", b"").partition(b" ")
+        wait = self.lockout.retry_after(request.peer)
+        if wait is not None:  # the token is not even looked at
+            raise LockedOut(wait)
+        header = request.headers.get(b"authorization")
+        scheme, _, token = (header or b"").partition(b" ")
         account = None
         if scheme.lower() == b"bearer" and token:
             account = self.tokens.get(token_digest(token.strip()))
         if account is None:
+            if header is not None:  # a credential was offered, and it was wrong
+                self._auth_failed(request)
             raise ApiError(401, "a valid Authorization: Bearer token is required")
         return account
 
+    def _auth_failed(self, request: HttpRequest) -> None:
+        """Counted against the address; logged rate-limited, never with the token."""
+        count = self.lockout.failed(request.peer)
+        self.auth_log.warning("api-auth", "api: authentication failed from %s (%s %s), "
+                              "%d in the last %g s", request.peer, request.method.decode(),
+                              request.path[:100], count, self.lockout.window)
+        if self.lockout.locked(request.peer):
+            self.auth_log.warning("api-auth-lockout", "api: %s is refused (429) after %d "
+                                  "failed authentications in %g s", request.peer, count,
+                                  self.lockout.window)
+
     def _send(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
+        counter = self.app.metrics.api_messages
         try:
-            message = validation.message(validation.parse_json_object(request.body))
+            data = validation.parse_json_object(request.body)
+            message = validation.message(data)
+            key = idempotency.key_of(request)
         except ApiError:
-            self.app.metrics.api_messages.labels("invalid").inc()
+            counter.labels("invalid").inc()
             raise
-        return self.app.accept_message(account, message).addCallback(
-            lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
+        if key is None:
+            return self.app.accept_message(account, message).addCallback(self._accepted)
+        fingerprint = idempotency.fingerprint("POST /v1/messages", data)
+
+        def found(stored: Stored | None) -> Any:
+            if stored is None:
+                return self.app.accept_message(account, message, Claim(
+                    account.id, key, fingerprint)).addCallback(self._accepted, fingerprint)
+            counter.labels("replayed").inc()
+            return idempotency.answer(stored, fingerprint)
+
+        return self.in_progress.run(account.id, key, lambda: self.app.find_idempotency_key(
+            account, key).addCallback(found))
+
+    @staticmethod
+    def _accepted(result: Any, fingerprint: str | None = None) -> HttpResponse:
+        if isinstance(result, Stored):  # a retry elsewhere committed first: its answer
+            return idempotency.answer(result, fingerprint)
+        return HttpResponse(201, idempotency.json_body(result))
 
     def _list(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
         args = {}
@@ -200,12 +314,51 @@ class Api:
     def _failed(failure: Failure, request: HttpRequest) -> HttpResponse:
         if failure.check(ApiError):
             return _error(failure.value)
+        if failure.check(*STORE_FAILURES):
+            log.error("API %s %s failed: %s", request.method.decode(), request.path,
+                      failure.getErrorMessage())
+            return _error(ApiError(503, "the store is unavailable; retry later"))
         log.error("API %s %s failed: %s", request.method.decode(), request.path,
-                  failure.getErrorMessage())
-        return _error(ApiError(503, "the store is unavailable; retry later"))
+                  failure.getTraceback())
+        return _json(500, {"error": "internal error"})
 
 
-def make_factory(app: Application, tokens: dict[bytes, Account], max_body: int,
-                 max_job_body: int | None = None, serve_ops: bool = True) -> HttpFactory:
-    return HttpFactory(Api(app, tokens, max_body, max_job_body, serve_ops).handle, max_body,
-                       max_job_body)
+def make_factory(app: Application, tokens: dict[bytes, Account], limits: HttpLimits,
+                 lockout: AuthLockout | None = None, clock: Any = None,
+                 serve_ops: bool = True) -> HttpFactory:
+    """The HTTP listener's factory, its API, and their counts in /metrics."""
+    api = Api(app, tokens, limits.max_body, limits.max_job_body, lockout, clock, serve_ops)
+    factory = HttpFactory(api.handle, limits, clock)
+    factory.api = api  # for a reload of the limits
+    app.metrics.registry.register(HttpCollector(factory, api.lockout))
+    return factory
+
+
+class HttpCollector(Collector):
+    """Connection and authentication counts, read at scrape time."""
+
+    def __init__(self, factory: HttpFactory, lockout: AuthLockout) -> None:
+        self.factory = factory
+        self.lockout = lockout
+
+    def collect(self) -> Iterable[Any]:
+        stats = self.factory.stats
+        yield GaugeMetricFamily("smppd_http_connections", "Open HTTP connections",
+                                value=len(self.factory.connections))
+        yield CounterMetricFamily("smppd_http_connections_refused_total",
+                                  "Connections answered 503 at http.max_connections",
+                                  value=stats.refused)
+        yield CounterMetricFamily("smppd_http_connections_evicted_total",
+                                  "Idle connections closed to make room for new ones",
+                                  value=stats.evicted)
+        closed = CounterMetricFamily("smppd_http_timeouts_total",
+                                     "Connections closed by a timeout", labels=["kind"])
+        for kind in ("idle_timeout", "header_timeout", "body_timeout", "send_timeout"):
+            closed.add_metric([kind], stats.closed.get(kind, 0))
+        yield closed
+        yield CounterMetricFamily("smppd_api_auth_failures_total",
+                                  "Requests with a wrong credential",
+                                  value=self.lockout.failures_total)
+        yield CounterMetricFamily("smppd_api_auth_throttled_total",
+                                  "Requests answered 429 after too many failures",
+                                  value=self.lockout.refused_total)

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet import defer
 
-from .server import HttpFactory, HttpRequest, HttpResponse
+from .server import HttpFactory, HttpLimits, HttpRequest, HttpResponse
 
 OPS_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 # DESIGN.md's resources and actions; anything else is counted as "other".
@@ -87,7 +87,8 @@ class OpsApi:
 
 
 def make_ops_factory(app: Any) -> HttpFactory:
-    return HttpFactory(OpsApi(app).handle, max_body=1024)
+    return HttpFactory(OpsApi(app).handle, HttpLimits(max_body=1024, max_job_body=1024),
+                       app.reactor)
 
 
 def _json(status: int, body: Any) -> HttpResponse:

@@ -4,6 +4,7 @@ naming the field out. Nothing here touches the network or the store."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,9 +21,18 @@ from ..store.queries import MessageFilter
 # on the wire (checklist 33), so it is refused here instead of mangled there.
 _ALPHANUMERIC_SENDER = re.compile(r"^[A-Za-z0-9 .\-_&+!?#*%()/:,']{1,11}$")
 _NUMERIC_SENDER = re.compile(r"^\+?[0-9]{1,15}$")
-MESSAGE_FIELDS = {"to", "from", "text", "ref_id", "params"}
+MESSAGE_FIELDS = {"to", "from", "text", "ref_id", "params", "partner"}
+PARTNER_LENGTH = 64  # the customer's end-customer id (DESIGN.md)
+CHANNELS = ("api", "job", "portal")
 MAX_TEXT_LENGTH = 5000
 MAX_PARAMS_BYTES = 4096
+MAX_PARAMS_DEPTH = 16  # levels of objects and lists inside `params`
+# json.loads recurses in C and raises RecursionError some 1,000 levels down (fewer
+# when the caller's stack is deep); past this depth a field is named as the culprit.
+NESTING_REPORTED = 64
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:]')
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +43,83 @@ class ValidMessage:
     text: str
     ref_id: str | None
     params: dict[str, Any] | None
+    partner: str | None = None  # issue 10
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object, strictly: NaN, Infinity and numbers that overflow a float are
+    not JSON (RFC 8259) and would reach the store as nonsense; nesting too deep for
+    the parser is a 400 naming the field, not a RecursionError."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        field = _deeply_nested_field(body)
+        raise ApiError(400, "nested too deeply", field) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
     return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _deeply_nested_field(body: bytes) -> str | None:
+    """The top-level key under which the body nests past NESTING_REPORTED levels.
+    A scan of strings and brackets only (the C regex skips the rest), run only on
+    the error path."""
+    depth, key, last = 0, None, b""
+    for token in _JSON_TOKEN.finditer(body):
+        text = token.group()
+        if text in (b"{", b"["):
+            depth += 1
+            if depth > NESTING_REPORTED:
+                return key
+        elif text in (b"}", b"]"):
+            depth -= 1
+        elif text == b":":
+            if depth == 1:
+                key = _json_string(last)
+        else:
+            last = text
+    return key
+
+
+def _json_string(raw: bytes) -> str:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip('"')[:64]
+    return value if isinstance(value, str) else str(value)
+
+
+def _depth(value: Any) -> int:
+    """Levels of lists and objects in a parsed JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def ascii_int(text: str, field: str, low: int, high: int) -> int:
+    """A whole number written in ASCII digits. str.isdigit() is also true of '²'
+    (which int() refuses: a 500) and of '١' (which int() reads as 1)."""
+    if len(text) > 18 or not _ASCII_DIGITS.fullmatch(text) or not low <= int(text) <= high:
+        raise ApiError(400, f"expected a whole number {low}..{high}", field)
+    return int(text)
 
 
 def sender(value: Any, field: str = "from") -> str:
@@ -88,9 +165,23 @@ def message(data: dict[str, Any]) -> ValidMessage:
     if params is not None:
         if not isinstance(params, dict):
             raise ApiError(400, "expected a JSON object", "params")
+        if _depth(params) > MAX_PARAMS_DEPTH:
+            raise ApiError(400, f"at most {MAX_PARAMS_DEPTH} levels of nesting", "params")
         if len(json.dumps(params)) > MAX_PARAMS_BYTES:
             raise ApiError(400, f"at most {MAX_PARAMS_BYTES} bytes of JSON", "params")
-    return ValidMessage(digits, country, source, text, ref_id, params)
+    return ValidMessage(digits, country, source, text, ref_id, params,
+                        partner(data.get("partner")))
+
+
+def partner(value: Any, field: str = "partner") -> str | None:
+    """Issue 10: an end-customer id: 1 to 64 printable characters, or absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() and len(value) <= PARTNER_LENGTH \
+            and value.isprintable():
+        return value
+    raise ApiError(400, f"expected an id of 1 to {PARTNER_LENGTH} printable characters",
+                   field)
 
 
 def text_info(text: str, profile: Any, policy: Any) -> TextInfo:
@@ -111,10 +202,15 @@ def _time(value: str, field: str) -> float:
                        f"{value!r}", field) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    # Ids hold the time in 48 bits of milliseconds: 1970 to the year 10889.
+    return min(max(moment.timestamp(), 0.0), _LAST_ID_SECOND)
 
 
-LIST_FIELDS = {"sender", "recipient", "status", "since", "until", "job", "cursor", "limit"}
+_LAST_ID_SECOND = (2 ** 48 - 1) / 1000
+
+
+LIST_FIELDS = {"sender", "recipient", "status", "since", "until", "job", "cursor", "limit",
+               "channel", "ref_id", "partner"}
 
 
 def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
@@ -129,26 +225,30 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
     digits = None
     if to is not None:
         digits = to.strip().lstrip("+")
-        if not digits.isdigit():
+        if not _ASCII_DIGITS.fullmatch(digits) or len(digits) > 15:
             raise ApiError(400, "expected a phone number", "recipient")
     cursor = args.get("cursor")
     if cursor is not None and not looks_like_id(cursor):
         raise ApiError(400, "not a cursor this API gave out", "cursor")
-    limit_text = args.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
-        raise ApiError(400, "expected a whole number 1..1000", "limit")
+    limit = ascii_int(args.get("limit", "100"), "limit", 1, 1000)
     since = args.get("since")
     until = args.get("until")
+    channel = args.get("channel")  # issue 10
+    if channel is not None and channel not in CHANNELS:
+        raise ApiError(400, f"expected one of {', '.join(CHANNELS)}", "channel")
     where = MessageFilter(
+        channel=channel, ref_id=args.get("ref_id"),
+        partner=partner(args["partner"]) if "partner" in args else None,
         sender=args.get("sender"), recipient=digits, status=status, job=args.get("job"),
         min_id=bound_for_time(_time(since, "since")) if since else None,
         max_id=bound_for_time(_time(until, "until"), upper=True) if until else None)
-    return where, cursor, int(limit_text)
+    return where, cursor, limit
 
 
 # Jobs -------------------------------------------------------------------------------
 
-JOB_FIELDS = {"name", "from", "text", "recipients", "group", "start_at", "throughput"}
+JOB_FIELDS = {"name", "from", "text", "recipients", "group", "start_at", "throughput",
+              "partner", "description"}
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 MAX_ROW_ERRORS = 100
 
@@ -162,6 +262,9 @@ class ValidJob:
     start_at: float | None
     throughput: float | None
     group: str | None = None  # a contact group instead of recipients (smppd.inbound)
+    fingerprint: str | None = None  # of the request, when it has an Idempotency-Key
+    partner: str | None = None  # issue 10: every message of the job carries it
+    description: str | None = None  # issue 10
 
 
 def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
@@ -203,19 +306,24 @@ def job(data: dict[str, Any], rows: Any = None) -> ValidJob:
         start_at = _time(start_at, "start_at")
     throughput = data.get("throughput")
     if isinstance(throughput, str) and throughput.strip():  # a form field
-        try:
-            throughput = float(throughput)
-        except ValueError:
-            raise ApiError(400, "expected messages per second, more than 0",
-                           "throughput") from None
+        # float() alone would also take 'nan', 'inf', '1_000' and Arabic-Indic digits.
+        if not _DECIMAL.fullmatch(throughput.strip()):
+            raise ApiError(400, "expected messages per second, more than 0", "throughput")
+        throughput = float(throughput)
     elif isinstance(throughput, str):
         throughput = None
     if throughput is not None and (isinstance(throughput, bool)
                                    or not isinstance(throughput, int | float)
-                                   or throughput <= 0):
+                                   or not math.isfinite(throughput) or throughput <= 0):
         raise ApiError(400, "expected messages per second, more than 0", "throughput")
+    description = data.get("description") or None  # issue 10
+    if description is not None and (not isinstance(description, str)
+                                    or len(description) > 256):
+        raise ApiError(400, "expected a description of at most 256 characters",
+                       "description")
     return ValidJob(name.strip(), sender(data["from"]), template, recipients, start_at,
-                    float(throughput) if throughput is not None else None, group)
+                    float(throughput) if throughput is not None else None, group,
+                    partner=partner(data.get("partner") or None), description=description)
 
 
 def job_row(row: Any, template: str) -> tuple[str, str | None, str]:

@@ -20,16 +20,21 @@ from twisted.python.threadpool import ThreadPool
 
 from .. import logs
 from ..api import validation
-from ..api.http import Account, make_factory, token_digest
+from ..api.http import API_CREDENTIAL, Account, make_factory, token_digest
+from ..api.idempotency import json_body
+from ..api.lockout import AuthLockout
 from ..api.ops import make_ops_factory
+from ..api.server import LISTEN_BACKLOG, HttpLimits, ensure_descriptors
 from ..api.validation import ApiError, ValidMessage
 from ..config import Settings, SmscSettings
 from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, TlsConfig
 from ..protocol.inbound import Concat, MoFragment
 from ..protocol.message_id import AutoIds, Reading, Source
 from ..protocol.session import SessionConfig
+from ..reports.campaigns import Campaigns
+from ..reports.service import ReportService
 from ..status import Status
-from ..store import database, queries, recovery
+from ..store import database, idempotency, queries, recovery
 from ..store import operations as ops
 from ..store.batch import BatchApplier
 from ..store.messages import params_json
@@ -64,6 +69,13 @@ def connector_config(smsc: SmscSettings) -> ConnectorConfig:
     return ConnectorConfig(smsc.name, smsc.host, smsc.port, session, smsc.bind, tls, reconnect)
 
 
+def http_limits(settings: Settings) -> HttpLimits:
+    http = settings.http
+    return HttpLimits(settings.max_body_bytes, settings.max_job_body_bytes, http.idle_timeout,
+                      http.header_timeout, http.body_timeout, http.body_min_rate,
+                      http.max_connections, http.max_pipelined)
+
+
 class Daemon:
     def __init__(self, settings: Settings, reactor: Any | None = None,
                  memory_limit: int = 20_000) -> None:
@@ -95,11 +107,16 @@ class Daemon:
         self.listener.on_inbound = self.inbound.stored
         self.jobs = JobManager(reactor, self._read, self.writer.put, self._in_thread,
                                self.dispatcher, self.intake, lambda: self.accepting)
+        # Reports (own thread pools and worker processes) and campaigns (issue 10).
+        self.reports = ReportService(self.engine, settings, reactor, self._read,
+                                     registry=self.metrics.registry)
+        self.campaigns = Campaigns(self.engine, self._read, self._transaction)
         self.connectors: dict[str, Connector] = {}
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
         self.ops_port: Any = None
+        self.lockout: AuthLockout | None = None
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
@@ -131,13 +148,20 @@ class Daemon:
         self.dispatcher.refill()
         yield self.jobs.restore()
         yield self.inbound.start()
+        yield self.reports.start()
         ops_listen = self.settings.ops_listen
         if ops_listen is not None:  # issue 13: operators' paths off the customers' port
             self.ops_port = self.reactor.listenTCP(ops_listen[1], make_ops_factory(self),
                                                    interface=ops_listen[0])
-        factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
-                               self.settings.max_job_body_bytes, serve_ops=ops_listen is None)
+        self.lockout = AuthLockout(self.reactor, self.settings.http.auth_failures,
+                                   self.settings.http.auth_window)
+        factory = make_factory(self, self.tokens, http_limits(self.settings), self.lockout,
+                               self.reactor, serve_ops=ops_listen is None)
+        warning = ensure_descriptors(self.settings.http.max_connections)
+        if warning:
+            log.warning("%s", warning)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
+                                           backlog=LISTEN_BACKLOG,
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
         self._expiry.start(60.0, now=False)
@@ -165,6 +189,7 @@ class Daemon:
         self.tokens.update({token_digest(a.token): self.accounts[a.name]
                             for a in self.settings.accounts})
         self.inbound.configure(self.settings, ids, self.intake)
+        self.reports.set_accounts(self.accounts)
 
     def _add_connector(self, smsc: SmscSettings) -> None:
         connector = Connector(connector_config(smsc), self.listener, self.reactor,
@@ -181,7 +206,8 @@ class Daemon:
                                    row.received_at.replace(tzinfo=UTC).timestamp())
 
     def _purge(self) -> None:
-        """Hourly: receipts that waited a week for a message that never came."""
+        """Hourly: receipts that waited a week for a message that never came, and
+        idempotency keys past their 24 h."""
 
         def done(purged: int) -> None:
             if purged:
@@ -191,6 +217,9 @@ class Daemon:
         self.writer.put(ops.PurgePending(PENDING_RECEIPT_DAYS * 86400.0)).addCallbacks(
             done, lambda failure: log.error("store: purge failed: %s",
                                             failure.getErrorMessage()))
+        self.writer.put(idempotency.PurgeKeys()).addErrback(  # Idempotency-Keys past 24 h
+            lambda failure: log.error("store: purge of idempotency keys failed: %s",
+                                      failure.getErrorMessage()))
 
     @property
     def http_port(self) -> int:
@@ -204,6 +233,12 @@ class Daemon:
     def _read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
         def run() -> Any:
             with self.engine.connect() as conn:
+                return fn(conn, *args)
+        return deferToThreadPool(self.reactor, self.pool, run)
+
+    def _transaction(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
+        def run() -> Any:
+            with self.engine.begin() as conn:
                 return fn(conn, *args)
         return deferToThreadPool(self.reactor, self.pool, run)
 
@@ -228,22 +263,30 @@ class Daemon:
 
     # What the API calls ----------------------------------------------------------------
 
-    def accept_message(self, account: Account, message: ValidMessage) -> defer.Deferred[Any]:
+    def accept_message(self, account: Account, message: ValidMessage,
+                       claim: idempotency.Claim | None = None) -> defer.Deferred[Any]:
         if not self.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry on another "
                                             "instance or later"))
         prepared = self.intake.admission.prepare(
             account.id, message.sender, message.recipient, message.country, message.text,
             self.intake.references, self.reactor.seconds(), ref_id=message.ref_id,
-            params=params_json(message.params))
+            params=params_json(message.params), channel="api", sent_by=API_CREDENTIAL,
+            partner=message.partner)
         op, info = prepared.op, prepared.info
+        answer = {"id": op.message_id, "status": Status.QUEUED, "parts": info.parts,
+                  "encoding": info.encoding.value, "points": op.points}
+        if claim is not None:  # the answer is kept with the message, in its transaction
+            op = replace(op, idempotency=replace(claim, response=json_body(answer).decode()))
         counter = self.metrics.api_messages
 
-        def stored(_: Any) -> dict[str, Any]:
+        def stored(result: Any) -> Any:
+            if isinstance(result, idempotency.Stored):
+                counter.labels("replayed").inc()
+                return result  # the same key was committed first by another instance
             counter.labels("accepted").inc()
             self.dispatcher.accepted(queued(op))
-            return {"id": op.message_id, "status": Status.QUEUED, "parts": info.parts,
-                    "encoding": info.encoding.value, "points": op.points}
+            return answer
 
         def failed(failure: Any) -> Any:
             counter.labels("insufficient_balance" if failure.check(ops.InsufficientBalance)
@@ -264,10 +307,14 @@ class Daemon:
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
         return self._api_read(queries.balance, account.id)
 
-    def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
+    def create_job(self, account: Account, read_job: Any,
+                   key: str | None = None) -> defer.Deferred[Any]:
         # A job may name a contact group instead of recipients (issue 11).
         return self.jobs.create(account, lambda: self.inbound.expand_group(
-            self.engine, account.id, read_job()))
+            self.engine, account.id, read_job()), key)
+
+    def find_idempotency_key(self, account: Account, key: str) -> defer.Deferred[Any]:
+        return self._read(idempotency.lookup, account.id, key)
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
         return self.jobs.get(account, job_id)
@@ -331,6 +378,7 @@ class Daemon:
         for name in removed:
             changes.append(f"smsc {name}: removed from the configuration; it stays bound "
                            "until restart")
+        changes.extend(self._reload_http(settings))
         new_accounts = {a.name for a in settings.accounts} - set(self.accounts)
         self.settings = replace(settings, smscs=tuple(
             list(settings.smscs) + [self.dispatcher.channels[n].settings for n in removed]))
@@ -347,10 +395,27 @@ class Daemon:
             ids = {a.name: a.id for a in self.accounts.values()}
             self._set_accounts({name: ids[name] for name in (a.name for a in settings.accounts)
                                 if name in ids})
+        self.reports.reload(self.settings)  # issue 10: account time zones
         self.dispatcher.pump_soon()
         for change in changes:
             log.info("reload: %s", change)
         return changes
+
+    def _reload_http(self, settings: Settings) -> list[str]:
+        """The http: limits and timeouts: new connections get the new ones."""
+        if self.port is None:
+            return []
+        limits = http_limits(settings)
+        factory = self.port.factory
+        if limits == factory.limits and (self.lockout.max_failures, self.lockout.window) == (
+                settings.http.auth_failures, settings.http.auth_window):
+            return []
+        factory.limits = limits
+        factory.api.max_body, factory.api.max_job_body = limits.max_body, limits.max_job_body
+        self.lockout.max_failures = settings.http.auth_failures
+        self.lockout.window = settings.http.auth_window
+        warning = ensure_descriptors(limits.max_connections)
+        return ["http: limits updated (new connections)"] + ([warning] if warning else [])
 
     @defer.inlineCallbacks
     def stop(self, drain_timeout: float = 30.0) -> Any:
@@ -365,6 +430,7 @@ class Daemon:
         self.dispatcher.stop()
         self.jobs.stop()
         self.inbound.stop()
+        self.reports.stop()
         for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()
@@ -373,6 +439,7 @@ class Daemon:
         while self.dispatcher.unsettled > 0 and waited < drain_timeout:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
             waited += 0.05
+        yield self._in_thread(self.reports.join)  # issue 10
         yield self._in_thread(self.writer.stop)
         if self.ops_port is not None:  # scrapes go on while draining
             yield self.ops_port.stopListening()

@@ -22,13 +22,14 @@ from twisted.internet import defer, task
 from twisted.internet.threads import blockingCallFromThread
 
 from ..api import validation
-from ..api.http import Account
+from ..api.http import API_CREDENTIAL, Account
+from ..api.idempotency import json_body
 from ..api.validation import ApiError, ValidJob
 from ..ids import new_id
 from ..protocol.segmentation import ConcatReferences
 from ..status import JobState, Status
+from ..store import idempotency, queries
 from ..store import operations as ops
-from ..store import queries
 from .intake import Admission, Intake
 
 log = logging.getLogger("smppd.jobs")
@@ -117,19 +118,34 @@ class JobManager:
 
     # Creation --------------------------------------------------------------------------
 
-    def create(self, account: Account,
-               read_job: Callable[[], ValidJob]) -> defer.Deferred[Any]:
+    def create(self, account: Account, read_job: Callable[[], ValidJob],
+               key: str | None = None) -> defer.Deferred[Any]:
         """`read_job` parses and checks the request body; it runs on the pool thread
-        with the rows, not on the reactor. Routes and prices are those of now."""
+        with the rows, not on the reactor. Routes and prices are those of now. With
+        an Idempotency-Key `key`, the result may be the answer kept for it (an
+        idempotency.Stored) instead of a new job."""
         if not self.accepting():
             return defer.fail(ApiError(503, "smppd is shutting down; retry later"))
         admission = self.intake.admission
         now = self.reactor.seconds()
-        return self.in_thread(lambda: self._build(account, read_job(), admission, now)) \
-            .addCallback(self._created, account)
+
+        def build(job: ValidJob) -> Any:
+            return self.in_thread(lambda: self._build(account, job, admission, now, key)) \
+                .addCallback(self._created, account)
+
+        if key is None:
+            return self.in_thread(lambda: self._build(account, read_job(), admission, now)) \
+                .addCallback(self._created, account)
+
+        def unless_kept(job: ValidJob) -> Any:
+            # The body is read first: a kept answer is compared with its fingerprint.
+            return self.read(idempotency.lookup, account.id, key).addCallback(
+                lambda kept: kept if kept is not None else build(job))
+
+        return self.in_thread(read_job).addCallback(unless_kept)
 
     def _build(self, account: Account, job: ValidJob, admission: Admission,
-               now: float) -> dict[str, Any]:
+               now: float, key: str | None = None) -> Any:
         """On a pool thread: check, render and price the rows as they come, and write
         them a batch at a time, each batch waiting for the previous commit. A bad row
         is reported with its number and skipped. Without the points for a batch, or
@@ -147,7 +163,8 @@ class JobManager:
 
         def flush() -> None:
             put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
-                              job.throughput, job.start_at, tuple(batch), now))
+                              job.throughput, job.start_at, tuple(batch), now,
+                              description=job.description))
             counts["batches"] += 1
             batch.clear()
 
@@ -156,7 +173,9 @@ class JobManager:
                 try:
                     digits, region, text = validation.job_row(row, job.template)
                     prepared = admission.prepare(account.id, job.sender, digits, region, text,
-                                                 references, now, job_id=job_id)
+                                                 references, now, job_id=job_id,
+                                                 channel="job", sent_by=API_CREDENTIAL,
+                                                 partner=job.partner)
                 except ApiError as exc:
                     counts["rejected"] += 1
                     if len(errors) < validation.MAX_ROW_ERRORS:
@@ -173,8 +192,16 @@ class JobManager:
                                "recipients")
             if batch:
                 flush()
-            put(ops.FinishJob(job_id, state, counts["rejected"],
-                              json.dumps(errors) if errors else None))
+            summary = {"id": job_id, "state": state, "messages": counts["messages"],
+                       "points": counts["points"], "rejected_rows": counts["rejected"],
+                       "row_errors": errors}
+            claim = None if key is None else idempotency.Claim(
+                account.id, key, job.fingerprint or "", 201, json_body(summary).decode())
+            finished = put(ops.FinishJob(job_id, state, counts["rejected"],
+                                         json.dumps(errors) if errors else None, claim))
+            if isinstance(finished, idempotency.Stored):
+                put(ops.AbortJob(job_id))  # a retry elsewhere made this job first
+                return finished
         except ops.InsufficientBalance as exc:
             put(ops.AbortJob(job_id))
             raise ApiError(402, f"insufficient balance for the job: {exc}; nothing was "
@@ -183,11 +210,11 @@ class JobManager:
             if counts["batches"]:
                 put(ops.AbortJob(job_id))
             raise
-        return {"id": job_id, "state": state, "messages": counts["messages"],
-                "points": counts["points"], "rejected_rows": counts["rejected"],
-                "row_errors": errors, "throughput": job.throughput, "start_at": job.start_at}
+        return dict(summary, throughput=job.throughput, start_at=job.start_at)
 
-    def _created(self, summary: dict[str, Any], account: Account) -> dict[str, Any]:
+    def _created(self, summary: Any, account: Account) -> Any:
+        if isinstance(summary, idempotency.Stored):
+            return summary
         log.info("job=%s created: %d messages, %d rows refused, state %s", summary["id"],
                  summary["messages"], summary["rejected_rows"], summary["state"])
         cap, start_at = summary.pop("throughput"), summary.pop("start_at")

@@ -31,11 +31,16 @@ def run(path: str) -> int:
     logs.set_level(settings.log_level)
     from twisted.internet import reactor, task
 
+    from ..twistedlog import AcceptFailures, install
+
+    bridge = install(reactor)  # Twisted's own events (accept failures...) into our log
+
     try:
         daemon = Daemon(settings, reactor)
     except DatabaseError as exc:
         logs.print_error(f"{path}: {exc}")
         return 1
+    daemon.metrics.registry.register(AcceptFailures(bridge))
     outcome = {"code": 0}
 
     def started(_: Any) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from ..inbound.pool import InboundRuntime
 from . import (
     forwards,
+    idempotency,
     inbound,
     jobs,
     ledger,
@@ -37,6 +38,7 @@ from . import (
 from . import inbound_ops as iops
 from . import operations as ops
 from .cache import CACHE_LIMIT, InProgress
+from .rollups import RollupDeltas
 from .sql import Runner, utc
 
 
@@ -61,6 +63,9 @@ class BatchContext:
     stamp: Any  # `now` as the dialect takes a timestamp parameter
     results: list[Any]
     memory: WriterMemory
+    # The reports' rollups this batch changes, written as one upsert at its end; a
+    # failed batch drops them with everything else.
+    rollups: RollupDeltas = field(default_factory=RollupDeltas)
 
     @property
     def cache(self) -> InProgress:
@@ -78,6 +83,7 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((ops.CreateJob,), jobs.create),
     ((ops.Warm,), messages.warm),
     ((ops.PurgePending,), receipts.purge),
+    ((idempotency.PurgeKeys,), idempotency.purge_phase),
     ((ops.FinishJob,), jobs.finish),
     ((ops.AbortJob,), jobs.abort),
     ((ops.SetJobState,), jobs.set_state),
@@ -142,4 +148,5 @@ class BatchApplier:
         for kinds, phase in PHASES:
             if any(kind in by_kind for kind in kinds):
                 phase(ctx, by_kind)
+        ctx.rollups.write(conn)
         return ctx.results

@@ -27,11 +27,13 @@ PartKey = tuple[str, str]  # (smsc, normalised SMSC id)
 class MessageState:
     """What the writer needs to know of a message in progress."""
 
-    __slots__ = ("account_id", "keys", "parts", "points", "refunded", "smsc", "status")
+    __slots__ = ("account_id", "error", "keys", "parts", "points", "refunded", "smsc",
+                 "status")
 
     def __init__(self, status: str, account_id: int, points: int, smsc: str | None,
-                 refunded: int, parts: list[str]) -> None:
+                 refunded: int, parts: list[str], error: str | None = None) -> None:
         self.status = status
+        self.error = error  # the message's error_code column (the rollups key on it)
         self.account_id = account_id
         self.points = points
         self.smsc = smsc
@@ -96,7 +98,8 @@ class InProgress:
         m, p = t.messages.c, t.parts.c
         for chunk in chunks(missing):
             rows = conn.execute(select(m.id, m.status, m.account_id, m.points, m.smsc,
-                                       m.refunded, m.parts).where(m.id.in_(chunk))).all()
+                                       m.refunded, m.parts, m.error_code)
+                                .where(m.id.in_(chunk))).all()
             found: dict[str, dict[int, tuple[str, str | None, str | None]]] = \
                 defaultdict(dict)
             for message_id, part_no, status, smsc, key in conn.execute(select(
@@ -108,7 +111,7 @@ class InProgress:
                 state = MessageState(row.status, row.account_id, row.points, row.smsc,
                                      row.refunded,
                                      [parts.get(n, (Status.QUEUED, None, None))[0]
-                                      for n in range(1, row.parts + 1)])
+                                      for n in range(1, row.parts + 1)], row.error_code)
                 for part_no, (_status, smsc, key) in parts.items():
                     if smsc and key:
                         self.add_key(state, (smsc, key), row.id, part_no)

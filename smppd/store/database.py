@@ -43,8 +43,11 @@ def _sqlite_pragmas(lock_wait: float) -> Any:
     return apply
 
 
-def make_engine(url: str, pool_size: int = 5, limits: StoreLimits | None = None) -> Engine:
-    """An engine for `url`; with `limits`, no wait on the database is unbounded."""
+def make_engine(url: str, pool_size: int = 5, immediate: bool = True,
+                limits: StoreLimits | None = None) -> Engine:
+    """An engine for `url`; with `limits`, no wait on the database is unbounded.
+    `immediate=False` (issue 10, reports): SQLite transactions start deferred and
+    stay reads, so a long report holds a WAL snapshot, never the write lock."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -61,7 +64,8 @@ def make_engine(url: str, pool_size: int = 5, limits: StoreLimits | None = None)
         # pysqlite's own transaction handling defers BEGIN oddly; take it over so a
         # batch is exactly one transaction.
         event.listen(engine, "connect", lambda conn, _r: setattr(conn, "isolation_level", None))
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(
+            "BEGIN IMMEDIATE" if immediate else "BEGIN"))
         return engine
     try:
         connect_args = limits.postgres_connect_args(dict(parsed.query)) if limits else {}

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from ..status import JobState, Status
-from . import ledger, messages
+from . import idempotency, ledger, messages
 from . import schema as t
 from .operations import AbortJob, CreateJob, FinishJob, InsufficientBalance, SetJobState, StopJob
 from .outcomes import INSERT_EVENT
+from .rollups import slot_of
 from .sql import chunks, utc
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def _create(ctx: BatchContext, op: CreateJob) -> Any:
             text=op.text, state=JobState.CREATING, throughput=op.throughput,
             start_at=utc(op.start_at) if op.start_at is not None else None,
             recipients=len(op.messages), rejected_rows=0, row_errors=None, points=total,
-            refunded=0, created_at=created, updated_at=created))
+            refunded=0, created_at=created, updated_at=created, description=op.description))
     else:
         conn.execute(update(t.jobs).where(j.id == op.job_id).values(
             recipients=j.recipients + len(op.messages), points=j.points + total))
@@ -50,8 +51,13 @@ def _create(ctx: BatchContext, op: CreateJob) -> Any:
 
 
 def finish(ctx: BatchContext, by_kind: Items) -> None:
+    """The last batch is in. A job whose Idempotency-Key is kept already (a racing
+    retry) gets that answer as its result, and the caller takes this one back."""
     j = t.jobs.c
     for index, op in by_kind[FinishJob]:
+        if not idempotency.claimed(ctx.conn, [(index, op)], ctx.results):
+            continue
+        idempotency.record(ctx.conn, [op.idempotency] if op.idempotency else [])
         ctx.conn.execute(update(t.jobs).where(
             j.id == op.job_id, j.state == JobState.CREATING).values(
             state=op.state, rejected_rows=op.rejected_rows, row_errors=op.row_errors,
@@ -71,12 +77,35 @@ def _abort(ctx: BatchContext, op: AbortJob) -> int:
         j.id == op.job_id, j.state == JobState.CREATING)).first()
     if row is None:
         return 0
+    _unroll(ctx, row.account_id, op.job_id)
     ids = select(m.id).where(m.job_id == op.job_id).scalar_subquery()
     conn.execute(t.parts.delete().where(t.parts.c.message_id.in_(ids)))
     conn.execute(t.messages.delete().where(m.job_id == op.job_id))
     conn.execute(t.jobs.delete().where(j.id == op.job_id))
     ledger.refund(ctx, {row.account_id: row.points})
     return row.points
+
+
+def _unroll(ctx: BatchContext, account_id: int, job_id: str) -> None:
+    """Take a job's messages out of the reports' rollups before they are deleted. A
+    job's messages are written within minutes, so each (status, error) group almost
+    always lies in one 15-minute slot: one row per group; otherwise its messages are
+    read one by one (an abort is rare)."""
+    m = t.messages.c
+    groups = ctx.conn.execute(select(
+        m.status, m.error_code, func.min(m.id), func.max(m.id), func.count(),
+        func.sum(m.parts), func.sum(m.points), func.sum(m.refunded)).where(
+        m.job_id == job_id).group_by(m.status, m.error_code)).all()
+    for status, error, low, high, count, parts, points, refunded in groups:
+        if slot_of(low) == slot_of(high):
+            ctx.rollups.add_sums((account_id, slot_of(low), status, error or ""),
+                                 -count, -int(parts), -int(points), -int(refunded))
+            continue
+        same_error = m.error_code.is_(None) if error is None else m.error_code == error
+        for row in ctx.conn.execute(select(m.id, m.parts, m.points, m.refunded).where(
+                m.job_id == job_id, m.status == status, same_error)):
+            ctx.rollups.add(account_id, row.id, status, error, row.parts, row.points,
+                            row.refunded, -1)
 
 
 def _state(ctx: BatchContext, job_id: str, account_id: int) -> str | None:
@@ -110,12 +139,15 @@ def _stop(ctx: BatchContext, op: StopJob) -> tuple[int, int] | None:
         return None  # a job still being written does not exist yet
     # Only messages not even partly sent: a part out of the door is the carrier's.
     started = select(p.message_id).where(p.message_id == m.id, p.status != Status.QUEUED)
-    rows = conn.execute(select(m.id, m.points).where(
+    rows = conn.execute(select(m.id, m.points, m.parts, m.error_code, m.refunded).where(
         m.job_id == op.job_id, m.status == Status.QUEUED, ~started.exists())).all()
-    cancelled = [(message_id, points) for message_id, points in rows
-                 if message_id not in op.in_flight]
-    refund = sum(points for _, points in cancelled)
-    ids = [message_id for message_id, _ in cancelled]
+    cancelled = [row for row in rows if row.id not in op.in_flight]
+    refund = sum(row.points for row in cancelled)
+    ids = [row.id for row in cancelled]
+    for row in cancelled:
+        ctx.rollups.move(op.account_id, row.id, row.parts, row.points,
+                         (Status.QUEUED, row.error_code, row.refunded),
+                         (Status.CANCELLED, row.error_code, row.points))
     for chunk in chunks(ids):
         conn.execute(update(t.messages).where(m.id.in_(chunk)).values(
             status=Status.CANCELLED, refunded=m.points, updated_at=ctx.now,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..status import Status
-from . import ledger
+from . import idempotency, ledger
 from . import schema as t
 from .cache import MessageState
 from .operations import Accept, InsufficientBalance, Warm
@@ -21,7 +21,7 @@ _QUEUED = f"'{Status.QUEUED.value}'"
 INSERT_MESSAGE = BulkInsert(t.messages, (
     "id", "account_id", "job_id", "sender", "recipient", "country", "text", "encoding",
     "parts", "points", "concat_ref", "smsc", "ref_id", "params", "created_at",
-    "updated_at"), {"refunded": "0", "status": _QUEUED})
+    "updated_at", "channel", "sent_by", "partner"), {"refunded": "0", "status": _QUEUED})
 INSERT_PART = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
                          {"status": _QUEUED})
 
@@ -29,10 +29,14 @@ INSERT_PART = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
 def accept(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:
     """Charge and store; one the balance cannot pay for is refused (its result is
     InsufficientBalance) and changes nothing."""
-    items = by_kind[Accept]
+    # A retried request whose Idempotency-Key is kept already gets its first answer
+    # instead of a second message; the other keys are kept with their messages.
+    items = idempotency.claimed(ctx.conn, by_kind[Accept], ctx.results)
     for (index, _), result in zip(items, charge_and_insert(ctx, [op for _, op in items]),
                                   strict=True):
         ctx.results[index] = result
+    idempotency.record(ctx.conn, [op.idempotency for index, op in items
+                                  if op.idempotency and isinstance(ctx.results[index], str)])
 
 
 def charge_and_insert(ctx: BatchContext, accepts: Sequence[Accept]) -> list[Any]:
@@ -66,7 +70,10 @@ def insert(ctx: BatchContext, accepted: Sequence[Accept], remember: bool = True)
         created = ctx.sql.ts(utc(op.created_at))
         rows.append((op.message_id, op.account_id, op.job_id, op.sender, op.recipient,
                      op.country, op.text, op.encoding, op.parts, op.points, op.concat_ref,
-                     op.smsc, op.ref_id, op.params, created, created))
+                     op.smsc, op.ref_id, op.params, created, created,
+                     op.channel or ("job" if op.job_id else "api"), op.sent_by, op.partner))
+        ctx.rollups.add(op.account_id, op.message_id, Status.QUEUED, None, op.parts, op.points,
+                        0)
         parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))
         if remember:
             ctx.cache.remember(op.message_id,

@@ -57,6 +57,12 @@ class Accept:
     params: str | None
     created_at: float
     job_id: str | None = None
+    idempotency: Any = None  # idempotency.Claim: the key kept in the same transaction
+    # api | job | portal (None: job when job_id is set, else api), the credential
+    # that sent it, and the customer's end-customer id.
+    channel: str | None = None
+    sent_by: str | None = None
+    partner: str | None = None
     retry: ClassVar[bool] = False  # the HTTP client retries; the daemon must not hold it
 
 
@@ -241,6 +247,7 @@ class CreateJob:
     start_at: float | None
     messages: tuple[Accept, ...]
     created_at: float
+    description: str | None = None
     retry: ClassVar[bool] = False
 
 
@@ -270,6 +277,7 @@ class FinishJob:
     state: str
     rejected_rows: int
     row_errors: str | None
+    idempotency: Any = None  # idempotency.Claim: the key kept in the same transaction
     retry: ClassVar[bool] = False
 
 

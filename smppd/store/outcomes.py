@@ -176,6 +176,7 @@ def _settle(ctx: BatchContext, changes: Changes) -> None:
         after = vocabulary.merge(current, combined) if combined != current else current
         if after != current:
             refund = state.refunded
+            before = (current, state.error, state.refunded)  # for the reports' rollups
             if after in (Status.REJECTED, Status.FAILED) and not state.refunded:
                 unaccepted = sum(1 for s in parts if s not in ACCEPTED_PART)
                 refund = state.points * unaccepted // max(len(parts), 1)
@@ -190,6 +191,9 @@ def _settle(ctx: BatchContext, changes: Changes) -> None:
                 changes.events.append((message_id, None, Status.SUBMITTED, None, stamp))
             updates.append((message_id, after, error, stamp, stamp if submitted else None,
                             stamp if after in vocabulary.FINAL else None, refund))
+            state.error = error or state.error  # as COALESCE(?, error_code) writes it
+            ctx.rollups.move(state.account_id, message_id, len(parts), state.points, before,
+                             (after, state.error, refund))
             changes.events.append((message_id, None, after, error, stamp))
         if after in vocabulary.FINAL and all(s in vocabulary.FINAL for s in parts):
             cache.forget(message_id)

@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from ..status import JobState, Status
+from ..explain import describe_error
+from ..status import DESCRIPTIONS, JobState, Status
 from . import schema as t
 from .sql import utc
 
@@ -42,6 +43,9 @@ class MessageFilter:
     job: str | None = None
     min_id: str | None = None  # from `since`
     max_id: str | None = None  # from `until`
+    channel: str | None = None  # issue 10
+    ref_id: str | None = None
+    partner: str | None = None
 
 
 def seed_accounts(conn: Connection, accounts: list[tuple[str, int]]) -> dict[str, int]:
@@ -69,7 +73,8 @@ _SUMMARY = (t.messages.c.id, t.messages.c.job_id, t.messages.c.sender, t.message
             t.messages.c.status, t.messages.c.parts, t.messages.c.encoding,
             t.messages.c.points, t.messages.c.refunded, t.messages.c.error_code,
             t.messages.c.ref_id, t.messages.c.created_at, t.messages.c.submitted_at,
-            t.messages.c.final_at, t.messages.c.updated_at)
+            t.messages.c.final_at, t.messages.c.updated_at, t.messages.c.channel,
+            t.messages.c.sent_by, t.messages.c.partner, t.messages.c.text)
 
 
 def _summary(row: Any) -> dict[str, Any]:
@@ -78,18 +83,21 @@ def _summary(row: Any) -> dict[str, Any]:
             "points": row.points, "refunded": row.refunded, "error_code": row.error_code,
             "ref_id": row.ref_id, "created_at": _iso(row.created_at),
             "submitted_at": _iso(row.submitted_at), "final_at": _iso(row.final_at),
-            "updated_at": _iso(row.updated_at)}
+            "updated_at": _iso(row.updated_at),
+            # Issue 10: what the history shows besides.
+            "status_description": DESCRIPTIONS.get(row.status, ""),
+            "error_description": describe_error(row.error_code), "channel": row.channel,
+            "sent_by": row.sent_by, "partner": row.partner, "text": row.text}
 
 
 def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str, Any] | None:
     """One message of this account, with parts and history; None for another
     account's message, so the API answers 404 and leaks nothing."""
-    row = conn.execute(select(*_SUMMARY, t.messages.c.text, t.messages.c.params).where(and_(
+    row = conn.execute(select(*_SUMMARY, t.messages.c.params).where(and_(
         t.messages.c.id == message_id, t.messages.c.account_id == account_id))).first()
     if row is None:
         return None
     message = _summary(row)
-    message["text"] = row.text
     message["params"] = json.loads(row.params) if row.params else None
     message["part_list"] = [
         {"part": p.part_no, "status": p.status, "smsc": p.smsc, "smsc_id": p.smsc_id,
@@ -119,6 +127,12 @@ def list_messages(conn: Connection, account_id: int, where: MessageFilter,
         conditions.append(m.status == where.status)
     if where.job is not None:
         conditions.append(m.job_id == where.job)
+    if where.channel is not None:  # issue 10
+        conditions.append(m.channel == where.channel)
+    if where.ref_id is not None:
+        conditions.append(m.ref_id == where.ref_id)
+    if where.partner is not None:
+        conditions.append(m.partner == where.partner)
     if where.min_id is not None:
         conditions.append(m.id >= where.min_id)
     if where.max_id is not None:

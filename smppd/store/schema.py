@@ -64,6 +64,11 @@ messages = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("submitted_at", DateTime, nullable=True),
     Column("final_at", DateTime, nullable=True),
+    # Reports (issue 10): how it came in (api | job | portal), which credential sent it,
+    # and the customer's own end-customer id.
+    Column("channel", String(8), nullable=False, server_default=text("'api'")),
+    Column("sent_by", String(64), nullable=True),
+    Column("partner", String(64), nullable=True),
 )
 # History pages and filters, per account, newest first.
 Index("ix_messages_account_id_id", messages.c.account_id, messages.c.id)
@@ -75,6 +80,13 @@ Index("ix_messages_account_status", messages.c.account_id, messages.c.status, me
 Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messages.c.id,
       sqlite_where=messages.c.job_id.isnot(None),
       postgresql_where=messages.c.job_id.isnot(None))
+# Lookups by the customer's own reference or end-customer id (issue 10). Partial: a
+# message without one costs no index entry.
+Index("ix_messages_account_ref_id", messages.c.account_id, messages.c.ref_id, messages.c.id,
+      sqlite_where=messages.c.ref_id.isnot(None), postgresql_where=messages.c.ref_id.isnot(None))
+Index("ix_messages_account_partner", messages.c.account_id, messages.c.partner, messages.c.id,
+      sqlite_where=messages.c.partner.isnot(None),
+      postgresql_where=messages.c.partner.isnot(None))
 # Recovery at start: the work that is still to be sent. Partial, so the index stays
 # as small as the backlog and costs nothing once messages move on.
 Index("ix_messages_queued", messages.c.id,
@@ -117,8 +129,13 @@ jobs = Table(
     Column("refunded", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    Column("description", String(256), nullable=True),  # issue 10: for finding it again
+    Column("campaign_id", String(32), nullable=True),  # issue 10: grouped into a campaign
 )
 Index("ix_jobs_account_id_id", jobs.c.account_id, jobs.c.id)
+Index("ix_jobs_account_campaign", jobs.c.account_id, jobs.c.campaign_id,
+      sqlite_where=jobs.c.campaign_id.isnot(None),
+      postgresql_where=jobs.c.campaign_id.isnot(None))
 
 parts = Table(
     "parts", metadata,
@@ -405,3 +422,110 @@ Index("ix_poll_votes_stats", poll_votes.c.poll_id, poll_votes.c.outcome,
 Index("ix_poll_votes_sender", poll_votes.c.poll_id, poll_votes.c.sender,
       poll_votes.c.received_at)
 Index("ix_poll_votes_poll_id_id", poll_votes.c.poll_id, poll_votes.c.id)
+
+# Idempotency-Key: the answer given to a POST that carried one, so that a retry with
+# the same key gets that answer instead of making a second message or job. Written
+# in the transaction that commits the message (or the job's last batch); kept 24 h.
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of what was asked
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),  # the JSON body answered
+    Column("created_at", DateTime, nullable=False),
+)
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
+
+
+# Reports (issue 10) ---------------------------------------------------------------------
+
+# What the messages table would say if counted, kept per account, per 15 minutes of
+# UTC, per status and error: the writer changes these rows in the same transaction as
+# the messages (smppd.store.rollups), so a daily report over ten million messages sums
+# a few thousand rows instead of scanning them. `bucket` is the Unix time of the slot's
+# start (the time in the message id, see smppd.ids); `error` is '' for none (a key
+# column cannot be NULL in PostgreSQL). Why 15 minutes: every time zone in use is a
+# whole number of quarter hours from UTC (India +5:30, Nepal +5:45), so any account's
+# days are cut exactly, whatever its zone is or becomes.
+message_rollups = Table(
+    "message_rollups", metadata,
+    Column("account_id", Integer, primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),
+    Column("status", String(12), primary_key=True),
+    Column("error", String(32), primary_key=True),
+    Column("messages", BigInteger, nullable=False),
+    Column("parts", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("refunded", BigInteger, nullable=False),
+)
+
+# A named group of jobs (a campaign), so their report can be read as one.
+campaigns = Table(
+    "campaigns", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("description", String(1024), nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+Index("ix_campaigns_account_id_id", campaigns.c.account_id, campaigns.c.id)
+
+# One requested report: its request, its state while it runs, its file once ready.
+# `run_key` (schedule id + period start) is unique: a periodic run makes one report
+# even when two daemons, or one restarted, try to make it twice. `lease_until` is how
+# long the daemon running it may be trusted to be alive (renewed as it progresses):
+# past it, any daemon may take the report over and run it again.
+reports = Table(
+    "reports", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("format", String(8), nullable=False),
+    Column("name", String(128), nullable=True),
+    Column("request", Text, nullable=False),  # JSON: the validated request
+    Column("period_start", DateTime, nullable=True),  # UTC
+    Column("period_end", DateTime, nullable=True),  # UTC, exclusive
+    Column("timezone", String(64), nullable=False),
+    Column("state", String(8), nullable=False),  # queued | running | ready | failed
+    Column("progress", Float, nullable=False, server_default=text("0")),
+    Column("rows", BigInteger, nullable=False, server_default=text("0")),
+    Column("error", Text, nullable=True),
+    Column("file_name", String(255), nullable=True),
+    Column("file_path", Text, nullable=True),
+    Column("file_size", BigInteger, nullable=True),
+    Column("content_type", String(128), nullable=True),
+    Column("email", Text, nullable=True),  # JSON list of addresses
+    Column("email_state", String(8), nullable=True),  # pending | sent | failed
+    Column("email_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("email_error", Text, nullable=True),
+    Column("email_next_at", DateTime, nullable=True),
+    Column("schedule_id", String(32), nullable=True),
+    Column("run_key", String(96), nullable=True, unique=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("owner", String(160), nullable=True),  # the daemon running it (host + config)
+    Column("lease_until", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime, nullable=True),
+    Column("finished_at", DateTime, nullable=True),
+    Column("expires_at", DateTime, nullable=True),
+)
+Index("ix_reports_account_id_id", reports.c.account_id, reports.c.id)
+Index("ix_reports_state", reports.c.state)
+
+# A periodic report: every day, week or month, for the period that just ended in the
+# account's time zone. `next_run` is UTC.
+report_schedules = Table(
+    "report_schedules", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("every", String(8), nullable=False),  # day | week | month
+    Column("request", Text, nullable=False),  # JSON: the report fields but the period
+    Column("next_run", DateTime, nullable=False),
+    Column("last_run", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+)
+Index("ix_report_schedules_account_id_id", report_schedules.c.account_id,
+      report_schedules.c.id)
+Index("ix_report_schedules_next_run", report_schedules.c.next_run)

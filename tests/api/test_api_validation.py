@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import phonenumbers
 import pytest
 from hypothesis import given, settings
@@ -144,3 +146,125 @@ def test_templates_render_or_name_the_problem(template: str, fields: dict[str, o
         validation.render(template, fields)
     except ApiError as exc:
         assert exc.status == 400 and exc.field
+
+
+# Input that once ended in a 500 or a wrong answer ------------------------------------
+
+
+@pytest.mark.parametrize("limit", ["²", "١", "١٠", "٣", "１", "1_0", " 5", "5 ", "+5", "-1",
+                                   "9" * 5000, "0x10", ""])
+def test_limit_takes_ascii_digits_only(limit: str) -> None:
+    """'²'.isdigit() is true and int('²') fails (a 500); int('١') is 1 (a wrong
+    answer). Only ASCII digits are numbers in a query string."""
+    with pytest.raises(ApiError) as caught:
+        validation.list_query({"limit": limit})
+    assert (caught.value.status, caught.value.field) == (400, "limit")
+
+
+@pytest.mark.parametrize("recipient", ["+４８５００１００２００", "+٤٨٥٠٠١٠٠٢٠٠", "48²", "4" * 16])
+def test_recipient_filter_takes_ascii_digits_only(recipient: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        validation.list_query({"recipient": recipient})
+    assert caught.value.field == "recipient"
+
+
+def test_a_number_in_other_digits_is_asked_about_not_read() -> None:
+    with pytest.raises(ApiError) as caught:
+        validation.recipient("+٤٨٥٠٠١٠٠٢٠٠")
+    assert caught.value.field == "to"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1_000", "١٢", "1e400",
+                                   "9" * 400, "0", "-3", "1,5", "x"])
+def test_form_throughput_is_a_plain_positive_decimal(value: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        validation.job({"name": "n", "from": "Acme", "text": "t", "throughput": value},
+                       rows=iter([]))
+    assert caught.value.field == "throughput"
+
+
+@pytest.mark.parametrize("body", [b'{"throughput": NaN}', b'{"throughput": Infinity}',
+                                  b'{"throughput": -Infinity}', b'{"throughput": 1e999}'])
+def test_json_without_nan_or_infinity(body: bytes) -> None:
+    with pytest.raises(ApiError) as caught:
+        validation.parse_json_object(body)
+    assert caught.value.status == 400 and "JSON" in caught.value.message
+
+
+@pytest.mark.parametrize("depth", [17, 200, 5000, 100_000])
+def test_deeply_nested_params_are_a_400_naming_params(depth: int) -> None:
+    body = (b'{"to": "+48500100200", "from": "Acme", "text": "x", "params": '
+            + b'{"a": [' * depth + b"1" + b"]}" * depth + b"}")
+    with pytest.raises(ApiError) as caught:
+        validation.message(validation.parse_json_object(body))
+    assert (caught.value.status, caught.value.field) == (400, "params")
+
+
+def test_nesting_just_within_the_limit_is_kept() -> None:
+    params: dict[str, object] = {"leaf": 1}
+    for _ in range(validation.MAX_PARAMS_DEPTH - 1):
+        params = {"a": params}
+    message = validation.message({"to": "+48500100200", "from": "Acme", "text": "x",
+                                  "params": params})
+    assert message.params == params
+
+
+@pytest.mark.parametrize("depth", [5000, 100_000])
+def test_a_deeply_nested_job_body_is_a_400_naming_the_field(depth: int) -> None:
+    body = (b'{"name": "n", "from": "Acme", "text": "t", "recipients": '
+            + b"[" * depth + b"]" * depth + b"}")
+    with pytest.raises(ApiError) as caught:
+        validation.job(validation.parse_json_object(body))
+    assert (caught.value.status, caught.value.field) == (400, "recipients")
+
+
+@pytest.mark.parametrize(("value", "field"), [("0001-01-01T00:00:00+01:00", "since"),
+                                              ("9999-12-31T23:59:59-23:59", "until")])
+def test_times_far_out_stay_inside_the_id_range(value: str, field: str) -> None:
+    where, _, _ = validation.list_query({field: value})
+    bound = where.min_id or where.max_id
+    assert bound is not None and len(bound) == 32 and not bound.startswith("-")
+
+
+_TEXT = s.text(s.characters(codec="utf-8"), max_size=12)
+
+
+@given(s.dictionaries(s.sampled_from(sorted(validation.LIST_FIELDS)) | _TEXT, _TEXT,
+                      max_size=6))
+@settings(max_examples=600)
+def test_any_list_query_is_answered_or_refused_naming_a_parameter(
+        args: dict[str, str]) -> None:
+    try:
+        validation.list_query(args)
+    except ApiError as exc:
+        assert exc.status == 400 and exc.field in args
+
+
+_NESTED = s.integers(min_value=1, max_value=3000).map(
+    lambda depth: json_nested(depth))
+
+
+def json_nested(depth: int) -> object:
+    value: object = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@given(s.dictionaries(_FIELDS, _JSON | _NESTED | s.just("+48500100200") | s.just("Acme")
+                      | s.sampled_from([float("nan"), float("inf"), 10 ** 400, -0.0]),
+                      max_size=7))
+@settings(max_examples=300)
+def test_any_body_through_the_parser_is_accepted_or_refused_naming_a_field(
+        body: dict[str, object]) -> None:
+    """Serialised as any client would (json.dumps writes NaN and Infinity, and may
+    nest deeper than Python can read back), then parsed and checked as the API does."""
+    try:
+        raw = json.dumps(body).encode()
+    except (RecursionError, ValueError):
+        return
+    for check in (validation.message, validation.job):
+        try:
+            check(validation.parse_json_object(raw))
+        except ApiError as exc:
+            assert exc.status == 400

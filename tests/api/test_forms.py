@@ -23,7 +23,7 @@ def test_parts_by_name_with_crlf_and_binary_content() -> None:
 
 
 @pytest.mark.parametrize(("body", "content_type", "message"), [
-    (b"--XyZ\r\nno headers here\r\n--XyZ--", TYPE, "without headers"),
+    (b"--XyZ\r\nno headers here\r\n--XyZ--", TYPE, "malformed multipart"),
     (b'--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--', TYPE, "without a name"),
     (b'--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\nnever closed', TYPE,
      "closing boundary"),
@@ -58,3 +58,95 @@ def test_random_bytes_never_raise_anything_but_api_errors(data: bytes) -> None:
                     lambda: forms.parse_multipart(b"--XyZ\r\n" + data, TYPE)):
         with contextlib.suppress(ApiError):
             attempt()
+
+
+def _part(disposition: bytes, content: bytes, extra: bytes = b"") -> bytes:
+    return b"--XyZ\r\nContent-Disposition: " + disposition + b"\r\n" + extra + b"\r\n" \
+        + content + b"\r\n"
+
+
+@pytest.mark.parametrize(("disposition", "name"), [
+    (b'form-data; filename="a.csv"; name="file"', "file"),  # once read as 'a.csv'
+    (b"form-data; name=file", "file"),  # unquoted: once refused
+    (b'form-data; name="file"; filename="name=x.csv"', "file"),
+    (b'form-data; name="a;b"', "a;b"),
+    (b'FORM-DATA; NAME="file"', "file"),
+    (b'form-data;name="file";filename="a.csv"', "file"),
+    ('form-data; name="Zażółć"'.encode(), "Zażółć"),
+])
+def test_the_name_parameter_is_read_as_rfc_7578_says(disposition: bytes, name: str) -> None:
+    body = _part(disposition, b"content") + b"--XyZ--\r\n"
+    assert forms.parse_multipart(body, TYPE) == {name: b"content"}
+
+
+def test_header_names_are_case_insensitive_and_other_headers_ignored() -> None:
+    body = (b'--XyZ\r\ncontent-type: text/csv\r\nCONTENT-DISPOSITION: form-data; name="f"\r\n'
+            b"\r\nx\r\n--XyZ--")
+    assert forms.parse_multipart(body, TYPE) == {"f": b"x"}
+
+
+def test_a_quoted_boundary_and_an_epilogue() -> None:
+    body = _part(b'form-data; name="a"', b"1") + b"--XyZ--\r\nepilogue"
+    assert forms.parse_multipart(body, b'multipart/form-data; boundary="XyZ"') == {"a": b"1"}
+
+
+def test_data_that_almost_contains_the_boundary_is_kept_whole() -> None:
+    tricky = b"a\r\n--Xy\r\n-\r\r\n--X\r\n\r\n\r\n--\r\nend\r\n-"
+    body = _part(b'form-data; name="file"', tricky) + b"--XyZ--\r\n"
+    assert forms.parse_multipart(body, TYPE) == {"file": tricky}
+
+
+@pytest.mark.parametrize(("body", "content_type", "message"), [
+    (_part(b'attachment; name="a"', b"x") + b"--XyZ--", TYPE, "not form-data"),
+    (b"--XyZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XyZ--", TYPE, "no Content-Disposition"),
+    (_part(b"form-data; name*=UTF-8''a", b"x") + b"--XyZ--", TYPE, "without a name"),
+    (_part(b'form-data; filename="a.csv"', b"x") + b"--XyZ--", TYPE, "without a name"),
+    (b"x", b"multipart/form-data; boundary=" + b"b" * 71, "at most 70"),
+    (b"x", b"multipart/form-data; boundary=", "without a boundary"),
+    (b"x", b"multipart/mixed; boundary=XyZ", "without a boundary"),
+    (_part(b'form-data; name="a"', b"x") * 101 + b"--XyZ--", TYPE, "at most 100"),
+    (_part(b'form-data; name="a"', b"x"), TYPE, "closing boundary"),
+    (b"", TYPE, "closing boundary"),
+])
+def test_more_malformed_multipart(body: bytes, content_type: bytes, message: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        forms.parse_multipart(body, content_type)
+    assert caught.value.status == 400 and message in caught.value.message
+
+
+def test_a_big_file_part_is_copied_once() -> None:
+    """The body is in memory already; parsing adds one copy of the file, not four."""
+    import tracemalloc
+
+    size = 8 * 1024 * 1024
+    content = (b"+48500100200,Ann\r\n" * (size // 18 + 1))[:size]
+    body = _part(b'form-data; name="name"', b"spring") + _part(
+        b'form-data; name="file"; filename="a.csv"', content) + b"--XyZ--\r\n"
+    tracemalloc.start()
+    try:
+        parts = forms.parse_multipart(body, TYPE)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert parts["file"] == content and parts["name"] == b"spring"
+    assert size <= peak < 1.25 * size, peak
+
+
+_NAMES = s.text(s.characters(blacklist_characters='"\\\r\n', blacklist_categories=("Cs",)),
+                min_size=1, max_size=12)
+
+
+@given(s.dictionaries(_NAMES, s.binary(max_size=300), min_size=1, max_size=5),
+       s.booleans())
+@settings(max_examples=300)
+def test_any_form_round_trips(fields: dict[str, bytes], filenames: bool) -> None:
+    boundary = b"----smppd-test-7d3a1c"
+    body = b""
+    for name, content in fields.items():
+        disposition = b'form-data; name="' + name.encode() + b'"'
+        if filenames:
+            disposition = b'form-data; filename="name.csv"; ' + disposition[len(b"form-data; "):]
+        body += b"--" + boundary + b"\r\nContent-Disposition: " + disposition + b"\r\n\r\n" \
+            + content + b"\r\n"
+    body += b"--" + boundary + b"--\r\n"
+    assert forms.parse_multipart(body, b"multipart/form-data; boundary=" + boundary) == fields

@@ -78,6 +78,14 @@ def test_status_overrides_take_names_numbers_and_hex(tmp_path: Path) -> None:
     assert smsc.throttle_policy == "fixed"
 
 
+def test_http_limits_have_defaults_and_take_values(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, VALID)).http == config.HttpSettings()
+    settings = config.load(write(tmp_path, edit(lambda d: d["http"].update(
+        idle_timeout=5, header_timeout="2.5", body_timeout=7, body_min_rate=0,
+        max_connections=10, max_pipelined=2, auth_failures=3, auth_window=30))))
+    assert settings.http == config.HttpSettings(5.0, 2.5, 7.0, 0.0, 10, 2, 3, 30.0)
+
+
 def test_the_shipped_example_file_is_valid() -> None:
     example = Path(__file__).parents[2] / "config" / "smppd.example.yaml"
     assert config.load(example).smscs[0].name == "carrier-a"
@@ -124,6 +132,25 @@ def test_the_shipped_example_file_is_valid() -> None:
      "smppd.yaml: smscs[0].status_overrides.0x45: expected one of throttled, queue_full"),
     (lambda d: d["smscs"][0].update(status_overrides=["0x45"]),
      "smppd.yaml: smscs[0].status_overrides: expected a mapping of command_status"),
+    (lambda d: d["http"].update(idle_timeout=0.5), "smppd.yaml: http.idle_timeout: expected "
+                                                   "at least 1"),
+    (lambda d: d["http"].update(header_timeout=".nan"),
+     "smppd.yaml: http.header_timeout: expected a number, got"),
+    (lambda d: d["http"].update(body_timeout=float("inf")),
+     "smppd.yaml: http.body_timeout: expected a number, got"),
+    (lambda d: d["http"].update(body_min_rate=-1), "smppd.yaml: http.body_min_rate: expected "
+                                                   "at least 0"),
+    (lambda d: d["http"].update(max_connections=0),
+     "smppd.yaml: http.max_connections: expected 1..1000000"),
+    (lambda d: d["http"].update(max_pipelined="lots"),
+     "smppd.yaml: http.max_pipelined: expected a whole number"),
+    (lambda d: d["http"].update(auth_failures=0),
+     "smppd.yaml: http.auth_failures: expected 1..1000000"),
+    (lambda d: d["http"].update(auth_window="soon"),
+     "smppd.yaml: http.auth_window: expected a number"),
+    (lambda d: d["http"].update(idle=5), "smppd.yaml: http.idle: unknown key"),
+    (lambda d: d["http"].update(listen="127.0.0.1:８０"),
+     "smppd.yaml: http.listen: expected HOST:PORT"),
     (lambda d: d.update(store={"stall_timout": 3}), "smppd.yaml: store.stall_timout: unknown key"),
     (lambda d: d.update(store={"connect_timeout": 0}),
      "smppd.yaml: store.connect_timeout: expected at least 0.1, got 0"),

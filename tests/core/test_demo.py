@@ -26,3 +26,16 @@ def test_demo_sends_every_kind_and_writes_a_report(tmp_path: Path) -> None:
     assert any(int(row["parts"]) > 1 for row in rows)
     assert all(row["smsc_ids"] for row in rows)
     assert "Traceback" not in done.stderr
+    # It ends with the daily report and a PDF summary from the API, next to the CSV:
+    # the 60 it sent and the replies to the votes, as the store has them.
+    with (folder / "demo-daily.csv").open(encoding="utf-8") as handle:
+        days = list(csv.DictReader(handle))
+    assert sum(int(day["messages"]) for day in days) == len(rows)
+    assert sum(int(day["delivered"]) + int(day["undelivered"]) + int(day["expired"])
+               for day in days) >= 60
+    from pypdf import PdfReader
+
+    text = PdfReader(folder / "demo-summary.pdf").pages[0].extract_text()
+    assert "Messages per day" in text and f"Messages\n{len(rows)}\n" in text
+    assert f"daily report written: {folder / 'demo-daily.csv'}" in done.stdout
+    assert f"PDF summary written:  {folder / 'demo-summary.pdf'}" in done.stdout

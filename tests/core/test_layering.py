@@ -15,14 +15,15 @@ PACKAGE = Path(__file__).parents[2] / "smppd"
 
 # room (a subpackage or a top-level module of smppd) -> floor
 FLOORS = {
-    "status": 0, "ids": 0, "ratelog": 0, "logs": 0, "checks": 0,
+    "status": 0, "ids": 0, "ratelog": 0, "logs": 0, "checks": 0, "twistedlog": 1,
     "throttle": 1, "inbound": 1,
-    "protocol": 1,
+    "protocol": 1, "explain": 1,
     "store": 2,
     "config": 3,
     "fake_smsc": 3,
-    "api": 4, "mail": 4,
-    "reports": 5, "callbacks": 5, "portal": 6,
+    "mail": 4, "reports": 4, "callbacks": 4,
+    "api": 5,
+    "portal": 6,
     "daemon": 7,
     "admin": 8, "demo": 8,
     "cli": 9,

@@ -20,7 +20,8 @@ def _mail() -> Mail:
 def test_a_mail_arrives_with_its_id_and_attachment() -> None:
     sink = SmtpSink().start()
     try:
-        send(SmtpSettings("127.0.0.1", sink.port, "smppd@example.com"), _mail())
+        send(SmtpSettings("127.0.0.1", sink.port, starttls=False, sender="smppd@example.com"),
+             _mail())
     finally:
         sink.stop()
     (message,) = sink.messages
@@ -37,7 +38,7 @@ def test_refusals_say_whether_to_retry(answer: str, temporary: bool) -> None:
     sink = SmtpSink(answer).start()
     try:
         with pytest.raises(MailError) as error:
-            send(SmtpSettings("127.0.0.1", sink.port), _mail())
+            send(SmtpSettings("127.0.0.1", sink.port, starttls=False), _mail())
     finally:
         sink.stop()
     assert error.value.temporary is temporary and answer[:3] in str(error.value)
@@ -48,5 +49,5 @@ def test_an_unreachable_server_is_temporary() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(MailError) as error:
-        send(SmtpSettings("127.0.0.1", port, timeout=2), _mail())
+        send(SmtpSettings("127.0.0.1", port, starttls=False, timeout=2), _mail())
     assert error.value.temporary

@@ -198,16 +198,18 @@ def test_a_store_outage_while_the_smsc_answers_holds_the_window_and_loses_nothin
     wait_for(lambda: len(smsc.submits) >= 8, what="sending under way")
     in_flight = InFlight(running.daemon.dispatcher)
     fault.begin()
-    submits_at_outage = len(smsc.submits)
-    held = wait_for(lambda: running.daemon.writer.backlog, timeout=ANSWER_BOUND,
-                    what="the writer holding the SMSC's answers")
-    status, _ = client.send(text="during the outage")
-    assert status == 503
-    wait_for(lambda: smsc.refused, timeout=ANSWER_BOUND,
-             what="a receipt refused with ESME_RX_T_APPN")
-    time.sleep(1.5)  # responses and receipts keep coming while the store is down
-    during = len(smsc.submits) - submits_at_outage
-    fault.end()
+    try:
+        submits_at_outage = len(smsc.submits)
+        held = wait_for(lambda: running.daemon.writer.backlog, timeout=ANSWER_BOUND,
+                        what="the writer holding the SMSC's answers")
+        status, _ = client.send(text="during the outage")
+        assert status == 503
+        wait_for(lambda: smsc.refused, timeout=ANSWER_BOUND,
+                 what="a receipt refused with ESME_RX_T_APPN")
+        time.sleep(1.5)  # responses and receipts keep coming while the store is down
+        during = len(smsc.submits) - submits_at_outage
+    finally:
+        fault.end()
     for message_id in ids:
         client.wait_status(message_id, "delivered", timeout=60)
     maximum = in_flight.stop()

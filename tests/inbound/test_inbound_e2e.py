@@ -213,7 +213,7 @@ def test_auto_reply_loops_and_hourly_limit(inbound: Any) -> None:
 
 
 def test_forward_by_email_sms_and_url_setting(inbound: Any, sink: SmtpSink) -> None:
-    running = inbound(smtp={"host": "127.0.0.1", "port": sink.port,
+    running = inbound(smtp={"host": "127.0.0.1", "port": sink.port, "starttls": False,
                             "from": "smppd@example.com"})
     acme, smsc = running.client, running.smsc
     settings = {"forward": {"email": ["ops@example.com", "boss@example.com"],
@@ -462,7 +462,7 @@ def test_malformed_contact_csv(inbound: Any) -> None:
 def test_an_email_forward_the_server_refuses(inbound: Any, answer: str, state: str) -> None:
     sink = SmtpSink(answer).start()
     try:
-        running = inbound(smtp={"host": "127.0.0.1", "port": sink.port})
+        running = inbound(smtp={"host": "127.0.0.1", "port": sink.port, "starttls": False})
         assert running.client.request("PUT", f"/v1/inbound/numbers/{SHORT}/settings",
                                       {"forward": {"email": ["ops@example.com"]}})[0] == 200
         call(running.smsc.inject_mo, VOTER, SHORT, "hello")

@@ -84,12 +84,15 @@ def test_configure_under_journald_writes_prefixed_lines(tmp_path: Path,
 
 
 def test_twisted_events_reach_python_logging(caplog: pytest.LogCaptureFixture) -> None:
+    from twisted.internet import reactor
     from twisted.logger import Logger
 
-    logs.route_twisted()
+    from smppd.twistedlog import install
+
+    install(reactor)
     caplog.set_level(logging.WARNING)
     Logger(namespace="smppd.test").error("reactor trouble {what}", what="here")
-    assert any(r.name == "twisted" and r.levelno == logging.ERROR
+    assert any(r.name == "smppd.twisted" and r.levelno == logging.ERROR
                and "reactor trouble here" in r.getMessage() for r in caplog.records)
 
 

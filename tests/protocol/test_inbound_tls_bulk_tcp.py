@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import random
 
 import pytest
@@ -15,7 +14,7 @@ from smppd.protocol.connector import LinkState, TlsConfig
 from smppd.protocol.inbound import Reassembler, fragment_from_pdu
 from smppd.protocol.segmentation import ConcatReferences, SplitMode, SplitPolicy, split
 from smppd.protocol.text import Encoding
-from tests.conftest import call, wait_for
+from tests.conftest import call, self_signed, wait_for
 
 
 def _reassembled(listener) -> list:  # type: ignore[no-untyped-def]
@@ -121,25 +120,7 @@ def test_receipt_status_by_prefix(smsc: FakeSmsc, connect) -> None:  # type: ign
 # TLS ------------------------------------------------------------------------------
 
 def _self_signed(tmp_path):  # type: ignore[no-untyped-def]
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smsc.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("smsc.test")]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
+    cert_pem, key_pem = self_signed("smsc.test")
     (tmp_path / "ca.pem").write_bytes(cert_pem)
     return cert_pem, key_pem, str(tmp_path / "ca.pem")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -64,12 +65,19 @@ class DaemonProcess:
         # What runs `smppd run --config PATH` (a wrapper may restrict the process first).
         self.launcher = launcher or [sys.executable, "-m", "smppd.cli"]
 
-    def start(self, timeout: float = 30.0, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, timeout: float = 30.0, extra_env: dict[str, str] | None = None,
+              max_files: int | None = None) -> None:
+        """`max_files`: the process's limit on open files (RLIMIT_NOFILE), soft and hard."""
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
+
+        def limit_files() -> None:
+            if max_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*self.launcher, "run", "--config", str(self.config)],
-                stdout=log, stderr=log, env=env)
+                stdout=log, stderr=log, env=env, preexec_fn=limit_files)
         process = self.process
 
         def ready_or_dead() -> bool:
@@ -127,9 +135,28 @@ def query(db: Path | str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
 
 
-async def _post_many(port: int, bodies: list[bytes], connections: int,
-                     accepted: dict[str, str], stop_after: int | None) -> None:
-    queue = iter(range(len(bodies)))
+async def post_message(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       body: bytes, headers: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """One POST /v1/messages on an open connection: (status line, lower-cased
+    header lines, body) of its answer. `headers` are extra CRLF-ended lines."""
+    writer.write(b"POST /v1/messages HTTP/1.1\r\nHost: t\r\n"
+                 b"Authorization: Bearer " + TOKEN.encode() + b"\r\n" + headers
+                 + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    status = await reader.readline()
+    length, head = 0, []
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        head.append(line.lower())
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return status, b"".join(head), await reader.readexactly(length)
+
+
+async def post_all(port: int, requests: list[tuple[bytes, bytes]], connections: int,
+                   answered: Any) -> None:
+    """POST each (body, extra header lines) over `connections` keep-alive connections;
+    `answered(index, status, head, body)` sees each answer and returns True to stop.
+    A connection that fails (the daemon killed under us) just ends."""
+    queue = iter(range(len(requests)))
 
     async def worker() -> None:
         try:
@@ -138,22 +165,10 @@ async def _post_many(port: int, bodies: list[bytes], connections: int,
             return
         try:
             for index in queue:
-                body = bodies[index]
-                writer.write(b"POST /v1/messages HTTP/1.1\r\nHost: t\r\n"
-                             b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
-                             b"Content-Length: %d\r\n\r\n" % len(body) + body)
-                status = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                answer = await reader.readexactly(length)
-                if b" 201 " in status:
-                    accepted[json.loads(body)["text"]] = json.loads(answer)["id"]
-                if stop_after is not None and len(accepted) >= stop_after:
+                if answered(index, *await post_message(reader, writer, *requests[index])):
                     return
         except (OSError, asyncio.IncompleteReadError):
-            return  # the daemon died under us: what was answered 201 is recorded
+            return  # the daemon died under us: what was answered is recorded
         finally:
             writer.close()
 
@@ -166,5 +181,11 @@ def post_many(port: int, texts: list[str], connections: int = 20,
     bodies = [json.dumps({"to": f"+4850{i:07d}", "from": "Acme", "text": text}).encode()
               for i, text in enumerate(texts)]
     accepted: dict[str, str] = {}
-    asyncio.run(_post_many(port, bodies, connections, accepted, stop_after))
+
+    def answered(index: int, status: bytes, _head: bytes, answer: bytes) -> bool:
+        if b" 201 " in status:
+            accepted[json.loads(bodies[index])["text"]] = json.loads(answer)["id"]
+        return stop_after is not None and len(accepted) >= stop_after
+
+    asyncio.run(post_all(port, [(body, b"") for body in bodies], connections, answered))
     return accepted

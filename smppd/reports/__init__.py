@@ -1,0 +1,1 @@
+"""Reports: history explained, report queries and renderers, queued/periodic/e-mailed runs."""
