@@ -28,6 +28,11 @@ from typing import Any
 
 import psutil
 
+# The repository, for the one polling helper the tests use too.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.polling import until
+
 TOKEN = "bench-token-0123456789abcdef"
 
 
@@ -61,13 +66,11 @@ accounts:
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    until(listening, timeout, f"something listening on 127.0.0.1:{port}", interval=0.05)
 
 
 def start_pair(folder: Path, smsc_port: int, config: Path) -> tuple[Any, Any, Any]:
@@ -155,12 +158,13 @@ def main() -> None:
         own_cpu = time.process_time() - own_before
         db = folder / "smppd.db"
         peak_rss = 0
-        while True:
+
+        def drained() -> bool:
+            nonlocal peak_rss
             peak_rss = max(peak_rss, process.memory_info().rss)
-            done = final_count(db)
-            if done >= args.count - failures:
-                break
-            time.sleep(0.05)
+            return final_count(db) >= args.count - failures
+
+        until(drained, 3600, "every accepted message final", interval=0.05)
         finished = time.perf_counter()
         if spy is not None:
             spy.send_signal(2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -22,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from e2e import TOKEN, free_port, post_all, wait_port, write_config
+from e2e import TOKEN, free_port, post_all, until, wait_port, write_config
 
 
 def delivered(db: Path) -> int:
@@ -55,9 +56,9 @@ def run(count: int, every: int) -> str:
         started = time.perf_counter()
         accepted, failures = asyncio.run(post_all(http_port, count, 10))
         db = folder / "smppd.db"
-        deadline = time.monotonic() + 600
-        while delivered(db) < count - failures and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # after 10 minutes: report what is done
+            until(lambda: delivered(db) >= count - failures, 600, "all delivered",
+                  interval=0.1)
         finished = time.perf_counter()
         done = delivered(db)
         return (f"drop every {every:>3}: {done}/{count} delivered in {finished - started:6.1f} s"

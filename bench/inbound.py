@@ -34,7 +34,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.e2e import free_port, wait_port
+from bench.e2e import free_port, until, wait_port
 
 TOKEN = "bench-token-0123456789abcdef"
 SHARED = "48500600701"
@@ -91,8 +91,7 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
                                    str(config)])
         try:
             wait_port(http_port)
-            while not smsc.bound_connections:
-                time.sleep(0.05)
+            until(lambda: smsc.bound_connections, 30, "the daemon bound", interval=0.05)
             api(http_port, "POST", "/v1/inbound/numbers", {"number": "+" + SHARED,
                                                            "prefix": "VOTE"})
             now = time.time()
@@ -118,11 +117,13 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
                     smsc.inject_mo(f"48600{n:06d}", SHARED, f"vote {n % 4 + 1}")
 
             reactor.callFromThread(inject)
-            while len(smsc.submits) < count:
-                time.sleep(0.01)
+
+            def replied() -> bool:
+                nonlocal peak
                 peak = max(peak, process.memory_info().rss)
-                if time.perf_counter() - started > 600:
-                    raise SystemExit(f"gave up: {len(smsc.submits)} replies of {count}")
+                return len(smsc.submits) >= count
+
+            until(replied, 600, f"{count} replies", interval=0.01)
             elapsed = time.perf_counter() - started
             cpu = sum(process.cpu_times()[:2]) - cpu_before
             if spy is not None:

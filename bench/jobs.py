@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-from e2e import TOKEN, final_count, free_port, wait_port  # bench/ is the working directory
+from e2e import TOKEN, final_count, free_port, until, wait_port  # bench/ is the working directory
 
 
 def start(folder: Path, smsc_port: int, http_port: int,
@@ -104,8 +104,8 @@ def run_job(messages: int, profile: str | None = None, window: int = 100) -> Non
         post(http_port, body, "application/json")
         queued = time.perf_counter()
         cpu_before = process.cpu_times()
-        while final_count(folder / "smppd.db") < messages:
-            time.sleep(0.05)
+        until(lambda: final_count(folder / "smppd.db") >= messages, 3600,
+              "every message of the job final", interval=0.05)
         done = time.perf_counter()
         cpu_after = process.cpu_times()
         if spy is not None:

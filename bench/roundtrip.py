@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from e2e import wait_port  # bench/ is the script's folder
 from twisted.internet import reactor
 
 from smppd.daemon.app import reconnect_backoff
@@ -68,13 +69,7 @@ def run_one(window: int, count: int) -> None:
     smsc = subprocess.Popen([sys.executable, "-m", "smppd.cli", "--log-level", "warning",
                              "fake-smsc", "--port", str(port)])
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_port(port, 10)
         ref: list[Connector] = []
         counter = Counter(count, ref)
         connector = Connector(ConnectorConfig("bench", "127.0.0.1", port,

@@ -26,6 +26,8 @@ from .protocol.connector import BindKind
 from .protocol.constants import STATUS_CODES
 from .protocol.message_id import IdFormat
 from .protocol.segmentation import MAX_PARTS_LIMIT, SplitMode
+from .store.limits import StoreLimits
+from .throttle.rate import Pacing
 
 _VARIABLE = re.compile(r"\$\{(?:cred:([A-Za-z0-9_.@-]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}")
 # sysexits.h EX_CONFIG: what `smppd run` and `check-config` exit with for a
@@ -190,6 +192,8 @@ class Settings:
     reports: ReportSettings = ReportSettings()  # issue 10
     callbacks: CallbackSettings = CallbackSettings()  # issue 12
     links: LinkSettings | None = None  # issue 12
+    store: StoreLimits = field(default_factory=StoreLimits)  # bounds on database waits
+    throttle: Pacing = field(default_factory=Pacing)  # the adaptive rate's timing
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -379,7 +383,8 @@ _HTTP_KEYS = {"listen", "ops_listen", "max_body_bytes", "max_job_body_bytes", "i
               "header_timeout", "body_timeout", "body_min_rate", "max_connections",
               "max_pipelined", "auth_failures", "auth_window"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
-             "retry", "inbound_numbers", "inbound", "smtp", "reports", "callbacks", "links"}
+             "retry", "inbound_numbers", "inbound", "smtp", "reports", "callbacks", "links",
+             "store", "throttle"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -624,6 +629,32 @@ def _read_list(r: _Reader, data: dict[str, Any], key: str, required: bool) -> li
     return value
 
 
+def _read_store(r: _Reader, data: Any) -> StoreLimits:
+    """`store:` bounds on every wait on the database (smppd.store.limits)."""
+    default = StoreLimits()
+    data = r.section(data or {}, "store", set(default.__dataclass_fields__))
+    seconds = {name: r.get(data, "store", name, _number, getattr(default, name), low=0.1)
+               for name in ("connect_timeout", "statement_timeout", "pool_timeout",
+                            "tcp_user_timeout", "stall_timeout")}
+    counts = {name: r.get(data, "store", name, _integer, getattr(default, name), low=1,
+                          high=3600)
+              for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")}
+    return StoreLimits(**seconds, **counts)
+
+
+def _read_throttle(r: _Reader, data: Any) -> Pacing:
+    """`throttle:` how the adaptive rate holds and recovers (smppd.throttle.rate)."""
+    default = Pacing()
+    data = r.section(data or {}, "throttle", set(default.__dataclass_fields__))
+    values = {name: r.get(data, "throttle", name, _number, getattr(default, name), low=0.001)
+              for name in default.__dataclass_fields__}
+    if values["pause_max"] < values["pause_base"]:
+        r.problem("throttle.pause_max", f"expected at least pause_base "
+                  f"({values['pause_base']:g}), got {values['pause_max']:g}")
+        values["pause_max"] = values["pause_base"]
+    return Pacing(**values)
+
+
 def parse(data: Any, path: str = "<config>") -> Settings:
     """Validate parsed YAML into Settings; raises ConfigError listing every problem."""
     r = _Reader(path)
@@ -713,6 +744,8 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         reports=_with_smtp(_read_reports(r, top.get("reports")), smtp),
         callbacks=_read_callbacks(r, top.get("callbacks")),
         links=_read_links(r, top.get("links")),
+        store=_read_store(r, top.get("store")),
+        throttle=_read_throttle(r, top.get("throttle")),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -30,6 +30,7 @@ from smppd.protocol.connector import (
 )
 from smppd.protocol.session import SessionConfig
 from smppd.twistedlog import install as install_twisted_logging
+from tests.support.polling import until
 
 # Property tests: deterministic examples (the same on every run, so CI cannot flake on
 # a new random draw) and no per-example deadline (the suite runs under load).
@@ -54,11 +55,7 @@ def _ensure_reactor() -> None:
     _thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
                                name="reactor", daemon=True)
     _thread.start()
-    deadline = time.monotonic() + 10
-    while not reactor.running:
-        if time.monotonic() > deadline:
-            raise RuntimeError("reactor did not start")
-        time.sleep(0.005)
+    until(lambda: reactor.running, 10, "the reactor to start", interval=0.005)
 
 
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -69,14 +66,8 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
     """Poll predicate on the reactor thread until truthy; fail with `what` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = call(predicate)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.01)
+    return until(lambda: call(predicate), timeout, what or getattr(predicate, "__name__", ""),
+                 interval=0.01)
 
 
 def sleep(seconds: float) -> None:

@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from ..ratelog import RateLimitedLog
 from ..store.idempotency import Claim, Stored
-from ..store.writer import WriterStopped
+from ..store.writer import StoreUnavailable, WriterStopped
 from . import callbacks as callbacks_api
 from . import forms, idempotency, inbound, ops, validation
 from . import reports as report_routes  # issue 10
@@ -107,7 +107,7 @@ class LockedOut(ApiError):
 # Failures that mean "the store cannot answer now" (503, retry later). Anything else
 # escaping a handler is a bug: 500, with the traceback in the log.
 STORE_FAILURES: tuple[type[BaseException], ...] = (
-    SQLAlchemyError, WriterStopped, OSError, defer.CancelledError)
+    SQLAlchemyError, WriterStopped, StoreUnavailable, OSError, defer.CancelledError)
 
 
 class Api:

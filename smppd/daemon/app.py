@@ -41,12 +41,12 @@ from ..protocol.session import SessionConfig
 from ..reports.campaigns import Campaigns
 from ..reports.service import ReportService
 from ..status import Status
-from ..store import database, idempotency, outbox, queries
+from ..store import database, idempotency, outbox, queries, recovery
 from ..store import operations as ops
 from ..store.batch import BatchApplier
 from ..store.links import Recoded
 from ..store.messages import params_json
-from ..store.writer import Writer
+from ..store.writer import StoreUnavailable, Writer
 from ..throttle.backoff import Backoff
 from .dispatcher import Channel, Dispatcher
 from .inbound import InboundService
@@ -94,10 +94,12 @@ class Daemon:
         self.settings = settings
         self.reactor = reactor
         self.metrics = Metrics()
-        self.engine = database.make_engine(settings.database)
+        self.engine = database.make_engine(settings.database, limits=settings.store)
         self.pool = ThreadPool(minthreads=1, maxthreads=4, name="smppd-read")
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
-        self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch)
+        self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch,
+                             stall_timeout=settings.store.stall_timeout,
+                             recovery=recovery.for_engine(self.engine))
         router = _router(settings)
         links = settings.links
         self.intake = Intake(router, Tariff(settings.price_default, settings.price_by_prefix),
@@ -146,7 +148,7 @@ class Daemon:
     @defer.inlineCallbacks
     def start(self) -> Any:
         self.pool.start()
-        yield self._in_thread(database.upgrade, self.engine)
+        yield self._in_thread(database.upgrade_url, self.settings.database)
         self._set_accounts((yield self._in_thread(self._seed_accounts)))
         self.applier.pending_receipts = yield self._read(queries.count_pending_receipts)
         fragments = yield self._read(queries.unassembled_fragments,
@@ -189,7 +191,7 @@ class Daemon:
         self._expiry = task.LoopingCall(self.listener.expire)
         self._expiry.start(60.0, now=False)
         self._ticker = task.LoopingCall(self.dispatcher.tick)
-        self._ticker.start(1.0, now=False)
+        self._ticker.start(self.settings.throttle.recovery_interval, now=False)
         self._purger = task.LoopingCall(self._purge)
         self._purger.start(3600.0, now=True)
         self.accepting = True
@@ -220,7 +222,8 @@ class Daemon:
         connector = Connector(connector_config(smsc), self.listener, self.reactor,
                               reconnect_backoff)
         self.connectors[smsc.name] = connector
-        self.dispatcher.add_channel(Channel(smsc, connector, self.reactor.seconds()))
+        self.dispatcher.add_channel(Channel(smsc, connector, self.reactor.seconds(),
+                                            self.settings.throttle))
         connector.start()
 
     def _reload_fragment(self, row: Any) -> None:
@@ -265,6 +268,19 @@ class Daemon:
             with self.engine.begin() as conn:
                 return fn(conn, *args)
         return deferToThreadPool(self.reactor, self.pool, run)
+
+    def _api_read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
+        """A read for an API client, answered 503 after the store's answer timeout
+        even while its thread still waits (a pooled connection's ping on a silent
+        server, then a new connection, may take longer): a read changes nothing, so
+        giving up on it is safe."""
+        bound = self.settings.store.answer_timeout
+
+        def timed_out(failure: Any) -> Any:
+            failure.trap(defer.TimeoutError)
+            raise StoreUnavailable(f"the database did not answer a read within {bound:g} s")
+
+        return self._read(fn, *args).addTimeout(bound, self.reactor).addErrback(timed_out)
 
     def _load_queued(self, after_id: str, limit: int) -> defer.Deferred[Any]:
         return self._read(queries.load_queued, after_id, limit)
@@ -313,14 +329,14 @@ class Daemon:
     def get_message(self, account: Account, message_id: str) -> defer.Deferred[Any]:
         if not validation.looks_like_id(message_id):
             return defer.succeed(None)
-        return self._read(callback_queries.message_with_links, account.id, message_id)
+        return self._api_read(callback_queries.message_with_links, account.id, message_id)
 
     def list_messages(self, account: Account, where: Any, cursor: str | None,
                       limit: int) -> defer.Deferred[Any]:
-        return self._read(queries.list_messages, account.id, where, cursor, limit)
+        return self._api_read(queries.list_messages, account.id, where, cursor, limit)
 
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
-        return self._read(queries.balance, account.id)
+        return self._api_read(queries.balance, account.id)
 
     def create_job(self, account: Account, read_job: Any,
                    key: str | None = None) -> defer.Deferred[Any]:
@@ -339,7 +355,7 @@ class Daemon:
         def with_clicks(job: dict[str, Any] | None) -> Any:
             if job is None or not job.get("shorten_links"):
                 return job
-            return self._read(callback_queries.link_stats, account.id, [job_id]).addCallback(
+            return self._api_read(callback_queries.link_stats, account.id, [job_id]).addCallback(
                 lambda stats: {**job, "links": stats})
 
         return self.jobs.get(account, job_id).addCallback(with_clicks)
@@ -350,15 +366,18 @@ class Daemon:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         smscs = {name: c.state() for name, c in self.connectors.items()}
         bound = any(c.bound for c in self.connectors.values())
-        ready = self.accepting and bound and self.writer.healthy
-        return ready, {"ready": ready, "smscs": smscs, "store": "ok" if self.writer.healthy
+        store = self.writer.available  # unavailable, or nothing committed for too long
+        ready = self.accepting and bound and store
+        return ready, {"ready": ready, "smscs": smscs, "store": "ok" if store
                        else "unavailable", "accepting": self.accepting}
 
     def _state(self) -> dict[str, Any]:
         return {"connectors": self.connectors, "queue_depth": self.dispatcher.depth,
                 "id_modes": {name: channel.ids for name, channel
                              in self.dispatcher.channels.items()},
-                "store_backlog": self.writer.backlog, "unsettled": self.dispatcher.unsettled}
+                "store_backlog": self.writer.backlog, "unsettled": self.dispatcher.unsettled,
+                "store_available": self.writer.available,
+                "store_stalled": self.writer.stalled_for()}
 
     # Reload and stop -------------------------------------------------------------------
 
@@ -370,6 +389,10 @@ class Daemon:
         if settings.database != self.settings.database:
             changes.append("database: needs a restart (ignored)")
             settings = replace(settings, database=self.settings.database)
+        for key in ("store", "throttle"):
+            if getattr(settings, key) != getattr(self.settings, key):
+                changes.append(f"{key}: needs a restart (ignored)")
+                settings = replace(settings, **{key: getattr(self.settings, key)})
         if (settings.http_listen_host, settings.http_listen_port) != (
                 self.settings.http_listen_host, self.settings.http_listen_port):
             changes.append("http.listen: needs a restart (ignored)")

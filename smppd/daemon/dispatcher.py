@@ -42,7 +42,7 @@ from ..store import operations as ops
 from ..store.queries import QueuedMessage
 from ..throttle.backoff import Backoff
 from ..throttle.fairness import RoundRobin, RouteQueues, Source
-from ..throttle.rate import AdaptiveRate, FixedRate, RateController
+from ..throttle.rate import AdaptiveRate, FixedRate, Pacing, RateController
 from .feeding import JobFeeder, PageLoad, PageReader
 from .outgoing import Outgoing, PartToken
 from .router import Router
@@ -55,14 +55,14 @@ class Channel:
     """The dispatcher's view of one SMSC: its connector, rate and work in hand."""
 
     def __init__(self, settings: SmscSettings, connector: Connector, now: float,
-                 max_pause: float = 60.0) -> None:
+                 pacing: Pacing | None = None) -> None:  # pacing: issue 8 (h8store)
         self.name = settings.name
         self.connector = connector
         self.settings = settings
         self.ids = _ids(settings)
         self.overrides = _overrides(settings)
-        self.max_pause = max_pause
-        self.rate = _controller(settings, now, max_pause)
+        self.pacing = pacing or Pacing()
+        self.rate = _controller(settings, now, self.pacing)
         self.current: Outgoing | None = None  # the message whose parts are being sent
         self.retries: deque[tuple[Outgoing, int]] = deque()
         self.unsettled = 0  # parts sent whose outcome is not yet committed
@@ -84,16 +84,16 @@ class Channel:
             self.ids = _ids(settings)  # a learnt mode is kept unless the setting changed
         self.overrides = _overrides(settings)
         if policy_changed:
-            self.rate = _controller(settings, now, self.max_pause)
+            self.rate = _controller(settings, now, self.pacing)
         else:
             self.rate.set_contract(settings.throughput)
 
 
-def _controller(settings: SmscSettings, now: float, max_pause: float) -> RateController:
+def _controller(settings: SmscSettings, now: float, pacing: Pacing) -> RateController:
     """The bind's rate policy by name (config `throttle_policy`)."""
     if settings.throttle_policy == "fixed":
         return FixedRate(settings.throughput, now)
-    return AdaptiveRate(settings.throughput, now, max_pause)
+    return AdaptiveRate(settings.throughput, now, pacing)
 
 
 def _ids(settings: SmscSettings) -> AutoIds | IdPolicy:

@@ -215,6 +215,14 @@ class _StateCollector(Collector):
                                 value=state["queue_depth"])
         yield GaugeMetricFamily("smppd_store_backlog", "Operations waiting for the writer",
                                 value=state["store_backlog"])
+        # Store faults (issue 8): what /readyz says of the store, and for how long
+        # work has waited with nothing committed (0 while idle or writing).
+        yield GaugeMetricFamily("smppd_store_available",
+                                "1 while the store commits what it is given",
+                                value=1.0 if state.get("store_available", True) else 0.0)
+        yield GaugeMetricFamily("smppd_store_stalled_seconds",
+                                "Seconds work has waited with no commit",
+                                value=state.get("store_stalled", 0.0))
         yield GaugeMetricFamily("smppd_parts_unsettled",
                                 "Parts sent whose outcome is not yet committed",
                                 value=state["unsettled"])

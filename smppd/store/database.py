@@ -1,4 +1,10 @@
-"""Opening the database: engine settings per backend and the schema via Alembic."""
+"""Opening the database: engine settings per backend and the schema via Alembic.
+
+The daemon's engine is made with StoreLimits (config `store:`), which bound every
+wait on the database; an engine made without them (migrations, `smppd db`, tests
+of the SQL) waits as long as the database takes, as a migration of a big table may
+need to.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,10 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from .limits import StoreLimits
+
 log = logging.getLogger("smppd.store")
+SQLITE_LOCK_WAIT = 10.0  # seconds, without limits: another process may hold the lock
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -20,20 +29,24 @@ class DatabaseError(RuntimeError):
     """The database cannot be opened or migrated; the message says which and why."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL: readers (the API) never block the writer. synchronous=FULL: a commit is on
-    # disk before the API answers 201, power loss included; the writer batches, so
-    # the fsync is paid once per batch, not once per message.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(lock_wait: float) -> Any:
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        # WAL: readers (the API) never block the writer. synchronous=FULL: a commit
+        # is on disk before the API answers 201, power loss included; the writer
+        # batches, so the fsync is paid once per batch, not once per message.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={round(lock_wait * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+    return apply
 
 
-def make_engine(url: str, pool_size: int = 5, immediate: bool = True) -> Engine:
-    """`immediate=False` (issue 10, reports): SQLite transactions start deferred and
+def make_engine(url: str, pool_size: int = 5, immediate: bool = True,
+                limits: StoreLimits | None = None) -> Engine:
+    """An engine for `url`; with `limits`, no wait on the database is unbounded.
+    `immediate=False` (issue 10, reports): SQLite transactions start deferred and
     stay reads, so a long report holds a WAL snapshot, never the write lock."""
     try:
         parsed = make_url(url)
@@ -44,9 +57,10 @@ def make_engine(url: str, pool_size: int = 5, immediate: bool = True) -> Engine:
             folder = Path(parsed.database).parent
             if not folder.is_dir():
                 raise DatabaseError(f"database: the folder {folder} does not exist")
-        engine = create_engine(url, pool_size=pool_size, max_overflow=2,
+        engine = create_engine(url, pool_size=pool_size, max_overflow=2, **_pool(limits),
                                connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        lock_wait = limits.statement_timeout if limits else SQLITE_LOCK_WAIT
+        event.listen(engine, "connect", _sqlite_pragmas(lock_wait))
         # pysqlite's own transaction handling defers BEGIN oddly; take it over so a
         # batch is exactly one transaction.
         event.listen(engine, "connect", lambda conn, _r: setattr(conn, "isolation_level", None))
@@ -54,10 +68,22 @@ def make_engine(url: str, pool_size: int = 5, immediate: bool = True) -> Engine:
             "BEGIN IMMEDIATE" if immediate else "BEGIN"))
         return engine
     try:
-        return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+        connect_args = limits.postgres_connect_args(dict(parsed.query)) if limits else {}
+        engine = create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True,
+                               connect_args=connect_args, **_pool(limits))
     except (ImportError, NoSuchModuleError) as exc:
         raise DatabaseError(f"database: no driver for {parsed.drivername} ({exc}); for "
                             "PostgreSQL: pip install 'smppd[postgres]'") from None
+    if limits is not None and parsed.get_backend_name() == "postgresql":
+        from .postgres import bound_waits
+
+        bound_waits(engine, limits)
+    return engine
+
+
+def _pool(limits: StoreLimits | None) -> dict[str, Any]:
+    """The pool's checkout wait (SQLAlchemy's default is 30 s)."""
+    return {"pool_timeout": limits.pool_timeout} if limits else {}
 
 
 def _alembic_config(engine: Engine | None) -> AlembicConfig:
@@ -65,6 +91,16 @@ def _alembic_config(engine: Engine | None) -> AlembicConfig:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
     return config
+
+
+def upgrade_url(url: str, revision: str = "head") -> None:
+    """Migrate with an engine of its own, made without limits: the daemon's bounded
+    engine would cut a migration that rewrites a big table."""
+    engine = make_engine(url, pool_size=1)
+    try:
+        upgrade(engine, revision)
+    finally:
+        engine.dispose()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

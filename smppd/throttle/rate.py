@@ -11,11 +11,24 @@ contract whatever the SMSC says, for carriers whose throttling errors are noise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from .backoff import Backoff
 from .bucket import TokenBucket
 from .meter import RateMeter
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """The adaptive rate's timing (config `throttle:`). The defaults suit carriers,
+    whose throttling windows are seconds long; a test shrinks them so that a bind
+    throttled every few submits is not paced at one submit per second for real."""
+
+    pause_base: float = 0.1  # holds are base * 2**n for the n-th refusal in a row
+    pause_max: float = 60.0  # the longest hold
+    recovery_interval: float = 1.0  # seconds between steps back up (the daemon's tick)
+    floor: float = 1.0  # submit_sm per second the rate never halves below
 
 
 class RateController(Protocol):
@@ -58,11 +71,12 @@ class FixedRate:
 
 
 class AdaptiveRate:
-    def __init__(self, rate: float, now: float = 0.0, max_pause: float = 60.0) -> None:
+    def __init__(self, rate: float, now: float = 0.0, pacing: Pacing | None = None) -> None:
         self.contract = rate  # 0 = no limit
+        self.pacing = pacing = pacing or Pacing()
         self.bucket = TokenBucket(rate, now=now)
         self.meter = RateMeter(now)
-        self.pauses = Backoff(0.1, max_pause, 2.0, jitter=False)
+        self.pauses = Backoff(pacing.pause_base, pacing.pause_max, 2.0, jitter=False)
         self.streak = 0  # refusals in a row
         self.ceiling = 0.0  # with no contract: the rate at which the SMSC refused us
 
@@ -87,14 +101,17 @@ class AdaptiveRate:
         self.bucket.pause(pause, now)
 
     def _halve(self) -> None:
-        current = self.bucket.rate if self.bucket.rate > 0 else max(self.meter.last, 2.0)
+        floor = self.pacing.floor
+        current = self.bucket.rate if self.bucket.rate > 0 else max(self.meter.last,
+                                                                    2 * floor)
         if self.contract == 0:
             self.ceiling = max(self.ceiling, current)
-        self.bucket.set_rate(max(1.0, current / 2))
+        self.bucket.set_rate(max(floor, current / 2))
 
     def tick(self, now: float) -> bool:
-        """Once a second: measure, and win back a tenth of the way towards the
-        contract (or no limit) after a throttle. True when the rate rose."""
+        """Every recovery interval (a second by default): measure, and win back a
+        tenth of the way towards the contract (or no limit) after a throttle. True
+        when the rate rose."""
         self.meter.update(now)
         if self.bucket.rate <= 0 or now < self.bucket.paused_until:
             return False

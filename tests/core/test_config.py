@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from smppd import cli, config
+from smppd.store.limits import StoreLimits
+from smppd.throttle.rate import Pacing
 
 VALID = """
 database: sqlite:///smppd.db
@@ -149,12 +151,40 @@ def test_the_shipped_example_file_is_valid() -> None:
     (lambda d: d["http"].update(idle=5), "smppd.yaml: http.idle: unknown key"),
     (lambda d: d["http"].update(listen="127.0.0.1:８０"),
      "smppd.yaml: http.listen: expected HOST:PORT"),
+    (lambda d: d.update(store={"stall_timout": 3}), "smppd.yaml: store.stall_timout: unknown key"),
+    (lambda d: d.update(store={"connect_timeout": 0}),
+     "smppd.yaml: store.connect_timeout: expected at least 0.1, got 0"),
+    (lambda d: d.update(store={"keepalives_count": 2.5}),
+     "smppd.yaml: store.keepalives_count: expected a whole number"),
+    (lambda d: d.update(store=[1]), "smppd.yaml: store: expected a mapping"),
+    (lambda d: d.update(throttle={"pause_base": 2, "pause_max": 1}),
+     "smppd.yaml: throttle.pause_max: expected at least pause_base (2), got 1"),
+    (lambda d: d.update(throttle={"floor": 0}),
+     "smppd.yaml: throttle.floor: expected at least 0.001, got 0"),
+    (lambda d: d.update(throttle={"recovery": 1}), "smppd.yaml: throttle.recovery: unknown"),
 ])
 def test_each_mistake_names_file_key_and_expectation(tmp_path: Path, change: Any,
                                                      expected: str) -> None:
     found = problems(tmp_path, edit(change))
     assert len(found) == 1, found
     assert found[0].startswith(f"{tmp_path}/{expected}"), found
+
+
+def test_throttle_pacing_default_and_read(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, VALID)).throttle == Pacing()
+    settings = config.load(write(tmp_path, edit(lambda d: d.update(throttle={
+        "pause_base": 0.5, "pause_max": 30, "recovery_interval": 0.25, "floor": 5}))))
+    assert settings.throttle == Pacing(0.5, 30.0, 0.25, 5.0)
+
+
+def test_store_limits_default_and_read(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, VALID)).store == StoreLimits()
+    settings = config.load(write(tmp_path, edit(lambda d: d.update(store={
+        "connect_timeout": 2, "statement_timeout": 1.5, "stall_timeout": 4,
+        "keepalives_idle": 7}))))
+    assert settings.store == StoreLimits(connect_timeout=2.0, statement_timeout=1.5,
+                                         stall_timeout=4.0, keepalives_idle=7)
+    assert settings.store.answer_timeout == 2.5
 
 
 def test_a_missing_environment_variable_is_named(tmp_path: Path,

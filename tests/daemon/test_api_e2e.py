@@ -3,10 +3,12 @@ sent through the API reach their final status, read back through the API."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from smppd.protocol import constants as c
 from tests.conftest import call, wait_for
+from tests.support.peer import record_commands
 from tests.support.running import TOKEN_B, Client
 
 
@@ -87,6 +89,31 @@ def test_permanent_error_rejects_and_refunds(start_daemon: Any) -> None:
     # answer) reached the SMSC once.
     bodies = [s.pdu.fields["short_message"] for s in running.smsc.submits]
     assert len(bodies) == len(set(bodies)) == body["parts"] == 3
+
+
+def test_retries_that_run_out_fail_the_message_and_refund_it(start_daemon: Any) -> None:
+    """An SMSC that answers ESME_RSYSERR (temporary) for ever: each part is sent
+    exactly `max_attempts` times, no more even well past the longest retry delay,
+    then the message is `failed` and refunded; a message to another number is not
+    held up by it."""
+    attempts, longest_delay = 4, 0.05
+    running = start_daemon(retry={"initial": 0.01, "max": longest_delay,
+                                  "max_attempts": attempts})
+    running.smsc.behaviour.submit_status_by_prefix = {"4879": c.ESME_RSYSERR}
+    _, before = running.client.request("GET", "/v1/account")
+    _, doomed = running.client.send(to="+48790000001", text="long " * 40)
+    _, fine = running.client.send(to="+48500100200", text="goes through")
+    running.client.wait_status(fine["id"], "delivered")
+    final = running.client.wait_status(doomed["id"], "failed")
+    assert final["error_code"] == "ESME_RSYSERR"
+    assert final["refunded"] == doomed["points"] and doomed["parts"] == 2
+    time.sleep(10 * longest_delay)  # well past the longest retry delay: no more tries
+    to_doomed = [s for s in running.smsc.submits
+                 if s.pdu.fields["destination_addr"] == "48790000001"]
+    assert len(to_doomed) == attempts * doomed["parts"]
+    assert {s.status for s in to_doomed} == {c.ESME_RSYSERR}
+    _, after = running.client.request("GET", "/v1/account")
+    assert before["balance"] - after["balance"] == fine["points"]
 
 
 def test_throttling_is_retried_and_counted(start_daemon: Any) -> None:
@@ -324,28 +351,26 @@ def test_smsc_unbind_mid_burst_sends_the_unanswered_again(start_daemon: Any) -> 
     ids = [running.client.send(to=f"+485001007{i:02d}", text=f"burst {i}")[1]["id"]
            for i in range(10)]
     wait_for(lambda: len(smsc.received) >= 10, what="submits in flight")
+    first = smsc.connections[0]
+    seen = record_commands(first, "submit_sm", "unbind_resp")
+    # More work arrives while the SMSC unbinds: it must not go out on that bind.
+    more = [running.client.send(to=f"+485001008{i:02d}", text=f"more {i}")[1]["id"]
+            for i in range(5)]
     call(smsc.unbind_all)
     smsc.behaviour.response_delay = 0.0
-    for message_id in ids:
+    for message_id in ids + more:
         assert running.client.wait_status(message_id, "delivered", timeout=15)
-    unbind_responses = [p for p in smsc.received if p.command == "unbind_resp"]
-    assert unbind_responses
+    assert "unbind_resp" in seen
+    after = seen[seen.index("unbind_resp") + 1:]
+    assert "submit_sm" not in after, f"submits on the unbound bind: {after}"
+    assert first not in smsc.connections
 
 
 def test_end_to_end_on_postgresql(start_daemon: Any) -> None:
     """The same path with the store on PostgreSQL (where SMPPD_TEST_POSTGRES_URL is set)."""
-    import pytest
+    from tests.support.faults import fresh_postgres
 
-    from smppd.store import database
-    from tests.store.conftest import POSTGRES_URL, _reset_postgres
-
-    if not POSTGRES_URL:
-        pytest.skip("needs SMPPD_TEST_POSTGRES_URL (e.g. "
-                    "postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    engine = database.make_engine(POSTGRES_URL)
-    _reset_postgres(engine)
-    engine.dispose()
-    running = start_daemon(database=POSTGRES_URL)
+    running = start_daemon(database=fresh_postgres())
     sent = [running.client.send(to=f"+485001009{i:02d}", text="long text " * 20 * (i % 2 + 1))
             for i in range(6)]
     assert all(status == 201 for status, _ in sent)

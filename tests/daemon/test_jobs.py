@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.conftest import call, wait_for
+from tests.support.peer import record_submit_times
+from tests.support.polling import until
 from tests.support.running import TOKEN_B
 
 
@@ -30,24 +32,20 @@ def _get(client: Any, job_id: str) -> dict[str, Any]:
 
 
 def _wait_state(client: Any, job_id: str, state: str, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = _get(client, job_id)
-        if job["state"] == state:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job is {job['state']}, not {state}: {job}")
-        time.sleep(0.05)
+    seen: dict[str, Any] = {}
+
+    def reached() -> Any:
+        seen.update(_get(client, job_id))
+        return dict(seen) if seen["state"] == state else None
+
+    return until(reached, timeout, f"job {job_id} to be {state}", interval=0.05,
+                 detail=lambda: f"it is {seen.get('state')}: {seen}")
 
 
 def _until(predicate: Any, what: str, timeout: float = 20) -> None:
     """Poll from the test thread (HTTP calls cannot run on the reactor thread the way
     wait_for runs its predicate)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    until(predicate, timeout, what, interval=0.05)
 
 
 def _sent_texts(smsc: Any) -> list[str | None]:
@@ -191,14 +189,19 @@ def test_a_single_message_does_not_wait_behind_a_job(start_daemon: Any) -> None:
 
 
 def test_a_scheduled_job_waits_for_its_start(start_daemon: Any) -> None:
+    """Nothing reaches the SMSC before `start_at` (each submit is timed where it
+    arrives, on the same clock as the daemon's), and all of it after."""
     running = start_daemon()
     client, smsc = running.client, running.smsc
-    start = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
-    _, job = _job(client, _numbers(5), text="later", start_at=start)
+    arrived = record_submit_times(smsc)
+    start = datetime.now(UTC) + timedelta(seconds=1.5)
+    _, job = _job(client, _numbers(5), text="later", start_at=start.isoformat())
     assert job["state"] == "scheduled"
-    assert smsc.submits == []
     final = _wait_state(client, job["id"], "completed")
     assert final["counts"] == {"delivered": 5}
+    assert len(arrived) == 5
+    assert min(arrived) >= start.timestamp(), \
+        f"the first submit came {start.timestamp() - min(arrived):.3f} s before start_at"
 
 
 def test_jobs_are_per_account(start_daemon: Any) -> None:

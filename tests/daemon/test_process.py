@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from smppd import status as st
 from smppd.status import Status
 from tests.conftest import wait_for
+from tests.support.polling import until
 from tests.support.process import DaemonProcess, free_port, post_many, query, write_config
 
 
@@ -23,15 +23,8 @@ def _submitted_texts(smsc: Any) -> Counter[str]:
 
 def _wait_db(db: Path, sql: str, predicate: Any, timeout: float, what: str,
              log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = query(db, sql)
-        if predicate(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {value}\n"
-                                 + log.read_text()[-3000:])
-        time.sleep(0.1)
+    return until(lambda: (lambda rows: rows if predicate(rows) else None)(query(db, sql)),
+                 timeout, what, interval=0.1, detail=lambda: log.read_text()[-3000:])
 
 
 def test_kill_9_mid_burst_then_restart_accounts_for_every_message(

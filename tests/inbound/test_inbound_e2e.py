@@ -15,6 +15,7 @@ import pytest
 
 from smppd.protocol.text import Encoding
 from tests.conftest import call
+from tests.support.polling import until
 from tests.support.running import Client, Running
 from tests.support.smtp_sink import SmtpSink
 
@@ -33,14 +34,7 @@ def _iso(moment: float) -> str:
 
 def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
     """Poll from the test thread (HTTP calls must not run on the reactor)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.02)
+    return until(check, timeout, what)
 
 
 @pytest.fixture

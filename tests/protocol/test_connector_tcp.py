@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from smppd.fake_smsc import FakeSmsc
+from twisted.internet import task
 
 from smppd.protocol import constants as c
 from smppd.protocol import receipts
@@ -12,6 +13,7 @@ from smppd.protocol.command_status import Action, classify_submit
 from smppd.protocol.connector import BindKind, LinkState
 from smppd.protocol.message_id import IdFormat, IdPolicy
 from tests.conftest import call, wait_for
+from tests.support.peer import record_commands
 
 
 def _submit_fields(destination: str = "48500100200", text: bytes = b"hello",
@@ -218,20 +220,38 @@ def test_garbage_bytes_on_the_socket(smsc: FakeSmsc, connect) -> None:  # type: 
 
 
 def test_smsc_unbind_mid_burst(smsc: FakeSmsc, connect) -> None:  # type: ignore[no-untyped-def]
-    """Checklist 12: unbind_resp sent, no submits follow on that bind, in-flight unknown."""
+    """Checklist 12: the SMSC unbinds with five submits unanswered. unbind_resp is
+    sent, and no submit follows on that bind although the ESME keeps offering work
+    all along (every 2 ms while its window has room); the five are reported, and
+    the work goes on over a new bind."""
     smsc.behaviour.response_delay = 0.5
     smsc.behaviour.receipts = False
     connector, listener = connect(window=10)
     _send(connector, [f"m{i}" for i in range(5)])
     wait_for(lambda: len(smsc.submits) == 5, what="5 submits")
-    first_connection = smsc.connections[0]
+    first = smsc.connections[0]
+    seen = record_commands(first, "submit_sm", "unbind_resp")
+    offered: list[str] = []
+
+    def offer() -> None:
+        token = f"late{len(offered)}"
+        if connector.submit(_submit_fields(), token) is not None:
+            offered.append(token)
+
+    loop = task.LoopingCall(offer)
     call(smsc.unbind_all)
-    wait_for(lambda: len(listener.unknown) == 5, what="5 unknown")
-    assert any(p.command == "unbind_resp" for p in smsc.received)
-    submits_before = len(smsc.submits)
-    assert not connector.bound or first_connection not in smsc.connections
-    assert len(smsc.submits) == submits_before
-    wait_for(lambda: connector.bound, what="rebound")
+    call(lambda: loop.start(0.002) and None)
+    try:
+        wait_for(lambda: {f"m{i}" for i in range(5)} <= set(listener.unknown),
+                 what="the five unanswered reported")
+        wait_for(lambda: connector.bound and first not in smsc.connections, what="rebound")
+        wait_for(lambda: len(smsc.submits) > 5 + seen.count("submit_sm"),
+                 what="work going out on the new bind")
+    finally:
+        call(loop.stop)
+    assert "unbind_resp" in seen
+    after = seen[seen.index("unbind_resp") + 1:]
+    assert "submit_sm" not in after, f"submits after unbind_resp on that bind: {after}"
 
 
 def test_reverse_order_responses_with_window(smsc: FakeSmsc, connect) -> None:  # type: ignore[no-untyped-def]

@@ -12,9 +12,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from tests.support.polling import until
 
 TOKEN = "process-test-token-0123456789"
 
@@ -27,10 +28,10 @@ def free_port() -> int:
 
 def write_config(folder: Path, smsc_port: int, http_port: int, *, window: int = 10,
                  throughput: float = 0, password: str = "secret",
-                 log_level: str = "info") -> Path:
+                 log_level: str = "info", database: str | None = None) -> Path:
     path = folder / "smppd.yaml"
     path.write_text(f"""
-database: sqlite:///{folder / 'smppd.db'}
+database: {database or f"sqlite:///{folder / 'smppd.db'}"}
 log_level: {log_level}
 http:
   listen: 127.0.0.1:{http_port}
@@ -77,15 +78,16 @@ class DaemonProcess:
             self.process = subprocess.Popen(
                 [*self.launcher, "run", "--config", str(self.config)],
                 stdout=log, stderr=log, env=env, preexec_fn=limit_files)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"smppd exited {self.process.returncode}:\n"
+        process = self.process
+
+        def ready_or_dead() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"smppd exited {process.returncode}:\n"
                                      + self.log.read_text())
-            if self.ready():
-                return
-            time.sleep(0.05)
-        raise AssertionError("smppd did not become ready:\n" + self.log.read_text())
+            return self.ready()
+
+        until(ready_or_dead, timeout, "smppd to become ready", interval=0.05,
+              detail=self.log.read_text)
 
     def ready(self) -> bool:
         try:
@@ -118,7 +120,17 @@ class DaemonProcess:
                 self.process.wait(10)
 
 
-def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+def query(db: Path | str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of `sql` from a SQLite file (read-only) or a database URL."""
+    if isinstance(db, str) and "://" in db:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(db)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql))]
+        finally:
+            engine.dispose()
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
         return conn.execute(sql, args).fetchall()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from twisted.internet import reactor
 from smppd import config
 from smppd.daemon.app import Daemon
 from tests.conftest import call, wait_for
+from tests.support.polling import until
 
 TOKEN_A = "token-of-account-a-0001"
 TOKEN_B = "token-of-account-b-0002"
@@ -34,6 +34,9 @@ def settings_dict(database: str, smsc_port: int, **overrides: Any) -> dict[str, 
         "accounts": [{"name": "acme", "token": TOKEN_A, "balance": 100_000},
                      {"name": "other", "token": TOKEN_B, "balance": 100}],
         "retry": {"initial": 0.05, "max": 0.5},
+        # Throttling paced for tests: holds and recovery steps in tens of milliseconds,
+        # not the seconds a carrier needs (smppd.throttle.rate.Pacing).
+        "throttle": {"pause_base": 0.01, "pause_max": 0.2, "recovery_interval": 0.05},
     }
     data.update(overrides)
     return data
@@ -73,15 +76,14 @@ class Client:
 
     def wait_status(self, message_id: str, wanted: set[str] | str, timeout: float = 10) -> Any:
         wanted = {wanted} if isinstance(wanted, str) else wanted
-        found: dict[str, Any] = {}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.message(message_id)
-            if found["status"] in wanted:
-                return found
-            time.sleep(0.02)
-        raise AssertionError(f"message {message_id} is {found.get('status')}, "
-                             f"expected {sorted(wanted)}")
+        seen: dict[str, Any] = {}
+
+        def reached() -> Any:
+            seen.update(self.message(message_id))
+            return seen if seen["status"] in wanted else None
+
+        return until(reached, timeout, f"message {message_id} to be {sorted(wanted)}",
+                     detail=lambda: f"it is {seen.get('status')}")
 
     def close(self) -> None:
         self.conn.close()

@@ -12,7 +12,7 @@ from smppd.throttle.backoff import Backoff
 from smppd.throttle.bucket import TokenBucket
 from smppd.throttle.fairness import CappedSource, RoundRobin, RouteQueues
 from smppd.throttle.meter import RateMeter
-from smppd.throttle.rate import AdaptiveRate, FixedRate
+from smppd.throttle.rate import AdaptiveRate, FixedRate, Pacing
 
 
 def test_token_bucket_pause_and_rates() -> None:
@@ -75,6 +75,31 @@ def test_adaptive_rate_without_a_contract_halves_the_measured_rate_then_lets_go(
     for second in range(2, 12):
         rate.tick(float(second))
     assert rate.bucket.rate == 0 and rate.ceiling == 0  # unlimited again
+
+
+def test_pacing_sets_the_holds_the_floor_and_the_recovery_step() -> None:
+    """What a test (or an operator) sets in `throttle:` is what the rate does: holds
+    from pause_base doubling up to pause_max, never below the floor, one step
+    back up per recovery tick."""
+    pacing = Pacing(pause_base=0.01, pause_max=0.04, recovery_interval=0.05, floor=4)
+    rate = AdaptiveRate(10, now=0.0, pacing=pacing)
+    holds = []
+    for _ in range(4):
+        rate.on_throttled(0.0)
+        holds.append(rate.bucket.paused_until)
+    assert holds == pytest.approx([0.02, 0.04, 0.04, 0.04])
+    assert rate.bucket.rate == 5  # halved once for the burst
+    rate.on_ok(0.0)
+    for _ in range(10):
+        rate.on_throttled(0.0)  # the tenth refusal in a row halves again: floor
+    assert rate.bucket.rate == 4
+    rate.on_ok(0.0)
+    ticks = [round(t * pacing.recovery_interval, 2) for t in range(1, 9)]
+    rates = []
+    for now in ticks:
+        rate.tick(now)
+        rates.append(rate.bucket.rate)
+    assert rates == [5, 6, 7, 8, 9, 10, 10, 10]
 
 
 def test_queue_full_halves_once_and_pauses_as_long_as_the_part_waits() -> None:

@@ -1,0 +1,219 @@
+"""The writer thread when the database misbehaves, on SQLite and PostgreSQL: a batch
+that fails for one row is written one by one; facts from the SMSC are held and
+retried through an outage while what a caller can retry is given back; the
+database going away in the middle of the one-by-one fallback loses nothing; a
+store that commits nothing is refused fast and probed back to ready."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from smppd.store import database, recovery
+from smppd.store import operations as ops
+from smppd.store.limits import StoreLimits
+from smppd.store.writer import StoreUnavailable, Writer
+from tests.conftest import call, wait_for
+from tests.store.conftest import Store
+from tests.store.test_store import accept
+from tests.support.faults import PostgresCut, SqliteWriteLock, postgres_behind_proxy
+
+# Short bounds, so an outage is seen in about a second.
+LIMITS = StoreLimits(connect_timeout=2, statement_timeout=1, pool_timeout=2, stall_timeout=1)
+
+
+class Outcomes:
+    """What each put() came to: ('ok', value) or ('error', exception)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, tuple[str, Any]] = {}
+
+    def put(self, writer: Writer, key: str, op: Any) -> None:
+        def record(result: Any) -> None:
+            if hasattr(result, "value") and isinstance(result.value, BaseException):
+                self.by_key[key] = ("error", result.value)
+            else:
+                self.by_key[key] = ("ok", result)
+
+        call(lambda: writer.put(op).addBoth(record) and None)
+
+    def __getitem__(self, key: str) -> tuple[str, Any]:
+        return self.by_key[key]
+
+    def settled(self, *keys: str) -> bool:
+        return all(key in self.by_key for key in keys)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bench(request: Any, tmp_path: Path, reactor_running: Any) -> Iterator[tuple[Store, Any]]:
+    """(a store on an engine with short limits, an outage of that database)."""
+    if request.param == "sqlite":
+        path = tmp_path / "store.db"
+        engine = database.make_engine(f"sqlite:///{path}", limits=LIMITS)
+        database.upgrade_url(f"sqlite:///{path}")
+        yield Store(engine), SqliteWriteLock(path)
+        engine.dispose()
+        return
+    with postgres_behind_proxy() as (proxy, url):
+        database.upgrade_url(url)
+        engine = database.make_engine(url, limits=LIMITS)
+        yield Store(engine), PostgresCut(proxy)
+        engine.dispose()
+
+
+def start_writer(store: Store, reactor: Any) -> Writer:
+    writer = Writer(store.engine, store.applier, reactor, retry_delay=0.1,
+                    stall_timeout=LIMITS.stall_timeout,
+                    recovery=recovery.for_engine(store.engine))
+    writer.start()
+    return writer
+
+
+def test_a_batch_failing_for_one_row_is_written_one_by_one(
+        bench: tuple[Store, Any], reactor_running: Any) -> None:
+    """A duplicate message id (a primary key violation, a real database error) in
+    one batch with good operations: the batch fails, each operation is then
+    written on its own, and only the bad one fails."""
+    store, _ = bench
+    sent = accept(store)
+    store.apply(sent)
+    first, second = accept(store), accept(store)
+    duplicate = accept(store, message_id=first.message_id)
+    writer = Writer(store.engine, store.applier, reactor_running)
+    outcomes = Outcomes()
+    # Queued before the thread starts: one batch for certain.
+    for key, op in (("first", first), ("duplicate", duplicate), ("second", second),
+                    ("fact", ops.PartSubmitted(sent.message_id, 1, "smsc", "id-1", "id-1"))):
+        outcomes.put(writer, key, op)
+    writer.start()
+    try:
+        wait_for(lambda: outcomes.settled("first", "duplicate", "second", "fact"),
+                 what="every operation settled")
+    finally:
+        writer.stop()
+    assert outcomes["first"] == ("ok", first.message_id)
+    assert outcomes["second"] == ("ok", second.message_id)
+    kind, error = outcomes["duplicate"]
+    assert kind == "error" and isinstance(error, IntegrityError)
+    assert outcomes["fact"][0] == "ok"
+    assert writer.batches == 1  # the fallback counts as the one batch it replaced
+    assert store.message(first.message_id)["status"] == "queued"
+    assert store.message(sent.message_id)["status"] == "submitted"
+    assert store.balance() == 1000 - 3  # sent, first, second: charged once each
+
+
+def test_facts_are_held_through_an_outage_and_the_rest_is_given_back(
+        bench: tuple[Store, Any], reactor_running: Any) -> None:
+    """While the database cannot be written, a message id from the SMSC waits in
+    the writer (its Deferred does not fire: the dispatcher keeps the window slot)
+    and is stored once the database is back; an API accept and a receipt fail back
+    to their callers (503, ESME_RX_T_APPN) within the bounds."""
+    store, outage = bench
+    sent = accept(store)
+    store.apply(sent)
+    writer = start_writer(store, reactor_running)
+    outcomes = Outcomes()
+    try:
+        outage.begin()
+        try:
+            started = time.monotonic()
+            outcomes.put(writer, "fact", ops.PartSubmitted(sent.message_id, 1, "smsc",
+                                                           "id-9", "id-9"))
+            outcomes.put(writer, "accept", accept(store))
+            outcomes.put(writer, "receipt", ops.ReceiptSeen("smsc", "id-9", "delivered",
+                                                            None))
+            wait_for(lambda: outcomes.settled("accept", "receipt"), timeout=15,
+                     what="the accept and the receipt given back")
+            refused_after = time.monotonic() - started
+            assert outcomes["accept"][0] == outcomes["receipt"][0] == "error"
+            assert isinstance(outcomes["accept"][1], OperationalError | StoreUnavailable)
+            assert not call(lambda: writer.available)
+            time.sleep(3 * writer.retry_delay)
+            assert not outcomes.settled("fact"), "a fact must wait, not fail"
+            assert call(lambda: writer.backlog) >= 1
+        finally:
+            outage.end()
+        wait_for(lambda: outcomes.settled("fact"), timeout=15, what="the fact stored")
+        wait_for(lambda: writer.available, timeout=15, what="available again")
+    finally:
+        writer.stop()
+    print(f"\noutage: accept and receipt refused after {refused_after:.2f} s")
+    assert outcomes["fact"][0] == "ok"
+    assert store.message(sent.message_id)["status"] == "submitted"
+    assert store.balance() == 1000 - 1  # the refused accept charged nothing
+
+
+def test_the_database_going_away_during_the_one_by_one_fallback_loses_no_fact(
+        reactor_running: Any) -> None:
+    """PostgreSQL (the connection cut by the proxy): a batch fails for one row, and
+    while it is being written one by one the server goes away. What was written
+    stays written, the accept not yet written is given back, the facts wait and are
+    stored after the server returns."""
+    with postgres_behind_proxy() as (proxy, url):
+        database.upgrade_url(url)
+        engine = database.make_engine(url, limits=LIMITS)
+        store = Store(engine)
+        sent = accept(store)
+        store.apply(sent)
+        first, later = accept(store), accept(store)
+        duplicate = accept(store, message_id=first.message_id)
+        fact = ops.PartSubmitted(sent.message_id, 1, "smsc", "id-5", "id-5")
+        applied: list[int] = []
+        real_apply = store.applier.apply
+
+        def apply(conn: Any, batch: Any) -> Any:
+            applied.append(len(batch))
+            if len(applied) == 3:  # the batch, then `first` alone; now the server goes
+                proxy.down()
+            return real_apply(conn, batch)
+
+        store.applier.apply = apply  # type: ignore[method-assign]
+        writer = Writer(engine, store.applier, reactor_running, retry_delay=0.1,
+                        stall_timeout=LIMITS.stall_timeout)
+        outcomes = Outcomes()
+        for key, op in (("first", first), ("duplicate", duplicate), ("later", later),
+                        ("fact", fact)):
+            outcomes.put(writer, key, op)
+        writer.start()
+        try:
+            wait_for(lambda: outcomes.settled("first", "duplicate", "later"), timeout=15,
+                     what="the accepts settled")
+            assert not outcomes.settled("fact")
+            proxy.resume()
+            wait_for(lambda: outcomes.settled("fact"), timeout=15, what="the fact stored")
+        finally:
+            writer.stop()
+            engine.dispose()
+        assert applied[:2] == [4, 1]
+        assert outcomes["first"] == ("ok", first.message_id)
+        assert [outcomes[key][0] for key in ("duplicate", "later")] == ["error", "error"]
+        assert outcomes["fact"][0] == "ok"
+        assert store.message(first.message_id)["status"] == "queued"
+        assert store.message(later.message_id) is None
+        assert store.message(sent.message_id)["status"] == "submitted"
+
+
+def test_an_idle_store_that_failed_is_probed_back_to_available(
+        bench: tuple[Store, Any], reactor_running: Any) -> None:
+    """After a failed write and with nothing more to write, the writer looks at the
+    database by itself: readiness comes back without waiting for traffic."""
+    store, outage = bench
+    writer = start_writer(store, reactor_running)
+    outcomes = Outcomes()
+    try:
+        outage.begin()
+        try:
+            outcomes.put(writer, "accept", accept(store))
+            wait_for(lambda: outcomes.settled("accept"), timeout=15, what="refused")
+            wait_for(lambda: not writer.available, timeout=15, what="unavailable")
+        finally:
+            outage.end()
+        wait_for(lambda: writer.available, timeout=15, what="available again, idle")
+        assert call(lambda: writer.backlog) == 0
+    finally:
+        writer.stop()
