@@ -21,6 +21,7 @@ from .server import LARGE_BODIES, HttpFactory, HttpRequest, HttpResponse
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
+PAGES = ("/portal", "/ops")  # served by smppd.portal when the daemon hands it in
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Application(Protocol):
     inbound: Any  # smppd.daemon.inbound.InboundService
 
     def accept_message(self, account: Account, message: validation.ValidMessage,
+                       channel: str = "api", sent_by: str | None = None,
                        ) -> defer.Deferred[dict[str, Any]]: ...
 
     def get_message(self, account: Account, message_id: str) -> defer.Deferred[Any]: ...
@@ -46,6 +48,7 @@ class Application(Protocol):
     def get_balance(self, account: Account) -> defer.Deferred[Any]: ...
 
     def create_job(self, account: Account, read_job: Callable[[], validation.ValidJob],
+                   channel: str = "api", sent_by: str | None = None,
                    ) -> defer.Deferred[dict[str, Any]]: ...
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]: ...
@@ -58,6 +61,12 @@ class Application(Protocol):
 
 def token_digest(token: str | bytes) -> bytes:
     return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
+
+
+def token_label(token: str | bytes) -> str:
+    """Who sent a message through the API, as its history shows it: the token's
+    fingerprint, never the token (issue 15)."""
+    return "token:" + token_digest(token.strip()).hex()[:12]
 
 
 def _json(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None,
@@ -74,8 +83,11 @@ def _error(exc: ApiError) -> HttpResponse:
 
 class Api:
     def __init__(self, app: Application, tokens: dict[bytes, Account], max_body: int,
-                 max_job_body: int | None = None, serve_ops: bool = True) -> None:
+                 max_job_body: int | None = None, serve_ops: bool = True,
+                 pages: Any = None) -> None:
         self.app = app
+        # The portal and console (issue 15): their own package, handed in by the daemon.
+        self.pages = pages
         self.tokens = tokens  # sha256(token) -> account: no token kept in clear here
         self.max_body = max_body
         self.max_job_body = max_job_body or max_body
@@ -100,6 +112,8 @@ class Api:
         method = request.method
         if self.serve_ops and path in ops.OPS_PATHS:
             return ops.ops_response(self.app, path)
+        if self.pages is not None and path.startswith(PAGES):
+            return self.pages(request)
         if not path.startswith("/v1/"):
             raise ApiError(404, "no such path")
         account = self._authenticate(request)
@@ -124,7 +138,8 @@ class Api:
                 raise ApiError(405, "use POST")
             # Parsed on the pool thread with the rows: a 30 MB JSON body would hold
             # the reactor for a third of a second.
-            return self.app.create_job(account, lambda: self._job_body(request)).addCallback(
+            return self.app.create_job(account, lambda: self._job_body(request), "api",
+                                       _sent_by(request)).addCallback(
                 lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
         if path.startswith("/v1/jobs/"):
             job_id, _, action = path[len("/v1/jobs/"):].partition("/")
@@ -175,7 +190,7 @@ class Api:
         except ApiError:
             self.app.metrics.api_messages.labels("invalid").inc()
             raise
-        return self.app.accept_message(account, message).addCallback(
+        return self.app.accept_message(account, message, "api", _sent_by(request)).addCallback(
             lambda body: HttpResponse(201, json.dumps(body, separators=(",", ":")).encode()))
 
     def _list(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
@@ -205,7 +220,12 @@ class Api:
         return _error(ApiError(503, "the store is unavailable; retry later"))
 
 
+def _sent_by(request: HttpRequest) -> str:
+    return token_label(request.headers.get(b"authorization", b"").partition(b" ")[2])
+
+
 def make_factory(app: Application, tokens: dict[bytes, Account], max_body: int,
-                 max_job_body: int | None = None, serve_ops: bool = True) -> HttpFactory:
-    return HttpFactory(Api(app, tokens, max_body, max_job_body, serve_ops).handle, max_body,
-                       max_job_body)
+                 max_job_body: int | None = None, serve_ops: bool = True,
+                 pages: Any = None) -> HttpFactory:
+    return HttpFactory(Api(app, tokens, max_body, max_job_body, serve_ops, pages).handle,
+                       max_body, max_job_body)

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, unquote
 
 import httptools
 from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 
 log = logging.getLogger("smppd.api")
@@ -27,10 +28,13 @@ REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized
            402: b"Payment Required", 404: b"Not Found", 405: b"Method Not Allowed",
            409: b"Conflict",
            413: b"Payload Too Large", 500: b"Internal Server Error",
-           503: b"Service Unavailable"}
+           503: b"Service Unavailable",
+           # pages (issue 15): redirects after a form, refusals, throttled logins
+           204: b"No Content", 302: b"Found", 303: b"See Other", 304: b"Not Modified",
+           403: b"Forbidden", 429: b"Too Many Requests"}
 MAX_HEADER_BYTES = 16 * 1024
 # Paths whose bodies may be uploads (recipient lists, contact CSVs): max_job_body.
-LARGE_BODIES = (b"/v1/jobs", b"/v1/contacts")
+LARGE_BODIES = (b"/v1/jobs", b"/v1/contacts", b"/portal/jobs", b"/portal/contacts")
 
 
 @dataclass(slots=True)
@@ -41,6 +45,8 @@ class HttpRequest:
     headers: dict[bytes, bytes]  # names in lower case
     body: bytes
     too_large: bool = False
+    peer: str = ""  # the client's address (pages throttle failed logins by it)
+    secure: bool = False  # arrived over TLS (pages mark their cookies Secure)
 
 
 @dataclass(slots=True)
@@ -73,6 +79,8 @@ class HttpProtocol(Protocol):
         self.parser: Any = None
         self.pending: deque[_Slot] = deque()
         self.closing = False
+        self._peer = ""
+        self._secure = False
         self._reset()
 
     def _reset(self) -> None:
@@ -85,6 +93,9 @@ class HttpProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
+        peer = self.transport.getPeer()
+        self._peer = getattr(peer, "host", "") or ""
+        self._secure = ISSLTransport.providedBy(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -143,7 +154,7 @@ class HttpProtocol(Protocol):
         body = b"".join(self._body)
         self._body = []  # a 30 MB upload is held once, by the request only
         request = HttpRequest(self.parser.get_method(), path, query, self._headers, body,
-                              self._too_large)
+                              self._too_large, self._peer, self._secure)
         slot = _Slot(self.parser.should_keep_alive() and not self._too_large)
         self.pending.append(slot)
         try:

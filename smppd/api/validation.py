@@ -114,7 +114,9 @@ def _time(value: str, field: str) -> float:
     return moment.timestamp()
 
 
-LIST_FIELDS = {"sender", "recipient", "status", "since", "until", "job", "cursor", "limit"}
+LIST_FIELDS = {"sender", "recipient", "status", "since", "until", "job", "cursor", "limit",
+               "channel", "ref_id"}
+CHANNELS = ("api", "job", "portal")
 
 
 def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
@@ -134,6 +136,12 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
     cursor = args.get("cursor")
     if cursor is not None and not looks_like_id(cursor):
         raise ApiError(400, "not a cursor this API gave out", "cursor")
+    channel = args.get("channel")
+    if channel is not None and channel not in CHANNELS:
+        raise ApiError(400, f"expected one of {', '.join(CHANNELS)}", "channel")
+    ref_id = args.get("ref_id")
+    if ref_id is not None and (not ref_id or len(ref_id) > 128):
+        raise ApiError(400, "expected a reference of 1 to 128 characters", "ref_id")
     limit_text = args.get("limit", "100")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
         raise ApiError(400, "expected a whole number 1..1000", "limit")
@@ -142,7 +150,8 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
     where = MessageFilter(
         sender=args.get("sender"), recipient=digits, status=status, job=args.get("job"),
         min_id=bound_for_time(_time(since, "since")) if since else None,
-        max_id=bound_for_time(_time(until, "until"), upper=True) if until else None)
+        max_id=bound_for_time(_time(until, "until"), upper=True) if until else None,
+        channel=channel, ref_id=ref_id)
     return where, cursor, int(limit_text)
 
 

@@ -212,14 +212,15 @@ class Daemon:
 
     # What the API calls ----------------------------------------------------------------
 
-    def accept_message(self, account: Account, message: ValidMessage) -> defer.Deferred[Any]:
+    def accept_message(self, account: Account, message: ValidMessage, channel: str = "api",
+                       sent_by: str | None = None) -> defer.Deferred[Any]:
         if not self.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry on another "
                                             "instance or later"))
         prepared = self.intake.admission.prepare(
             account.id, message.sender, message.recipient, message.country, message.text,
             self.intake.references, self.reactor.seconds(), ref_id=message.ref_id,
-            params=params_json(message.params))
+            params=params_json(message.params), channel=channel, sent_by=sent_by)
         op, info = prepared.op, prepared.info
         counter = self.metrics.api_messages
 
@@ -248,10 +249,11 @@ class Daemon:
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
         return self._read(queries.balance, account.id)
 
-    def create_job(self, account: Account, read_job: Any) -> defer.Deferred[Any]:
+    def create_job(self, account: Account, read_job: Any, channel: str = "api",
+                   sent_by: str | None = None) -> defer.Deferred[Any]:
         # A job may name a contact group instead of recipients (issue 11).
         return self.jobs.create(account, lambda: self.inbound.expand_group(
-            self.engine, account.id, read_job()))
+            self.engine, account.id, read_job()), channel, sent_by)
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]:
         return self.jobs.get(account, job_id)

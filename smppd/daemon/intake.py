@@ -49,7 +49,8 @@ class Admission:
     def prepare(self, account_id: int, sender: str, recipient: str, country: str | None,
                 text: str, references: ConcatReferences, now: float, *,
                 ref_id: str | None = None, params: str | None = None,
-                job_id: str | None = None) -> Prepared:
+                job_id: str | None = None, channel: str | None = None,
+                sent_by: str | None = None) -> Prepared:
         """Raises ApiError naming `to` (no route) or `text` (cannot be sent there)."""
         route = self.router.route_for(recipient)
         if route == NO_ROUTE:
@@ -61,7 +62,8 @@ class Admission:
         reference = references.next(recipient) if info.parts > 1 else 0
         op = ops.Accept(account_id, new_id(now), sender, recipient, country, text,
                         info.encoding.value, info.parts, points, reference,
-                        None if route == ANY_SMSC else route, ref_id, params, now, job_id)
+                        None if route == ANY_SMSC else route, ref_id, params, now, job_id,
+                        channel, sent_by)
         return Prepared(op, info)
 
 

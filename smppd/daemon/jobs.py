@@ -117,19 +117,20 @@ class JobManager:
 
     # Creation --------------------------------------------------------------------------
 
-    def create(self, account: Account,
-               read_job: Callable[[], ValidJob]) -> defer.Deferred[Any]:
+    def create(self, account: Account, read_job: Callable[[], ValidJob],
+               channel: str = "api", sent_by: str | None = None) -> defer.Deferred[Any]:
         """`read_job` parses and checks the request body; it runs on the pool thread
         with the rows, not on the reactor. Routes and prices are those of now."""
         if not self.accepting():
             return defer.fail(ApiError(503, "smppd is shutting down; retry later"))
         admission = self.intake.admission
         now = self.reactor.seconds()
-        return self.in_thread(lambda: self._build(account, read_job(), admission, now)) \
+        return self.in_thread(lambda: self._build(account, read_job(), admission, now,
+                                                  (channel, sent_by))) \
             .addCallback(self._created, account)
 
     def _build(self, account: Account, job: ValidJob, admission: Admission,
-               now: float) -> dict[str, Any]:
+               now: float, origin: tuple[str, str | None] = ("api", None)) -> dict[str, Any]:
         """On a pool thread: check, render and price the rows as they come, and write
         them a batch at a time, each batch waiting for the previous commit. A bad row
         is reported with its number and skipped. Without the points for a batch, or
@@ -147,7 +148,7 @@ class JobManager:
 
         def flush() -> None:
             put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
-                              job.throughput, job.start_at, tuple(batch), now))
+                              job.throughput, job.start_at, tuple(batch), now, *origin))
             counts["batches"] += 1
             batch.clear()
 
@@ -156,7 +157,8 @@ class JobManager:
                 try:
                     digits, region, text = validation.job_row(row, job.template)
                     prepared = admission.prepare(account.id, job.sender, digits, region, text,
-                                                 references, now, job_id=job_id)
+                                                 references, now, job_id=job_id,
+                                                 channel="job", sent_by=origin[1])
                 except ApiError as exc:
                     counts["rejected"] += 1
                     if len(errors) < validation.MAX_ROW_ERRORS:

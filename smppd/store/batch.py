@@ -32,6 +32,7 @@ from . import (
     outcomes,
     phonebook,
     polls,
+    portal,
     receipts,
 )
 from . import inbound_ops as iops
@@ -96,6 +97,7 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((ops.FragmentSeen, ops.InboundComplete), inbound.fragments),  # parts: both kinds
     ((ops.InboundComplete,), inbound.complete),
     ((iops.ForwardDone,), forwards.done),
+    (portal.KINDS, portal.apply),  # users and sessions (issue 15), in their own order
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
 # A phase may hand work to a later one (a learnt reading hands its waiting receipts to

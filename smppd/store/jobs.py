@@ -40,7 +40,8 @@ def _create(ctx: BatchContext, op: CreateJob) -> Any:
             text=op.text, state=JobState.CREATING, throughput=op.throughput,
             start_at=utc(op.start_at) if op.start_at is not None else None,
             recipients=len(op.messages), rejected_rows=0, row_errors=None, points=total,
-            refunded=0, created_at=created, updated_at=created))
+            refunded=0, created_at=created, updated_at=created, channel=op.channel,
+            sent_by=op.sent_by))
     else:
         conn.execute(update(t.jobs).where(j.id == op.job_id).values(
             recipients=j.recipients + len(op.messages), points=j.points + total))

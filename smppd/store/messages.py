@@ -21,7 +21,7 @@ _QUEUED = f"'{Status.QUEUED.value}'"
 INSERT_MESSAGE = BulkInsert(t.messages, (
     "id", "account_id", "job_id", "sender", "recipient", "country", "text", "encoding",
     "parts", "points", "concat_ref", "smsc", "ref_id", "params", "created_at",
-    "updated_at"), {"refunded": "0", "status": _QUEUED})
+    "updated_at", "channel", "sent_by"), {"refunded": "0", "status": _QUEUED})
 INSERT_PART = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
                          {"status": _QUEUED})
 
@@ -66,7 +66,7 @@ def insert(ctx: BatchContext, accepted: Sequence[Accept], remember: bool = True)
         created = ctx.sql.ts(utc(op.created_at))
         rows.append((op.message_id, op.account_id, op.job_id, op.sender, op.recipient,
                      op.country, op.text, op.encoding, op.parts, op.points, op.concat_ref,
-                     op.smsc, op.ref_id, op.params, created, created))
+                     op.smsc, op.ref_id, op.params, created, created, op.channel, op.sent_by))
         parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))
         if remember:
             ctx.cache.remember(op.message_id,

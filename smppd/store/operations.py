@@ -57,6 +57,8 @@ class Accept:
     params: str | None
     created_at: float
     job_id: str | None = None
+    channel: str | None = None  # api | job | portal (issue 15)
+    sent_by: str | None = None  # a portal login or "token:<fingerprint>"
     retry: ClassVar[bool] = False  # the HTTP client retries; the daemon must not hold it
 
 
@@ -241,6 +243,8 @@ class CreateJob:
     start_at: float | None
     messages: tuple[Accept, ...]
     created_at: float
+    channel: str | None = None  # api | portal: where the job was made (issue 15)
+    sent_by: str | None = None
     retry: ClassVar[bool] = False
 
 

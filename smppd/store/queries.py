@@ -42,6 +42,8 @@ class MessageFilter:
     job: str | None = None
     min_id: str | None = None  # from `since`
     max_id: str | None = None  # from `until`
+    channel: str | None = None  # api | job | portal (issue 15)
+    ref_id: str | None = None  # the customer's own reference (issue 15)
 
 
 def seed_accounts(conn: Connection, accounts: list[tuple[str, int]]) -> dict[str, int]:
@@ -69,7 +71,8 @@ _SUMMARY = (t.messages.c.id, t.messages.c.job_id, t.messages.c.sender, t.message
             t.messages.c.status, t.messages.c.parts, t.messages.c.encoding,
             t.messages.c.points, t.messages.c.refunded, t.messages.c.error_code,
             t.messages.c.ref_id, t.messages.c.created_at, t.messages.c.submitted_at,
-            t.messages.c.final_at, t.messages.c.updated_at)
+            t.messages.c.final_at, t.messages.c.updated_at, t.messages.c.channel,
+            t.messages.c.sent_by)
 
 
 def _summary(row: Any) -> dict[str, Any]:
@@ -78,7 +81,7 @@ def _summary(row: Any) -> dict[str, Any]:
             "points": row.points, "refunded": row.refunded, "error_code": row.error_code,
             "ref_id": row.ref_id, "created_at": _iso(row.created_at),
             "submitted_at": _iso(row.submitted_at), "final_at": _iso(row.final_at),
-            "updated_at": _iso(row.updated_at)}
+            "updated_at": _iso(row.updated_at), "channel": row.channel, "sent_by": row.sent_by}
 
 
 def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str, Any] | None:
@@ -91,19 +94,36 @@ def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str,
     message = _summary(row)
     message["text"] = row.text
     message["params"] = json.loads(row.params) if row.params else None
-    message["part_list"] = [
-        {"part": p.part_no, "status": p.status, "smsc": p.smsc, "smsc_id": p.smsc_id,
-         "error_code": p.error_code, "submitted_at": _iso(p.submitted_at),
-         "updated_at": _iso(p.updated_at)}
-        for p in conn.execute(select(t.parts).where(t.parts.c.message_id == message_id)
-                              .order_by(t.parts.c.part_no))]
-    # `queued` is not stored as an event: it is the message's creation itself.
-    message["history"] = [{"status": Status.QUEUED, "part": None, "error_code": None,
-                           "at": message["created_at"]}] + [
-        {"status": e.status, "part": e.part_no, "error_code": e.error_code, "at": _iso(e.at)}
-        for e in conn.execute(select(t.message_events).where(
-            t.message_events.c.message_id == message_id).order_by(t.message_events.c.id))]
+    message.update(message_details(conn, {message_id: message["created_at"]})[message_id])
     return message
+
+
+def message_details(conn: Connection, created: dict[str, str | None],
+                    ) -> dict[str, dict[str, Any]]:
+    """Parts (with SMSC ids) and history of several messages in two queries, for one
+    message (the API) or a page of them (the portal's history rows). `created`: id ->
+    its created_at as _summary gives it, for messages the caller already read scoped
+    to its account."""
+    # `queued` is not stored as an event: it is the message's creation itself.
+    details: dict[str, dict[str, Any]] = {
+        message_id: {"part_list": [], "history": [{"status": Status.QUEUED, "part": None,
+                                                   "error_code": None, "at": at}]}
+        for message_id, at in created.items()}
+    if not created:
+        return details
+    for p in conn.execute(select(t.parts).where(t.parts.c.message_id.in_(list(created)))
+                          .order_by(t.parts.c.message_id, t.parts.c.part_no)):
+        details[p.message_id]["part_list"].append(
+            {"part": p.part_no, "status": p.status, "smsc": p.smsc, "smsc_id": p.smsc_id,
+             "error_code": p.error_code, "submitted_at": _iso(p.submitted_at),
+             "updated_at": _iso(p.updated_at)})
+    e = t.message_events.c
+    for event in conn.execute(select(t.message_events).where(
+            e.message_id.in_(list(created))).order_by(e.id)):
+        details[event.message_id]["history"].append(
+            {"status": event.status, "part": event.part_no, "error_code": event.error_code,
+             "at": _iso(event.at)})
+    return details
 
 
 def list_messages(conn: Connection, account_id: int, where: MessageFilter,
@@ -119,6 +139,10 @@ def list_messages(conn: Connection, account_id: int, where: MessageFilter,
         conditions.append(m.status == where.status)
     if where.job is not None:
         conditions.append(m.job_id == where.job)
+    if where.channel is not None:
+        conditions.append(m.channel == where.channel)
+    if where.ref_id is not None:
+        conditions.append(m.ref_id == where.ref_id)
     if where.min_id is not None:
         conditions.append(m.id >= where.min_id)
     if where.max_id is not None:

@@ -64,6 +64,10 @@ messages = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("submitted_at", DateTime, nullable=True),
     Column("final_at", DateTime, nullable=True),
+    # Who sent it (issue 15; the reports branch adds the same two columns, same names and
+    # types): `channel` api | job | portal, `sent_by` a portal login or "token:<fingerprint>".
+    Column("channel", String(8), nullable=True),
+    Column("sent_by", String(128), nullable=True),
 )
 # History pages and filters, per account, newest first.
 Index("ix_messages_account_id_id", messages.c.account_id, messages.c.id)
@@ -71,6 +75,10 @@ Index("ix_messages_account_recipient", messages.c.account_id, messages.c.recipie
       messages.c.id)
 Index("ix_messages_account_sender", messages.c.account_id, messages.c.sender, messages.c.id)
 Index("ix_messages_account_status", messages.c.account_id, messages.c.status, messages.c.id)
+# The portal's history finds a message by the customer's own reference (issue 15).
+Index("ix_messages_account_ref_id", messages.c.account_id, messages.c.ref_id, messages.c.id,
+      sqlite_where=messages.c.ref_id.isnot(None),
+      postgresql_where=messages.c.ref_id.isnot(None))
 # Partial: messages sent one by one through the API (no job) cost it nothing.
 Index("ix_messages_account_job", messages.c.account_id, messages.c.job_id, messages.c.id,
       sqlite_where=messages.c.job_id.isnot(None),
@@ -117,6 +125,8 @@ jobs = Table(
     Column("refunded", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    Column("channel", String(8), nullable=True),  # api | portal (issue 15)
+    Column("sent_by", String(128), nullable=True),  # a portal login or "token:<fingerprint>"
 )
 Index("ix_jobs_account_id_id", jobs.c.account_id, jobs.c.id)
 
@@ -405,3 +415,39 @@ Index("ix_poll_votes_stats", poll_votes.c.poll_id, poll_votes.c.outcome,
 Index("ix_poll_votes_sender", poll_votes.c.poll_id, poll_votes.c.sender,
       poll_votes.c.received_at)
 Index("ix_poll_votes_poll_id_id", poll_votes.c.poll_id, poll_votes.c.id)
+
+# --- Portal and console (issue 15) -------------------------------------------------------
+# An account's people: a login (unique across accounts: the login form asks nothing
+# else), an argon2 hash, a role (owner | sender | viewer) and a language.
+portal_users = Table(
+    "portal_users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("login", String(128), nullable=False),
+    Column("email", String(254), nullable=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("must_change_password", Boolean, nullable=False),  # a one-time password
+    Column("locale", String(8), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_by", String(128), nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_login_at", DateTime, nullable=True),
+)
+Index("ix_portal_users_login", portal_users.c.login, unique=True)
+Index("ix_portal_users_account_id", portal_users.c.account_id, portal_users.c.id)
+
+# Signed-in sessions, server side so they survive a restart and can be ended. The key
+# is the SHA-256 of the cookie's value: the table alone opens no session.
+portal_sessions = Table(
+    "portal_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),  # user | operator
+    Column("user_id", Integer, nullable=True),
+    Column("operator", String(128), nullable=True),
+    Column("csrf", String(64), nullable=False),
+    Column("address", String(64), nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+)
+Index("ix_portal_sessions_user_id", portal_sessions.c.user_id)
