@@ -41,6 +41,7 @@ from .intake import Intake, Tariff, queued, refused
 from .jobs import JobManager
 from .listener import DaemonListener
 from .metrics import Metrics
+from .pages import make_portal
 from .router import Router
 
 log = logging.getLogger("smppd.daemon")
@@ -98,6 +99,7 @@ class Daemon:
         self.tokens: dict[bytes, Account] = {}
         self.port: Any = None
         self.ops_port: Any = None
+        self.portal: Any = None  # issue 15: /portal/ and /ops/ pages
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
@@ -133,8 +135,12 @@ class Daemon:
         if ops_listen is not None:  # issue 13: operators' paths off the customers' port
             self.ops_port = self.reactor.listenTCP(ops_listen[1], make_ops_factory(self),
                                                    interface=ops_listen[0])
+        if self.settings.portal.enabled:  # issue 15
+            self.portal = make_portal(self)
+            self.portal.start(self.reactor)
         factory = make_factory(self, self.tokens, self.settings.max_body_bytes,
-                               self.settings.max_job_body_bytes, serve_ops=ops_listen is None)
+                               self.settings.max_job_body_bytes, serve_ops=ops_listen is None,
+                               pages=self.portal.handle if self.portal is not None else None)
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
@@ -344,6 +350,8 @@ class Daemon:
         self.dispatcher.stop()
         self.jobs.stop()
         self.inbound.stop()
+        if self.portal is not None:
+            self.portal.stop()
         for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()

@@ -94,6 +94,7 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((iops.DeleteContact,), phonebook.remove),
     ((iops.AddCodes,), polls.add_codes),
     ((iops.CreatePoll,), polls.create),
+    ((iops.UpdatePoll,), polls.update_poll),  # issue 15
     ((ops.FragmentSeen, ops.InboundComplete), inbound.fragments),  # parts: both kinds
     ((ops.InboundComplete,), inbound.complete),
     ((iops.ForwardDone,), forwards.done),

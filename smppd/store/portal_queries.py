@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from ..inbound.pool import display
 from . import schema as t
 
 
@@ -132,3 +133,36 @@ def accounts(conn: Connection) -> list[dict[str, Any]]:
             for row in conn.execute(
                 select(a.id, a.name, a.balance, a.created_at, users_per.c.users)
                 .outerjoin(users_per, users_per.c.account_id == a.id).order_by(a.name))]
+
+
+def job_unsent(conn: Connection, account_id: int, job_id: str) -> tuple[int, int]:
+    """(messages, points) of a job not yet sent: what a stop cancels and refunds
+    (a message with a part already out is the carrier's and stays)."""
+    m, p = t.messages.c, t.parts.c
+    started = select(p.message_id).where(p.message_id == m.id, p.status != "queued")
+    row = conn.execute(select(func.count(), func.coalesce(func.sum(m.points), 0)).where(
+        m.account_id == account_id, m.job_id == job_id, m.status == "queued",
+        ~started.exists())).first()
+    return (row[0], int(row[1])) if row else (0, 0)
+
+
+def polls(conn: Connection, account_id: int) -> list[dict[str, Any]]:
+    """The account's polls, newest first, with their accepted votes."""
+    p, v = t.polls.c, t.poll_votes.c
+    accepted = (select(v.poll_id, func.count().label("votes")).where(v.outcome == "accepted")
+                .group_by(v.poll_id).subquery())
+    return [{"id": row.id, "name": row.name, "number": display(row.number), "prefix": row.prefix,
+             "starts_at": _iso(row.starts_at), "ends_at": _iso(row.ends_at),
+             "votes": row.votes or 0} for row in conn.execute(
+                 select(p.id, p.name, p.number, p.prefix, p.starts_at, p.ends_at,
+                        accepted.c.votes).outerjoin(accepted, accepted.c.poll_id == p.id)
+                 .where(p.account_id == account_id).order_by(p.id.desc()))]
+
+
+def texts(conn: Connection, account_id: int, ids: list[str]) -> dict[str, str]:
+    """The content of a page of the account's messages (the API's list has none)."""
+    if not ids:
+        return {}
+    m = t.messages.c
+    return dict(conn.execute(select(m.id, m.text).where(m.account_id == account_id,
+                                                        m.id.in_(ids))).all())
