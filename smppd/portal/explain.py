@@ -69,6 +69,13 @@ def error(code: str | None) -> tuple[str, dict[str, str]] | None:
         return N_("The SMSC answered with the error %(code)s."), {"code": code}
     return N_("The SMSC reported: %(code)s."), {"code": code}
 
+# A vote's outcome, and the reply sent for it (the poll form's labels).
+OUTCOMES = {"accepted": N_("counted"), "out_of_window": N_("outside the poll's time"),
+            "over_limit": N_("over the vote limit"), "not_allowed": N_("not in an allowed group"),
+            "unknown_option": N_("no such option")}
+REPLIES = {"default": N_("After a counted vote"), "out_of_window": N_("Outside the poll's time"),
+           "over_limit": N_("Over the vote limit"), "not_allowed": N_("Not in an allowed group"),
+           "unknown_option": N_("No such option"), "no_codes": N_("No discount code left")}
 
 # Words the pages show as they are stored (statuses, job states, roles, channels):
 # listed here so that the catalog has them; pages translate them with _(name).

@@ -14,7 +14,7 @@ from ...api import inbound_bodies as bodies
 from ...api.validation import ApiError
 from ...inbound.polls import REPLY_KEYS
 from ...store import portal_queries as pq
-from .. import chart
+from .. import chart, explain
 from ..app import Route
 from ..web import Page, PageError, download
 
@@ -105,7 +105,7 @@ def _form(portal: Any, page: Page, values: dict[str, str], poll_id: str | None,
     groups = yield portal.backend.app.inbound.groups(page.account)
     return page.render("poll_form.html", status=status, values=values, poll_id=poll_id,
                        error=error, numbers=numbers["numbers"], groups=groups["groups"],
-                       reply_keys=REPLY_KEYS)
+                       reply_keys=REPLY_KEYS, reply_labels=explain.REPLIES)
 
 
 def new_form(portal: Any, page: Page) -> Any:
@@ -154,7 +154,7 @@ def stats(portal: Any, page: Page, poll_id: str) -> Any:
                      [(o["keyword"], o["votes"], o["percent"]) for o in found["options"]],
                      page.gettext("votes"))
     return page.render("poll.html", poll=poll, stats=found, chart=svg,
-                       done=page.query("done"))
+                       done=page.query("done"), outcomes=explain.OUTCOMES)
 
 
 @defer.inlineCallbacks

@@ -74,7 +74,8 @@ def send(portal: Any, page: Page) -> Any:
     except ApiError as exc:
         return page.render("send.html", status=exc.status, values=values, info=info,
                            error=exc, sent=None)
-    return page.redirect("/portal/send", sent=result["id"])
+    # The sender is kept for the next message; the rest is cleared.
+    return page.redirect("/portal/send", sent=result["id"], **{"from": values["from"]})
 
 
 ROUTES = [
