@@ -84,7 +84,5 @@ WORDS = (N_("queued"), N_("scheduled"), N_("submitted"), N_("delivered"), N_("un
          N_("cancelled"), N_("running"), N_("paused"), N_("stopped"), N_("completed"),
          N_("ready"), N_("owner"), N_("sender"), N_("viewer"), N_("api"), N_("job"),
          N_("portal"), N_("bound"), N_("connecting"), N_("binding"), N_("backoff"),
-         N_("auth_failed"), N_("idle"), N_("accepted"), N_("out_of_window"),
-         N_("over_limit"), N_("not_allowed"), N_("unknown_option"), N_("no_codes"),
-         N_("default"), N_("dedicated"), N_("shared"), N_("shortcode"), N_("suspended"),
-         N_("reconnect"), N_("suspend"), N_("resume"))
+         N_("auth_failed"), N_("idle"), N_("dedicated"), N_("shared"), N_("shortcode"),
+         N_("suspended"), N_("reconnect"), N_("suspend"), N_("resume"))

@@ -55,6 +55,13 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.querySelector("form[data-preview]");
   if (form) sendPreview(form);
   document.querySelectorAll("[data-progress-url]").forEach(liveProgress);
+  // A destructive button asks first (without JavaScript it does not; a stopped job
+  // has its own confirmation page).
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
   document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
     select.addEventListener("change", () => select.form.submit());
   });
