@@ -47,7 +47,7 @@ def _fake_smsc(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.count, Path(args.dir))
+    return run_demo(args.count, Path(args.dir), serve=args.serve)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="send messages through the fake SMSC and report")
     demo.add_argument("--count", type=_positive_int, default=300)
     demo.add_argument("--dir", default="demo-output", help="where the report is written")
+    demo.add_argument("--serve", action="store_true",
+                      help="keep the daemon and its portal running afterwards (Ctrl-C stops)")
     demo.set_defaults(handler=_demo)
     return parser
 
