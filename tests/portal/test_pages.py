@@ -259,7 +259,8 @@ def test_a_one_time_password_must_be_changed_first(portal: Any) -> None:
 
 def test_no_open_redirect_after_login(portal: Any) -> None:
     client = PageClient(portal.daemon.http_port)
-    for target in ("https://evil.example/", "//evil.example/", "/ops/", "/portal/\\evil"):
+    for target in ("https://evil.example/", "//evil.example/", "/ops/", "/portal/\\evil",
+                   "/portal/\r\nSet-Cookie: a=b", "/portal/ x"):
         answer = client.form("/portal/login", "/portal/login", {
             "login": "ann", "password": PASSWORD, "next": target})
         assert answer.location == "/portal/", target

@@ -26,8 +26,8 @@ def _safe_next(page: Page, target: str) -> str:
     parts = urlsplit(target)
     home = HOME[page.kind]
     if parts.scheme or parts.netloc or not target.startswith(home) or "//" in target \
-            or "\\" in target:
-        return home
+            or "\\" in target or any(ch <= " " or ch == "\x7f" for ch in target):
+        return home  # and never a line break into the Location header
     return target
 
 
