@@ -93,7 +93,7 @@ def page(browser: Any) -> Iterator[Any]:
     opened = context.new_page()
     opened.set_default_timeout(15_000)
     dialogs: list[str] = []
-    opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
     opened.dialogs = dialogs
     yield opened
     context.close()
@@ -306,6 +306,7 @@ def test_the_operators_console(portal: Any, page: Any, shots: Shots) -> None:
     shots.take(page, "14-ops-binds")
     page.get_by_role("button", name="Suspend").click()
     sync_api.expect(binds).to_contain_text("suspended")
+    assert page.dialogs == ["Suspend carrier-a? Nothing is sent through it until you resume it."]
     wait_for(lambda: not portal.daemon.connectors["carrier-a"].bound, what="unbound")
     page.get_by_role("button", name="Resume").click()
     wait_for(lambda: portal.daemon.connectors["carrier-a"].bound, what="bound again")

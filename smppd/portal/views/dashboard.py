@@ -24,8 +24,8 @@ def today_start(now: float) -> float:
 def progress(job: dict[str, Any]) -> dict[str, Any]:
     """A job from the API's read (queries.get_job) with what a progress bar needs."""
     total = job["messages"] or 0
-    waiting = job["counts"].get("queued", 0)
-    job["done"] = total - waiting
+    unsent = job["counts"].get("queued", 0) + job["counts"].get("cancelled", 0)
+    job["done"] = total - unsent  # sent (a stopped job's cancelled ones never were)
     job["percent"] = round(100.0 * job["done"] / total, 1) if total else 100.0
     return job
 
