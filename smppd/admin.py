@@ -353,3 +353,113 @@ def _signal(pid: int, signum: int = signal.SIGHUP) -> None:
         raise AdminError(f"no process {pid}: is smppd running?") from None
     except PermissionError:
         raise AdminError(f"not allowed to signal process {pid}") from None
+
+
+# smppd user ... and smppd operator hash (issue 15) ------------------------------------
+
+def _apply(engine: Engine, op: Any) -> Any:
+    """One writer operation in its own transaction, like one of the daemon's batches."""
+    from .store.batch import BatchApplier
+
+    with engine.begin() as conn:
+        (result,) = BatchApplier({}).apply(conn, [op])
+    return result
+
+
+def _account_id(engine: Engine, name: str) -> int:
+    with engine.connect() as conn:
+        account_id = conn.execute(select(t.accounts.c.id).where(
+            t.accounts.c.name == name)).scalar()
+        if account_id is None:
+            known = [r[0] for r in conn.execute(select(t.accounts.c.name)
+                                                .order_by(t.accounts.c.name))]
+            raise AdminError(f"no account named {name!r} in the database (there are: "
+                             + (", ".join(known) or "none; start the daemon once") + ")")
+    return account_id
+
+
+def user_add(args: Any) -> int:
+    from .portal import i18n, passwords
+    from .portal.views.users import check_login
+    from .store import portal_ops as pops
+
+    try:
+        check_login(args.login)
+    except Exception as exc:
+        raise AdminError(f"LOGIN: {getattr(exc, 'message', exc)}", 2) from None
+    settings = load_settings(args.config)
+    engine = open_store(settings.database)
+    try:
+        account_id = _account_id(engine, args.account)
+        password = passwords.one_time_password()
+        result = _apply(engine, pops.CreateUser(
+            account_id, args.login, args.email, passwords.hash_password(password), args.role,
+            True, i18n.pick(args.locale, settings.portal.default_locale), f"cli:{_who()}"))
+    finally:
+        engine.dispose()
+    if isinstance(result, Exception):
+        raise AdminError(f"user not created: {result}")
+    print(f"user {args.login} ({args.role}) added to {args.account}")
+    print(f"one-time password: {password}")
+    print("(shown once; it must be changed at the first sign-in at /portal/login)")
+    return 0
+
+
+def user_reset(args: Any) -> int:
+    from .portal import passwords
+    from .store import portal_ops as pops
+    from .store import portal_queries as pq
+
+    settings = load_settings(args.config)
+    engine = open_store(settings.database)
+    try:
+        with engine.connect() as conn:
+            user = pq.user_by_login(conn, args.login)
+        if user is None:
+            raise AdminError(f"no user with the login {args.login!r}")
+        password = passwords.one_time_password()
+        _apply(engine, pops.SetPassword(user.id, None, passwords.hash_password(password), True))
+        if args.enable:
+            _apply(engine, pops.UpdateUser(user.id, None, disabled=False))
+    finally:
+        engine.dispose()
+    print(f"{args.login}: new one-time password: {password}")
+    print("(their sessions were signed out; the password must be changed at sign-in)")
+    return 0
+
+
+def user_list(args: Any) -> int:
+    from .store import portal_queries as pq
+
+    settings = load_settings(args.config)
+    engine = open_store(settings.database)
+    try:
+        account_id = _account_id(engine, args.account) if args.account else None
+        with engine.connect() as conn:
+            users = pq.users(conn, account_id)
+    finally:
+        engine.dispose()
+    print(f"{'ACCOUNT':<20} {'LOGIN':<28} {'ROLE':<7} {'STATE':<10} LAST SIGN-IN")
+    for user in users:
+        state = "disabled" if user["disabled"] else (
+            "one-time" if user["must_change_password"] else "active")
+        print(f"{user['account']:<20} {user['login']:<28} {user['role']:<7} {state:<10} "
+              f"{user['last_login_at'] or '-'}")
+    return 0
+
+
+def operator_hash(args: Any) -> int:
+    """An argon2 hash for `operators[].password_hash`: the password from the terminal
+    (asked twice) or, piped, from the first line of standard input."""
+    from .portal import passwords
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("operator password: ")
+        if getpass.getpass("again: ") != password:
+            raise AdminError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < passwords.MIN_LENGTH:
+        raise AdminError(f"use at least {passwords.MIN_LENGTH} characters", 2)
+    print(passwords.hash_password(password))
+    return 0

@@ -47,7 +47,7 @@ def _fake_smsc(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.count, Path(args.dir))
+    return run_demo(args.count, Path(args.dir), serve=args.serve)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="send messages through the fake SMSC and report")
     demo.add_argument("--count", type=_positive_int, default=300)
     demo.add_argument("--dir", default="demo-output", help="where the report is written")
+    demo.add_argument("--serve", action="store_true",
+                      help="keep the daemon and its portal running afterwards (Ctrl-C stops)")
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -206,6 +208,32 @@ def _add_admin_commands(commands: Any) -> None:
     topup.add_argument("--note", help="why (kept in the ledger)")
     topup.set_defaults(handler=_admin("account_topup"))
 
+    # Portal users and operator passwords (issue 15).
+    user = commands.add_parser("user", help="portal users of an account")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    add = user_commands.add_parser("add", help="create a user; prints a one-time password")
+    add.add_argument("account", metavar="ACCOUNT")
+    add.add_argument("login", metavar="LOGIN")
+    add.add_argument("--role", required=True, choices=["owner", "sender", "viewer"])
+    add.add_argument("--email")
+    add.add_argument("--locale", choices=["en", "pl"], help="the portal's language for them")
+    add.add_argument("--config", required=True)
+    add.set_defaults(handler=_admin("user_add"))
+    reset = user_commands.add_parser("reset", help="a new one-time password (signs them out)")
+    reset.add_argument("login", metavar="LOGIN")
+    reset.add_argument("--enable", action="store_true", help="also enable a disabled user")
+    reset.add_argument("--config", required=True)
+    reset.set_defaults(handler=_admin("user_reset"))
+    users = user_commands.add_parser("list", help="users, with role and state")
+    users.add_argument("account", metavar="ACCOUNT", nargs="?")
+    users.add_argument("--config", required=True)
+    users.set_defaults(handler=_admin("user_list"))
+    operator = commands.add_parser("operator", help="the operator's console")
+    operator_commands = operator.add_subparsers(dest="operator_command", required=True)
+    hashing = operator_commands.add_parser("hash", help="an argon2 hash of a password, for "
+                                                        "operators[].password_hash")
+    hashing.set_defaults(handler=_admin("operator_hash"))
+
     reload = commands.add_parser("reload", help="SIGHUP the daemon and wait until it has "
                                                 "applied the file (systemd's ExecReload=)")
     reload.add_argument("--config", required=True)
@@ -219,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from . import logs
 
-    quiet = args.command in ("demo", "status", "account", "db", "reload")
+    quiet = args.command in ("demo", "status", "account", "db", "reload", "user", "operator")
     logs.configure("warning" if quiet and args.log_level == "info" else args.log_level)
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError

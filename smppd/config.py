@@ -168,6 +168,35 @@ class LinkSettings:
 
 
 @dataclass(frozen=True)
+class OperatorSettings:
+    """A login to the operator's console (/ops/): an argon2 hash, never a password."""
+
+    login: str
+    password_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    """The customer portal and the operator's console (issue 15)."""
+
+    enabled: bool = True
+    base_url: str | None = None  # https://...: cookies are Secure behind a TLS proxy
+    idle_timeout: float = 30 * 60.0  # seconds without a request before a session ends
+    absolute_timeout: float = 12 * 3600.0  # seconds after login at most
+    default_locale: str = "en"
+    failed_logins_per_login: int = 5  # within failed_login_window, then refused
+    failed_logins_per_address: int = 20
+    failed_login_window: float = 15 * 60.0
+
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.base_url and self.base_url.startswith("https://"))
+
+
+PORTAL_LOCALES = ("en", "pl")
+
+
+@dataclass(frozen=True)
 class Settings:
     path: str
     database: str
@@ -194,6 +223,8 @@ class Settings:
     links: LinkSettings | None = None  # issue 12
     store: StoreLimits = field(default_factory=StoreLimits)  # bounds on database waits
     throttle: Pacing = field(default_factory=Pacing)  # the adaptive rate's timing
+    operators: tuple[OperatorSettings, ...] = ()  # issue 15
+    portal: PortalSettings = field(default_factory=PortalSettings)
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -384,7 +415,7 @@ _HTTP_KEYS = {"listen", "ops_listen", "max_body_bytes", "max_job_body_bytes", "i
               "max_pipelined", "auth_failures", "auth_window"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
              "retry", "inbound_numbers", "inbound", "smtp", "reports", "callbacks", "links",
-             "store", "throttle"}
+             "store", "throttle", "operators", "portal"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -723,6 +754,8 @@ def parse(data: Any, path: str = "<config>") -> Settings:
     inbound_numbers = _read_inbound_numbers(r, top, {a.name for a in accounts if a})
     inbound = r.section(top.get("inbound") or {}, "inbound", {"auto_replies_per_hour"})
     smtp = _read_smtp(r, top.get("smtp"))
+    operators = _read_operators(r, top)
+    portal = _read_portal(r, top.get("portal"))
     settings = Settings(
         path=path, database=database or "",
         http_listen_host=listen[0] if listen else "", http_listen_port=listen[1] if listen else 0,
@@ -746,6 +779,8 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         links=_read_links(r, top.get("links")),
         store=_read_store(r, top.get("store")),
         throttle=_read_throttle(r, top.get("throttle")),
+        operators=operators,
+        portal=portal,
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -826,6 +861,66 @@ def _read_smtp(r: _Reader, data: Any, key: str = "smtp") -> SmtpSettings | None:
     if smtp.tls and smtp.starttls and "starttls" in mail:
         r.problem(f"{key}.starttls", "give tls: true (port 465) or starttls: true, not both")
     return None if len(r.problems) > before else smtp
+
+
+# Portal and console (issue 15) ---------------------------------------------------------
+
+def _password_hash(value: Any) -> str:
+    text = _quoted(value, max_length=512)
+    if not text.startswith("$argon2"):
+        raise ValueError("expected an argon2 hash ($argon2id$...): make one with "
+                         "`smppd operator hash`; a password in clear is refused")
+    return text
+
+
+def _read_operators(r: _Reader, top: dict[str, Any]) -> tuple[OperatorSettings, ...]:
+    operators: list[OperatorSettings] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(_read_list(r, top, "operators", False)):
+        key = f"operators[{index}]"
+        item = r.section(item, key, {"login", "password_hash"})
+        before = len(r.problems)
+        login = r.get(item, key, "login", _quoted, max_length=128)
+        password_hash = r.get(item, key, "password_hash", _password_hash)
+        if login is not None:
+            if login in seen:
+                r.problem(f"{key}.login", f"duplicate operator login (also operators"
+                          f"[{seen[login]}])")
+            seen.setdefault(login, index)
+        if len(r.problems) == before:
+            operators.append(OperatorSettings(login, password_hash))
+    return tuple(operators)
+
+
+def _base_url(value: Any) -> str:
+    text = _text(value, max_length=2000)
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def _read_portal(r: _Reader, data: Any) -> PortalSettings:
+    if data is None:
+        return PortalSettings()
+    keys = {"enabled", "base_url", "idle_timeout", "absolute_timeout", "default_locale",
+            "failed_logins_per_login", "failed_logins_per_address", "failed_login_window"}
+    data = r.section(data, "portal", keys)
+    get = lambda name, kind, default, **kw: r.get(data, "portal", name, kind, default, **kw)  # noqa: E731
+    defaults = PortalSettings()
+    settings = PortalSettings(
+        enabled=get("enabled", _boolean, True),
+        base_url=get("base_url", _base_url, None),
+        idle_timeout=get("idle_timeout", _number, defaults.idle_timeout, low=60.0),
+        absolute_timeout=get("absolute_timeout", _number, defaults.absolute_timeout,
+                             low=60.0),
+        default_locale=get("default_locale", _choice, "en", choices=PORTAL_LOCALES),
+        failed_logins_per_login=get("failed_logins_per_login", _integer, 5, low=1),
+        failed_logins_per_address=get("failed_logins_per_address", _integer, 20, low=1),
+        failed_login_window=get("failed_login_window", _number, defaults.failed_login_window,
+                                low=1.0))
+    if settings.absolute_timeout < settings.idle_timeout:
+        r.problem("portal.absolute_timeout", "expected at least portal.idle_timeout")
+    return settings
 
 
 def load(path: str | Path) -> Settings:

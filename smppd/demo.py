@@ -7,6 +7,11 @@ multi-part texts), prints progress while receipts arrive, then a status summary,
 and writes a CSV report read back from the database. Then inbound: a number is
 reserved, a poll runs on it, the SMSC sends a few MO votes and messages, and the
 poll's statistics are printed (the replies are in the report too).
+
+The portal is on the daemon's port: the demo prints its address and a login (an
+owner of the demo account) and one for the operator's console. With `--serve` it
+keeps running after the report, so that a newcomer can click through what it sent,
+until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import http.client
 import json
 import random
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -57,7 +63,10 @@ MO_SAMPLES = [
 ]
 
 
-def _settings(folder: Path, smsc_port: int) -> config.Settings:
+DEMO_LOGIN, OPERATOR_LOGIN = "demo", "operator"
+
+
+def _settings(folder: Path, smsc_port: int, operator_hash: str) -> config.Settings:
     return config.parse({
         "database": f"sqlite:///{folder / 'smppd.db'}",
         "http": {"listen": "127.0.0.1:0"},
@@ -70,6 +79,7 @@ def _settings(folder: Path, smsc_port: int) -> config.Settings:
             {"number": POLL_NUMBER, "kind": "dedicated", "price": {"reservation": 100,
                                                                    "monthly": 50}},
             {"number": SHARED_NUMBER, "kind": "shared"}],
+        "operators": [{"login": OPERATOR_LOGIN, "password_hash": operator_hash}],
     }, "demo")
 
 
@@ -103,12 +113,13 @@ def _counts(engine: Any) -> Counter[str]:
 
 
 def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.stdout,
-             timeout: float = 120.0) -> int:
+             timeout: float = 120.0, serve: bool = False) -> int:
     """Run the demo in this process's reactor; returns a process exit code."""
     from twisted.internet import reactor
 
     from .daemon.app import Daemon
     from .fake_smsc import Behaviour, FakeSmsc
+    from .portal import passwords
 
     output = output or Path("demo-output")
     output.mkdir(parents=True, exist_ok=True)  # before the reactor: a bad --dir fails fast
@@ -118,26 +129,48 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
     smsc = FakeSmsc(Behaviour(receipt_delay=0.2, receipt_status_by_prefix=RECEIPTS_BY_PREFIX,
                               id_format="hexpad", receipt_id_format="dec"))
     smsc_port = smsc.listen().getHost().port
-    daemon = Daemon(_settings(output, smsc_port), reactor)
+    logins = {DEMO_LOGIN: passwords.one_time_password(),
+              OPERATOR_LOGIN: passwords.one_time_password()}
+    daemon = Daemon(_settings(output, smsc_port,
+                              passwords.hash_password(logins[OPERATOR_LOGIN])), reactor)
     result: dict[str, Any] = {"code": 0}
     started = time.monotonic()
 
+    def shut_down() -> None:
+        from twisted.internet.threads import blockingCallFromThread
+
+        blockingCallFromThread(reactor, daemon.stop)
+        reactor.callFromThread(reactor.stop)
+
     def drive() -> None:
         try:
+            _demo_user(daemon, logins[DEMO_LOGIN])
             _drive(daemon, smsc, output / "smppd.db", count, out, result, started, timeout)
         except Exception as exc:  # the demo must end, and say why
             print(f"smppd demo: {exc}", file=out)
             result["code"] = 1
-        finally:
-            from twisted.internet.threads import blockingCallFromThread
-
-            blockingCallFromThread(reactor, daemon.stop)
-            reactor.callFromThread(reactor.stop)
+        if serve and result["code"] == 0:
+            _report(output, out)
+            _print_reports(result.get("reports", []), out)
+            result["reported"] = True
+            print(f"\nserving the portal at http://127.0.0.1:{daemon.http_port}/portal/ "
+                  "until Ctrl-C", file=out, flush=True)
+            return
+        shut_down()
 
     def started_ok(_: Any) -> None:
         print(f"smppd demo: fake SMSC on 127.0.0.1:{smsc_port}, daemon API on "
               f"127.0.0.1:{daemon.http_port}, database {output / 'smppd.db'}", file=out)
+        print(f"  portal:  http://127.0.0.1:{daemon.http_port}/portal/  login "
+              f"{DEMO_LOGIN}, password {logins[DEMO_LOGIN]}", file=out)
+        print(f"  console: http://127.0.0.1:{daemon.http_port}/ops/  login "
+              f"{OPERATOR_LOGIN}, password {logins[OPERATOR_LOGIN]}", file=out, flush=True)
         threading.Thread(target=drive, name="demo-customer", daemon=True).start()
+
+    if serve:  # Ctrl-C or a TERM stops the daemon cleanly
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: threading.Thread(target=shut_down,
+                                                              daemon=True).start())
 
     def failed(failure: Any) -> None:
         print(f"smppd demo: the daemon did not start: {failure.getErrorMessage()}", file=out)
@@ -146,7 +179,7 @@ def run_demo(count: int = 300, output: Path | None = None, out: TextIO = sys.std
 
     reactor.callWhenRunning(lambda: daemon.start().addCallbacks(started_ok, failed))
     reactor.run(installSignalHandlers=False)
-    if result["code"] == 0:
+    if result["code"] == 0 and not result.get("reported"):
         _report(output, out)
         _print_reports(result.get("reports", []), out)
     return result["code"]
@@ -167,6 +200,20 @@ def _print_reports(saved: list[tuple[str, Path]], out: TextIO) -> None:
             print(f"daily report written: {path}", file=out)
         else:
             print(f"PDF summary written:  {path}", file=out)
+
+
+def _demo_user(daemon: Any, password: str) -> None:
+    """The demo account's owner, to sign in to the portal with."""
+    from twisted.internet import reactor
+    from twisted.internet.threads import blockingCallFromThread
+
+    from .portal import passwords
+    from .store import portal_ops
+
+    account = daemon.accounts["demo"]
+    blockingCallFromThread(reactor, daemon.writer.put, portal_ops.CreateUser(
+        account.id, DEMO_LOGIN, None, passwords.hash_password(password), "owner", False, "en",
+        "demo"))
 
 
 def _drive(daemon: Any, smsc: Any, db: Path, count: int, out: TextIO, result: dict[str, Any],

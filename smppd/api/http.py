@@ -30,10 +30,7 @@ from .server import LARGE_BODIES, HttpFactory, HttpLimits, HttpRequest, HttpResp
 from .validation import ApiError
 
 log = logging.getLogger("smppd.api")
-
-
-# Issue 10: `sent_by` of what an account's API token sends (the portal adds users).
-API_CREDENTIAL = "token"
+PAGES = ("portal", "ops")  # first path segments served by smppd.portal, when handed in
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +48,8 @@ class Application(Protocol):
     campaigns: Any  # issue 10: smppd.reports.campaigns.Campaigns
 
     def accept_message(self, account: Account, message: validation.ValidMessage,
-                       claim: Claim | None = None) -> defer.Deferred[Any]: ...
+                       claim: Claim | None = None, channel: str = "api",
+                       sent_by: str | None = None) -> defer.Deferred[Any]: ...
 
     def find_idempotency_key(self, account: Account, key: str,
                              ) -> defer.Deferred[Stored | None]: ...
@@ -64,7 +62,8 @@ class Application(Protocol):
     def get_balance(self, account: Account) -> defer.Deferred[Any]: ...
 
     def create_job(self, account: Account, read_job: Callable[[], validation.ValidJob],
-                   key: str | None = None) -> defer.Deferred[Any]: ...
+                   key: str | None = None, channel: str = "api",
+                   sent_by: str | None = None) -> defer.Deferred[Any]: ...
 
     def get_job(self, account: Account, job_id: str) -> defer.Deferred[Any]: ...
 
@@ -76,6 +75,12 @@ class Application(Protocol):
 
 def token_digest(token: str | bytes) -> bytes:
     return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
+
+
+def token_label(token: str | bytes) -> str:
+    """Who sent a message through the API, as its history shows it: the token's
+    fingerprint, never the token (issue 15)."""
+    return "token:" + token_digest(token.strip()).hex()[:12]
 
 
 def _json(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None,
@@ -113,10 +118,12 @@ STORE_FAILURES: tuple[type[BaseException], ...] = (
 class Api:
     def __init__(self, app: Application, tokens: dict[bytes, Account], max_body: int,
                  max_job_body: int | None = None, lockout: AuthLockout | None = None,
-                 clock: Any = None, serve_ops: bool = True) -> None:
+                 clock: Any = None, serve_ops: bool = True, pages: Any = None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.app = app
+        # The portal and console (issue 15): their own package, handed in by the daemon.
+        self.pages = pages
         self.tokens = tokens  # sha256(token) -> account: no token kept in clear here
         self.max_body = max_body
         self.max_job_body = max_job_body or max_body
@@ -146,6 +153,8 @@ class Api:
         method = request.method
         if self.serve_ops and len(segments) == 1 and "/" + segments[0] in ops.OPS_PATHS:
             return ops.ops_response(self.app, "/" + segments[0])
+        if self.pages is not None and segments and segments[0] in PAGES:
+            return self.pages(request)
         if not segments or segments[0] != "v1":
             raise ApiError(404, "no such path")
         account = self._authenticate(request)
@@ -218,7 +227,8 @@ class Api:
             return HttpResponse(201, idempotency.json_body(result))
 
         def work() -> defer.Deferred[Any]:
-            return self.app.create_job(account, read, key).addCallback(created)
+            return self.app.create_job(account, read, key, "api", _sent_by(request)) \
+                .addCallback(created)
 
         return work() if key is None else self.in_progress.run(account.id, key, work)
 
@@ -276,14 +286,17 @@ class Api:
         except ApiError:
             counter.labels("invalid").inc()
             raise
+        sent_by = _sent_by(request)
         if key is None:
-            return self.app.accept_message(account, message).addCallback(self._accepted)
+            return self.app.accept_message(account, message, None, "api", sent_by) \
+                .addCallback(self._accepted)
         fingerprint = idempotency.fingerprint("POST /v1/messages", data)
 
         def found(stored: Stored | None) -> Any:
             if stored is None:
                 return self.app.accept_message(account, message, Claim(
-                    account.id, key, fingerprint)).addCallback(self._accepted, fingerprint)
+                    account.id, key, fingerprint), "api", sent_by).addCallback(
+                    self._accepted, fingerprint)
             counter.labels("replayed").inc()
             return idempotency.answer(stored, fingerprint)
 
@@ -327,11 +340,18 @@ class Api:
         return _json(500, {"error": "internal error"})
 
 
+def _sent_by(request: HttpRequest) -> str:
+    """The API token's label (never the token) for the history's "sent by"."""
+    return token_label(request.headers.get(b"authorization", b"").partition(b" ")[2])
+
+
 def make_factory(app: Application, tokens: dict[bytes, Account], limits: HttpLimits,
                  lockout: AuthLockout | None = None, clock: Any = None,
-                 serve_ops: bool = True) -> HttpFactory:
-    """The HTTP listener's factory, its API, and their counts in /metrics."""
-    api = Api(app, tokens, limits.max_body, limits.max_job_body, lockout, clock, serve_ops)
+                 serve_ops: bool = True, pages: Any = None) -> HttpFactory:
+    """The HTTP listener's factory, its API (and the portal's pages when handed in),
+    and their counts in /metrics."""
+    api = Api(app, tokens, limits.max_body, limits.max_job_body, lockout, clock, serve_ops,
+              pages)
     factory = HttpFactory(api.handle, limits, clock)
     factory.api = api  # for a reload of the limits
     app.metrics.registry.register(HttpCollector(factory, api.lockout))

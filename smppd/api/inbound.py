@@ -152,8 +152,11 @@ def _import(service: Any, request: HttpRequest, account: Any) -> Any:
 
 
 def _poll(service: Any, request: HttpRequest, account: Any, rest: str) -> Any:
-    _methods(request.method, b"GET")
     poll_id, _, action = rest.partition("/")
+    if not action and request.method == b"PUT":  # issue 15: the whole poll, replaced
+        return service.update_poll(account, poll_id, bodies.poll(
+            parse_json_object(request.body))).addCallback(_found("poll"))
+    _methods(request.method, b"GET")
     if not action:
         bodies.query(request.query, set())
         return service.poll(account, poll_id).addCallback(_found("poll"))

@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, unquote
 
 import httptools
 from twisted.internet import defer
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
@@ -49,12 +49,13 @@ from ..ratelog import RateLimitedLog
 
 log = logging.getLogger("smppd.api")
 
-REASONS = {200: b"OK", 201: b"Created", 302: b"Found", 400: b"Bad Request",
-           401: b"Unauthorized", 402: b"Payment Required", 404: b"Not Found",
-           405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
-           410: b"Gone", 413: b"Payload Too Large", 422: b"Unprocessable Content",
-           429: b"Too Many Requests", 500: b"Internal Server Error",
-           503: b"Service Unavailable"}
+REASONS = {200: b"OK", 201: b"Created", 204: b"No Content", 302: b"Found",
+           303: b"See Other", 304: b"Not Modified", 400: b"Bad Request",
+           401: b"Unauthorized", 402: b"Payment Required", 403: b"Forbidden",
+           404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
+           409: b"Conflict", 410: b"Gone", 413: b"Payload Too Large",
+           422: b"Unprocessable Content", 429: b"Too Many Requests",
+           500: b"Internal Server Error", 503: b"Service Unavailable"}
 MAX_HEADER_BYTES = 16 * 1024
 # Input is fed to the parser this much at a time, and not at all while the pipeline
 # is full: one 64 KB read of 18-byte requests would otherwise queue 3,600 of them.
@@ -88,7 +89,7 @@ class HttpLimits:
     max_connections: int = 1024
     max_pipelined: int = 16
 # Paths whose bodies may be uploads (recipient lists, contact CSVs): max_job_body.
-LARGE_BODIES = (b"/v1/jobs", b"/v1/contacts")
+LARGE_BODIES = (b"/v1/jobs", b"/v1/contacts", b"/portal/jobs", b"/portal/contacts")
 
 
 @dataclass(slots=True)
@@ -102,7 +103,8 @@ class HttpRequest:
     # Routing works on these: split on '/' first, then each decoded, so an id that
     # contains %2F stays one segment. Empty trailing segments are dropped.
     segments: tuple[str, ...] = ()
-    peer: str = ""
+    peer: str = ""  # the client's address (pages throttle failed logins by it)
+    secure: bool = False  # arrived over TLS (pages mark their cookies Secure)
 
 
 @dataclass(slots=True)
@@ -197,6 +199,7 @@ class HttpProtocol(Protocol):
         self.owner = factory
         self.parser: Any = None
         self.peer = ""
+        self.secure = False
         self.pending: deque[_Slot] = deque()  # in the handler or ready to write, in order
         self.waiting: deque[tuple[HttpRequest, bool]] = deque()  # parsed, not yet handled
         self.unparsed = b""  # read while blocked; at most one read
@@ -235,8 +238,10 @@ class HttpProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
-        self.peer = str(getattr(self.transport.getPeer(), "host", ""))
-        self.transport.registerProducer(self, True)
+        transport = self.transport
+        self.peer = str(getattr(transport.getPeer(), "host", "") or "")
+        self.secure = ISSLTransport.providedBy(transport)
+        transport.registerProducer(self, True)
         self._producing = True
         if self.owner is not None:
             self.owner.opened(self)
@@ -411,7 +416,8 @@ class HttpProtocol(Protocol):
         query = parse_qs(url.query.decode("latin-1"), keep_blank_values=True) \
             if url.query else {}
         request = HttpRequest(self.parser.get_method(), raw_path, query, self._headers, body,
-                              self._too_large, split_path(raw_path), self.peer)
+                              self._too_large, split_path(raw_path), self.peer,
+                              self.secure)
         if not keep_alive:
             self.input_done = True  # nothing after a final request is even parsed
         self.waiting.append((request, keep_alive))

@@ -315,7 +315,7 @@ def list_query(args: dict[str, str]) -> tuple[MessageFilter, str | None, int]:
     if channel is not None and channel not in CHANNELS:
         raise ApiError(400, f"expected one of {', '.join(CHANNELS)}", "channel")
     where = MessageFilter(
-        channel=channel, ref_id=args.get("ref_id"),
+        channel=channel, ref_id=ref_id(args["ref_id"]) if args.get("ref_id") else None,
         partner=partner(args["partner"]) if "partner" in args else None,
         sender=args.get("sender"), recipient=digits, status=status, job=args.get("job"),
         min_id=bound_for_time(_time(since, "since")) if since else None,

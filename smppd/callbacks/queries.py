@@ -75,6 +75,27 @@ def deliveries(conn: Connection, account_id: int, endpoint_id: str, state: str |
     return page, (rows[limit - 1].seq if len(rows) > limit else None)
 
 
+def failed_events(conn: Connection, account_id: int | None,
+                  limit: int) -> list[dict[str, Any]]:
+    """Failed deliveries, newest first: one account's, or every account's (None: the
+    operator's console). The URL is the endpoint's, or the forward URL the event
+    was sent to."""
+    query = select(_EV.id, _EV.account_id, _EV.target, _EV.url, _EV.type, _EV.attempts,
+                   _EV.last_error, _EV.last_status, _EV.finished_at, _EV.at,
+                   _EP.url.label("endpoint_url")).select_from(
+        t.callback_events.outerjoin(t.callback_endpoints, _EP.id == _EV.target)).where(
+        _EV.state == outbox.FAILED)
+    if account_id is not None:
+        query = query.where(_EV.account_id == account_id)
+    rows = conn.execute(query.order_by(_EV.seq.desc()).limit(limit)).all()
+    return [{"id": row.id, "account_id": row.account_id,
+             "callback": None if row.url else row.target,
+             "url": row.url or row.endpoint_url, "type": row.type, "attempts": row.attempts,
+             "last_error": row.last_error, "last_http_status": row.last_status,
+             "at": iso(row.finished_at or row.at), "created_at": iso(row.at)}
+            for row in rows]
+
+
 # The drainer ------------------------------------------------------------------------
 
 @dataclass(slots=True)

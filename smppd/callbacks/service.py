@@ -17,6 +17,7 @@ from ..store.callback_operations import (
     CreateEndpoint,
     DeleteEndpoint,
     PurgeEvents,
+    ResendEvent,
     RotateSecret,
     TooManyEndpoints,
 )
@@ -147,6 +148,17 @@ class CallbackService:
                          limit).addCallback(
             lambda page: None if page is None else {"deliveries": page[0],
                                                     "next_cursor": page[1]})
+
+    def failed(self, account_id: int | None, limit: int = 100) -> defer.Deferred[Any]:
+        """Failed deliveries, newest first; None: every account's (the console)."""
+        return self.read(queries.failed_events, account_id, limit)
+
+    def resend(self, account_id: int | None, event_id: str) -> defer.Deferred[Any]:
+        """A failed event pending again, due now; the drainer's sweep takes it.
+        False when it is not a failed event (of that account)."""
+        if not event_id or len(event_id) > 64:
+            return defer.succeed(False)
+        return self.put(ResendEvent(event_id, account_id, self.reactor.seconds()))
 
     def rotate_secret(self, account_id: int) -> defer.Deferred[Any]:
         return self.put(RotateSecret(account_id, signing.new_secret())).addCallback(

@@ -20,7 +20,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .. import logs
 from ..api import validation
-from ..api.http import API_CREDENTIAL, Account, make_factory, token_digest
+from ..api.http import Account, make_factory, token_digest
 from ..api.idempotency import json_body
 from ..api.links import LinkServer
 from ..api.lockout import AuthLockout
@@ -54,6 +54,7 @@ from .intake import Intake, Tariff, queued, refused
 from .jobs import JobManager
 from .listener import DaemonListener
 from .metrics import Metrics
+from .pages import make_portal
 from .router import Router
 
 log = logging.getLogger("smppd.daemon")
@@ -136,6 +137,7 @@ class Daemon:
         self.links = LinkServer(reactor, self.writer.put, self.callback_metrics,
                                 links.base_url, self.agents) if links else None
         self.links_port: Any = None
+        self.portal: Any = None  # issue 15: /portal/ and /ops/ pages
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
@@ -180,8 +182,12 @@ class Daemon:
                                                    interface=ops_listen[0])
         self.lockout = AuthLockout(self.reactor, self.settings.http.auth_failures,
                                    self.settings.http.auth_window)
+        if self.settings.portal.enabled:  # issue 15
+            self.portal = make_portal(self)
+            self.portal.start(self.reactor)
         factory = make_factory(self, self.tokens, http_limits(self.settings), self.lockout,
-                               self.reactor, serve_ops=ops_listen is None)
+                               self.reactor, serve_ops=ops_listen is None,
+                               pages=self.portal.handle if self.portal is not None else None)
         warning = ensure_descriptors(self.settings.http.max_connections)
         if warning:
             log.warning("%s", warning)
@@ -291,7 +297,8 @@ class Daemon:
     # What the API calls ----------------------------------------------------------------
 
     def accept_message(self, account: Account, message: ValidMessage,
-                       claim: idempotency.Claim | None = None) -> defer.Deferred[Any]:
+                       claim: idempotency.Claim | None = None, channel: str = "api",
+                       sent_by: str | None = None) -> defer.Deferred[Any]:
         if not self.accepting:
             return defer.fail(ApiError(503, "smppd is shutting down; retry on another "
                                             "instance or later"))
@@ -299,7 +306,7 @@ class Daemon:
         prepared = self.intake.admission.prepare(
             account.id, message.sender, message.recipient, message.country, message.text,
             self.intake.references, self.reactor.seconds(), ref_id=message.ref_id,
-            params=params_json(message.params), channel="api", sent_by=API_CREDENTIAL,
+            params=params_json(message.params), channel=channel, sent_by=sent_by,
             partner=message.partner, callback_id=message.callback,
             shorten_links=message.shorten_links)
         op, info = prepared.op, prepared.info
@@ -338,15 +345,15 @@ class Daemon:
     def get_balance(self, account: Account) -> defer.Deferred[Any]:
         return self._api_read(queries.balance, account.id)
 
-    def create_job(self, account: Account, read_job: Any,
-                   key: str | None = None) -> defer.Deferred[Any]:
+    def create_job(self, account: Account, read_job: Any, key: str | None = None,
+                   channel: str = "api", sent_by: str | None = None) -> defer.Deferred[Any]:
         def checked() -> Any:  # on the pool thread, where the body is parsed
             # A job may name a contact group instead of recipients (issue 11).
             job = self.inbound.expand_group(self.engine, account.id, read_job())
             self.callbacks.check_callback(account.id, job.extras.callback)
             return job
 
-        return self.jobs.create(account, checked, key)
+        return self.jobs.create(account, checked, key, channel, sent_by)
 
     def find_idempotency_key(self, account: Account, key: str) -> defer.Deferred[Any]:
         return self._read(idempotency.lookup, account.id, key)
@@ -474,6 +481,8 @@ class Daemon:
         self.jobs.stop()
         self.inbound.stop()
         self.reports.stop()
+        if self.portal is not None:
+            self.portal.stop()
         for loop in (self._expiry, self._ticker, self._purger):
             if loop is not None and loop.running:
                 loop.stop()

@@ -43,6 +43,7 @@ from ..store.inbound_ops import (
     Reserve,
     SaveContacts,
     SaveSettings,
+    UpdatePoll,
 )
 from .mail_outbox import Forwarder
 
@@ -344,6 +345,21 @@ class InboundService:
                         json.dumps(list(body.groups)) if body.groups else None,
                         body.discount_pool, body.options, now)
         return self.put(op).addCallbacks(lambda _: {"id": poll_id}, _refused)
+
+    def update_poll(self, account: Any, poll_id: str,
+                    body: bodies.PollBody) -> defer.Deferred[Any]:
+        """PUT /v1/polls/{id} and the portal's edit form (issue 15). None: not the
+        account's poll."""
+        if not looks_like_id(poll_id):
+            return defer.succeed(None)
+        op = UpdatePoll(poll_id, account.id, body.number, body.prefix_key, body.name,
+                        body.starts_at, body.ends_at, body.sender,
+                        json.dumps(body.replies, ensure_ascii=False), body.limit_votes,
+                        body.limit_seconds,
+                        json.dumps(list(body.groups)) if body.groups else None,
+                        body.discount_pool, body.options)
+        return self.put(op).addCallbacks(
+            lambda found: None if found is None else {"id": poll_id}, _refused)
 
     def poll(self, account: Any, poll_id: str) -> defer.Deferred[Any]:
         if not looks_like_id(poll_id):

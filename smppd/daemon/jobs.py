@@ -22,7 +22,7 @@ from twisted.internet import defer, task
 from twisted.internet.threads import blockingCallFromThread
 
 from ..api import validation
-from ..api.http import API_CREDENTIAL, Account
+from ..api.http import Account
 from ..api.idempotency import json_body
 from ..api.validation import ApiError, ValidJob
 from ..ids import new_id
@@ -120,7 +120,8 @@ class JobManager:
     # Creation --------------------------------------------------------------------------
 
     def create(self, account: Account, read_job: Callable[[], ValidJob],
-               key: str | None = None) -> defer.Deferred[Any]:
+               key: str | None = None, channel: str = "api",
+               sent_by: str | None = None) -> defer.Deferred[Any]:
         """`read_job` parses and checks the request body; it runs on the pool thread
         with the rows, not on the reactor. Routes and prices are those of now. With
         an Idempotency-Key `key`, the result may be the answer kept for it (an
@@ -129,13 +130,15 @@ class JobManager:
             return defer.fail(ApiError(503, "smppd is shutting down; retry later"))
         admission = self.intake.admission
         now = self.reactor.seconds()
+        origin = (channel, sent_by)
 
         def build(job: ValidJob) -> Any:
-            return self.in_thread(lambda: self._build(account, job, admission, now, key)) \
-                .addCallback(self._created, account)
+            return self.in_thread(lambda: self._build(account, job, admission, now, key,
+                                                      origin)).addCallback(self._created, account)
 
         if key is None:
-            return self.in_thread(lambda: self._build(account, read_job(), admission, now)) \
+            return self.in_thread(lambda: self._build(account, read_job(), admission, now,
+                                                      origin=origin)) \
                 .addCallback(self._created, account)
 
         def unless_kept(job: ValidJob) -> Any:
@@ -146,7 +149,8 @@ class JobManager:
         return self.in_thread(read_job).addCallback(unless_kept)
 
     def _build(self, account: Account, job: ValidJob, admission: Admission,
-               now: float, key: str | None = None) -> Any:
+               now: float, key: str | None = None,
+               origin: tuple[str, str | None] = ("api", None)) -> Any:
         """On a pool thread: check, render and price the rows as they come, and write
         them a batch at a time, each batch waiting for the previous commit. A bad row
         is reported with its number and skipped. Without the points for a batch, or
@@ -171,7 +175,8 @@ class JobManager:
                               description=job.description, ref_id=extras.ref_id,
                               params=job_params, partner=extras.partner,
                               callback_id=extras.callback,
-                              shorten_links=extras.shorten_links))
+                              shorten_links=extras.shorten_links, channel=origin[0],
+                              sent_by=origin[1]))
             counts["batches"] += 1
             batch.clear()
 
@@ -184,7 +189,7 @@ class JobManager:
                         references, now, job_id=job_id, ref_id=one.ref_id,
                         params=job_params if one.params is extras.params
                         else params_json(one.params), channel="job",
-                        sent_by=API_CREDENTIAL, partner=extras.partner,
+                        sent_by=origin[1], partner=extras.partner,
                         callback_id=extras.callback, shorten_links=extras.shorten_links)
                 except ApiError as exc:
                     counts["rejected"] += 1

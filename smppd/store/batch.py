@@ -35,6 +35,7 @@ from . import (
     outcomes,
     phonebook,
     polls,
+    portal,
     receipts,
 )
 from . import inbound_ops as iops
@@ -104,11 +105,13 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((iops.DeleteContact,), phonebook.remove),
     ((iops.AddCodes,), polls.add_codes),
     ((iops.CreatePoll,), polls.create),
+    ((iops.UpdatePoll,), polls.update_poll),  # issue 15
     ((ops.FragmentSeen, ops.InboundComplete), inbound.fragments),  # parts: both kinds
     ((ops.InboundComplete,), inbound.complete),
     ((iops.ForwardDone,), forwards.done),
     *outbox.PHASES[3:],  # callback attempts (issue 12)
     ((ClickSeen,), links.clicks),  # issue 12
+    (portal.KINDS, portal.apply),  # users and sessions (issue 15), in their own order
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
 # A phase may hand work to a later one (a learnt reading hands its waiting receipts to

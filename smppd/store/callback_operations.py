@@ -66,6 +66,18 @@ class ExpireTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class ResendEvent:
+    """Deliver a failed event again (same id, so a receiver that got it after all can
+    drop the copy): pending and due at `at`. `account_id` None: any account's (the
+    operator's console). Result: True when it was a failed event (of that account)."""
+
+    event_id: str
+    account_id: int | None
+    at: float
+    retry: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
 class PurgeEvents:
     """Forget finished events older than `max_age` seconds. Result: rows removed."""
 

@@ -140,6 +140,30 @@ class CreatePoll:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdatePoll:
+    """Change a poll of the account (issue 15's edit form; PUT /v1/polls/{id}): its
+    number and prefix stay; options change only while no vote is counted (after
+    that only their replies). Result: the poll id, None when it is not the
+    account's, or Conflict."""
+
+    poll_id: str
+    account_id: int
+    number: str
+    prefix_key: str
+    name: str
+    starts_at: float
+    ends_at: float
+    sender: str
+    replies: str  # JSON
+    limit_votes: int
+    limit_seconds: int | None
+    groups: str | None
+    discount_pool: str | None
+    options: tuple[tuple[str, str, str | None], ...]
+    retry: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
 class ForwardDone:
     """An e-mail forward was sent (or failed; retried at `retry_at`, or given up)."""
 

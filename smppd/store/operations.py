@@ -257,6 +257,8 @@ class CreateJob:
     partner: str | None = None
     callback_id: str | None = None
     shorten_links: bool = False
+    channel: str | None = None  # api | portal: where the job was made (issue 15)
+    sent_by: str | None = None
     retry: ClassVar[bool] = False
 
 

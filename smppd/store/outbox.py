@@ -30,6 +30,7 @@ from .callback_operations import (
     DeliveryResults,
     ExpireTarget,
     PurgeEvents,
+    ResendEvent,
     RotateSecret,
     TooManyEndpoints,
 )
@@ -285,6 +286,17 @@ def expire_targets(ctx: BatchContext, by_kind: Items) -> None:
         ctx.results[index] = result.rowcount or 0
 
 
+def resend_events(ctx: BatchContext, by_kind: Items) -> None:
+    ev = t.callback_events.c
+    for index, op in by_kind[ResendEvent]:
+        conditions = [ev.id == op.event_id, ev.state == FAILED]
+        if op.account_id is not None:
+            conditions.append(ev.account_id == op.account_id)
+        result = ctx.conn.execute(update(t.callback_events).where(and_(*conditions)).values(
+            state=PENDING, next_at=utc(op.at), finished_at=None))
+        ctx.results[index] = bool(result.rowcount)
+
+
 def purge_events(ctx: BatchContext, by_kind: Items) -> None:
     ev = t.callback_events.c
     for index, op in by_kind[PurgeEvents]:
@@ -300,5 +312,6 @@ PHASES = (
     ((RotateSecret,), rotate_secrets),
     ((DeliveryResults,), delivery_results),
     ((ExpireTarget,), expire_targets),
+    ((ResendEvent,), resend_events),
     ((PurgeEvents,), purge_events),
 )

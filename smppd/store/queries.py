@@ -100,21 +100,36 @@ def get_message(conn: Connection, account_id: int, message_id: str) -> dict[str,
     if row is None:
         return None
     message = _summary(row)
-    message["params"] = json.loads(row.params) if row.params else None
-    message["text"] = row.text
-    message["part_list"] = [
-        {"part": p.part_no, "status": p.status, "smsc": p.smsc, "smsc_id": p.smsc_id,
-         "error_code": p.error_code, "submitted_at": _iso(p.submitted_at),
-         "updated_at": _iso(p.updated_at)}
-        for p in conn.execute(select(t.parts).where(t.parts.c.message_id == message_id)
-                              .order_by(t.parts.c.part_no))]
-    # `queued` is not stored as an event: it is the message's creation itself.
-    message["history"] = [{"status": Status.QUEUED, "part": None, "error_code": None,
-                           "at": message["created_at"]}] + [
-        {"status": e.status, "part": e.part_no, "error_code": e.error_code, "at": _iso(e.at)}
-        for e in conn.execute(select(t.message_events).where(
-            t.message_events.c.message_id == message_id).order_by(t.message_events.c.id))]
+    message.update(message_details(conn, {message_id: message["created_at"]})[message_id])
     return message
+
+
+def message_details(conn: Connection, created: dict[str, str | None],
+                    ) -> dict[str, dict[str, Any]]:
+    """Parts (with SMSC ids) and history of several messages in two queries, for one
+    message (the API) or a page of them (the portal's history rows). `created`: id ->
+    its created_at as _summary gives it, for messages the caller already read scoped
+    to its account."""
+    # `queued` is not stored as an event: it is the message's creation itself.
+    details: dict[str, dict[str, Any]] = {
+        message_id: {"part_list": [], "history": [{"status": Status.QUEUED, "part": None,
+                                                   "error_code": None, "at": at}]}
+        for message_id, at in created.items()}
+    if not created:
+        return details
+    for p in conn.execute(select(t.parts).where(t.parts.c.message_id.in_(list(created)))
+                          .order_by(t.parts.c.message_id, t.parts.c.part_no)):
+        details[p.message_id]["part_list"].append(
+            {"part": p.part_no, "status": p.status, "smsc": p.smsc, "smsc_id": p.smsc_id,
+             "error_code": p.error_code, "submitted_at": _iso(p.submitted_at),
+             "updated_at": _iso(p.updated_at)})
+    e = t.message_events.c
+    for event in conn.execute(select(t.message_events).where(
+            e.message_id.in_(list(created))).order_by(e.id)):
+        details[event.message_id]["history"].append(
+            {"status": event.status, "part": event.part_no, "error_code": event.error_code,
+             "at": _iso(event.at)})
+    return details
 
 
 def list_messages(conn: Connection, account_id: int, where: MessageFilter,

@@ -67,7 +67,7 @@ messages = Table(
     # Reports (issue 10): how it came in (api | job | portal), which credential sent it,
     # and the customer's own end-customer id.
     Column("channel", String(8), nullable=False, server_default=text("'api'")),
-    Column("sent_by", String(64), nullable=True),
+    Column("sent_by", String(128), nullable=True),  # a portal login or "token:<fingerprint>"
     Column("partner", String(64), nullable=True),
     # Callbacks (issue 12): the endpoint the message named (None: the account's
     # default endpoint at the time of each event).
@@ -140,6 +140,8 @@ jobs = Table(
     Column("partner", String(64), nullable=True),
     Column("callback_id", String(32), nullable=True),
     Column("shorten_links", Boolean, nullable=False, server_default=text("false")),
+    Column("channel", String(8), nullable=True),  # api | portal (issue 15)
+    Column("sent_by", String(128), nullable=True),  # a portal login or "token:<fingerprint>"
 )
 Index("ix_jobs_account_id_id", jobs.c.account_id, jobs.c.id)
 Index("ix_jobs_account_campaign", jobs.c.account_id, jobs.c.campaign_id,
@@ -628,3 +630,38 @@ Index("ix_link_clicks_message_id", link_clicks.c.message_id)
 Index("ix_link_clicks_job_id", link_clicks.c.job_id, link_clicks.c.message_id,
       sqlite_where=link_clicks.c.job_id.isnot(None),
       postgresql_where=link_clicks.c.job_id.isnot(None))
+# --- Portal and console (issue 15) -------------------------------------------------------
+# An account's people: a login (unique across accounts: the login form asks nothing
+# else), an argon2 hash, a role (owner | sender | viewer) and a language.
+portal_users = Table(
+    "portal_users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("login", String(128), nullable=False),
+    Column("email", String(254), nullable=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("must_change_password", Boolean, nullable=False),  # a one-time password
+    Column("locale", String(8), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_by", String(128), nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_login_at", DateTime, nullable=True),
+)
+Index("ix_portal_users_login", portal_users.c.login, unique=True)
+Index("ix_portal_users_account_id", portal_users.c.account_id, portal_users.c.id)
+
+# Signed-in sessions, server side so they survive a restart and can be ended. The key
+# is the SHA-256 of the cookie's value: the table alone opens no session.
+portal_sessions = Table(
+    "portal_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),  # user | operator
+    Column("user_id", Integer, nullable=True),
+    Column("operator", String(128), nullable=True),
+    Column("csrf", String(64), nullable=False),
+    Column("address", String(64), nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+)
+Index("ix_portal_sessions_user_id", portal_sessions.c.user_id)

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -96,17 +97,25 @@ def test_async_and_large_reports_are_queued_then_ready(smsc: Any, daemons: list[
     client.close()
 
 
+WARSAW = ZoneInfo("Europe/Warsaw")
+
+
 def _insert(engine: Any, account_id: int, state: str, owner: str | None,
             lease: dt.datetime | None, attempts: int = 1) -> str:
     report_id = new_id()
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    # Today in Warsaw, as the service would store it: one day, whatever the hour.
+    local = dt.datetime.now(WARSAW).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = local.astimezone(dt.UTC).replace(tzinfo=None)
+    end = (local + dt.timedelta(days=1)).replace(tzinfo=WARSAW).astimezone(dt.UTC) \
+        .replace(tzinfo=None)
     request = {"type": "daily", "format": "csv", "period": "today", "name": None,
                "include_jobs": True, "async": True, "email": [], "delimiter": ","}
     with engine.begin() as conn:
         conn.execute(t.reports.insert().values(
             id=report_id, account_id=account_id, type="daily", format="csv",
-            request=json.dumps(request), period_start=now - dt.timedelta(hours=1),
-            period_end=now + dt.timedelta(hours=1), timezone="Europe/Warsaw", state=state,
+            request=json.dumps(request), period_start=start, period_end=end,
+            timezone="Europe/Warsaw", state=state,
             owner=owner, lease_until=lease, attempts=attempts, created_at=now,
             started_at=now if state == "running" else None))
     return report_id

@@ -24,6 +24,7 @@ from smppd.store.callback_operations import (
     DeleteEndpoint,
     DeliveryResults,
     ExpireTarget,
+    ResendEvent,
     RotateSecret,
 )
 from smppd.store.inbound_ops import SaveSettings
@@ -222,6 +223,20 @@ def test_results_expiry_and_the_deliveries_page(store: Store) -> None:
         assert {failed[0]["last_error"], rest[0]["last_error"]} == {"gave up: HTTP 500"}
         assert cq.deliveries(conn, store.accounts["other"], target, None, None, 10) is None
         assert cq.outbox_depth(conn) == []
+        listed = cq.failed_events(conn, account, 10)
+        assert {e["id"] for e in listed} == {failed[0]["id"], rest[0]["id"]}
+        assert all(e["url"] == "http://127.0.0.1:1/hook" for e in listed)
+        assert cq.failed_events(conn, store.accounts["other"], 10) == []
+        assert len(cq.failed_events(conn, None, 10)) == 2  # the operator sees every account
+    # Resent: pending and due again, only by its own account (or the operator's None).
+    assert store.apply(ResendEvent(failed[0]["id"], store.accounts["other"], now)) == [False]
+    assert store.apply(ResendEvent(failed[0]["id"], account, now)) == [True]
+    assert store.apply(ResendEvent(rest[0]["id"], None, now)) == [True]
+    assert store.apply(ResendEvent(rest[0]["id"], None, now)) == [False]  # not failed now
+    with store.engine.connect() as conn:
+        assert {e.id for e in cq.due_events(conn, utc(now + 1), [], 10)} == {
+            failed[0]["id"], rest[0]["id"], due[2].id}
+        assert cq.failed_events(conn, None, 10) == []
 
 
 def test_one_default_per_account(store: Store) -> None:

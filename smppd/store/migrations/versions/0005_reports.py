@@ -16,7 +16,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.add_column(sa.Column('channel', sa.String(length=8), server_default=sa.text("'api'"), nullable=False))
-        batch_op.add_column(sa.Column('sent_by', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('sent_by', sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column('partner', sa.String(length=64), nullable=True))
     # Messages written before this revision: a job's came through the job channel.
     op.execute("UPDATE messages SET channel = 'job' WHERE job_id IS NOT NULL")

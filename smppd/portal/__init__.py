@@ -1,0 +1,1 @@
+"""The customer portal (/portal/) and the operator's console (/ops/): pages on the API listener."""

@@ -1,0 +1,90 @@
+"""The Reports tab and the Callbacks pages on the real reports and callbacks services
+(no browser): what a page makes is what the API shows, a failed delivery is listed
+for its owner and the operator and, resent from a page, arrives once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.support.pages import PageClient, start_portal
+from tests.support.polling import until
+from tests.support.receiver import Receiver
+from tests.support.running import TOKEN_A, Client
+
+FAST = {"retry": {"initial": 0.2, "max": 0.5}, "timeout": 2, "max_age": 1}
+
+
+def test_a_report_made_in_the_portal_is_the_apis_and_downloads_whole(start_daemon: Any,
+                                                                      ) -> None:
+    running = start_portal(start_daemon)
+    api = Client(running.daemon.http_port, TOKEN_A)
+    for n in range(3):
+        assert api.send(to=f"+4850010{n:04d}")[0] == 201
+    client = PageClient(running.daemon.http_port)
+    client.login("ann")
+    made = client.form("/portal/reports", "/portal/reports",
+                       {"type": "daily", "format": "csv", "period": "today",
+                        "name": "from the portal"})
+    assert made.status == 303, made.text[:800]
+    status, listed = api.request("GET", "/v1/reports")
+    assert status == 200, listed
+    [report] = [r for r in listed["reports"] if r["name"] == "from the portal"]
+    until(lambda: api.request("GET", f"/v1/reports/{report['id']}")[1]["state"] == "ready",
+          what="the portal's report to be ready")
+    page = client.get("/portal/reports")
+    assert f"/portal/reports/{report['id']}/file" in page.text
+    download = client.get(f"/portal/reports/{report['id']}/file")
+    assert download.status == 200 and "attachment" in download.headers["content-disposition"]
+    assert download.text.splitlines()[0].startswith("date,")
+    assert sum(int(row.split(",")[1]) for row in download.text.splitlines()[1:]
+               if row[:1].isdigit()) == 3
+    # Another account's report is not found through the portal either.
+    other = PageClient(running.daemon.http_port)
+    other.login("olga")
+    assert other.get(f"/portal/reports/{report['id']}/file").status == 404
+
+
+def test_a_failed_delivery_is_listed_and_resent_from_the_portal_and_the_console(
+        start_daemon: Any) -> None:
+    receiver = Receiver(status=500).start()
+    running = start_portal(start_daemon, callbacks=FAST)
+    client = PageClient(running.daemon.http_port)
+    client.login("ann")
+    made = client.form("/portal/callbacks", "/portal/callbacks",
+                       {"url": receiver.url, "event_final": "on", "default": "on"})
+    assert made.status == 200 and "whsec_" in made.text  # the secret, shown this once
+    secret = re.search(r"whsec_[A-Za-z0-9+/=]+", made.text).group(0)
+    assert secret not in client.get("/portal/callbacks").text  # never again
+    api = Client(running.daemon.http_port, TOKEN_A)
+    assert api.send(to="+48500100201")[0] == 201
+    assert api.send(to="+48500100202")[0] == 201
+
+    def failed() -> list[str]:
+        page = client.get("/portal/callbacks")
+        return re.findall(r"/portal/callbacks/deliveries/([A-Za-z0-9_-]+)/resend", page.text)
+
+    ids = until(lambda: len(failed()) == 2 and failed(), timeout=20,
+                what="both events to fail after max_age")
+    console = PageClient(running.daemon.http_port)
+    console.login("root", area="ops")
+    listed = console.get("/ops/callbacks").text
+    assert all(f"/ops/callbacks/{event_id}/resend" in listed for event_id in ids)
+    assert "acme" in listed and receiver.url in listed
+    # Another owner cannot resend them.
+    other = PageClient(running.daemon.http_port)
+    other.login("olga")
+    refused = other.post(f"/portal/callbacks/deliveries/{ids[0]}/resend", {},
+                         other.get("/portal/callbacks").csrf())
+    assert refused.status == 404
+    receiver.status = 200
+    resent = client.post(f"/portal/callbacks/deliveries/{ids[0]}/resend", {},
+                         client.get("/portal/callbacks").csrf())
+    assert resent.status == 303 and "done=resent" in resent.location
+    token = console.get("/ops/callbacks").csrf()
+    assert console.post(f"/ops/callbacks/{ids[1]}/resend", {}, token).status == 303
+    until(lambda: set(receiver.accepted) == set(ids), timeout=20,
+          what="both resent events to arrive")
+    assert failed() == []
+    assert console.post(f"/ops/callbacks/{ids[1]}/resend", {}, token).status == 404
+    receiver.stop()
