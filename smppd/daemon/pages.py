@@ -80,5 +80,5 @@ def make_portal(daemon: Any) -> Portal:
         app=daemon, read=daemon._read, put=daemon.writer.put, in_thread=daemon._in_thread,
         clock=daemon.reactor.seconds, settings=lambda: daemon.settings,
         admission=lambda: daemon.intake.admission, console=Console(daemon),
-        reports=reports, callbacks=callbacks)
+        reports=reports, callbacks=callbacks, zone=daemon.reports.timezone)
     return Portal(backend)

@@ -129,6 +129,7 @@ class Portal:
             return page.redirect(login, next=target)
         if page.kind == "user":
             page.locale = i18n.pick(page.session.locale, page.locale)
+            page.zone = self.backend.zone(page.session.account_id)
             if page.session.must_change_password and route.need != "self":
                 return page.redirect("/portal/password")
         if request.method == b"POST":

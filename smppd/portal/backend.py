@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -50,3 +51,5 @@ class Backend:
     console: ConsolePort
     reports: ReportsPort = field(default_factory=UnavailableReports)
     callbacks: CallbacksPort = field(default_factory=UnavailableCallbacks)
+    # An account's time zone (its `timezone`): the pages show and read times in it.
+    zone: Callable[[int], tzinfo] = lambda account_id: UTC

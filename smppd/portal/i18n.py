@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gettext
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from importlib import resources
 
@@ -60,15 +60,17 @@ def _locale(locale: str) -> Locale:
     return Locale.parse(locale)
 
 
-def when(value: str | datetime | None, locale: str, style: str = "short") -> str:
-    """An ISO time (as the API writes it) or a datetime, in UTC, the locale's way."""
+def when(value: str | datetime | None, locale: str, style: str = "short",
+         zone: tzinfo | None = None) -> str:
+    """An ISO time (as the API writes it) or a datetime (naive: UTC), the locale's way,
+    in `zone` (the account's; UTC without one)."""
     if value is None or value == "":
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return format_datetime(value, style, tzinfo=UTC, locale=_locale(locale))
+    return format_datetime(value, style, tzinfo=zone or UTC, locale=_locale(locale))
 
 
 def number(value: float | int | None, locale: str) -> str:

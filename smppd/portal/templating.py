@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
 
 from . import i18n
 
@@ -19,7 +19,9 @@ def environment(locale: str) -> Environment:
                       extensions=["jinja2.ext.i18n"], undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore
-    env.filters["when"] = lambda value, style="short": i18n.when(value, locale, style)
+    env.filters["when"] = pass_context(
+        lambda context, value, style="short": i18n.when(value, locale, style,
+                                                        context.get("ZONE")))
     env.filters["num"] = lambda value: i18n.number(value, locale)
     env.globals["LOCALE"] = locale
     env.globals["LOCALE_NAMES"] = i18n.NAMES

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -16,6 +17,7 @@ from ..api.server import HttpRequest, HttpResponse
 from ..api.validation import ApiError
 from ..store.portal_queries import SessionRow
 from . import i18n, templating
+from .localtime import zone_name
 
 HTML = b"text/html; charset=utf-8"
 # No inline script or style anywhere: what the page runs is /portal/static/portal.js.
@@ -59,6 +61,7 @@ class Page:
     session: SessionRow | None = None
     cookies: list[tuple[bytes, bytes]] = field(default_factory=list)  # to set
     pre_token: str | None = None  # the login form's double-submit token
+    zone: tzinfo = UTC  # the account's time zone (UTC in the console): smppd.portal.localtime
     _form: dict[str, str] | None = None
     _files: dict[str, bytes] | None = None
 
@@ -133,7 +136,8 @@ class Page:
 
     def render(self, template: str, status: int = 200, **context: Any) -> HttpResponse:
         base = {"page": self, "session": self.session, "csrf_token": self.csrf_token,
-                "path": self.request.path, "can": self.can}
+                "path": self.request.path, "can": self.can, "ZONE": self.zone,
+                "ZONE_NAME": zone_name(self.zone)}
         if isinstance(context.get("values"), dict):  # a form's values: absent is empty
             context["values"] = defaultdict(str, context["values"])
         body = templating.render(self.locale, template, {**base, **context})

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, func, select
 
 from ..inbound.pool import display
 from . import schema as t
+from .rollups import SLOT_SECONDS
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -115,12 +116,16 @@ def jobs(conn: Connection, account_id: int, states: tuple[str, ...] | None, curs
     return page, (page[-1]["id"] if len(rows) > limit else None)
 
 
-def status_counts(conn: Connection, account_id: int, min_id: str) -> dict[str, int]:
-    """Messages of the account since `min_id` (a time bound, smppd.ids) by status:
-    one GROUP BY over the (account_id, id) range."""
-    m = t.messages.c
-    return dict(conn.execute(select(m.status, func.count()).where(
-        m.account_id == account_id, m.id >= min_id).group_by(m.status)).all())
+def status_counts(conn: Connection, account_id: int, since: float) -> dict[str, int]:
+    """Messages of the account created since `since` (Unix time, the start of the
+    account's day, always a whole quarter hour) by status, from the rollups the
+    writer keeps (store/rollups.py): a few dozen rows however busy the day was."""
+    r = t.message_rollups.c
+    first = int(since // SLOT_SECONDS) * SLOT_SECONDS
+    return {status: int(count) for status, count in conn.execute(
+        select(r.status, func.sum(r.messages)).where(
+            r.account_id == account_id, r.bucket >= first).group_by(r.status)).all()
+        if count}
 
 
 def accounts(conn: Connection) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ for its owner and the operator and, resent from a page, arrives once."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tests.support.pages import PageClient, start_portal
@@ -88,3 +89,37 @@ def test_a_failed_delivery_is_listed_and_resent_from_the_portal_and_the_console(
     assert failed() == []
     assert console.post(f"/ops/callbacks/{ids[1]}/resend", {}, token).status == 404
     receiver.stop()
+
+
+def test_pages_show_and_read_times_in_the_accounts_zone(start_daemon: Any) -> None:
+    """Kolkata is UTC+5:30: a job started at 10:00 on the page starts at 04:30 UTC, a
+    date filter means the local day, and the footer names the zone."""
+    running = start_portal(start_daemon, accounts=[
+        {"name": "acme", "token": TOKEN_A, "balance": 100_000, "timezone": "Asia/Kolkata"},
+        {"name": "other", "token": "token-of-account-b-0002", "balance": 100}])
+    client = PageClient(running.daemon.http_port)
+    client.login("ann")
+    home = client.get("/portal/")
+    assert "times in Asia/Kolkata" in home.text
+    made = client.form("/portal/jobs/new", "/portal/jobs",
+                       {"name": "Later", "from": "Acme", "text": "Hi", "throughput": "1",
+                        "start_at": "2031-01-02T10:00"},
+                       files={"file": ("r.csv", b"to\n+48500100300\n")})
+    assert made.status == 303, made.text[:800]
+    job_id = made.location.split("?")[0].rsplit("/", 1)[1]
+    api = Client(running.daemon.http_port, TOKEN_A)
+    status, job = api.request("GET", f"/v1/jobs/{job_id}")
+    assert status == 200 and job["start_at"].startswith("2031-01-02T04:30:00"), job
+    assert "Start at (Asia/Kolkata, optional)" in client.get("/portal/jobs/new").text
+    # The local day 2031-01-02 runs from 2031-01-01T18:30Z: the job's scheduled message
+    # (created now) is outside it, today's local day has it.
+    assert api.send(to="+48500100301")[0] == 201
+    today = datetime.now(timezone(timedelta(hours=5, minutes=30))).date().isoformat()
+    listed = client.get(f"/portal/history?since={today}&until={today}")
+    assert listed.status == 200 and "+48500100301" in listed.text
+    future = client.get("/portal/history?since=2031-01-02&until=2031-01-02")
+    assert "+48500100301" not in future.text
+    # The console stays in UTC.
+    console = PageClient(running.daemon.http_port)
+    console.login("root", area="ops")
+    assert "times in UTC" in console.get("/ops/").text

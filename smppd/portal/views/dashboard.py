@@ -1,4 +1,4 @@
-"""The dashboard: balance, today's messages by status (UTC day), the running jobs
+"""The dashboard: balance, today's messages by status (the account's day), the running jobs
 with their progress, and the latest jobs with what stopping them refunded."""
 
 from __future__ import annotations
@@ -8,17 +8,13 @@ from typing import Any
 
 from twisted.internet import defer
 
-from ...ids import bound_for_time
 from ...status import ALL, JobState
 from ...store import portal_queries as pq
 from ..app import Route
+from ..localtime import today_start
 from ..web import Page
 
 ACTIVE = (JobState.RUNNING, JobState.PAUSED, JobState.SCHEDULED)
-
-
-def today_start(now: float) -> float:
-    return now - now % 86400
 
 
 def progress(job: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +30,7 @@ def progress(job: dict[str, Any]) -> dict[str, Any]:
 def dashboard(portal: Any, page: Page) -> Any:
     backend, account = portal.backend, page.account
     balance = yield backend.app.get_balance(account)
-    since = bound_for_time(today_start(backend.clock() or time.time()))
+    since = today_start(backend.clock() or time.time(), page.zone)
     counts = yield backend.read(pq.status_counts, account.id, since)
     running, _ = yield backend.read(pq.jobs, account.id, ACTIVE, None, 10)
     jobs = []

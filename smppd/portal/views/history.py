@@ -4,7 +4,7 @@ read for the whole page at once, and the "Information" section on every status."
 
 from __future__ import annotations
 
-import re
+from datetime import tzinfo
 from typing import Any
 
 from twisted.internet import defer
@@ -16,21 +16,17 @@ from ...store import portal_queries as pq
 from ...store import queries
 from .. import explain
 from ..app import Route
+from ..localtime import dates_to_times
 from ..web import Page
 
 PAGE_SIZE = 50
 FILTERS = ("sender", "recipient", "status", "channel", "since", "until", "job", "ref_id")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def api_args(values: dict[str, str]) -> dict[str, str]:
-    """The form's values as the API's query: dates (a whole UTC day) as times."""
-    args = {name: value for name, value in values.items() if value}
-    if _DATE.match(args.get("since", "")):
-        args["since"] += "T00:00:00Z"
-    if _DATE.match(args.get("until", "")):
-        args["until"] += "T23:59:59.999Z"
-    return args
+def api_args(values: dict[str, str], zone: tzinfo) -> dict[str, str]:
+    """The form's values as the API's query: dates (whole days of the account's zone)
+    as times."""
+    return dates_to_times({name: value for name, value in values.items() if value}, zone)
 
 
 @defer.inlineCallbacks
@@ -41,7 +37,7 @@ def history(portal: Any, page: Page) -> Any:
     messages: list[dict[str, Any]] = []
     next_cursor = None
     try:
-        args = api_args(values)
+        args = api_args(values, page.zone)
         if cursor:
             args["cursor"] = cursor
         where, cursor, limit = validation.list_query({**args, "limit": str(PAGE_SIZE)})

@@ -32,7 +32,7 @@ def overview(portal: Any, page: Page, error: ApiError | None = None,
     next_cursor = None
     filter_error = None
     try:
-        args = api_args(values)
+        args = api_args(values, page.zone)
         where = bodies.inbound_filter(args)
         cursor = bodies.int_cursor({"cursor": page.query("cursor")} if page.query("cursor")
                                    else {})

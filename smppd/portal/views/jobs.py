@@ -5,7 +5,7 @@ and Pause, Resume and Stop (Stop asks first and says what comes back)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import tzinfo
 from typing import Any
 
 from twisted.internet import defer
@@ -16,6 +16,7 @@ from ...ids import looks_like_id
 from ...status import JobState
 from ...store import portal_queries as pq
 from ..app import Route
+from ..localtime import from_input
 from ..web import Page, PageError, json_response
 from .dashboard import ACTIVE, progress
 
@@ -43,15 +44,9 @@ def new_form(portal: Any, page: Page) -> Any:
     return page.render("job_new.html", values={}, error=None, groups=groups["groups"])
 
 
-def _start_at(value: str) -> str | None:
-    """<input type=datetime-local> gives '2026-11-22T10:00' (taken as UTC)."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ApiError(400, f"expected a date and time, got {value!r}", "start_at") from None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+def _start_at(value: str, zone: tzinfo) -> str | None:
+    """<input type=datetime-local> gives '2026-11-22T10:00', the account's local time."""
+    return from_input(value, zone, "start_at") if value else None
 
 
 @defer.inlineCallbacks
@@ -64,7 +59,7 @@ def create(portal: Any, page: Page) -> Any:
     try:
         fields: dict[str, Any] = {"name": values["name"], "from": values["from"],
                                   "text": values["text"],
-                                  "start_at": _start_at(values["start_at"]),
+                                  "start_at": _start_at(values["start_at"], page.zone),
                                   "throughput": values["throughput"] or None}
         if values["group"]:
             fields["group"] = values["group"]

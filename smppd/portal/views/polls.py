@@ -5,7 +5,7 @@ the API's own poll body check."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import tzinfo
 from typing import Any
 
 from twisted.internet import defer
@@ -16,6 +16,7 @@ from ...inbound.polls import REPLY_KEYS
 from ...store import portal_queries as pq
 from .. import chart, explain
 from ..app import Route
+from ..localtime import from_input, to_input
 from ..web import Page, PageError, download
 
 _ID = r"(?P<poll_id>[0-9a-f]{32})"
@@ -24,14 +25,11 @@ FIELDS = ("name", "number", "prefix", "starts_at", "ends_at", "from", "options",
           *(f"reply_{key}" for key in REPLY_KEYS))
 
 
-def _time(value: str, field: str) -> str:
-    """<input type=datetime-local> (taken as UTC) -> ISO 8601 for the API's check."""
+def _time(value: str, field: str, zone: tzinfo) -> str:
+    """<input type=datetime-local> (the account's local time) -> ISO UTC for the API."""
     if not value:
         raise ApiError(400, "missing required field", field)
-    try:
-        return datetime.fromisoformat(value).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
-    except ValueError:
-        raise ApiError(400, f"expected a date and time, got {value!r}", field) from None
+    return from_input(value, zone, field)
 
 
 def _whole(value: str, field: str) -> int | None:
@@ -42,7 +40,7 @@ def _whole(value: str, field: str) -> int | None:
     return int(value)
 
 
-def body(values: dict[str, str]) -> bodies.PollBody:
+def body(values: dict[str, str], zone: tzinfo) -> bodies.PollBody:
     """The form as the API's JSON body, checked by the API's own function. Options:
     one a line, `KEYWORD` or `KEYWORD | reply`."""
     options = []
@@ -55,8 +53,8 @@ def body(values: dict[str, str]) -> bodies.PollBody:
             options.append(option)
     data: dict[str, Any] = {
         "name": values["name"], "number": values["number"],
-        "starts_at": _time(values["starts_at"], "starts_at"),
-        "ends_at": _time(values["ends_at"], "ends_at"), "from": values["from"],
+        "starts_at": _time(values["starts_at"], "starts_at", zone),
+        "ends_at": _time(values["ends_at"], "ends_at", zone), "from": values["from"],
         "options": options,
         "replies": {key: values[f"reply_{key}"] for key in REPLY_KEYS
                     if values[f"reply_{key}"]},
@@ -72,15 +70,11 @@ def body(values: dict[str, str]) -> bodies.PollBody:
     return bodies.poll(data)
 
 
-def _local(iso: str | None) -> str:
-    return (iso or "").removesuffix("Z")[:16]
-
-
-def values_of(poll: dict[str, Any]) -> dict[str, str]:
+def values_of(poll: dict[str, Any], zone: tzinfo) -> dict[str, str]:
     values = {name: "" for name in FIELDS}
     values.update(
         name=poll["name"], number=poll["number"], prefix=poll["prefix"] or "",
-        starts_at=_local(poll["starts_at"]), ends_at=_local(poll["ends_at"]),
+        starts_at=to_input(poll["starts_at"], zone), ends_at=to_input(poll["ends_at"], zone),
         **{"from": poll["from"]},
         options="\n".join(o["keyword"] + (f" | {o['reply']}" if o["reply"] else "")
                           for o in poll["options"]),
@@ -125,7 +119,7 @@ def _found(portal: Any, page: Page, poll_id: str) -> Any:
 @defer.inlineCallbacks
 def edit_form(portal: Any, page: Page, poll_id: str) -> Any:
     poll = yield _found(portal, page, poll_id)
-    return (yield _form(portal, page, values_of(poll), poll_id))
+    return (yield _form(portal, page, values_of(poll, page.zone), poll_id))
 
 
 @defer.inlineCallbacks
@@ -133,7 +127,7 @@ def save(portal: Any, page: Page, poll_id: str | None = None) -> Any:
     values = {name: page.form.get(name, "").strip() for name in FIELDS}
     service = portal.backend.app.inbound
     try:
-        checked = body(values)
+        checked = body(values, page.zone)
         if poll_id is None:
             result = yield service.create_poll(page.account, checked)
         else:

@@ -13,7 +13,6 @@ from ...api.validation import ApiError
 from .. import adapters
 from ..app import Route
 from ..web import Page, PageError, download
-from .history import api_args
 
 _ID = r"(?P<report_id>[A-Za-z0-9_-]{1,64})"
 
@@ -23,8 +22,8 @@ def fields(page: Page, with_period: bool = True) -> dict[str, Any]:
     data: dict[str, Any] = {"type": page.field("type"), "format": page.field("format")}
     if with_period:
         if page.field("period") == "custom":
-            dates = api_args({"since": page.field("since"), "until": page.field("until")})
-            data.update({k: v for k, v in dates.items() if k in ("since", "until")})
+            # Dates as given: the reports service reads them in the account's zone.
+            data.update({k: page.field(k) for k in ("since", "until") if page.field(k)})
         else:
             data["period"] = page.field("period")
     for name in ("name", "job", "poll"):
