@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -26,7 +24,8 @@ from . import csrf, i18n
 from .backend import Backend
 from .sessions import Sessions, cookie_header, cookies
 from .throttle import LoginThrottle
-from .web import Page, PageError, allowed, json_response
+from .views import ROUTES
+from .web import Page, PageError, Route, allowed, json_response
 
 log = logging.getLogger("smppd.portal")
 STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
@@ -34,22 +33,8 @@ STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; ch
 _STATIC = re.compile(r"^/(?:portal|ops)/static/([a-z0-9_-]+\.(?:css|js|svg|png|ico))$")
 
 
-@dataclass(frozen=True)
-class Route:
-    method: bytes
-    pattern: str  # a regex over the path, with named groups for the view's arguments
-    view: Callable[..., Any]
-    need: str  # public | self | view | send | owner | operator
-    json: bool = False  # answers the page's scripts: 401/403 as JSON, not a page
-
-    def compiled(self) -> re.Pattern[str]:
-        return re.compile("^" + self.pattern + "$")
-
-
 class Portal:
     def __init__(self, backend: Backend) -> None:
-        from .views import ROUTES
-
         self.backend = backend
         self.sessions = Sessions(backend.read, backend.put, backend.clock,
                                  lambda: backend.settings().portal)

@@ -5,7 +5,9 @@ each with the headers every page carries."""
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
@@ -51,6 +53,21 @@ _ALLOWED = {"view": {"owner", "sender", "viewer"}, "send": {"owner", "sender"},
 
 def allowed(role: str | None, need: str) -> bool:
     return role in _ALLOWED[need]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One page: a method and a path pattern, the view that answers, and the role
+    it needs (see `allowed`)."""
+
+    method: bytes
+    pattern: str  # a regex over the path, with named groups for the view's arguments
+    view: Callable[..., Any]
+    need: str  # public | self | view | send | owner | operator
+    json: bool = False  # answers the page's scripts: 401/403 as JSON, not a page
+
+    def compiled(self) -> re.Pattern[str]:
+        return re.compile("^" + self.pattern + "$")
 
 
 @dataclass

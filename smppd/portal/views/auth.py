@@ -15,8 +15,7 @@ from twisted.internet import defer
 from ...store import portal_ops as pops
 from ...store import portal_queries as pq
 from .. import i18n, passwords
-from ..app import Route
-from ..web import Page
+from ..web import Page, Route
 
 HOME = {"user": "/portal/", "operator": "/ops/"}
 

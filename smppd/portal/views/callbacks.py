@@ -10,8 +10,7 @@ from twisted.internet import defer
 
 from ...api.validation import ApiError
 from .. import adapters
-from ..app import Route
-from ..web import Page, PageError
+from ..web import Page, PageError, Route
 
 _ID = r"(?P<item_id>[A-Za-z0-9_-]{1,64})"
 

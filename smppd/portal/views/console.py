@@ -15,8 +15,7 @@ from ...store import operations as ops
 from ...store import portal_queries as pq
 from ...store import queries
 from .. import i18n
-from ..app import Route
-from ..web import ROLES, Page, PageError
+from ..web import ROLES, Page, PageError, Route
 from . import users as user_actions
 
 

@@ -11,8 +11,7 @@ from twisted.internet import defer
 from ...api import forms
 from ...api import inbound_bodies as bodies
 from ...api.validation import ApiError
-from ..app import Route
-from ..web import Page
+from ..web import Page, Route
 
 PAGE_SIZE = 50
 FIELDS = ("phone", "first_name", "last_name", "email", "groups")

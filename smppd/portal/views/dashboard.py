@@ -10,9 +10,8 @@ from twisted.internet import defer
 
 from ...status import ALL, JobState
 from ...store import portal_queries as pq
-from ..app import Route
 from ..localtime import today_start
-from ..web import Page
+from ..web import Page, Route
 
 ACTIVE = (JobState.RUNNING, JobState.PAUSED, JobState.SCHEDULED)
 

@@ -15,9 +15,8 @@ from ...status import ALL
 from ...store import portal_queries as pq
 from ...store import queries
 from .. import explain
-from ..app import Route
 from ..localtime import dates_to_times
-from ..web import Page
+from ..web import Page, Route
 
 PAGE_SIZE = 50
 FILTERS = ("sender", "recipient", "status", "channel", "since", "until", "job", "ref_id")

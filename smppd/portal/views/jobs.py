@@ -15,9 +15,8 @@ from ...api.validation import ApiError
 from ...ids import looks_like_id
 from ...status import JobState
 from ...store import portal_queries as pq
-from ..app import Route
 from ..localtime import from_input
-from ..web import Page, PageError, json_response
+from ..web import Page, PageError, Route, json_response
 from .dashboard import ACTIVE, progress
 
 PAGE_SIZE = 50

@@ -15,9 +15,8 @@ from ...api.validation import ApiError
 from ...inbound.polls import REPLY_KEYS
 from ...store import portal_queries as pq
 from .. import chart, explain
-from ..app import Route
 from ..localtime import from_input, to_input
-from ..web import Page, PageError, download
+from ..web import Page, PageError, Route, download
 
 _ID = r"(?P<poll_id>[0-9a-f]{32})"
 FIELDS = ("name", "number", "prefix", "starts_at", "ends_at", "from", "options",

@@ -11,8 +11,7 @@ from twisted.internet import defer
 
 from ...api.validation import ApiError
 from .. import adapters
-from ..app import Route
-from ..web import Page, PageError, download
+from ..web import Page, PageError, Route, download
 
 _ID = r"(?P<report_id>[A-Za-z0-9_-]{1,64})"
 

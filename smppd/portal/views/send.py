@@ -13,8 +13,7 @@ from twisted.internet import defer
 from ...api import validation
 from ...api.validation import ApiError
 from ...protocol.segmentation import ConcatReferences
-from ..app import Route
-from ..web import Page, json_response
+from ..web import Page, Route, json_response
 
 
 def preview(portal: Any, page: Page, to: str, sender: str, text: str) -> dict[str, Any]:

@@ -16,8 +16,7 @@ from ...api.validation import ApiError
 from ...store import portal_ops as pops
 from ...store import portal_queries as pq
 from .. import i18n, passwords
-from ..app import Route
-from ..web import ROLES, Page, PageError
+from ..web import ROLES, Page, PageError, Route
 
 _LOGIN = re.compile(r"^[A-Za-z0-9._@+-]{3,128}$")
 ACTIONS = ("role", "disable", "enable", "reset", "delete")
