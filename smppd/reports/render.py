@@ -38,11 +38,13 @@ def text_value(value: Any) -> Any:
     return value
 
 
-def _as_text(doc: Document) -> Callable[[Sequence[Any]], Sequence[Any]]:
-    """A row with its time columns as ISO 8601 text (only those are touched: a million
-    rows of a dozen cells cannot afford a type check per cell)."""
+def _as_text(doc: Document, bools: bool = False) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """A row with its time columns as ISO 8601 text, and with `bools` its true/false
+    columns as `true` / `false` (CSV; JSON has its own). Only those columns are
+    touched: a million rows of a dozen cells cannot afford a type check per cell."""
     times = [i for i, c in enumerate(doc.columns) if c.kind in ("datetime", "date")]
-    if not times:
+    flags = [i for i, c in enumerate(doc.columns) if c.kind == "bool"] if bools else []
+    if not times and not flags:
         return lambda row: row
 
     def convert(row: Sequence[Any]) -> Sequence[Any]:
@@ -52,6 +54,10 @@ def _as_text(doc: Document) -> Callable[[Sequence[Any]], Sequence[Any]]:
             if value is not None:
                 values[index] = value.isoformat(timespec="seconds") \
                     if isinstance(value, datetime) else value.isoformat()
+        for index in flags:
+            value = values[index]
+            if value is not None:
+                values[index] = "true" if value else "false"
         return values
 
     return convert
@@ -60,7 +66,7 @@ def _as_text(doc: Document) -> Callable[[Sequence[Any]], Sequence[Any]]:
 def write_csv(doc: Document, path: Path, progress: Progress, delimiter: str = ",") -> int:
     """UTF-8 with a header row; times are ISO 8601 with the account's UTC offset."""
     count = 0
-    convert = _as_text(doc)
+    convert = _as_text(doc, bools=True)
     with path.open("w", newline="", encoding="utf-8", buffering=1 << 20) as handle:
         writer = csv.writer(handle, delimiter=delimiter)
         writer.writerow(doc.column_names())
