@@ -39,7 +39,7 @@ PRINTED_ROWS = 2000  # rows a PDF or DOCX table shows; the rest is for CSV/XLSX
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str = "text"  # text | int | float | percent | bool | datetime | date
+    kind: str = "text"  # text | int | float | percent | bool | datetime | date | time
 
 
 @dataclass

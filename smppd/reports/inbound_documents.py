@@ -115,7 +115,8 @@ def detailed(conn: Connection, ctx: Context) -> Document:
     sender with "include_contacts": true."""
     contact = ContactColumns(conn, ctx.account_id) if ctx.request.get("include_contacts") \
         else None
-    columns = [Column("date", "date"), Column("time"), Column("sender"), Column("number"),
+    columns = [Column("date", "date"), Column("time", "time"), Column("sender"),
+               Column("number"),
                Column("prefix"), Column("text"), Column("parts", "int"), Column("id", "int")]
     if contact is not None:
         columns += contact.columns
@@ -126,8 +127,8 @@ def detailed(conn: Connection, ctx: Context) -> Document:
         for row in q.inbound_detailed(conn, scope, contact is not None):
             at = local(row[1])
             assert at is not None
-            values = [at.date(), f"{at:%H:%M:%S}", address(row[2]), address(row[3]), row[4],
-                      row[5], row[6], row[0]]
+            values = [at.date(), at.time().replace(microsecond=0), address(row[2]),
+                      address(row[3]), row[4], row[5], row[6], row[0]]
             if contact is not None:
                 values += contact.values(row[7:11])
             yield values

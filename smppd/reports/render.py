@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import XMLGenerator
@@ -31,7 +31,7 @@ Progress = Callable[[int], None]
 
 
 def text_value(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | time):
         return value.isoformat(timespec="seconds")
     if isinstance(value, date):
         return value.isoformat()
@@ -42,7 +42,7 @@ def _as_text(doc: Document, bools: bool = False) -> Callable[[Sequence[Any]], Se
     """A row with its time columns as ISO 8601 text, and with `bools` its true/false
     columns as `true` / `false` (CSV; JSON has its own). Only those columns are
     touched: a million rows of a dozen cells cannot afford a type check per cell."""
-    times = [i for i, c in enumerate(doc.columns) if c.kind in ("datetime", "date")]
+    times = [i for i, c in enumerate(doc.columns) if c.kind in ("datetime", "date", "time")]
     flags = [i for i, c in enumerate(doc.columns) if c.kind == "bool"] if bools else []
     if not times and not flags:
         return lambda row: row
@@ -52,8 +52,8 @@ def _as_text(doc: Document, bools: bool = False) -> Callable[[Sequence[Any]], Se
         for index in times:
             value = values[index]
             if value is not None:
-                values[index] = value.isoformat(timespec="seconds") \
-                    if isinstance(value, datetime) else value.isoformat()
+                values[index] = value.isoformat() if isinstance(value, date) and not \
+                    isinstance(value, datetime) else value.isoformat(timespec="seconds")
         for index in flags:
             value = values[index]
             if value is not None:

@@ -10,7 +10,7 @@ import io
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 import pytest
@@ -116,8 +116,11 @@ def test_every_type_and_format_counts_what_was_sent(world: World, kind: str,
             assert len(rows) == len(MO) == report["rows"]
             assert Counter(r["number"] for r in rows) == {SHORT: 3, DEDICATED: 5}
             assert [r["text"] for r in rows] == [text for _s, _n, text in MO]
-            assert isinstance(rows[0]["date"], datetime) if fmt == "xlsx" else \
-                len(rows[0]["date"]) == 10
+            if fmt == "xlsx":  # typed cells
+                assert isinstance(rows[0]["date"], datetime)
+                assert isinstance(rows[0]["time"], time)
+            else:
+                assert len(rows[0]["date"]) == 10 and len(rows[0]["time"]) == 8
         elif kind == "inbound-daily":
             assert sum(_num(r["replies"]) for r in rows) == len(MO)
             assert (sum(_num(r[SHORT]) for r in rows), sum(_num(r[DEDICATED]) for r in rows)) \
