@@ -31,6 +31,8 @@ class ReportType:
     formats: tuple[str, ...]
     needs_period: bool = True  # False: a job, campaign or poll gives the scope
     needs_job: bool = False
+    takes_job: bool = True  # a job or campaign may scope it...
+    job_is_period: bool = True  # ...in place of a period (else as well as one)
     needs_poll: bool = False
     inbound: bool = False  # about inbound messages: takes `number` and `sender`
     contacts: bool = False  # takes `include_contacts`
@@ -40,15 +42,15 @@ class ReportType:
 TABULAR = ("csv", "json", "xlsx", "pdf", "docx")
 TYPES: dict[str, ReportType] = {
     "detailed": ReportType(sent.detailed, ("csv", "json", "xlsx", "pdf"), contacts=True),
-    "daily": ReportType(sent.daily, TABULAR),
+    "daily": ReportType(sent.daily, TABULAR, takes_job=False),  # the account's rollups
     "jobs": ReportType(sent.jobs, TABULAR),
     "job": ReportType(sent.job, (*TABULAR, "xml"), needs_period=False, needs_job=True),
     "country": ReportType(sent.country, TABULAR),
-    "customer": ReportType(sent.customer, TABULAR),
-    "inbound": ReportType(inbound.detailed, TABULAR, inbound=True, contacts=True,
-                          estimate=inbound.estimate),
-    "inbound-daily": ReportType(inbound.daily, TABULAR, inbound=True,
+    "customer": ReportType(sent.customer, TABULAR, job_is_period=False),  # per month
+    "inbound": ReportType(inbound.detailed, TABULAR, takes_job=False, inbound=True,
+                          contacts=True, estimate=inbound.estimate),
+    "inbound-daily": ReportType(inbound.daily, TABULAR, takes_job=False, inbound=True,
                                 estimate=inbound.estimate),
-    "poll": ReportType(inbound.poll, TABULAR, needs_period=False, needs_poll=True,
-                       estimate=inbound.poll_estimate),
+    "poll": ReportType(inbound.poll, TABULAR, needs_period=False, takes_job=False,
+                       needs_poll=True, estimate=inbound.poll_estimate),
 }

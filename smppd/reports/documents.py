@@ -295,8 +295,14 @@ class ContactColumns:
 
     def values(self, stored: Sequence[Any]) -> list[Any]:
         first, last, email, fields = stored
-        found = json_object(fields) if self.keys else {}
+        if fields is None or not self.keys:  # most rows: no contact, or no custom fields
+            return [first, last, email, *self._none]
+        found = json_object(fields)
         return [first, last, email, *(_param(found.get(key)) for key in self.keys)]
+
+    @property
+    def _none(self) -> list[None]:
+        return [None] * len(self.keys)
 
 
 def jobs(conn: Connection, ctx: Context) -> Document:

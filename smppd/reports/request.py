@@ -82,10 +82,14 @@ def report(data: dict[str, Any], schedule: bool = False) -> dict[str, Any]:
         raise ApiError(400, "give a job or a campaign, not both", "campaign")
     if report_type.needs_job and not (found["job"] or found["campaign"]):
         raise ApiError(400, f"the {kind} report needs a job (or a campaign)", "job")
+    if not report_type.takes_job:
+        for name in ("job", "campaign"):
+            if found[name]:
+                raise ApiError(400, f"the {kind} report is not per {name}", name)
     _scope(data, found, kind)
     if not schedule:
-        _period(data, found, required=report_type.needs_period and not found["job"]
-                and not found["campaign"])
+        by_job = (found["job"] or found["campaign"]) and report_type.job_is_period
+        _period(data, found, required=report_type.needs_period and not by_job)
     found["name"] = _text(data, "name", 128)
     found["include_content"] = _flag(data, "include_content", False)
     found["include_params"] = _flag(data, "include_params", False)
@@ -107,17 +111,13 @@ def report(data: dict[str, Any], schedule: bool = False) -> dict[str, Any]:
 
 def _scope(data: dict[str, Any], found: dict[str, Any], kind: str) -> None:
     """What the inbound and poll reports are about: a poll (the poll report's), a
-    receiving number and a sender (inbound reports'); and no job or campaign."""
+    receiving number and a sender (inbound reports')."""
     report_type = TYPES[kind]
     found["poll"] = _id(data, "poll")
     if report_type.needs_poll and not found["poll"]:
         raise ApiError(400, f"the {kind} report needs a poll (its id)", "poll")
     if found["poll"] and not report_type.needs_poll:
         raise ApiError(400, "a poll is for the poll report", "poll")
-    if report_type.inbound or report_type.needs_poll:
-        for name in ("job", "campaign"):
-            if found[name]:
-                raise ApiError(400, f"the {kind} report is not about {name}s", name)
     for name, check in (("number", pool_number), ("sender", inbound_sender)):
         if data.get(name) is None:
             found[name] = None

@@ -132,6 +132,10 @@ def test_days_tile_every_period_and_fall_on_quarter_hours(zone: str, moment: flo
      "include_contacts"),
     ({"type": "country", "format": "csv", "period": "today", "include_contacts": True},
      "include_contacts"),
+    # daily counts the account's rollups: no job; customer is per month: a job as well
+    # as a period, not instead of one.
+    ({"type": "daily", "format": "csv", "job": "a" * 32}, "job"),
+    ({"type": "customer", "format": "csv", "campaign": "a" * 32}, "period"),
 ])
 def test_report_requests_name_the_bad_field(body: dict, field: str) -> None:
     with pytest.raises(ApiError) as caught:

@@ -10,6 +10,7 @@ import email.policy
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import select, text, update
 from twisted.internet import task
 
 from smppd.ids import new_id
+from smppd.reports import periods
 from smppd.store import database
 from smppd.store import schema as t
 from tests.conftest import call, self_signed
@@ -100,13 +102,15 @@ def _insert(engine: Any, account_id: int, state: str, owner: str | None,
             lease: dt.datetime | None, attempts: int = 1) -> str:
     report_id = new_id()
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    # Today in Warsaw (one day: an hour either side of now spans two near midnight).
+    today = periods.named("today", periods.zone("Europe/Warsaw"), time.time())
     request = {"type": "daily", "format": "csv", "period": "today", "name": None,
                "include_jobs": True, "async": True, "email": [], "delimiter": ","}
     with engine.begin() as conn:
         conn.execute(t.reports.insert().values(
             id=report_id, account_id=account_id, type="daily", format="csv",
-            request=json.dumps(request), period_start=now - dt.timedelta(hours=1),
-            period_end=now + dt.timedelta(hours=1), timezone="Europe/Warsaw", state=state,
+            request=json.dumps(request), period_start=today.start_utc,
+            period_end=today.end_utc, timezone="Europe/Warsaw", state=state,
             owner=owner, lease_until=lease, attempts=attempts, created_at=now,
             started_at=now if state == "running" else None))
     return report_id
