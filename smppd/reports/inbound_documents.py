@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator, Sequence
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -39,22 +39,22 @@ def address(stored: str) -> str:
     return display(stored.removeprefix("+"))
 
 
-def _filter(ctx: Context, timed: bool = True) -> iq.InboundFilter:
-    """The scope: the account's inbound messages in the period (when `timed`),
-    to the `number` and from the `sender` the request names, if any."""
-    period = ctx.period if timed else None
+def _where(request: dict[str, Any], period: Period | None) -> iq.InboundFilter:
+    """The scope: inbound messages in the period (if any), to the `number` and from
+    the `sender` the request names (if any): the inbound list's filter."""
     return iq.InboundFilter(period.start_ts if period else None,
                             period.end_ts if period else None,
-                            ctx.request.get("number"), ctx.request.get("sender"))
+                            request.get("number"), request.get("sender"))
+
+
+def _filter(ctx: Context, timed: bool = True) -> iq.InboundFilter:
+    return _where(ctx.request, ctx.period if timed else None)
 
 
 def estimate(conn: Connection, account_id: int, request: dict[str, Any],
              period: Period | None) -> int:
     """Inbound messages in scope: the rows `inbound` writes and `inbound-daily` counts."""
-    where = iq.InboundFilter(period.start_ts if period else None,
-                             period.end_ts if period else None,
-                             request.get("number"), request.get("sender"))
-    return q.inbound_count(conn, iq.inbound_conditions(account_id, where))
+    return q.inbound_count(conn, iq.inbound_conditions(account_id, _where(request, period)))
 
 
 # Messages per day, per receiving number (both inbound types) ------------------------------
@@ -93,7 +93,7 @@ class DailySeries:
 
 def _summarise(conn: Connection, ctx: Context, doc: Document, series: DailySeries) -> None:
     """The facts and the chart both inbound types print."""
-    count, senders, _first, _last = q.inbound_summary(
+    count, senders = q.inbound_summary(
         conn, iq.inbound_conditions(ctx.account_id, _filter(ctx)))
     doc.facts = [("Account", ctx.account)]
     if ctx.period is not None:
@@ -119,8 +119,8 @@ def detailed(conn: Connection, ctx: Context) -> Document:
     contact = ContactColumns(conn, ctx.account_id) if ctx.request.get("include_contacts") \
         else None
     columns = [Column("date", "date"), Column("time", "time"), Column("sender"),
-               Column("number"),
-               Column("prefix"), Column("text"), Column("parts", "int"), Column("id", "int")]
+               Column("number"), Column("prefix"), Column("text"), Column("parts", "int"),
+               Column("id", "int")]
     if contact is not None:
         columns += contact.columns
     local = LocalTime(ctx.tz)
@@ -166,8 +166,7 @@ def span(conn: Connection, account_id: int, tz: Any, where: iq.InboundFilter) ->
     """The period an inbound report covers for `where` (the plain CSV endpoints'
     filter): its since and until, an open end closed at the first or last message
     received; empty (start == end) when an end is open and no message matches."""
-    _count, _senders, first, last = q.inbound_summary(
-        conn, iq.inbound_conditions(account_id, where))
+    first, last = q.inbound_bounds(conn, iq.inbound_conditions(account_id, where))
     # Whole seconds around the first and the last, so no rounding can leave them out.
     start = where.since if where.since is not None else \
         math.floor(iq.timestamp(first)) if first is not None else None
@@ -178,9 +177,7 @@ def span(conn: Connection, account_id: int, tz: Any, where: iq.InboundFilter) ->
     return Period(_local(min(start, end), tz), _local(end, tz), tz)
 
 
-def _local(moment: float, tz: Any) -> Any:
-    from datetime import datetime
-
+def _local(moment: float, tz: Any) -> datetime:
     return datetime.fromtimestamp(moment, tz)
 
 
@@ -280,8 +277,6 @@ def _poll_facts(ctx: Context, found: dict[str, Any],
     local = LocalTime(ctx.tz)
 
     def when(iso: str) -> str:
-        from datetime import datetime
-
         moment = local(datetime.fromisoformat(iso.removesuffix("Z")))
         return f"{moment:%Y-%m-%d %H:%M}" if moment else ""
 

@@ -392,10 +392,17 @@ def inbound_daily(conn: Connection, conditions: list[Any],
 
 
 def inbound_summary(conn: Connection, conditions: list[Any]) -> Any:
-    """Messages, distinct senders, first and last receipt time in the scope."""
+    """Messages and distinct senders in the scope."""
     m = t.inbound_messages.c
-    return conn.execute(select(func.count(), func.count(distinct(m.source)),
-                               func.min(m.received_at), func.max(m.received_at))
+    return conn.execute(select(func.count(), func.count(distinct(m.source)))
+                        .where(and_(*conditions))).one()
+
+
+def inbound_bounds(conn: Connection, conditions: list[Any]) -> Any:
+    """The first and last receipt time in the scope (the ends of the account's
+    (account_id, received_at) index when the scope is the account's alone)."""
+    m = t.inbound_messages.c
+    return conn.execute(select(func.min(m.received_at), func.max(m.received_at))
                         .where(and_(*conditions))).one()
 
 
