@@ -36,7 +36,8 @@ import report_fixture
 from e2e import free_port, start_pair, wait_port
 
 from smppd.reports import periods
-from smppd.reports.documents import TYPES, Context
+from smppd.reports.catalog import TYPES
+from smppd.reports.documents import Context
 from smppd.reports.queries import jobs
 from smppd.reports.render import render
 from smppd.store import database

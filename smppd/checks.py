@@ -30,6 +30,25 @@ class ApiError(Exception):
         return error
 
 
+def pool_number(value: Any, field: str = "number") -> str:
+    """A number of the inbound pool as digits: '+48...' or a short code."""
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "expected a number such as +48500600700 or a short code", field)
+    digits = value.strip().removeprefix("+")
+    if not digits.isdigit() or not 3 <= len(digits) <= 15:
+        raise ApiError(400, f"expected +E.164 or a short code of 3-15 digits, got {value!r}",
+                       field)
+    return digits
+
+
+def inbound_sender(value: Any, field: str = "sender") -> str:
+    """An MO sender to filter by: a phone number (with or without '+') or a sender id."""
+    source = value.strip().removeprefix("+") if isinstance(value, str) else ""
+    if not source or len(source) > 32:
+        raise ApiError(400, "expected a phone number or a sender id", field)
+    return source
+
+
 def recipient(value: Any, field: str = "to") -> tuple[str, str | None]:
     """E.164 digits (no '+') and the ISO region of a destination number."""
     if not isinstance(value, str) or not value.strip():

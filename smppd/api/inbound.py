@@ -1,11 +1,10 @@
 """HTTP routes of the inbound subsystem (DESIGN.md, Inbound): numbers and their
-settings, the inbound list and its CSV reports, contacts and groups, discount
-codes, polls with their statistics and CSV exports.
+settings, the inbound list, contacts and groups, discount codes, polls with their
+statistics and CSV exports.
 
-Reports: the reports subsystem (`POST /v1/reports` types `inbound` and
-`inbound-daily`) is built separately; the two reports are here as plain CSV
-endpoints over the same query functions (smppd.store.inbound_queries), for it to
-absorb.
+The inbound reports are the reports subsystem's (`POST /v1/reports` types
+`inbound`, `inbound-daily`, `poll`); its smppd.api.reports also serves the plain
+CSV endpoints /v1/inbound/reports/detailed and /daily.
 """
 
 from __future__ import annotations
@@ -52,14 +51,6 @@ def route(service: Any, request: HttpRequest, account: Any, path: str) -> Any:
         args = bodies.query(request.query, bodies.INBOUND_QUERY)
         return service.list_inbound(account, bodies.inbound_filter(args),
                                     bodies.int_cursor(args), bodies.limit(args))
-    if path.startswith("/v1/inbound/reports/"):
-        _methods(method, b"GET")
-        kind = path.rsplit("/", 1)[1]
-        if kind not in ("detailed", "daily"):
-            raise ApiError(404, "no such report (detailed or daily)")
-        args = bodies.query(request.query, bodies.INBOUND_QUERY - {"cursor", "limit"})
-        return service.report_csv(account, kind, bodies.inbound_filter(args)).addCallback(
-            _csv(f"inbound-{kind}.csv"))
     if path == "/v1/inbound/numbers":
         _methods(method, b"GET", b"POST")
         if method == b"GET":

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..checks import inbound_sender
+from ..checks import pool_number as number
 from ..inbound import polls as pl
 from ..inbound.text import check_prefix, fold
 from ..store.inbound_ops import Contact
@@ -30,17 +32,6 @@ def _unknown(data: dict[str, Any], known: set[str]) -> None:
     if unknown:
         raise ApiError(400, "unknown field (expected: " + ", ".join(sorted(known)) + ")",
                        unknown[0])
-
-
-def number(value: Any, field: str = "number") -> str:
-    """A pool number as digits: '+48...' or a short code."""
-    if not isinstance(value, str) or not value.strip():
-        raise ApiError(400, "expected a number such as +48500600700 or a short code", field)
-    digits = value.strip().removeprefix("+")
-    if not digits.isdigit() or not 3 <= len(digits) <= 15:
-        raise ApiError(400, f"expected +E.164 or a short code of 3-15 digits, got {value!r}",
-                       field)
-    return digits
 
 
 def prefix(value: Any, field: str = "prefix") -> tuple[str, str]:
@@ -379,9 +370,5 @@ def inbound_filter(args: dict[str, str]) -> InboundFilter:
     since = parse_time(args["since"], "since") if args.get("since") else None
     until = parse_time(args["until"], "until") if args.get("until") else None
     digits = number(args["number"], "number") if args.get("number") else None
-    source = args.get("sender")
-    if source is not None:
-        source = source.strip().removeprefix("+")
-        if not source or len(source) > 32:
-            raise ApiError(400, "expected a phone number or a sender id", "sender")
+    source = inbound_sender(args["sender"]) if "sender" in args else None
     return InboundFilter(since, until, digits, source)

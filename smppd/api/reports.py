@@ -10,10 +10,12 @@ from typing import Any
 
 from ..reports import periods
 from ..reports import request as checks
+from . import inbound_bodies
 from .server import HttpRequest, HttpResponse
 from .validation import ApiError, looks_like_id, parse_json_object
 
 PREFIXES = ("/v1/statuses", "/v1/reports", "/v1/report-schedules", "/v1/campaigns")
+INBOUND_REPORTS = "/v1/inbound/reports/"  # issue 11's CSV endpoints, made by the reports
 
 
 def _created(body: Any) -> HttpResponse:
@@ -71,6 +73,8 @@ def route(app: Any, request: HttpRequest, account: Any, path: str) -> Any:
     """The response (or a Deferred) for an issue-10 path; None for any other path."""
     if path.startswith("/v1/jobs"):
         return _jobs(app, request, account, path)
+    if path.startswith(INBOUND_REPORTS):
+        return _inbound_csv(app, request, account, path[len(INBOUND_REPORTS):])
     if not path.startswith(PREFIXES):
         return None
     reports, method = app.reports, request.method
@@ -109,6 +113,25 @@ def route(app: Any, request: HttpRequest, account: Any, path: str) -> Any:
         return reports.delete_schedule(account, path.rsplit("/", 1)[1]).addCallback(
             _found("schedule"))
     return _campaigns(app, request, account, path)
+
+
+def _inbound_csv(app: Any, request: HttpRequest, account: Any, kind: str) -> Any:
+    """GET /v1/inbound/reports/detailed|daily?since=&until=&number=&sender= as CSV: the
+    `inbound` and `inbound-daily` reports without a report row (see
+    ReportService.inbound_csv)."""
+    if kind not in ("detailed", "daily"):
+        raise ApiError(404, "no such report (detailed or daily)")
+    _method(request, b"GET")
+    where = inbound_bodies.inbound_filter(_args(request, {"since", "until", "number",
+                                                          "sender"}))
+    name = f"inbound-{kind}.csv"
+
+    def respond(file_path: Any) -> HttpResponse:
+        return HttpResponse(200, b"", b"text/csv; charset=utf-8", [
+            (b"Content-Disposition", f'attachment; filename="{name}"'.encode())],
+            file=str(file_path), remove_file=True)
+
+    return app.reports.inbound_csv(account, kind, where).addCallback(respond)
 
 
 def _file_response(found: tuple[str, str, str]) -> HttpResponse:

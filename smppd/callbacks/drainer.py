@@ -193,6 +193,11 @@ class Drainer:
         self.read(queries.due_events, utc(now), self._excluded(now), PAGE).addCallbacks(
             swept, self._read_failed)
 
+    def sweep_soon(self) -> None:
+        """At the next busy tick rather than up to SWEEP seconds later: an event made
+        due by hand (a resend) is waiting for a person who just asked for it."""
+        self._swept_at = float("-inf")
+
     def _read_done(self, _: Any) -> None:
         self._reading = False
 

@@ -1,5 +1,6 @@
 """Reads for callbacks and links: endpoints and their deliveries for the API, what is
-due for the drainer, the outbox's depth for metrics, and clicks for reports. Each
+due for the drainer, the outbox's depth for metrics, a message's links. (Clicks as
+reports count them, a job's CTR included, are in smppd.reports.queries.) Each
 runs on a read-pool thread with its own connection, never on the reactor."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, distinct, exists, func, select, text
+from sqlalchemy import Connection, and_, func, select, text
 
 from ..store import outbox
 from ..store import schema as t
@@ -207,40 +208,7 @@ def outbox_depth(conn: Connection) -> list[tuple[int, int, float]]:
         .group_by(_EV.account_id))]
 
 
-# Clicks, for reports ----------------------------------------------------------------
-
-def link_stats(conn: Connection, account_id: int,
-               job_ids: Sequence[str]) -> dict[str, Any]:
-    """Clicks of messages of these jobs (one job, or a campaign's): messages with a
-    short link, messages clicked (by a person: link-preview robots are not counted),
-    clicks in all, and the click-through rate = clicked / messages with links."""
-    links, clicks = t.links.c, t.link_clicks.c
-    ids = list(job_ids)
-    with_links = conn.execute(select(func.count(distinct(links.message_id))).where(
-        links.account_id == account_id, links.job_id.in_(ids))).scalar() or 0
-    clicked, total = conn.execute(select(
-        func.count(distinct(case((clicks.agent != "bot", clicks.message_id)))),
-        func.count()).where(clicks.account_id == account_id, clicks.job_id.in_(ids))).one()
-    return {"messages_with_links": with_links, "clicked": clicked or 0, "clicks": total or 0,
-            "ctr": round(clicked / with_links, 4) if with_links else None}
-
-
-def clicked_column() -> Any:
-    """A column expression for a query over `messages`: true when a person clicked
-    one of the message's short links (the detailed report's `clicked`)."""
-    clicks = t.link_clicks.c
-    return exists().where(clicks.message_id == _M.id, clicks.agent != "bot").label("clicked")
-
-
-def clicked_messages(conn: Connection, message_ids: Sequence[str]) -> set[str]:
-    clicks = t.link_clicks.c
-    found: set[str] = set()
-    ids = list(message_ids)
-    for start in range(0, len(ids), 500):
-        found.update(conn.execute(select(clicks.message_id).distinct().where(
-            clicks.message_id.in_(ids[start:start + 500]), clicks.agent != "bot")).scalars())
-    return found
-
+# Links of a message ----------------------------------------------------------------
 
 def message_links(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     links = t.links.c

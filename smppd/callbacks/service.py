@@ -158,7 +158,13 @@ class CallbackService:
         False when it is not a failed event (of that account)."""
         if not event_id or len(event_id) > 64:
             return defer.succeed(False)
-        return self.put(ResendEvent(event_id, account_id, self.reactor.seconds()))
+        def resent(found: bool) -> bool:
+            if found:
+                self.drainer.sweep_soon()
+            return found
+
+        return self.put(ResendEvent(event_id, account_id, self.reactor.seconds())).addCallback(
+            resent)
 
     def rotate_secret(self, account_id: int) -> defer.Deferred[Any]:
         return self.put(RotateSecret(account_id, signing.new_secret())).addCallback(

@@ -38,6 +38,7 @@ from ..protocol.connector import Connector, ConnectorConfig, ReconnectPolicy, Tl
 from ..protocol.inbound import Concat, MoFragment
 from ..protocol.message_id import AutoIds, Reading, Source
 from ..protocol.session import SessionConfig
+from ..reports import queries as report_queries
 from ..reports.campaigns import Campaigns
 from ..reports.service import ReportService
 from ..status import Status
@@ -362,7 +363,7 @@ class Daemon:
         def with_clicks(job: dict[str, Any] | None) -> Any:
             if job is None or not job.get("shorten_links"):
                 return job
-            return self._api_read(callback_queries.link_stats, account.id, [job_id]).addCallback(
+            return self._api_read(report_queries.links_of_jobs, account.id, [job_id]).addCallback(
                 lambda stats: {**job, "links": stats})
 
         return self.jobs.get(account, job_id).addCallback(with_clicks)

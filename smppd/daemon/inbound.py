@@ -1,5 +1,5 @@
 """The inbound subsystem in the daemon: what the API asks of it (numbers, settings,
-the inbound list and reports, the phonebook, codes, polls), what follows an MO's
+the inbound list, the phonebook, codes, polls), what follows an MO's
 commit (its replies handed to the dispatcher, e-mail forwards woken, metrics), and
 its loops (monthly fees, the e-mail outbox).
 
@@ -29,6 +29,7 @@ from ..ids import looks_like_id, new_id
 from ..inbound.pool import InboundRuntime, Pool, display
 from ..logs import mask_number
 from ..protocol.segmentation import ConcatReferences
+from ..reports.inbound_documents import POLL_COLUMNS, tally_rows
 from ..store import inbound_queries as iq
 from ..store import operations as ops
 from ..store.inbound_ops import (
@@ -225,20 +226,12 @@ class InboundService:
                               "url": body.url}}
         return self.put(op).addCallbacks(lambda _: answer, _refused)
 
-    # The inbound list and reports ------------------------------------------------------------
+    # The inbound list --------------------------------------------------------------------------
 
     def list_inbound(self, account: Any, where: iq.InboundFilter, cursor: int | None,
                      limit: int) -> defer.Deferred[Any]:
         return self.read(iq.list_inbound, account.id, where, cursor, limit).addCallback(
             lambda page: {"items": page[0], "next_cursor": page[1]})
-
-    def report_csv(self, account: Any, kind: str,
-                   where: iq.InboundFilter) -> defer.Deferred[bytes]:
-        if kind == "daily":
-            return self.read(lambda conn: csv_bytes(iq.DAILY_HEADER,
-                                                    iq.inbound_daily(conn, account.id, where)))
-        return self.read(lambda conn: csv_bytes(iq.DETAILED_HEADER,
-                                                iq.inbound_detailed(conn, account.id, where)))
 
     # Phonebook -------------------------------------------------------------------------------
 
@@ -381,15 +374,12 @@ class InboundService:
             if what == "votes":
                 rows = iq.iter_votes(conn, account.id, poll_id)
                 return None if rows is None else csv_bytes(iq.VOTES_HEADER, rows)
-            stats = iq.poll_stats(conn, account.id, poll_id, None, 1)
-            if stats is None:
+            found = iq.poll(conn, account.id, poll_id)
+            if found is None:
                 return None
-            lines: list[tuple[Any, ...]] = [("option", o["keyword"], o["votes"], o["percent"])
-                                             for o in stats["options"]]
-            lines.append(("outcome", "accepted", stats["accepted"], ""))
-            lines.extend(("outcome", reason, n, "") for reason, n in stats["refused"].items())
-            lines.append(("total", "", stats["total"], ""))
-            return csv_bytes(("kind", "name", "votes", "percent"), lines)
+            # The rows of the `poll` report's tally (without its days).
+            return csv_bytes([c.name for c in POLL_COLUMNS],
+                             tally_rows(iq.poll_tally(conn, found)))
 
         return self.read(build)
 

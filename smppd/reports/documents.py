@@ -5,9 +5,8 @@ table (columns with kinds, so XLSX cells are typed; rows possibly streamed), and
 the printed formats a chart, the top non-delivery reasons and the number groups.
 Renderers (smppd.reports.render) turn it into CSV, JSON, XLSX, PDF, DOCX or XML.
 
-Extension point: TYPES maps a type name to its builder and the formats it offers.
-The inbound issue adds `inbound`, `inbound-daily` and `poll` by registering builders
-here (`register`); until then the API names them as not available yet.
+This module builds the reports of sent messages; smppd.reports.inbound_documents
+those of inbound messages and polls; smppd.reports.catalog names them all.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ PRINTED_ROWS = 2000  # rows a PDF or DOCX table shows; the rest is for CSV/XLSX
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str = "text"  # text | int | float | percent | datetime | date
+    kind: str = "text"  # text | int | float | percent | bool | datetime | date | time
 
 
 @dataclass
@@ -71,6 +70,10 @@ class Document:
     extra: dict[str, Any] = field(default_factory=dict)  # more JSON fields
     printed_rows: bool = True  # whether PDF/DOCX print the table
     printed_columns: list[str] | None = None  # the columns they print (None: their choice)
+    chart_title: str | None = None  # the PDF's heading over `chart` (None: by type)
+    more_charts: list[tuple[str, tuple[str, Any]]] = field(default_factory=list)  # title, chart
+    shows_reasons: bool = True  # whether the PDF has a "top non-delivery reasons" section
+    row_count: int | None = None  # the exact row count, when known before the rows
 
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
@@ -95,6 +98,7 @@ class Context:
     job_ids: list[str] | None = None  # a job's or campaign's jobs, resolved by the service
     job_rows: list[Any] = field(default_factory=list)
     campaign: dict[str, Any] | None = None
+    poll: dict[str, Any] | None = None  # the poll of a `poll` report
 
 
 class LocalTime:
@@ -223,27 +227,35 @@ def detailed(conn: Connection, ctx: Context) -> Document:
     content = bool(request.get("include_content"))
     scope = _scope(ctx)
     keys = q.param_keys(conn, scope) if request.get("include_params") else []
+    contact = ContactColumns(conn, ctx.account_id) if request.get("include_contacts") \
+        else None
     columns = [Column("id"), Column("created", "datetime"), Column("sender"),
                Column("recipient"), Column("country"), Column("status"), Column("error"),
                Column("parts", "int"), Column("points", "int"), Column("refunded", "int"),
-               Column("channel"), Column("job"), Column("ref_id"), Column("partner")]
+               Column("channel"), Column("job"), Column("ref_id"), Column("partner"),
+               Column("clicked", "bool")]
     if content:
         columns.append(Column("content"))
     columns += [Column(f"param.{key}") for key in keys]
+    if contact is not None:
+        columns += contact.columns
     local = LocalTime(ctx.tz)
 
     def rows() -> Iterator[Sequence[Any]]:
-        for row in q.detailed(conn, scope, content, bool(keys)):
-            values = [row[0], local(row[1]), row[2], "+" + row[3], *row[4:14]]
+        for row in q.detailed(conn, scope, content, bool(keys), contact is not None):
+            clicked = row[14]
+            values = [row[0], local(row[1]), row[2], "+" + row[3], *row[4:14],
+                      None if clicked is None else bool(clicked)]
+            at = 15
             if content:
-                values.append(row[14])
+                values.append(row[at])
+                at += 1
             if keys:
-                try:
-                    found = json.loads(row[-1]) if row[-1] else {}
-                except ValueError:
-                    found = {}
-                values += [_param(found.get(key)) if isinstance(found, dict) else None
-                           for key in keys]
+                found = json_object(row[at])
+                values += [_param(found.get(key)) for key in keys]
+                at += 1
+            if contact is not None:
+                values += contact.values(row[at:at + 4])
             yield values
 
     estimate = q.rollup_count(conn, ctx.account_id, ctx.period.start_ts, ctx.period.end_ts) \
@@ -253,22 +265,58 @@ def detailed(conn: Connection, ctx: Context) -> Document:
     return _with_period_summary(conn, ctx, doc)
 
 
+def json_object(raw: str | None) -> dict[str, Any]:
+    """A JSON object stored as text ({} for none, or for anything else)."""
+    if not raw:
+        return {}
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _param(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float):
         return value
     return json.dumps(value, ensure_ascii=False)
 
 
+class ContactColumns:
+    """The phonebook's columns in a row-per-message report: first name, last name,
+    e-mail and each custom field of the account's contacts (`contact.<name>`). The
+    rows carry the matched contact's four stored columns (queries.CONTACT), from a
+    join made by the database."""
+
+    def __init__(self, conn: Connection, account_id: int) -> None:
+        self.keys = q.contact_field_keys(conn, account_id)
+        self.columns = [Column("first_name"), Column("last_name"), Column("email")]
+        self.columns += [Column(f"contact.{key}") for key in self.keys]
+
+    def values(self, stored: Sequence[Any]) -> list[Any]:
+        first, last, email, fields = stored
+        if fields is None or not self.keys:  # most rows: no contact, or no custom fields
+            return [first, last, email, *self._none]
+        found = json_object(fields)
+        return [first, last, email, *(_param(found.get(key)) for key in self.keys)]
+
+    @property
+    def _none(self) -> list[None]:
+        return [None] * len(self.keys)
+
+
 def jobs(conn: Connection, ctx: Context) -> Document:
     found = ctx.job_rows
     counts = q.job_counts(conn, ctx.account_id, [job.id for job in found])
+    links = q.link_stats(conn, ctx.account_id, [job.id for job in found])
     local = LocalTime(ctx.tz)
     columns = [Column("id"), Column("name"), Column("sender"), Column("text"),
                Column("recipients", "int"), Column("sent", "int"), Column("delivered", "int"),
                Column("undelivered", "int"), Column("other", "int"), Column("points", "int"),
                Column("refunds", "int"), Column("state"), Column("created", "datetime"),
                Column("started", "datetime"), Column("finished", "datetime"),
-               Column("campaign")]
+               Column("campaign"), Column("with_links", "int"), Column("clicked", "int"),
+               Column("ctr_percent", "percent")]
     rows, totals = [], {"jobs": 0, "recipients": 0, "sent": 0, "delivered": 0,
                         "undelivered": 0, "other": 0, "points": 0, "refunds": 0}
     by_status_all: dict[str, int] = {}
@@ -280,10 +328,12 @@ def jobs(conn: Connection, ctx: Context) -> Document:
         delivered = by_status.get(Status.DELIVERED, 0)
         undelivered = by_status.get(Status.UNDELIVERED, 0)
         finished = entry["last"] if job.state in ("completed", "stopped") else None
+        clicks = q.link_totals([links[job.id]] if job.id in links else [])
         row = [job.id, job.name, job.sender, job.text, job.recipients, sent, delivered,
                undelivered, messages - delivered - undelivered, job.points, job.refunded,
                job.state, local(job.created_at), local(entry["first"]), local(finished),
-               job.campaign_id]
+               job.campaign_id, clicks["messages_with_links"], clicks["clicked"],
+               _ctr_percent(clicks)]
         rows.append(row)
         for key, value in zip(("recipients", "sent", "delivered", "undelivered", "other",
                                "points", "refunds"), row[4:11], strict=True):
@@ -296,6 +346,10 @@ def jobs(conn: Connection, ctx: Context) -> Document:
                    len(rows), totals)
     doc.printed_columns = ["name", "recipients", "sent", "delivered", "undelivered", "other",
                            "points", "refunds", "state", "started"]
+    clicks = q.link_totals(links.values())
+    if clicks["messages_with_links"]:
+        doc.printed_columns += ["clicked", "ctr_percent"]
+    totals.update(with_links=clicks["messages_with_links"], clicked=clicks["clicked"])
     doc.facts = [("Account", ctx.account)]
     if ctx.period is not None:
         doc.facts.append(("Period", ctx.period.label()))
@@ -307,7 +361,7 @@ def jobs(conn: Connection, ctx: Context) -> Document:
     doc.facts += [("Jobs", f"{totals['jobs']:,}"), ("Recipients", f"{totals['recipients']:,}"),
                   ("Sent", f"{totals['sent']:,}"), ("Delivered", f"{totals['delivered']:,}"),
                   ("Points charged", f"{totals['points']:,}"),
-                  ("Points refunded", f"{totals['refunds']:,}")]
+                  ("Points refunded", f"{totals['refunds']:,}"), *_click_facts(clicks)]
     shown = rows[:20]
     doc.chart = ("stacked", ([_short(r[1]) for r in shown], {
         "delivered": [r[6] for r in shown], "not delivered": [r[7] for r in shown],
@@ -317,7 +371,21 @@ def jobs(conn: Connection, ctx: Context) -> Document:
             conn, q.message_scope(ctx.account_id, None, None, [j.id for j in found]),
             ("error_code", "status")) if row.error_code)
     doc.extra["by_status"] = by_status_all
+    doc.extra["links"] = clicks
     return doc
+
+
+def _ctr_percent(clicks: dict[str, Any]) -> float | None:
+    return None if clicks["ctr"] is None else round(100.0 * clicks["ctr"], 2)
+
+
+def _click_facts(clicks: dict[str, Any]) -> list[tuple[str, str]]:
+    """Clicks on short links, for a summary: none when no message had one."""
+    if not clicks["messages_with_links"]:
+        return []
+    return [("Clicked", f"{clicks['clicked']:,} of {clicks['messages_with_links']:,} "
+                        f"messages with links"),
+            ("Click-through rate", f"{_ctr_percent(clicks):.1f}%")]
 
 
 def _short(text: str, length: int = 14) -> str:
@@ -382,6 +450,8 @@ def job(conn: Connection, ctx: Context) -> Document:
                       if totals["messages"] else "")),
                   ("Points charged", f"{totals['points']:,}"),
                   ("Points refunded", f"{totals['refunded']:,}")]
+    clicks = q.links_of_jobs(conn, ctx.account_id, ctx.job_ids or [])
+    doc.facts += _click_facts(clicks)
     doc.chart = ("pie", _stack(by_status))
     doc.reasons = _reasons((r.error_code, r.status, r.messages) for r in ordered
                            if r.error_code)
@@ -391,7 +461,7 @@ def job(conn: Connection, ctx: Context) -> Document:
                  "reasons": [{"code": c, "description": d, "messages": n}
                              for c, d, n in doc.reasons],
                  "groups": [{"group": g.key, "label": g.label, "messages": g.messages}
-                            for g in groups]}
+                            for g in groups], "links": clicks}
     return doc
 
 
@@ -468,37 +538,6 @@ def customer(conn: Connection, ctx: Context) -> Document:
     doc.totals = totals
     doc.facts.append(("Net points", f"{totals['net_points']:,}"))
     return doc
-
-
-Builder = Callable[[Connection, Context], Document]
-
-
-@dataclass(frozen=True)
-class ReportType:
-    build: Builder
-    formats: tuple[str, ...]
-    needs_period: bool = True  # False: a job or campaign gives the scope
-    needs_job: bool = False
-
-
-TABULAR = ("csv", "json", "xlsx", "pdf", "docx")
-TYPES: dict[str, ReportType] = {
-    "detailed": ReportType(detailed, ("csv", "json", "xlsx", "pdf")),
-    "daily": ReportType(daily, TABULAR),
-    "jobs": ReportType(jobs, TABULAR),
-    "job": ReportType(job, (*TABULAR, "xml"), needs_period=False, needs_job=True),
-    "country": ReportType(country, TABULAR),
-    "customer": ReportType(customer, TABULAR),
-}
-# Named by the contract; their builders come with the inbound issue (register()).
-PLANNED = {"inbound": "inbound messages", "inbound-daily": "inbound messages per day",
-           "poll": "poll results"}
-
-
-def register(name: str, report_type: ReportType) -> None:
-    """Add a report type (the inbound issue's `inbound`, `inbound-daily`, `poll`)."""
-    TYPES[name] = report_type
-    PLANNED.pop(name, None)
 
 
 def now_utc() -> datetime:

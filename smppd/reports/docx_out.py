@@ -13,7 +13,7 @@ from docx.enum.section import WD_ORIENT
 from docx.shared import Mm, Pt
 
 from .documents import PRINTED_ROWS, Document
-from .pdf_out import NOT_PRINTED, _cell
+from .pdf_out import NOT_PRINTED, printed_rows
 from .render import Progress
 
 
@@ -43,11 +43,7 @@ def write_docx(doc: Document, path: Path, progress: Progress) -> int:
     count = 0
     if doc.printed_rows:
         printed = doc.printed(NOT_PRINTED)
-        rows: list[list[Any]] = []
-        for row in doc.rows:
-            count += 1
-            if count <= PRINTED_ROWS:
-                rows.append([_cell(row[i]) for i in printed])
+        rows, count = printed_rows(doc, printed)
         word.add_heading("Details", level=1)
         _grid(word, [doc.columns[i].name for i in printed], rows)
         if count > PRINTED_ROWS:

@@ -94,33 +94,34 @@ def write_pdf(doc: Document, path: Path, progress: Progress) -> int:
                           fontSize=8, leading=10)
     story: list[Any] = [Paragraph(_escape(doc.title), title)]
     story.append(_facts_table(doc, fonts))
+    charts = list(doc.more_charts)
     if doc.chart is not None:
-        kind, data = doc.chart
-        story.append(Paragraph("Delivery by job" if doc.type == "jobs" else
-                               "Daily volume by status" if kind == "stacked" else "Delivery",
-                               heading))
+        kind = doc.chart[0]
+        charts.insert(0, (doc.chart_title or (
+            "Delivery by job" if doc.type == "jobs" else
+            "Daily volume by status" if kind == "stacked" else "Delivery"), doc.chart))
+    for chart_title, (kind, data) in charts:
+        story.append(Paragraph(_escape(chart_title), heading))
         story.append(_stacked(data, fonts) if kind == "stacked" else _pie(data, fonts))
-    story.append(Paragraph("Top non-delivery reasons", heading))
-    if doc.reasons:
-        rows = [["code", "meaning", "messages"]] + [
-            [code, Paragraph(_escape(meaning), body), f"{n:,}"]
-            for code, meaning, n in doc.reasons]
-        story.append(_table(rows, fonts, [40 * mm, 107 * mm, 23 * mm]))
-    else:
-        story.append(Paragraph("None: every message in scope was delivered or is pending.",
-                               body))
+    if doc.shows_reasons:
+        story.append(Paragraph("Top non-delivery reasons", heading))
+        if doc.reasons:
+            rows = [["code", "meaning", "messages"]] + [
+                [code, Paragraph(_escape(meaning), body), f"{n:,}"]
+                for code, meaning, n in doc.reasons]
+            story.append(_table(rows, fonts, [40 * mm, 107 * mm, 23 * mm]))
+        else:
+            story.append(Paragraph("None: every message in scope was delivered or is "
+                                   "pending.", body))
     count = 0
     if doc.printed_rows:
         printed = doc.printed(NOT_PRINTED)
         names = [doc.columns[i].name for i in printed]
-        rows = [names]
-        for row in doc.rows:
-            count += 1
-            if count <= PRINTED_ROWS:
-                rows.append([_cell(row[i]) for i in printed])
+        shown, count = printed_rows(doc, printed)
+        rows = [names, *shown]
         if len(rows) > 1:
             story.append(Paragraph("Details", heading))
-            story.append(_table(rows, fonts, None, size=7))
+            story.append(_table(rows, fonts, None, size=_fitting_size(rows, fonts, 7)))
             if count > PRINTED_ROWS:
                 story.append(Paragraph(f"The first {PRINTED_ROWS:,} of {count:,} rows; the "
                                        "CSV or XLSX format has them all.", body))
@@ -135,11 +136,27 @@ def write_pdf(doc: Document, path: Path, progress: Progress) -> int:
     return count
 
 
+def printed_rows(doc: Document, printed: list[int]) -> tuple[list[list[str]], int]:
+    """The first PRINTED_ROWS rows as printed cells, and how many rows there are (read
+    to the end to count them, unless the document knows its count)."""
+    shown: list[list[str]] = []
+    count = 0
+    for row in doc.rows:
+        if count >= PRINTED_ROWS and doc.row_count is not None:
+            return shown, doc.row_count
+        count += 1
+        if count <= PRINTED_ROWS:
+            shown.append([_cell(row[i]) for i in printed])
+    return shown, count
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, datetime):
         return f"{value:%Y-%m-%d %H:%M}"
     if isinstance(value, float):
@@ -150,6 +167,20 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)[:40]
 
 
+WIDTH = A4[0] - 36 * mm  # between the margins
+PADDING = 6  # points left and right of a cell's text (reportlab's default)
+
+
+def _fitting_size(rows: list[list[Any]], fonts: dict[str, str], size: float) -> float:
+    """The font size (at most `size`, at least 5) at which the widest text of each
+    column, padded, fits the page's width: a report with many columns prints
+    smaller rather than off the page."""
+    text = sum(max(pdfmetrics.stringWidth(str(row[i]), fonts["bold"], 1) for row in rows)
+               for i in range(len(rows[0])))
+    room = WIDTH - 2 * PADDING * len(rows[0])
+    return size if text * size <= room else max(5.0, room / text)
+
+
 def _facts_table(doc: Document, fonts: dict[str, str]) -> Table:
     facts = list(doc.facts) or [("Account", doc.account), ("Time zone", doc.timezone)]
     half = (len(facts) + 1) // 2
@@ -157,7 +188,11 @@ def _facts_table(doc: Document, fonts: dict[str, str]) -> Table:
     value = ParagraphStyle("fact", fontName=fonts["regular"], fontSize=9, leading=11)
     rows = [[a, Paragraph(_escape(str(b)), value), c, Paragraph(_escape(str(d)), value)]
             for (a, b), (c, d) in zip(left, right, strict=True)]
-    table = Table(rows, colWidths=[30 * mm, 55 * mm, 30 * mm, 55 * mm], hAlign="LEFT")
+    # Each label column as wide as its longest label (the values wrap).
+    labels = [max(pdfmetrics.stringWidth(label, fonts["bold"], 9) for label, _ in side)
+              + 2 * PADDING for side in (left, right)]
+    values = (WIDTH - sum(labels)) / 2
+    table = Table(rows, colWidths=[labels[0], values, labels[1], values], hAlign="LEFT")
     table.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, -1), fonts["regular"], 9),
         ("FONT", (0, 0), (0, -1), fonts["bold"], 9),

@@ -1,7 +1,10 @@
 """The SQL behind the reports. Every count is made by the database (GROUP BY over a
 range of one account's index, or over the rollups); Python only shapes the few rows
-that come back. The one exception is the row-per-message report (`detailed`) and
-the number lists, which stream rows from a server-side cursor without holding them.
+that come back. The exceptions are the row-per-message reports (`detailed`,
+`inbound`) and the number lists, which stream rows from a server-side cursor without
+holding them. Phonebook fields and clicks come with those rows from joins and
+correlated lookups by primary or unique index, made by the database: never a query
+per row from Python.
 
 Periods are compared through message ids (time-ordered, smppd.ids): the primary key
 is the index, and it is the same notion of time as the rollups and history filters.
@@ -10,13 +13,29 @@ is the index, and it is the same notion of time as the rollups and history filte
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, false, func, select, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    and_,
+    case,
+    column,
+    distinct,
+    exists,
+    false,
+    func,
+    select,
+    text,
+    values,
+)
 
 from ..ids import bound_for_time
 from ..store import schema as t
+from ..store.links import by_a_person
 from ..store.rollups import SLOT_SECONDS
 
 STREAM_ROWS = 5000  # rows fetched at a time from a server-side cursor
@@ -102,16 +121,21 @@ DETAILED = ("id", "created_at", "sender", "recipient", "country", "status", "err
 
 
 def detailed(conn: Connection, conditions: list[Any], content: bool = False,
-             params: bool = False) -> Iterator[Any]:
+             params: bool = False, contacts: bool = False) -> Iterator[Any]:
     """The messages in id order, streamed as plain tuples (times as the driver gives
-    them: text from SQLite, datetime from PostgreSQL)."""
+    them: text from SQLite, datetime from PostgreSQL): the DETAILED columns, then
+    `clicked`, then the text, the params and the CONTACT columns as asked."""
     m = t.messages.c
-    columns = [getattr(m, name) for name in DETAILED]
+    columns = [*(getattr(m, name) for name in DETAILED), clicked_column()]
+    source: Any = t.messages
     if content:
         columns.append(m.text)
     if params:
         columns.append(m.params)
-    query = select(*columns).where(and_(*conditions)).order_by(m.id)
+    if contacts:
+        source, found = with_contact(source, m.account_id, m.recipient)
+        columns += found
+    query = select(*columns).select_from(source).where(and_(*conditions)).order_by(m.id)
     yield from stream(conn, query)
 
 
@@ -144,12 +168,17 @@ def stream(conn: Connection, query: Any) -> Iterator[Any]:
 
 def param_keys(conn: Connection, conditions: list[Any], limit: int = 50) -> list[str]:
     """The custom parameter names used in the scope (a column each), first seen first."""
+    m = t.messages.c
+    return _json_keys(conn, select(m.params).where(and_(*conditions, m.params.isnot(None))),
+                      limit)
+
+
+def _json_keys(conn: Connection, query: Any, limit: int) -> list[str]:
+    """The keys of the JSON objects in a one-column query, first seen first."""
     import json
 
-    m = t.messages.c
     keys: dict[str, None] = {}
-    rows = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
-        select(m.params).where(and_(*conditions, m.params.isnot(None))))
+    rows = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(query)
     for (raw,) in rows:
         try:
             found = json.loads(raw)
@@ -241,3 +270,169 @@ def ledger_total(conn: Connection, account_id: int) -> int:
     e = t.ledger_entries.c
     return int(conn.execute(select(func.coalesce(func.sum(e.points), 0)).where(
         e.account_id == account_id)).scalar() or 0)
+
+
+# Phonebook fields (issue 11) -----------------------------------------------------------
+
+CONTACT = ("first_name", "last_name", "email", "fields")
+
+
+def with_contact(source: Any, account: Any, phone: Any) -> tuple[Any, list[Any]]:
+    """`source` joined to the account's contact whose phone is `phone` (an outer join
+    on the unique (account_id, phone) index: one lookup per row, made by the
+    database), and the CONTACT columns it adds."""
+    c = t.contacts.c
+    joined = source.outerjoin(t.contacts, and_(c.account_id == account, c.phone == phone))
+    return joined, [getattr(c, name) for name in CONTACT]
+
+
+def contact_field_keys(conn: Connection, account_id: int, limit: int = 50) -> list[str]:
+    """The custom field names of the account's contacts (a column each)."""
+    c = t.contacts.c
+    return sorted(_json_keys(conn, select(c.fields).where(
+        c.account_id == account_id, c.fields.isnot(None)).order_by(c.id), limit))
+
+
+# Short-link clicks (issue 12) ------------------------------------------------------------
+
+def clicked_column() -> Any:
+    """For a query over `messages`: NULL when the message has no short link, else
+    whether a person clicked one (link-preview robots are not counted: by_a_person).
+    Two lookups by the (message_id) indexes of links and link_clicks."""
+    m, links, clicks = t.messages.c, t.links.c, t.link_clicks.c
+    return case((exists().where(links.message_id == m.id),
+                 exists().where(clicks.message_id == m.id, by_a_person())),
+                else_=None).label("clicked")
+
+
+def link_stats(conn: Connection, account_id: int,
+               job_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per job: messages with a short link, messages a person clicked, and clicks in
+    all (robots and repeats included). Jobs without links are absent. The links are
+    found through the job's messages (the (account, job) index of messages, then
+    links by message id); the clicks through their own (job_id, message_id) index."""
+    m, links, clicks = t.messages.c, t.links.c, t.link_clicks.c
+    found: dict[str, dict[str, int]] = {}
+    for start in range(0, len(job_ids), 500):
+        chunk = list(job_ids[start:start + 500])
+        for job_id, with_links in conn.execute(
+                select(m.job_id, func.count(distinct(links.message_id)))
+                .select_from(t.messages.join(t.links, links.message_id == m.id))
+                .where(m.account_id == account_id, m.job_id.in_(chunk))
+                .group_by(m.job_id)):
+            found[job_id] = {"messages_with_links": int(with_links), "clicked": 0, "clicks": 0}
+        for job_id, clicked, total in conn.execute(
+                select(clicks.job_id,
+                       func.count(distinct(case((by_a_person(), clicks.message_id)))),
+                       func.count())
+                .where(clicks.account_id == account_id, clicks.job_id.in_(chunk))
+                .group_by(clicks.job_id)):
+            entry = found.setdefault(job_id, {"messages_with_links": 0, "clicked": 0,
+                                              "clicks": 0})
+            entry.update(clicked=int(clicked or 0), clicks=int(total))
+    return found
+
+
+def link_totals(per_job: Iterable[dict[str, int]]) -> dict[str, Any]:
+    """Jobs' link figures added up (a job's messages are its own, so they add), with
+    the click-through rate = messages a person clicked / messages with links (None
+    without links): the shape GET /v1/jobs/{id} answers as `links`."""
+    totals = {"messages_with_links": 0, "clicked": 0, "clicks": 0}
+    for entry in per_job:
+        for key in totals:
+            totals[key] += entry[key]
+    with_links = totals["messages_with_links"]
+    return {**totals, "ctr": round(totals["clicked"] / with_links, 4) if with_links else None}
+
+
+def links_of_jobs(conn: Connection, account_id: int, job_ids: Sequence[str]) -> dict[str, Any]:
+    return link_totals(link_stats(conn, account_id, job_ids).values())
+
+
+# Inbound messages (issue 11) -------------------------------------------------------------
+
+INBOUND = ("id", "received_at", "source", "destination", "prefix", "text", "parts")
+
+
+def inbound_detailed(conn: Connection, conditions: list[Any],
+                     contacts: bool = False) -> Iterator[Any]:
+    """The inbound messages in the order received, streamed: the INBOUND columns, then
+    the sender's CONTACT columns when asked (matched without the sender's '+')."""
+    m = t.inbound_messages.c
+    columns = [getattr(m, name) for name in INBOUND]
+    source: Any = t.inbound_messages
+    if contacts:
+        source, found = with_contact(source, m.account_id, func.ltrim(m.source, "+"))
+        columns += found
+    query = select(*columns).select_from(source).where(and_(*conditions)).order_by(
+        m.received_at, m.id)
+    yield from stream(conn, query)
+
+
+def _days(bounds: Sequence[tuple[Any, Any]], kind: Any) -> Any:
+    """The days as a VALUES table (day, low, high) with typed bounds, to join on."""
+    return values(column("day", Integer), column("low", kind), column("high", kind),
+                  name="days").data([(index, low, high) for index, (low, high)
+                                     in enumerate(bounds)]).cte("days")
+
+
+def inbound_daily(conn: Connection, conditions: list[Any],
+                  bounds: Sequence[tuple[Any, Any]]) -> list[tuple[int, str, int]]:
+    """(day index, receiving number, messages) for days given as [low, high) UTC
+    times: one query, each day a range of the (account_id, received_at) index."""
+    if not bounds:
+        return []
+    m = t.inbound_messages.c
+    days = _days(bounds, DateTime())
+    return [(int(day), number, int(n)) for day, number, n in conn.execute(
+        select(days.c.day, m.destination, func.count())
+        .select_from(days.join(t.inbound_messages, and_(
+            *conditions, m.received_at >= days.c.low, m.received_at < days.c.high)))
+        .group_by(days.c.day, m.destination))]
+
+
+def inbound_summary(conn: Connection, conditions: list[Any]) -> Any:
+    """Messages and distinct senders in the scope."""
+    m = t.inbound_messages.c
+    return conn.execute(select(func.count(), func.count(distinct(m.source)))
+                        .where(and_(*conditions))).one()
+
+
+def inbound_bounds(conn: Connection, conditions: list[Any]) -> Any:
+    """The first and last receipt time in the scope (the ends of the account's
+    (account_id, received_at) index when the scope is the account's alone)."""
+    m = t.inbound_messages.c
+    return conn.execute(select(func.min(m.received_at), func.max(m.received_at))
+                        .where(and_(*conditions))).one()
+
+
+def inbound_count(conn: Connection, conditions: list[Any]) -> int:
+    return int(conn.execute(select(func.count()).select_from(t.inbound_messages)
+                            .where(and_(*conditions))).scalar() or 0)
+
+
+# Polls (issue 11) --------------------------------------------------------------------------
+
+def poll_daily(conn: Connection, poll_id: str,
+               bounds: Sequence[tuple[str, str]]) -> list[tuple[int, str, int | None, int]]:
+    """(day index, outcome, option number, votes) for days given as vote id ranges
+    (ids are time-ordered): one query, each day a range of the (poll_id, id) index."""
+    if not bounds:
+        return []
+    v = t.poll_votes.c
+    days = _days(bounds, String())
+    return [(int(day), outcome, option, int(n)) for day, outcome, option, n in conn.execute(
+        select(days.c.day, v.outcome, v.option_no, func.count())
+        .select_from(days.join(t.poll_votes, and_(
+            v.poll_id == poll_id, v.id >= days.c.low, v.id < days.c.high)))
+        .group_by(days.c.day, v.outcome, v.option_no))]
+
+
+def poll_span(conn: Connection, poll_id: str, ids: tuple[str, str] | None) -> Any:
+    """Votes, first and last receipt time of a poll's votes (within `ids`)."""
+    v = t.poll_votes.c
+    conditions = [v.poll_id == poll_id]
+    if ids is not None:
+        conditions += [v.id >= ids[0], v.id < ids[1]]
+    return conn.execute(select(func.count(), func.min(v.received_at), func.max(v.received_at))
+                        .where(and_(*conditions))).one()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import XMLGenerator
@@ -31,18 +31,20 @@ Progress = Callable[[int], None]
 
 
 def text_value(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | time):
         return value.isoformat(timespec="seconds")
     if isinstance(value, date):
         return value.isoformat()
     return value
 
 
-def _as_text(doc: Document) -> Callable[[Sequence[Any]], Sequence[Any]]:
-    """A row with its time columns as ISO 8601 text (only those are touched: a million
-    rows of a dozen cells cannot afford a type check per cell)."""
-    times = [i for i, c in enumerate(doc.columns) if c.kind in ("datetime", "date")]
-    if not times:
+def _as_text(doc: Document, bools: bool = False) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """A row with its time columns as ISO 8601 text, and with `bools` its true/false
+    columns as `true` / `false` (CSV; JSON has its own). Only those columns are
+    touched: a million rows of a dozen cells cannot afford a type check per cell."""
+    times = [i for i, c in enumerate(doc.columns) if c.kind in ("datetime", "date", "time")]
+    flags = [i for i, c in enumerate(doc.columns) if c.kind == "bool"] if bools else []
+    if not times and not flags:
         return lambda row: row
 
     def convert(row: Sequence[Any]) -> Sequence[Any]:
@@ -50,8 +52,12 @@ def _as_text(doc: Document) -> Callable[[Sequence[Any]], Sequence[Any]]:
         for index in times:
             value = values[index]
             if value is not None:
-                values[index] = value.isoformat(timespec="seconds") \
-                    if isinstance(value, datetime) else value.isoformat()
+                values[index] = value.isoformat() if isinstance(value, date) and not \
+                    isinstance(value, datetime) else value.isoformat(timespec="seconds")
+        for index in flags:
+            value = values[index]
+            if value is not None:
+                values[index] = "true" if value else "false"
         return values
 
     return convert
@@ -60,7 +66,7 @@ def _as_text(doc: Document) -> Callable[[Sequence[Any]], Sequence[Any]]:
 def write_csv(doc: Document, path: Path, progress: Progress, delimiter: str = ",") -> int:
     """UTF-8 with a header row; times are ISO 8601 with the account's UTC offset."""
     count = 0
-    convert = _as_text(doc)
+    convert = _as_text(doc, bools=True)
     with path.open("w", newline="", encoding="utf-8", buffering=1 << 20) as handle:
         writer = csv.writer(handle, delimiter=delimiter)
         writer.writerow(doc.column_names())

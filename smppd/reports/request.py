@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..checks import ApiError
+from ..checks import ApiError, inbound_sender, pool_number
 from ..ids import looks_like_id
 from . import periods
-from .documents import PLANNED, TYPES
+from .catalog import TYPES
 
 REPORT_FIELDS = {"type", "format", "period", "since", "until", "name", "job", "poll",
-                 "campaign", "include_content", "include_params", "include_jobs", "email",
-                 "async", "delimiter"}
+                 "campaign", "include_content", "include_params", "include_contacts",
+                 "include_jobs", "number", "sender", "email", "async", "delimiter"}
 SCHEDULE_FIELDS = (REPORT_FIELDS - {"period", "since", "until", "async"}) | {"every"}
 DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|"}
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -68,9 +68,6 @@ def report(data: dict[str, Any], schedule: bool = False) -> dict[str, Any]:
         raise ApiError(400, "unknown field (expected: " + ", ".join(sorted(allowed)) + ")",
                        unknown[0])
     kind = data.get("type")
-    if kind in PLANNED and kind not in TYPES:
-        raise ApiError(400, f"the {kind} report ({PLANNED[kind]}) is not available in this "
-                       "version yet", "type")
     if kind not in TYPES:
         raise ApiError(400, "expected one of " + ", ".join(TYPES), "type")
     report_type = TYPES[kind]
@@ -85,15 +82,22 @@ def report(data: dict[str, Any], schedule: bool = False) -> dict[str, Any]:
         raise ApiError(400, "give a job or a campaign, not both", "campaign")
     if report_type.needs_job and not (found["job"] or found["campaign"]):
         raise ApiError(400, f"the {kind} report needs a job (or a campaign)", "job")
-    if data.get("poll") is not None:
-        raise ApiError(400, "polls arrive with the inbound issue; no poll report yet", "poll")
+    if not report_type.takes_job:
+        for name in ("job", "campaign"):
+            if found[name]:
+                raise ApiError(400, f"the {kind} report is not per {name}", name)
+    _scope(data, found, kind)
     if not schedule:
-        _period(data, found, required=report_type.needs_period and not found["job"]
-                and not found["campaign"])
+        by_job = (found["job"] or found["campaign"]) and report_type.job_is_period
+        _period(data, found, required=report_type.needs_period and not by_job)
     found["name"] = _text(data, "name", 128)
     found["include_content"] = _flag(data, "include_content", False)
     found["include_params"] = _flag(data, "include_params", False)
     found["include_jobs"] = _flag(data, "include_jobs", True)
+    found["include_contacts"] = _flag(data, "include_contacts", False)
+    if found["include_contacts"] and not report_type.contacts:
+        raise ApiError(400, "phonebook fields come with the " + " and ".join(
+            name for name, t in TYPES.items() if t.contacts) + " reports", "include_contacts")
     found["async"] = _flag(data, "async", False)
     delimiter = data.get("delimiter", ",")
     if delimiter not in DELIMITERS:
@@ -103,6 +107,24 @@ def report(data: dict[str, Any], schedule: bool = False) -> dict[str, Any]:
     found["delimiter"] = DELIMITERS[delimiter]
     found["email"] = emails(data.get("email"))
     return found
+
+
+def _scope(data: dict[str, Any], found: dict[str, Any], kind: str) -> None:
+    """What the inbound and poll reports are about: a poll (the poll report's), a
+    receiving number and a sender (inbound reports')."""
+    report_type = TYPES[kind]
+    found["poll"] = _id(data, "poll")
+    if report_type.needs_poll and not found["poll"]:
+        raise ApiError(400, f"the {kind} report needs a poll (its id)", "poll")
+    if found["poll"] and not report_type.needs_poll:
+        raise ApiError(400, "a poll is for the poll report", "poll")
+    for name, check in (("number", pool_number), ("sender", inbound_sender)):
+        if data.get(name) is None:
+            found[name] = None
+        elif not report_type.inbound:
+            raise ApiError(400, f"a {name} filter is for the inbound reports", name)
+        else:
+            found[name] = check(data[name], name)
 
 
 def _period(data: dict[str, Any], found: dict[str, Any], required: bool) -> None:

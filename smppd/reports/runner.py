@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ..checks import ApiError
+from ..store import inbound_queries as iq
 from . import periods
 from . import store as rs
-from .documents import TYPES, Context
+from .catalog import TYPES
+from .documents import Context
 from .periods import Period
 from .queries import jobs
 from .render import render
@@ -97,6 +99,10 @@ def context(conn: Any, account_id: int, account_name: str, request: dict[str, An
         if not ctx.job_rows:
             raise ApiError(404, "the job no longer exists", "job")
         ctx.job_ids = [request["job"]]
+    elif request.get("poll"):
+        ctx.poll = iq.poll(conn, account_id, request["poll"])
+        if ctx.poll is None:
+            raise ApiError(404, "the poll no longer exists", "poll")
     elif request["type"] == "jobs":
         ctx.job_rows = jobs(conn, account_id, period.start_ts if period else None,
                             period.end_ts if period else None)
@@ -111,6 +117,8 @@ def file_name(row: Any, account: str, period: Period | None, ctx: Context) -> st
         scope = "campaign-" + ctx.campaign["name"]
     elif ctx.job_rows:
         scope = "job-" + ctx.job_rows[0].name
+    elif ctx.poll is not None:
+        scope = "poll-" + ctx.poll["name"]
     else:
         scope = "all"
     stem = _UNSAFE.sub("_", f"{row.type}-{account}-{scope}").strip("_")[:150]

@@ -42,10 +42,11 @@ from ..ids import looks_like_id, new_id
 from ..store import database
 from . import mail, periods
 from . import store as rs
+from .catalog import TYPES
 from .documents import Context
 from .periods import Period, utc_naive
 from .queries import errors_seen, jobs, rollup_count
-from .render import CONTENT_TYPES, write_numbers_csv, write_xml
+from .render import CONTENT_TYPES, write_csv, write_numbers_csv, write_xml
 from .runner import LEASE_SECONDS, Cancelled, Progress, aware, produce, wall
 
 log = logging.getLogger("smppd.reports")
@@ -215,6 +216,9 @@ class ReportService:
         period's count from the rollups. `daily` reads only the rollups: 0."""
         if request["type"] == "daily":
             return 0
+        estimate = TYPES[request["type"]].estimate
+        if estimate is not None:
+            return estimate(conn, account_id, request, period)
         job_ids = [request["job"]] if request.get("job") else \
             rs.campaign_jobs(conn, account_id, request["campaign"]) \
             if request.get("campaign") else None
@@ -240,6 +244,8 @@ class ReportService:
         if request.get("campaign") and rs.campaign_row(conn, account_id,
                                                        request["campaign"]) is None:
             raise ApiError(404, "no such campaign", "campaign")
+        if request.get("poll") and not rs.own_poll(conn, account_id, request["poll"]):
+            raise ApiError(404, "no such poll", "poll")
 
     def _row(self, report_id: str, account_id: int, request: dict[str, Any],
              period: Period | None, tz: Any, now: datetime, **values: Any) -> dict[str, Any]:
@@ -596,6 +602,30 @@ class ReportService:
 
         if not looks_like_id(job_id):
             return defer.fail(ApiError(404, "no such job", "id"))
+        return deferToThreadPool(self.reactor, self.interactive, make)
+
+
+    def inbound_csv(self, account: Any, kind: str, where: Any) -> defer.Deferred[Any]:
+        """GET /v1/inbound/reports/detailed|daily, the plain CSV endpoints of issue 11:
+        the `inbound` (with the senders' phonebook fields) or `inbound-daily` report,
+        made by the same builders as POST /v1/reports, on a report thread, into a
+        one-off file the HTTP server streams and then removes. `where` (since, until,
+        number, sender) gives the scope; an open end closes at the first or last
+        message."""
+        from .inbound_documents import span
+
+        def make() -> Path:
+            tz = self.timezone(account.id)
+            request = {"type": "inbound" if kind == "detailed" else "inbound-daily",
+                       "format": "csv", "include_contacts": kind == "detailed",
+                       "number": where.number, "sender": where.sender}
+            path = self.directory / f"inbound-{new_id()}.csv"
+            with self.reader.connect() as conn:
+                ctx = Context(account.id, account.name, request,
+                              span(conn, account.id, tz, where), tz)
+                write_csv(TYPES[request["type"]].build(conn, ctx), path, lambda _n: None)
+            return path
+
         return deferToThreadPool(self.reactor, self.interactive, make)
 
 

@@ -248,3 +248,9 @@ def list_campaigns(conn: Connection, account_id: int, name: str | None,
         conditions.append(c.id < before)
     return conn.execute(select(t.campaigns).where(and_(*conditions)).order_by(c.id.desc())
                         .limit(limit)).all()
+
+
+def own_poll(conn: Connection, account_id: int, poll_id: str) -> bool:
+    p = t.polls.c
+    return conn.execute(select(p.id).where(p.id == poll_id,
+                                           p.account_id == account_id)).first() is not None

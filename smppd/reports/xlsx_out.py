@@ -5,7 +5,7 @@ frozen and filtered, and a second sheet states what the report is."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from .render import PROGRESS_EVERY, Progress
 
 MAX_ROWS = 1_048_575  # Excel's limit, less the header
 _WIDTHS = {"id": 34, "created": 20, "started": 20, "finished": 20, "text": 40, "content": 40,
-           "explanation": 50, "name": 24, "recipient": 16, "sender": 12, "date": 12}
+           "explanation": 50, "name": 24, "recipient": 16, "sender": 12, "date": 12, "time": 10}
 
 
 def write_xlsx(doc: Document, path: Path, progress: Progress) -> int:
@@ -34,6 +34,7 @@ def _write(workbook: Any, doc: Document, progress: Progress) -> int:
     header = workbook.add_format({"bold": True, "bg_color": "#DDE4EE", "border": 1})
     stamp = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
     day = workbook.add_format({"num_format": "yyyy-mm-dd"})
+    clock = workbook.add_format({"num_format": "hh:mm:ss"})
     percent = workbook.add_format({"num_format": "0.00"})
     sheet = workbook.add_worksheet("Report")
     columns = doc.columns
@@ -55,6 +56,8 @@ def _write(workbook: Any, doc: Document, progress: Progress) -> int:
             elif kind == "date" and isinstance(value, date):
                 sheet.write_datetime(count, index, datetime(value.year, value.month,
                                                             value.day), day)
+            elif kind == "time" and isinstance(value, time):
+                sheet.write_datetime(count, index, value, clock)
             elif kind == "percent":
                 sheet.write_number(count, index, value, percent)
             elif isinstance(value, bool):

@@ -1,5 +1,6 @@
 """Reads of the inbound domain (issue 11), on the read pool: numbers, the inbound
-list, inbound reports, the phonebook, polls and their statistics.
+list, the phonebook, polls and their statistics. (The inbound reports are made by
+the reports subsystem: smppd.reports.inbound_documents.)
 
 Every read is scoped to one account, so another account's data is absent (404),
 never shown. Reports and statistics are aggregated in SQL (GROUP BY over an index
@@ -84,7 +85,8 @@ class InboundFilter:
     sender: str | None = None  # digits
 
 
-def _conditions(account_id: int | None, where: InboundFilter) -> list[Any]:
+def inbound_conditions(account_id: int | None, where: InboundFilter) -> list[Any]:
+    """The filter of the inbound list, shared with the inbound reports (smppd.reports)."""
     m = t.inbound_messages.c
     conditions = [m.account_id.is_(None) if account_id is None else m.account_id == account_id]
     if where.since is not None:
@@ -113,7 +115,7 @@ def list_inbound(conn: Connection, account_id: int | None, where: InboundFilter,
     """Newest first, keyset paging by id (`cursor`: the last id of the previous page).
     `account_id` None lists the unassigned messages (for the operator)."""
     m = t.inbound_messages.c
-    conditions = _conditions(account_id, where)
+    conditions = inbound_conditions(account_id, where)
     if cursor is not None:
         conditions.append(m.id < cursor)
     rows = conn.execute(select(m.id, m.source, m.destination, m.prefix, m.text, m.body,
@@ -126,37 +128,6 @@ def list_inbound(conn: Connection, account_id: int | None, where: InboundFilter,
             item["reason"] = row.reason
         page.append(item)
     return page, (page[-1]["id"] if len(rows) > limit else None)
-
-
-def inbound_detailed(conn: Connection, account_id: int, where: InboundFilter,
-                     ) -> Iterator[tuple[Any, ...]]:
-    """The detailed inbound report: date, time, sender, text, with the sender's
-    phonebook entry when there is one (first name, last name, e-mail)."""
-    m, c = t.inbound_messages.c, t.contacts.c
-    query = (select(m.received_at, m.source, m.destination, m.text, c.first_name, c.last_name,
-                    c.email)
-             .select_from(t.inbound_messages.outerjoin(t.contacts, and_(
-                 c.account_id == m.account_id, c.phone == func.ltrim(m.source, "+"))))
-             .where(and_(*_conditions(account_id, where))).order_by(m.id))
-    for row in conn.execute(query):
-        yield (row.received_at.strftime("%Y-%m-%d"), row.received_at.strftime("%H:%M:%S"),
-               _plus(row.source), _plus(row.destination), row.text or "",
-               row.first_name or "", row.last_name or "", row.email or "")
-
-
-DETAILED_HEADER = ("date", "time", "sender", "number", "text", "first_name", "last_name",
-                   "email")
-DAILY_HEADER = ("date", "replies")
-
-
-def inbound_daily(conn: Connection, account_id: int,
-                  where: InboundFilter) -> list[tuple[str, int]]:
-    """The short inbound report: per UTC day, the number of messages received."""
-    m = t.inbound_messages.c
-    day = func.date(m.received_at)
-    return [(str(d), n) for d, n in conn.execute(
-        select(day, func.count()).where(and_(*_conditions(account_id, where)))
-        .group_by(day).order_by(day))]
 
 
 # Phonebook ------------------------------------------------------------------------------
@@ -249,32 +220,49 @@ def poll(conn: Connection, account_id: int, poll_id: str) -> dict[str, Any] | No
             "discount_pool": row.discount_pool, "created_at": _iso(row.created_at)}
 
 
-def poll_stats(conn: Connection, account_id: int, poll_id: str, cursor: str | None,
-               limit: int) -> dict[str, Any] | None:
-    """Counts per option and per outcome in one GROUP BY over ix_poll_votes_stats
-    (poll_id, outcome, option_no), which covers it; the received messages a page at
-    a time, newest first."""
-    found = poll(conn, account_id, poll_id)
-    if found is None:
-        return None
+def poll_tally(conn: Connection, found: dict[str, Any],
+               ids: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Counts per option and per outcome of a poll (`found`: poll()) in one GROUP BY
+    over ix_poll_votes_stats (poll_id, outcome, option_no), which covers it; `ids`
+    keeps to the votes with ids in [low, high) (vote ids are time-ordered: a period).
+    Percentages: of accepted votes per option, of all votes per outcome."""
     v = t.poll_votes.c
+    conditions = [v.poll_id == found["id"]]
+    if ids is not None:
+        conditions += [v.id >= ids[0], v.id < ids[1]]
     by_outcome = dict.fromkeys(OUTCOMES, 0)
     by_option: dict[int, int] = {}
     for outcome, option_no, count in conn.execute(
-            select(v.outcome, v.option_no, func.count()).where(v.poll_id == poll_id)
+            select(v.outcome, v.option_no, func.count()).where(and_(*conditions))
             .group_by(v.outcome, v.option_no)):
         by_outcome[outcome] = by_outcome.get(outcome, 0) + count
         if outcome == "accepted" and option_no is not None:
             by_option[option_no] = count
-    accepted = by_outcome["accepted"]
+    accepted, total = by_outcome["accepted"], sum(by_outcome.values())
     options = [{"keyword": option["keyword"], "votes": by_option.get(n, 0),
-                "percent": round(100.0 * by_option.get(n, 0) / accepted, 2) if accepted else 0.0}
+                "percent": _percent(by_option.get(n, 0), accepted)}
                for n, option in enumerate(found["options"], 1)]
-    messages, next_cursor = poll_votes(conn, poll_id, cursor, limit)
-    return {"id": poll_id, "name": found["name"], "accepted": accepted,
+    return {"id": found["id"], "name": found["name"], "accepted": accepted,
             "refused": {k: n for k, n in by_outcome.items() if k != "accepted"},
-            "total": sum(by_outcome.values()), "options": options,
-            "messages": messages, "next_cursor": next_cursor}
+            "total": total, "options": options,
+            "outcomes": [{"outcome": k, "votes": n, "percent": _percent(n, total)}
+                         for k, n in by_outcome.items()]}
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 2) if whole else 0.0
+
+
+def poll_stats(conn: Connection, account_id: int, poll_id: str, cursor: str | None,
+               limit: int) -> dict[str, Any] | None:
+    """The tally and the received messages a page at a time, newest first."""
+    found = poll(conn, account_id, poll_id)
+    if found is None:
+        return None
+    stats = poll_tally(conn, found)
+    del stats["outcomes"]
+    messages, next_cursor = poll_votes(conn, poll_id, cursor, limit)
+    return {**stats, "messages": messages, "next_cursor": next_cursor}
 
 
 def poll_votes(conn: Connection, poll_id: str, cursor: str | None,

@@ -29,6 +29,17 @@ LINK_CLICKED = BulkUpdate(t.links, ("code",), {
     "clicks": "links.clicks + {}", "first_click_at": "COALESCE(links.first_click_at, {})"})
 
 
+# The agent class (smppd.callbacks.agents) of link-preview fetchers and crawlers: their
+# requests are recorded, but they are not a person clicking, so no "clicked" and no
+# click-through rate counts them.
+BOT = "bot"
+
+
+def by_a_person() -> Any:
+    """The condition on link_clicks that a click was a person's."""
+    return t.link_clicks.c.agent != BOT
+
+
 # Short-link codes: random, so unguessable; the store keeps them unique (see `store`).
 CODE_LENGTH = 9
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -267,19 +267,30 @@ def test_reports_as_csv(inbound: Any) -> None:
     running = inbound()
     acme = running.client
     assert acme.request("POST", "/v1/contacts", {"phone": "+" + VOTER, "first_name": "Ann",
-                                                 "last_name": "Nowak"})[0] == 201
+                                                 "last_name": "Nowak", "city": "Kraków"})[0] == 201
     for text in ("one", "two"):
         call(running.smsc.inject_mo, VOTER, SHORT, text)
     eventually(lambda: len(_inbound(acme)) == 2, what="two MO")
+    # Made by the reports subsystem's `inbound` and `inbound-daily` builders (the
+    # same rows as POST /v1/reports gives), with the sender's phonebook fields.
     _status, detailed = acme.request("GET", "/v1/inbound/reports/detailed")
-    rows = list(csv.reader(io.StringIO(detailed)))
-    assert rows[0] == ["date", "time", "sender", "number", "text", "first_name", "last_name",
-                       "email"]
-    assert [r[2:7] for r in rows[1:]] == [["+" + VOTER, SHORT, "one", "Ann", "Nowak"],
-                                          ["+" + VOTER, SHORT, "two", "Ann", "Nowak"]]
+    rows = list(csv.DictReader(io.StringIO(detailed)))
+    assert list(rows[0]) == ["date", "time", "sender", "number", "prefix", "text", "parts",
+                             "id", "first_name", "last_name", "email", "contact.city"]
+    assert [(r["sender"], r["number"], r["text"], r["first_name"], r["last_name"],
+             r["contact.city"]) for r in rows] == [
+        ("+" + VOTER, SHORT, text, "Ann", "Nowak", "Kraków") for text in ("one", "two")]
     _, daily = acme.request("GET", "/v1/inbound/reports/daily")
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert list(csv.reader(io.StringIO(daily))) == [["date", "replies"], [today, "2"]]
+    assert list(csv.reader(io.StringIO(daily))) == [["date", "replies", SHORT],
+                                                    [today, "2", "2"]]
+    _, none = acme.request("GET", "/v1/inbound/reports/daily?since=2020-01-01T00:00:00Z&"
+                                  "until=2020-01-03T00:00:00Z")
+    assert list(csv.reader(io.StringIO(none))) == [["date", "replies"], ["2020-01-01", "0"],
+                                                   ["2020-01-02", "0"]]
+    status, body = acme.request("GET", "/v1/inbound/reports/detailed?sender=")
+    assert status == 400 and body["field"] == "sender"
+    assert acme.request("GET", "/v1/inbound/reports/weekly")[0] == 404
 
 
 def test_contacts_crud_csv_import_and_a_job_to_a_group(inbound: Any) -> None:

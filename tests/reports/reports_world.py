@@ -1,13 +1,17 @@
 """A daemon with a known history, for the report tests: real HTTP, the fake SMSC over
 real TCP with its receipt prefixes (4860 undelivered, 4869 expired, 4879 refused with
 ESME_RINVDSTADR), SQLite or PostgreSQL. What was sent is kept so every report's
-counts can be compared with it."""
+counts can be compared with it. With `inbound` (World.populate_inbound): contacts,
+MO messages injected by the fake SMSC to a short code and to a dedicated number with
+a poll, and clicks on the short links of the bulk job, on the links listener."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +28,26 @@ from tests.support.running import TOKEN_A, TOKEN_B, Client, settings_dict
 
 POSTGRES_URL = os.environ.get("SMPPD_TEST_POSTGRES_URL")
 BALANCE = 100_000
+DEDICATED, SHORT, UNKNOWN = "+48500600700", "4600", "48999000111"
+INBOUND_NUMBERS = [{"number": DEDICATED, "kind": "dedicated"},
+                   {"number": SHORT, "kind": "shortcode", "account": "acme"}]
+VOTER, VOTER2, VOTER3 = "48600100200", "48600100300", "48600100400"
+BASE_URL = "https://s.example/"
+PHONE_AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"
+BOT_AGENT = "facebookexternalhit/1.1"
+CONTACTS = [
+    {"phone": "+48500100000", "first_name": "Ann", "last_name": "Nowak",
+     "email": "ann@example.com", "city": "Kraków"},
+    {"phone": "+48500300001", "first_name": "Bob", "tier": "gold"},
+    {"phone": "+" + VOTER, "first_name": "Vera", "last_name": "Voter", "city": "Gdańsk"},
+]
+# (sender, number, text): in this order; the poll's outcome for the votes.
+MO = [(VOTER, SHORT, "hello one"), (VOTER, SHORT, "hello two"), (VOTER2, SHORT, "Hi there"),
+      (VOTER, DEDICATED[1:], "VOTE A"), (VOTER2, DEDICATED[1:], "vote b"),
+      (VOTER3, DEDICATED[1:], "Vote a"), (VOTER, DEDICATED[1:], "VOTE B"),
+      (VOTER2, DEDICATED[1:], "VOTE C")]
+OUTCOMES = {"accepted": 3, "out_of_window": 0, "over_limit": 1, "not_allowed": 0,
+            "unknown_option": 1}
 
 
 def reset_postgres(url: str) -> None:
@@ -42,8 +66,11 @@ def database_url(backend: str, folder: Path) -> str:
     return POSTGRES_URL
 
 
-def start(database: str, smsc_port: int, clock: Any = None, **reports: Any) -> Daemon:
-    data = settings_dict(database, smsc_port, reports=reports)
+def start(database: str, smsc_port: int, clock: Any = None, inbound: bool = False,
+          **reports: Any) -> Daemon:
+    extra = {"inbound_numbers": INBOUND_NUMBERS,
+             "links": {"listen": "127.0.0.1:0", "base_url": BASE_URL}} if inbound else {}
+    data = settings_dict(database, smsc_port, reports=reports, **extra)
     data["accounts"][0]["timezone"] = "Europe/Warsaw"
     data["accounts"][0]["balance"] = BALANCE
     settings = config.parse(data, "test.yaml")
@@ -91,6 +118,9 @@ class World:
         self.api_ids: list[str] = []
         self.partners: Counter[str] = Counter()
         self.job_id = ""
+        self.poll_id = ""
+        self.job_messages: list[dict[str, Any]] = []  # with their short links
+        self.clicked_id = ""  # the job's message a person clicked
 
     def populate(self) -> None:
         number = 0
@@ -116,8 +146,9 @@ class World:
         recipients = [f"+48500300{i:03d}" for i in range(4)] + \
             [f"+48601300{i:03d}" for i in range(2)]
         code, body = self.client.request("POST", "/v1/jobs", {
-            "name": "Spring sale", "from": "Acme", "text": "Hi", "recipients": recipients,
-            "partner": "shop-2", "description": "spring promotion"})
+            "name": "Spring sale", "from": "Acme", "text": "Hi https://shop.example/spring",
+            "recipients": recipients, "partner": "shop-2", "description": "spring promotion",
+            "shorten_links": self.daemon.links_port is not None})
         assert code == 201, body
         self.job_id = body["id"]
         self.expected["delivered"] += 4
@@ -130,6 +161,47 @@ class World:
         assert code == 200, body
         statuses = Counter(m["status"] for m in body["messages"])
         return statuses == self.expected
+
+    def populate_inbound(self) -> None:
+        """Contacts, a reserved number with a poll, MO messages and votes, and clicks:
+        one click by a phone (and a repeat) on one job message, a preview robot's
+        fetch of another."""
+        client = self.client
+        code, body = client.request("POST", "/v1/contacts", CONTACTS)
+        assert code == 201, body
+        assert client.request("POST", "/v1/inbound/numbers", {"number": DEDICATED})[0] == 201
+        now = time.time()
+        code, body = client.request("POST", "/v1/polls", {
+            "name": "Best flavour", "number": DEDICATED, "prefix": "Vote",
+            "starts_at": _iso(now - 60), "ends_at": _iso(now + 3600), "from": "Acme",
+            "options": [{"keyword": "A"}, {"keyword": "B"}],
+            "limit": {"votes": 1, "per_seconds": 86400}})
+        assert code == 201, body
+        self.poll_id = body["id"]
+        for count, (sender, number, body_text) in enumerate(MO, 1):
+            call(self.smsc.inject_mo, sender, number, body_text)
+            # One at a time: the over-limit vote must come after the accepted one.
+            until(lambda n=count: len(self.inbound()) == n, f"MO {count} routed")
+        call(self.smsc.inject_mo, VOTER, UNKNOWN, "nobody's")  # unassigned: in no report
+        code, page = client.request("GET", f"/v1/messages?job={self.job_id}&limit=100")
+        assert code == 200, page
+        self.job_messages = sorted(page["messages"], key=lambda m: m["to"])
+        port = self.daemon.links_port.getHost().port
+        codes = [message["text"].split(BASE_URL)[1].split()[0] for message in self.job_messages]
+        self.clicked_id = self.job_messages[0]["id"]
+        for code_, agent in ((codes[0], PHONE_AGENT), (codes[0], PHONE_AGENT),
+                             (codes[1], BOT_AGENT)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/" + code_, headers={"User-Agent": agent})
+            assert conn.getresponse().status == 302
+            conn.close()
+        until(lambda: client.request("GET", f"/v1/jobs/{self.job_id}")[1]["links"]["clicks"]
+              == 3, "the clicks recorded")
+
+    def inbound(self) -> list[dict[str, Any]]:
+        code, body = self.client.request("GET", "/v1/inbound?limit=100")
+        assert code == 200, body
+        return body["items"]
 
     @property
     def total(self) -> int:
@@ -164,6 +236,10 @@ class World:
     def close(self) -> None:
         self.client.close()
         self.other.close()
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def make_smsc() -> FakeSmsc:

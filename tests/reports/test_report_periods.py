@@ -113,7 +113,29 @@ def test_days_tile_every_period_and_fall_on_quarter_hours(zone: str, moment: flo
     ({"type": "daily", "format": "csv", "period": "today", "email": []}, "email"),
     ({"type": "daily", "format": "csv", "period": "today", "email": ["a@b"]}, "email"),
     ({"type": "daily", "format": "csv", "period": "today", "delimiter": "::"}, "delimiter"),
-    ({"type": "poll", "format": "csv", "period": "today"}, "type"),
+    ({"type": "poll", "format": "csv", "period": "today"}, "poll"),
+    ({"type": "poll", "format": "csv", "poll": "42"}, "poll"),
+    ({"type": "poll", "format": "xml", "poll": "a" * 32}, "format"),
+    ({"type": "poll", "format": "csv", "poll": "a" * 32, "job": "b" * 32}, "job"),
+    ({"type": "daily", "format": "csv", "period": "today", "poll": "a" * 32}, "poll"),
+    ({"type": "inbound", "format": "csv"}, "period"),
+    ({"type": "inbound", "format": "csv", "period": "today", "campaign": "b" * 32},
+     "campaign"),
+    ({"type": "inbound", "format": "csv", "period": "today", "number": "+48-500"}, "number"),
+    ({"type": "inbound", "format": "csv", "period": "today", "sender": ""}, "sender"),
+    ({"type": "inbound-daily", "format": "xml", "period": "today"}, "format"),
+    ({"type": "daily", "format": "csv", "period": "today", "number": "+48500600700"},
+     "number"),
+    ({"type": "detailed", "format": "csv", "period": "today", "include_contacts": "yes"},
+     "include_contacts"),
+    ({"type": "inbound", "format": "csv", "period": "today", "include_contacts": 1},
+     "include_contacts"),
+    ({"type": "country", "format": "csv", "period": "today", "include_contacts": True},
+     "include_contacts"),
+    # daily counts the account's rollups: no job; customer is per month: a job as well
+    # as a period, not instead of one.
+    ({"type": "daily", "format": "csv", "job": "a" * 32}, "job"),
+    ({"type": "customer", "format": "csv", "campaign": "a" * 32}, "period"),
 ])
 def test_report_requests_name_the_bad_field(body: dict, field: str) -> None:
     with pytest.raises(ApiError) as caught:

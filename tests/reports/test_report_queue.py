@@ -10,10 +10,10 @@ import email.policy
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -22,6 +22,7 @@ from sqlalchemy import select, text, update
 from twisted.internet import task
 
 from smppd.ids import new_id
+from smppd.reports import periods
 from smppd.store import database
 from smppd.store import schema as t
 from tests.conftest import call, self_signed
@@ -97,25 +98,19 @@ def test_async_and_large_reports_are_queued_then_ready(smsc: Any, daemons: list[
     client.close()
 
 
-WARSAW = ZoneInfo("Europe/Warsaw")
-
-
 def _insert(engine: Any, account_id: int, state: str, owner: str | None,
             lease: dt.datetime | None, attempts: int = 1) -> str:
     report_id = new_id()
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    # Today in Warsaw, as the service would store it: one day, whatever the hour.
-    local = dt.datetime.now(WARSAW).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = local.astimezone(dt.UTC).replace(tzinfo=None)
-    end = (local + dt.timedelta(days=1)).replace(tzinfo=WARSAW).astimezone(dt.UTC) \
-        .replace(tzinfo=None)
+    # Today in Warsaw (one day: an hour either side of now spans two near midnight).
+    today = periods.named("today", periods.zone("Europe/Warsaw"), time.time())
     request = {"type": "daily", "format": "csv", "period": "today", "name": None,
                "include_jobs": True, "async": True, "email": [], "delimiter": ","}
     with engine.begin() as conn:
         conn.execute(t.reports.insert().values(
             id=report_id, account_id=account_id, type="daily", format="csv",
-            request=json.dumps(request), period_start=start, period_end=end,
-            timezone="Europe/Warsaw", state=state,
+            request=json.dumps(request), period_start=today.start_utc,
+            period_end=today.end_utc, timezone="Europe/Warsaw", state=state,
             owner=owner, lease_until=lease, attempts=attempts, created_at=now,
             started_at=now if state == "running" else None))
     return report_id

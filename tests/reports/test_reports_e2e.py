@@ -10,8 +10,7 @@ import io
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 import pytest
@@ -20,17 +19,16 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 
 from smppd.api.http import token_label
-from smppd.reports.documents import TYPES
-from tests.conftest import call
+from smppd.reports.catalog import TYPES
 from tests.reports.reports_world import (
     BALANCE,
-    POSTGRES_URL,
+    BASE_URL,
+    DEDICATED,
+    MO,
+    OUTCOMES,
+    SHORT,
     World,
-    database_url,
     download,
-    make_smsc,
-    start,
-    stop_smsc,
 )
 from tests.support.running import TOKEN_A
 
@@ -38,28 +36,12 @@ COMBINATIONS = [(kind, fmt) for kind, report_type in TYPES.items()
                 for fmt in report_type.formats]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def world(request: Any, tmp_path_factory: Any, reactor_running: Any) -> Iterator[World]:
-    if request.param == "postgresql" and not POSTGRES_URL:
-        pytest.skip("PostgreSQL report tests need SMPPD_TEST_POSTGRES_URL "
-                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    smsc = make_smsc()
-    folder = tmp_path_factory.mktemp(f"reports-{request.param}")
-    daemon = start(database_url(request.param, folder), smsc.port)
-    found = World(daemon, smsc)
-    try:
-        found.populate()
-        yield found
-    finally:
-        found.close()
-        call(daemon.stop, drain_timeout=2.0)
-        stop_smsc(smsc)
-
-
 def _body(kind: str, fmt: str, world: World) -> dict[str, Any]:
     body: dict[str, Any] = {"type": kind, "format": fmt, "name": f"{kind} {fmt}"}
     if kind == "job":
         body["job"] = world.job_id
+    elif kind == "poll":
+        body["poll"] = world.poll_id
     else:
         body["period"] = "today"
     return body
@@ -132,6 +114,27 @@ def test_every_type_and_format_counts_what_was_sent(world: World, kind: str,
         elif kind == "country":
             assert [(r["country"], _num(r["messages"]), _num(r["delivered"])) for r in rows] \
                 == [("PL", total, expected["delivered"])]
+        elif kind == "inbound":
+            assert len(rows) == len(MO) == report["rows"]
+            assert Counter(r["number"] for r in rows) == {SHORT: 3, DEDICATED: 5}
+            assert [r["text"] for r in rows] == [text for _s, _n, text in MO]
+            if fmt == "xlsx":  # typed cells
+                assert isinstance(rows[0]["date"], datetime)
+                assert isinstance(rows[0]["time"], time)
+            else:
+                assert len(rows[0]["date"]) == 10 and len(rows[0]["time"]) == 8
+        elif kind == "inbound-daily":
+            assert sum(_num(r["replies"]) for r in rows) == len(MO)
+            assert (sum(_num(r[SHORT]) for r in rows), sum(_num(r[DEDICATED]) for r in rows)) \
+                == (3, 5)
+        elif kind == "poll":
+            found = {(r["kind"], r["name"]): (_num(r["votes"]), float(r["percent"]))
+                     for r in rows}
+            assert (found[("option", "A")], found[("option", "B")]) == ((2, 66.67), (1, 33.33))
+            assert {name: votes for (k, name), (votes, _p) in found.items()
+                    if k == "outcome"} == OUTCOMES
+            assert found[("total", "")] == (5, 100.0)
+            assert sum(votes for (k, _n), (votes, _p) in found.items() if k == "day") == 3
         elif kind == "customer":
             by_customer = Counter()
             for r in rows:
@@ -146,8 +149,17 @@ def test_every_type_and_format_counts_what_was_sent(world: World, kind: str,
         assert "page 1 of" in text
         if kind == "job":
             assert "Spring sale" in text and "Delivered" in text and "4 (66.7%)" in text
+            assert "1 of 6 messages with links" in text and "16.7%" in text
         elif kind == "jobs":
-            assert "Spring sale" in text
+            assert "Spring sale" in text and "Click-through rate" in text and "16.7%" in text
+        elif kind in ("inbound", "inbound-daily"):
+            assert "Messages received" in text and f"{len(MO)}" in text
+            assert "Inbound messages per day" in text and "non-delivery" not in text
+            if kind == "inbound":
+                assert "hello one" in text  # the messages, listed
+        elif kind == "poll":
+            assert "Poll Best flavour" in text and "Leading option" in text
+            assert "A: 2 (66.7%)" in text and "Votes per day" in text
         else:
             assert f"Messages {total}" in text.replace(",", "") or str(total) in text
             assert "ESME_RINVDSTADR" in text  # a top non-delivery reason
@@ -158,6 +170,10 @@ def test_every_type_and_format_counts_what_was_sent(world: World, kind: str,
             assert "Spring sale" in text
         if kind in ("daily", "country", "customer"):
             assert str(total) in text
+        if kind in ("inbound", "inbound-daily"):
+            assert "Messages received" in text and str(len(MO)) in text
+        if kind == "poll":
+            assert "Best flavour" in text and "unknown_option" in text
     elif fmt == "xml":
         root = ET.fromstring(data)
         groups = {g.get("key"): [n.text for n in g.findall("number")]
@@ -186,8 +202,9 @@ def test_history_fields_and_filters(world: World) -> None:
     code, page = world.client.request("GET", "/v1/messages?channel=job&limit=100")
     assert code == 200 and len(page["messages"]) == 6
     item = page["messages"][0]
-    assert (item["channel"], item["partner"], item["text"]) == ("job", "shop-2", "Hi")
+    assert (item["channel"], item["partner"]) == ("job", "shop-2")
     assert item["sent_by"] == token_label(TOKEN_A)  # the token's fingerprint, not the token
+    assert item["text"].startswith("Hi " + BASE_URL)  # its link shortened
     assert item["status_description"]
     code, page = world.client.request("GET", "/v1/messages?ref_id=r0")
     assert [m["ref_id"] for m in page["messages"]] == ["r0"]
@@ -267,6 +284,9 @@ def test_campaign_groups_jobs_and_its_report_aggregates_them(world: World) -> No
     report = world.report(type="job", format="json", campaign=campaign["id"])
     body = json.loads(world.file(report))
     assert body["counts"] == {"delivered": 5, "undelivered": 3}
+    # Clicks add up over the campaign's jobs (only the spring one has links).
+    assert body["links"] == {"messages_with_links": 6, "clicked": 1, "clicks": 3,
+                             "ctr": 0.1667}
     jobs = world.report(type="jobs", format="csv", campaign=campaign["id"])
     rows = list(csv.DictReader(io.StringIO(world.file(jobs).decode())))
     assert sorted(r["name"] for r in rows) == ["Spring sale", "Summer sale"]
@@ -312,7 +332,8 @@ def test_reports_are_per_account(world: World) -> None:
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"type": "weekly", "format": "csv", "period": "today"}, "type"),
-    ({"type": "inbound", "format": "csv", "period": "today"}, "type"),
+    ({"type": "poll", "format": "csv"}, "poll"),
+    ({"type": "inbound", "format": "csv", "period": "today", "number": "x"}, "number"),
     ({"type": "daily", "format": "xml", "period": "today"}, "format"),
     ({"type": "daily", "format": "csv"}, "period"),
     ({"type": "daily", "format": "csv", "period": "fortnight"}, "period"),

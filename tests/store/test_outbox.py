@@ -9,14 +9,16 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from smppd.callbacks import queries as cq
 from smppd.config import InboundNumber
 from smppd.ids import new_id
 from smppd.inbound.pool import Pool
+from smppd.reports import queries as rq
 from smppd.store import operations as ops
 from smppd.store import outbox
+from smppd.store import schema as t
 from smppd.store.batch import BatchContext
 from smppd.store.callback_operations import (
     ClickSeen,
@@ -280,9 +282,10 @@ def test_clicks_first_then_repeat_and_unknown_codes(store: Store) -> None:
     with store.engine.connect() as conn:
         clicks = conn.execute(text("SELECT code, is_repeat, agent FROM link_clicks ORDER BY id"
                                    )).all()
-        stats = cq.link_stats(conn, store.accounts["acme"], [job_id])
-        clicked = cq.clicked_messages(conn, [r.message_id for r in rows])
-        assert cq.link_stats(conn, store.accounts["other"], [job_id])["clicks"] == 0
+        stats = rq.links_of_jobs(conn, store.accounts["acme"], [job_id])
+        clicked = {message_id for message_id, flag in conn.execute(
+            select(t.messages.c.id, rq.clicked_column())) if flag}
+        assert rq.links_of_jobs(conn, store.accounts["other"], [job_id])["clicks"] == 0
     assert [(code, bool(repeat), agent) for code, repeat, agent in clicks] == [
         ("C00000000", False, "mobile"), ("C00000000", True, "mobile"),
         ("C00000001", False, "bot"), ("C00000000", True, "desktop")]
