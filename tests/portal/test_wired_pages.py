@@ -123,3 +123,19 @@ def test_pages_show_and_read_times_in_the_accounts_zone(start_daemon: Any) -> No
     console = PageClient(running.daemon.http_port)
     console.login("root", area="ops")
     assert "times in UTC" in console.get("/ops/").text
+
+
+def test_a_jobs_page_shows_its_short_links_clicks(start_daemon: Any) -> None:
+    running = start_portal(start_daemon, links={"listen": "127.0.0.1:0",
+                                                "base_url": "https://s.example/"})
+    api = Client(running.daemon.http_port, TOKEN_A)
+    status, job = api.request("POST", "/v1/jobs", {
+        "name": "Sale", "from": "Acme", "text": "See https://shop.example/sale",
+        "recipients": ["+48500100401", "+48500100402"], "shorten_links": True})
+    assert status == 201, job
+    client = PageClient(running.daemon.http_port)
+    client.login("ann")
+    page = until(lambda: (lambda p: p if "messages clicked" in p.text else None)(
+        client.get(f"/portal/jobs/{job['id']}")), what="the job page with its links")
+    assert "0 of 2 messages clicked (0 clicks)" in page.text
+    assert "click-through rate 0" in page.text

@@ -28,7 +28,7 @@ def fields(page: Page, with_period: bool = True) -> dict[str, Any]:
     for name in ("name", "job", "poll"):
         if page.field(name):
             data[name] = page.field(name)
-    for name in ("include_content", "include_jobs"):
+    for name in ("include_content", "include_jobs", "include_contacts"):
         data[name] = page.field(name) == "on"
     emails = [e.strip() for e in page.field("email").replace(";", ",").split(",") if e.strip()]
     if emails:
