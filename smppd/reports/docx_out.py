@@ -12,9 +12,8 @@ from docx import Document as WordDocument
 from docx.enum.section import WD_ORIENT
 from docx.shared import Mm, Pt
 
+from .cells import NOT_PRINTED, Progress, printed_rows
 from .documents import PRINTED_ROWS, Document
-from .pdf_out import NOT_PRINTED, printed_rows
-from .render import Progress
 
 
 def write_docx(doc: Document, path: Path, progress: Progress) -> int:

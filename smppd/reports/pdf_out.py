@@ -31,8 +31,8 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Table, TableStyle
 
+from .cells import NOT_PRINTED, Progress, printed_rows
 from .documents import PRINTED_ROWS, Document
-from .render import Progress, text_value
 
 COLOURS = {"delivered": colors.HexColor("#2E8B57"), "not delivered": colors.HexColor("#C0392B"),
            "pending": colors.HexColor("#E6A23C"), "cancelled": colors.HexColor("#95A5A6"),
@@ -40,7 +40,6 @@ COLOURS = {"delivered": colors.HexColor("#2E8B57"), "not delivered": colors.HexC
 PALETTE = [colors.HexColor(c) for c in ("#2E86C1", "#28B463", "#CB4335", "#F39C12",
                                         "#7D3C98", "#17A589", "#839192", "#D4AC0D")]
 # Columns the printed table leaves out (ids and long texts do not fit a page).
-NOT_PRINTED = {"id", "text", "content", "campaign", "refunded", "created", "finished"}
 _FONT = {"regular": "Helvetica", "bold": "Helvetica-Bold"}
 _FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
                "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -136,35 +135,8 @@ def write_pdf(doc: Document, path: Path, progress: Progress) -> int:
     return count
 
 
-def printed_rows(doc: Document, printed: list[int]) -> tuple[list[list[str]], int]:
-    """The first PRINTED_ROWS rows as printed cells, and how many rows there are (read
-    to the end to count them, unless the document knows its count)."""
-    shown: list[list[str]] = []
-    count = 0
-    for row in doc.rows:
-        if count >= PRINTED_ROWS and doc.row_count is not None:
-            return shown, doc.row_count
-        count += 1
-        if count <= PRINTED_ROWS:
-            shown.append([_cell(row[i]) for i in printed])
-    return shown, count
-
-
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, datetime):
-        return f"{value:%Y-%m-%d %H:%M}"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    value = text_value(value)
-    return "" if value is None else str(value)[:40]
 
 
 WIDTH = A4[0] - 36 * mm  # between the margins

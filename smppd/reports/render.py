@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import XMLGenerator
 
+from .cells import PROGRESS_EVERY, Progress
 from .documents import Document
 
-PROGRESS_EVERY = 10_000
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json",
@@ -27,15 +27,6 @@ CONTENT_TYPES = {
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "xml": "application/xml",
 }
-Progress = Callable[[int], None]
-
-
-def text_value(value: Any) -> Any:
-    if isinstance(value, datetime | time):
-        return value.isoformat(timespec="seconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 def _as_text(doc: Document, bools: bool = False) -> Callable[[Sequence[Any]], Sequence[Any]]:

@@ -11,8 +11,8 @@ from typing import Any
 
 import xlsxwriter
 
+from .cells import PROGRESS_EVERY, Progress
 from .documents import Document
-from .render import PROGRESS_EVERY, Progress
 
 MAX_ROWS = 1_048_575  # Excel's limit, less the header
 _WIDTHS = {"id": 34, "created": 20, "started": 20, "finished": 20, "text": 40, "content": 40,
