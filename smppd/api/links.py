@@ -1,11 +1,13 @@
 """The short-link listener (`links.listen`): `GET /<code>` answers 302 to the link's
-URL once the click is committed, or a plain 404 page for a code that names no link.
+URL, or a plain 404 page for a code that names no link.
 
-The click is a writer operation that also looks the code up, so a click costs no
-read of its own and no statement of its own: the writer takes the clicks that came
-in while it committed the previous batch, finds their links in one query and records
-them all in two statements (see smppd.store.links). The browser waits for that
-commit, which is the same group commit every message waits for.
+Built to answer thousands of redirects a second on one reactor thread: the answer
+for a code (its Location made once: `target_uri`) comes from a bounded cache, the
+codes it misses are looked up a batch at a time on the read pool
+(smppd.callbacks.targets), and the click is queued for the writer without holding
+the 302 (smppd.callbacks.clicks): a cached code is answered without a Deferred, a
+thread or a query. Clicks still go through the one writer, which decides first or
+repeat (smppd.store.links).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from urllib.parse import urlsplit
 from twisted.internet import defer
 
 from ..callbacks.agents import CLASSES, AgentClasses
+from ..callbacks.clicks import ClickQueue
 from ..callbacks.delivery import target_uri
 from ..callbacks.metrics import CallbackMetrics
-from ..store.callback_operations import ClickSeen
+from ..callbacks.targets import Busy, LinkTargets
 from ..store.links import CODE
 from .server import HttpFactory, HttpLimits, HttpRequest, HttpResponse
 
@@ -36,13 +39,14 @@ _NO_CACHE = [(b"Cache-Control", b"no-store"), (b"Referrer-Policy", b"no-referrer
 
 
 class LinkServer:
-    def __init__(self, reactor: Any, put: Any, metrics: CallbackMetrics, base_url: str,
-                 agents: AgentClasses) -> None:
+    def __init__(self, reactor: Any, read: Any, put: Any, metrics: CallbackMetrics,
+                 base_url: str, agents: AgentClasses) -> None:
         self.reactor = reactor
-        self.put = put
         self.metrics = metrics
         self.prefix = urlsplit(base_url).path or "/"
         self.agents = agents
+        self.targets: LinkTargets[HttpResponse] = LinkTargets(reactor, read, redirect)
+        self.clicks = ClickQueue(reactor, put, metrics.unrecorded)
         self.found = metrics.redirects.labels("found")
         self.unknown = metrics.redirects.labels("unknown")
         self.by_agent = {kind: metrics.clicks.labels(kind) for kind in CLASSES}
@@ -53,6 +57,10 @@ class LinkServer:
         return HttpFactory(self.handle, replace(limits, max_body=1024, max_job_body=1024),
                            self.reactor)
 
+    def stop(self) -> defer.Deferred[Any]:
+        """The clicks answered so far handed to the writer and written."""
+        return self.clicks.stop()
+
     def handle(self, request: HttpRequest) -> HttpResponse | defer.Deferred[HttpResponse]:
         if request.method not in (b"GET", b"HEAD"):
             return HttpResponse(405, b"use GET\n", b"text/plain", [(b"Allow", b"GET, HEAD")])
@@ -60,30 +68,44 @@ class LinkServer:
         code = path[len(self.prefix):] if path.startswith(self.prefix) else ""
         if not CODE.match(code):
             self.unknown.inc()
-            return HttpResponse(404, NOT_FOUND, _HTML, list(_NO_CACHE))
+            return _not_found()
         kind = self.agents.of(request.headers.get(b"user-agent", b""))
         if isinstance(kind, defer.Deferred):
-            return kind.addCallback(self._click, code)
-        return self._click(kind, code)
+            return kind.addCallback(self._resolve, code)
+        return self._resolve(kind, code)
 
-    def _click(self, kind: str, code: str) -> defer.Deferred[HttpResponse]:
-        def answer(url: str | None) -> HttpResponse:
-            if url is None:
-                self.unknown.inc()
-                return HttpResponse(404, NOT_FOUND, _HTML, list(_NO_CACHE))
-            self.found.inc()
-            self.by_agent[kind].inc()
-            try:
-                location = target_uri(url)
-            except Exception:  # stored as the customer wrote it; send it as it is
-                location = url.encode("utf-8")
-            page = (b'<!doctype html><a href="' + escape(url).encode("utf-8") + b'">'
-                    + escape(url).encode("utf-8") + b"</a>")
-            return HttpResponse(302, page, _HTML, [(b"Location", location), *_NO_CACHE])
+    def _resolve(self, kind: str, code: str) -> HttpResponse | defer.Deferred[HttpResponse]:
+        target = self.targets.find(code)
+        if isinstance(target, defer.Deferred):
+            return target.addCallbacks(self._answer, _unavailable, callbackArgs=(code, kind))
+        return self._answer(target, code, kind)
 
-        def failed(failure: Any) -> HttpResponse:
-            log.warning("links: click not recorded: %s", failure.getErrorMessage())
-            return HttpResponse(503, UNAVAILABLE, _HTML, [(b"Retry-After", b"5"), *_NO_CACHE])
+    def _answer(self, target: HttpResponse | None, code: str, kind: str) -> HttpResponse:
+        if target is None:
+            self.unknown.inc()
+            return _not_found()
+        self.found.inc()
+        self.by_agent[kind].inc()
+        self.clicks.add(code, self.reactor.seconds(), kind)
+        return target  # shared by every click on this code: the server only reads it
 
-        return self.put(ClickSeen(code, self.reactor.seconds(), kind)).addCallbacks(
-            answer, failed)
+
+def redirect(url: str) -> HttpResponse:
+    """The 302 for a link, made once per code and kept in the cache."""
+    try:
+        location = target_uri(url)
+    except Exception:  # stored as the customer wrote it; send it as it is
+        location = url.encode("utf-8")
+    page = (b'<!doctype html><a href="' + escape(url).encode("utf-8") + b'">'
+            + escape(url).encode("utf-8") + b"</a>")
+    return HttpResponse(302, page, _HTML, [(b"Location", location), *_NO_CACHE])
+
+
+def _not_found() -> HttpResponse:
+    return HttpResponse(404, NOT_FOUND, _HTML, list(_NO_CACHE))
+
+
+def _unavailable(failure: Any) -> HttpResponse:
+    if not failure.check(Busy):
+        log.warning("links: cannot look a code up: %s", failure.getErrorMessage())
+    return HttpResponse(503, UNAVAILABLE, _HTML, [(b"Retry-After", b"5"), *_NO_CACHE])

@@ -35,6 +35,10 @@ class CallbackMetrics:
                                  ["result"], registry=registry)
         self.clicks = Counter("smppd_link_clicks_total", "Short-link clicks by agent class",
                               ["agent"], registry=registry)
+        self.unrecorded = Counter("smppd_link_clicks_unrecorded_total",
+                                  "Short-link clicks answered but not recorded (the click "
+                                  "queue was full, or the store refused a batch)",
+                                  registry=registry)
         self.depth: list[tuple[str, int, float]] = []  # (account, pending, oldest at)
         self._children: dict[str, Any] = {}
         registry.register(_OutboxCollector(self))

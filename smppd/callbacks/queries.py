@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, func, select, text
 
 from ..store import outbox
 from ..store import schema as t
+from ..store.sql import chunks
 from .endpoints import Endpoint
 from .payload import body, iso, message_data
 
@@ -209,6 +210,18 @@ def outbox_depth(conn: Connection) -> list[tuple[int, int, float]]:
 
 
 # Links of a message ----------------------------------------------------------------
+
+def link_urls(conn: Connection, codes: Sequence[str]) -> dict[str, str]:
+    """code -> URL for those of `codes` that name a link: the links listener's lookup
+    of the codes its cache did not have, a batch at a time."""
+    links = t.links.c
+    found: dict[str, str] = {}
+    for chunk in chunks(list(codes)):
+        for code, url in conn.execute(select(links.code, links.url).where(
+                links.code.in_(chunk))):
+            found[code] = url
+    return found
+
 
 def message_links(conn: Connection, message_id: str) -> list[dict[str, Any]]:
     links = t.links.c

@@ -135,7 +135,7 @@ class Daemon:
             reactor, self._read, self.writer.put, settings.callbacks, self.callback_metrics,
             lambda: {a.id: a.name for a in self.accounts.values()})
         self.agents = AgentClasses(reactor)
-        self.links = LinkServer(reactor, self.writer.put, self.callback_metrics,
+        self.links = LinkServer(reactor, self._read, self.writer.put, self.callback_metrics,
                                 links.base_url, self.agents) if links else None
         self.links_port: Any = None
         self.portal: Any = None  # issue 15: /portal/ and /ops/ pages
@@ -495,6 +495,8 @@ class Daemon:
         yield self._in_thread(self.reports.join)  # issue 10
         yield self.callbacks.stop()  # its last results go through the writer
         self.agents.stop()
+        if self.links is not None:
+            yield self.links.stop()  # the clicks answered, to the writer
         yield self._in_thread(self.writer.stop)
         if self.ops_port is not None:  # scrapes go on while draining
             yield self.ops_port.stopListening()

@@ -41,7 +41,7 @@ from . import (
 from . import inbound_ops as iops
 from . import operations as ops
 from .cache import CACHE_LIMIT, InProgress
-from .callback_operations import ClickSeen
+from .callback_operations import ClickSeen, ClicksSeen
 from .rollups import RollupDeltas
 from .sql import Runner, utc
 
@@ -110,7 +110,7 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     ((ops.InboundComplete,), inbound.complete),
     ((iops.ForwardDone,), forwards.done),
     *outbox.PHASES[3:],  # callback attempts (issue 12)
-    ((ClickSeen,), links.clicks),  # issue 12
+    ((ClickSeen, ClicksSeen), links.clicks),  # issue 12
     (portal.KINDS, portal.apply),  # users and sessions (issue 15), in their own order
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)

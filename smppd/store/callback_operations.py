@@ -96,6 +96,16 @@ class ClickSeen:
     retry: ClassVar[bool] = False  # the browser waits: better a 503 now than a hang
 
 
+@dataclass(frozen=True, slots=True)
+class ClicksSeen:
+    """Clicks the links listener already answered (it knows their codes from its
+    cache): (code, at, agent) each, recorded as ClickSeen records one. Result: how
+    many were recorded (a code that names no link is skipped)."""
+
+    clicks: tuple[tuple[str, float, str], ...]
+    retry: ClassVar[bool] = True  # nobody waits: held through a stall, not refused
+
+
 class TooManyEndpoints(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"an account has at most {limit} callback endpoints")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from . import schema as t
-from .callback_operations import ClickSeen
+from .callback_operations import ClickSeen, ClicksSeen
 from .operations import Accept
 from .sql import BulkInsert, BulkUpdate, chunks, utc
 
@@ -115,11 +115,18 @@ def _recode(op: Accept, taken: set[str], make_code: Callable[[], str]) -> Accept
 
 
 def clicks(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:
-    """Result per click: the URL to redirect to, or None for an unknown code."""
-    items = by_kind[ClickSeen]
+    """Result per ClickSeen: the URL to redirect to, or None for an unknown code; per
+    ClicksSeen: how many of its clicks were recorded. In the order they came, so the
+    first click of a code is the first put."""
+    seen: list[tuple[int, Any, str, float, str]] = [
+        (index, op, op.code, op.at, op.agent) for index, op in by_kind.get(ClickSeen, ())]
+    for index, op in by_kind.get(ClicksSeen, ()):
+        ctx.results[index] = 0
+        seen.extend((index, op, code, at, agent) for code, at, agent in op.clicks)
+    seen.sort(key=lambda item: item[0])  # stable: a batch's clicks keep their order
     l = t.links.c  # noqa: E741
     found: dict[str, Any] = {}
-    for chunk in chunks(list({op.code for _, op in items})):
+    for chunk in chunks(list({code for _, _, code, _, _ in seen})):
         for row in ctx.conn.execute(select(l.code, l.url, l.message_id, l.account_id, l.job_id,
                                            l.first_click_at).where(l.code.in_(chunk))):
             found[row.code] = row
@@ -127,18 +134,23 @@ def clicks(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> Non
     counts: dict[str, int] = defaultdict(int)
     first_at: dict[str, Any] = {}
     rows = []
-    for index, op in items:
-        link = found.get(op.code)
+    for index, op, code, at, agent in seen:
+        link = found.get(code)
+        single = isinstance(op, ClickSeen)
         if link is None:
-            ctx.results[index] = None
+            if single:
+                ctx.results[index] = None
             continue
-        repeat = link.first_click_at is not None or op.code in counts
-        at = ts(utc(op.at))
-        counts[op.code] += 1
-        first_at.setdefault(op.code, at)
-        rows.append((op.code, link.message_id, link.account_id, link.job_id, at, op.agent,
+        repeat = link.first_click_at is not None or code in counts
+        stamp = ts(utc(at))
+        counts[code] += 1
+        first_at.setdefault(code, stamp)
+        rows.append((code, link.message_id, link.account_id, link.job_id, stamp, agent,
                      repeat))
-        ctx.results[index] = link.url
+        if single:
+            ctx.results[index] = link.url
+        else:
+            ctx.results[index] += 1
     ctx.sql.run(ctx.conn, INSERT_CLICK, rows)
     ctx.sql.run(ctx.conn, LINK_CLICKED, [(code, count, first_at[code])
                                          for code, count in counts.items()])

@@ -22,6 +22,7 @@ from smppd.store import schema as t
 from smppd.store.batch import BatchContext
 from smppd.store.callback_operations import (
     ClickSeen,
+    ClicksSeen,
     CreateEndpoint,
     DeleteEndpoint,
     DeliveryResults,
@@ -292,6 +293,33 @@ def test_clicks_first_then_repeat_and_unknown_codes(store: Store) -> None:
     # The robot's visit is a click, not a person's: CTR counts one message of four.
     assert stats == {"messages_with_links": 4, "clicked": 1, "clicks": 4, "ctr": 0.25}
     assert clicked == {rows[0].message_id}
+
+
+def test_clicks_answered_before_their_commit_are_recorded_in_order(store: Store) -> None:
+    """The links listener's batch (ClicksSeen): first then repeats in the order the
+    clicks came, a single ClickSeen in the same batch taking its turn, an unknown
+    code skipped; the result is how many were recorded."""
+    job_id = new_id()
+    rows = tuple(_with_text(accept(store, job_id=job_id, links=((f"D{i:08d}", "https://x.example/"),)),
+                            f"go https://s.example/D{i:08d}") for i in range(2))
+    store.apply(ops.CreateJob(store.accounts["acme"], job_id, "j", "Acme", "t", None, None,
+                              rows, time.time()))
+    now = time.time()
+    results = store.apply(
+        ClicksSeen((("D00000001", now, "desktop"), ("nosuchcod", now, "mobile"),
+                    ("D00000000", now, "mobile"))),
+        ClickSeen("D00000000", now, "bot"),
+        ClicksSeen((("D00000000", now + 1, "tablet"), ("D00000001", now + 1, "mobile"))))
+    assert results == [2, "https://x.example/", 2]
+    with store.engine.connect() as conn:
+        clicks = conn.execute(text("SELECT code, is_repeat, agent FROM link_clicks ORDER BY id"
+                                   )).all()
+        counts = dict(conn.execute(text("SELECT code, clicks FROM links")).all())
+    assert [(code, bool(repeat), agent) for code, repeat, agent in clicks] == [
+        ("D00000001", False, "desktop"), ("D00000000", False, "mobile"),
+        ("D00000000", True, "bot"), ("D00000000", True, "tablet"),
+        ("D00000001", True, "mobile")]
+    assert counts == {"D00000000": 3, "D00000001": 2}
 
 
 def _with_text(op: ops.Accept, text_: str) -> ops.Accept:
