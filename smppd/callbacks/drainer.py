@@ -155,17 +155,28 @@ class Drainer:
         else:
             now = self.reactor.seconds()
             limit = min(PAGE, MAX_HELD - len(self.held))
-            d = self.read(queries.new_events, self.cursor, self._excluded(now),
-                          limit).addCallback(self._loaded_new, limit)
+            excluded = self._excluded(now)
+            d = self.read(queries.new_events, self.cursor, excluded,
+                          limit).addCallback(self._loaded_new, limit, excluded)
         d.addErrback(self._read_failed).addBoth(self._read_done)
 
     def _started(self, cursor: int) -> None:
         self.cursor = cursor
         self._read_soon()
 
-    def _loaded_new(self, result: tuple[list[Event], int], limit: int) -> None:
+    def _loaded_new(self, result: tuple[list[Event], int], limit: int,
+                    excluded: list[str]) -> None:
         events, cursor = result
         self.cursor = max(self.cursor or 0, cursor)
+        for key in excluded:
+            # This read passed over the target's new events. If the target caught up
+            # meanwhile (its own read ended before this one; or it was forgotten as
+            # idle), it believes itself level with a cursor that has moved on since:
+            # it must read its own events again, or they wait for the 30 s sweep.
+            target = self._target(key)
+            if not (target.missed_new or target.missed_due or target.reading):
+                target.missed_new = True
+                self._pump(target)
         self._take(events)
         if len(events) >= limit:
             self._read_soon()
@@ -242,9 +253,20 @@ class Drainer:
         def read(result: tuple[list[Event], int]) -> None:
             events, newest = result
             target.reading = False
+            full = len(events) >= room
+            if after == 0 and full:
+                # A page of what is due, oldest due first: its seqs are not a prefix of
+                # the target's events, so reading on after the newest of them would
+                # pass over the rest (they waited for the 30 s sweep). Read by due time
+                # again, once this page is sent.
+                target.missed_due = True
+            elif not full:
+                # Every due event of this target up to `newest` is in memory now: the
+                # next read of its own events starts there.
+                target.last_seq = max(target.last_seq, newest)
             # More to read: a full page, or events written since this read began that
             # the reads by seq passed over.
-            target.missed_new = len(events) >= room or (self.cursor or 0) > newest
+            target.missed_new = full or (self.cursor or 0) > newest
             if self._take(events):
                 # Some are still awaiting their last result's write: read again after it.
                 target.missed_due = True

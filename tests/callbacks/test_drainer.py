@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet import defer, task
 
+from smppd.callbacks import drainer as drainer_module
 from smppd.callbacks.delivery import Outcome
 from smppd.callbacks.drainer import Drainer, DrainSettings
 from smppd.callbacks.queries import Event
@@ -180,3 +181,81 @@ def test_stop_writes_what_was_attempted() -> None:
     done = drainer.stop()
     assert done.called
     assert store.events[1]["state"] == "delivered"
+
+
+def test_retries_behind_a_full_page_of_fresh_events_are_not_passed_over(
+        monkeypatch: Any) -> None:
+    """Found under load (receiver down, sending on): a target's read of what is due
+    is ordered by due time, so a full page of fresh events (due when made) has higher
+    seqs than the retries due after them; reading on after the newest seq of that
+    page passed the retries over, and they waited for the 30 s sweep."""
+    monkeypatch.setattr(drainer_module, "PER_TARGET", 4)
+    clock, store, receivers, drainer = setup()
+    receivers.dead.add("A")
+    drainer.start()
+    run(clock, 1.5)  # past the first sweep: the next is 30 s away
+    for seq in range(1, 4):
+        store.add(seq, "A", clock.seconds())
+    run(clock, 0.5)  # three attempts failed: retries due when the back-off ends (1 s)
+    assert [row["attempts"] for row in store.events.values()] == [1, 1, 1]
+    for seq in range(4, 10):  # fresh events while paused: due at once
+        store.add(seq, "A", clock.seconds())
+    receivers.dead.clear()
+    run(clock, 5.0)
+    assert {seq for seq, row in store.events.items() if row["state"] != "delivered"} == set()
+
+
+class HeldOutbox(Outbox):
+    """Reads answered only when released, from the outbox as it is then (a read on a
+    thread sees what was committed when it runs, not when it was asked for)."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        super().__init__(clock)
+        self.held: list[tuple[Any, tuple[Any, ...], defer.Deferred[Any]]] = []
+
+    def read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.held.append((fn, args, d))
+        return d
+
+    def release(self, name: str) -> None:
+        [found] = [item for item in self.held if item[0].__name__ == name]
+        self.held.remove(found)
+        fn, args, d = found
+        Outbox.read(self, fn, *args).addCallback(d.callback)
+
+    def release_all(self) -> None:
+        while self.held:
+            self.release(self.held[0][0].__name__)
+
+
+def test_a_target_that_caught_up_during_a_read_that_skipped_it_reads_again(
+        monkeypatch: Any) -> None:
+    """A read by seq skipping a target that is behind, and the target's own read
+    answered first: the target believed itself level with the cursor, which the slower
+    read then moved past an event of its that nobody had read."""
+    monkeypatch.setattr(drainer_module, "PER_TARGET", 4)
+    clock = task.Clock()
+    clock.advance(1000)
+    store, receivers = HeldOutbox(clock), Receivers(clock)
+    receivers.latency = 0.5
+    drainer = Drainer(clock, store.read, store.put, receivers.send,
+                      DrainSettings(concurrency=3, retry_initial=1.0, retry_max=8.0))
+    for seq in range(1, 9):
+        store.add(seq, "A", clock.seconds())
+    drainer.start()
+    store.release("first_pending")
+    run(clock, 0.03)
+    store.release("new_events")  # 8 events: 3 sent, 5 queued (behind: more than 4)
+    run(clock, 0.3)  # the next read by seq skips A...
+    assert [item[0].__name__ for item in store.held] == ["new_events"]
+    store.add(9, "A", clock.seconds())
+    run(clock, 1.2)  # ...answers come, A's queue runs low: it reads its own events
+    assert "target_events" in [item[0].__name__ for item in store.held]
+    store.release("target_events")  # sees 9
+    store.add(10, "A", clock.seconds())
+    store.release("new_events")  # skipped A, and moved the cursor past 10
+    for _ in range(500):
+        clock.advance(0.01)
+        store.release_all()
+    assert {seq for seq, row in store.events.items() if row["state"] != "delivered"} == set()
