@@ -1,5 +1,5 @@
-"""One delivery attempt: a signed JSON POST with Twisted's Agent over a persistent
-connection pool (connections are reused per host, up to the per-endpoint
+"""One delivery attempt: a signed JSON POST over a keep-alive connection of the pool
+in client.py (connections are reused per origin, up to the per-endpoint
 concurrency), https verified against the system's CAs or the configured one.
 
 Any 2xx is delivered; everything else (another status, a refused or dropped
@@ -16,18 +16,13 @@ from functools import lru_cache
 from typing import Any
 
 import hyperlink
-from twisted.internet import defer, error, protocol
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet import defer, error
 from twisted.internet.ssl import Certificate
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
-from zope.interface import implementer
+from twisted.web.client import BrowserLikePolicyForHTTPS
 
 from . import signing
+from .client import Pool, target_of
 from .queries import Event
-
-ERROR_BODY_BYTES = 200  # of a refusal's body kept in last_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,52 +32,6 @@ class Outcome:
     status: int | None = None
     error: str | None = None
     seconds: float = 0.0
-
-
-@implementer(IBodyProducer)
-class _Bytes:
-    """The whole body at once: events are small and already in memory."""
-
-    def __init__(self, data: bytes) -> None:
-        self.body = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
-        consumer.write(self.body)
-        return defer.succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-class _Head(protocol.Protocol):
-    """Reads a response body to its end (so the connection goes back to the pool),
-    keeping only its first bytes."""
-
-    def __init__(self, done: defer.Deferred[bytes]) -> None:
-        self.done = done
-        self.kept = b""
-
-    def dataReceived(self, data: bytes) -> None:
-        if len(self.kept) < ERROR_BODY_BYTES:
-            self.kept += data[:ERROR_BODY_BYTES - len(self.kept)]
-
-    def connectionLost(self, reason: Any = None) -> None:
-        if not self.done.called:  # not cancelled by the timeout meanwhile
-            self.done.callback(self.kept)
-
-    def cancel(self, _: Any) -> None:
-        """The attempt timed out while the body was coming: stop reading it."""
-        abort = getattr(self.transport, "loseConnection", None) or getattr(
-            self.transport, "stopProducing", None)
-        if abort is not None:
-            abort()
 
 
 # A URL that is already what hyperlink would make of it but for the host's case:
@@ -108,33 +57,6 @@ def target_uri(url: str) -> bytes:
     return hyperlink.URL.from_text(url).to_uri().to_text().encode("ascii")
 
 
-@implementer(IAgentEndpointFactory)
-class _Endpoints:
-    """What Agent's own factory makes (HostnameEndpoint, TLS by the policy), made once
-    per scheme, host and port instead of once per request: it showed in the profile
-    at a few thousand deliveries a second."""
-
-    def __init__(self, reactor: Any, policy: Any, timeout: float) -> None:
-        self.reactor = reactor
-        self.policy = policy
-        self.timeout = timeout
-        self.cache: dict[tuple[bytes, bytes, int], Any] = {}
-
-    def endpointForURI(self, uri: Any) -> Any:
-        key = (uri.scheme, uri.host, uri.port)
-        endpoint = self.cache.get(key)
-        if endpoint is None:
-            if len(self.cache) >= 4096:
-                self.cache.clear()
-            endpoint = HostnameEndpoint(self.reactor, uri.host.decode("ascii"), uri.port,
-                                        timeout=self.timeout)
-            if uri.scheme == b"https":
-                endpoint = wrapClientTLS(self.policy.creatorForNetloc(uri.host, uri.port),
-                                         endpoint)
-            self.cache[key] = endpoint
-        return endpoint
-
-
 def _describe(failure: Any, timeout: float) -> tuple[str, str]:
     value = failure.value
     if failure.check(defer.CancelledError, defer.TimeoutError, error.TimeoutError):
@@ -145,12 +67,8 @@ def _describe(failure: Any, timeout: float) -> tuple[str, str]:
         return "connect_error", "connection refused"
     if failure.check(error.ConnectError):
         return "connect_error", f"cannot connect: {value}"
-    reasons = getattr(value, "reasons", None) or []
-    if any(reason.check(defer.CancelledError, defer.TimeoutError) for reason in reasons):
-        return "timeout", f"no answer within {timeout:g} s"  # cancelled by the timeout
-    text = "; ".join(str(reason.value) for reason in reasons) or str(value)
-    if any("SSL" in type(reason.value).__module__ or "certificate" in str(reason.value)
-           for reason in reasons):
+    text = str(value) or type(value).__name__
+    if "SSL" in type(value).__module__ or "certificate" in text:
         return "tls_error", f"TLS: {text}"[:250]
     return "connection_error", f"connection failed: {text}"[:250]
 
@@ -160,16 +78,12 @@ class Sender:
                  ca_file: str | None = None) -> None:
         self.reactor = reactor
         self.timeout = timeout
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.pool.maxPersistentPerHost = concurrency
-        self.pool.retryAutomatically = False  # a POST is never re-sent behind our back
         trust = None
         if ca_file is not None:
             with open(ca_file, "rb") as pem:
                 trust = Certificate.loadPEM(pem.read())
-        policy = BrowserLikePolicyForHTTPS(trustRoot=trust)
-        self.agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor, policy, timeout),
-                                                pool=self.pool)
+        self.pool = Pool(reactor, BrowserLikePolicyForHTTPS(trustRoot=trust), timeout,
+                         concurrency)
 
     def send(self, event: Event) -> defer.Deferred[Outcome]:
         """Never fails: every way an attempt can end is an Outcome."""
@@ -178,16 +92,20 @@ class Sender:
             return defer.succeed(Outcome(False, "no_target", error="no URL or key for "
                                                                    "this event"))
         try:
-            uri = target_uri(event.url)
+            target = target_of(target_uri(event.url))
         except Exception as exc:  # a URL that slipped past the API's check
             return defer.succeed(Outcome(False, "bad_url", error=f"bad URL: {exc}"))
         signed = signing.headers(event.secret, event.id, int(time.time()), event.body)
-        headers = Headers({b"content-type": [b"application/json"],
-                           b"user-agent": [b"smppd-callbacks/1"]})
-        for name, value in signed.items():
-            headers.setRawHeaders(name.encode(), [value.encode()])
-        d = self.agent.request(b"POST", uri, headers, _Bytes(event.body.encode()))
-        d.addCallback(self._read)
+        body = event.body.encode()
+        data = b"".join((
+            b"POST ", target.path, b" HTTP/1.1\r\nHost: ", target.host,
+            b"\r\nContent-Type: application/json\r\nUser-Agent: smppd-callbacks/1\r\n"
+            b"Content-Length: ", str(len(body)).encode(),
+            b"\r\nwebhook-id: ", signed["webhook-id"].encode(),
+            b"\r\nwebhook-timestamp: ", signed["webhook-timestamp"].encode(),
+            b"\r\nwebhook-signature: ", signed["webhook-signature"].encode(),
+            b"\r\n\r\n", body))
+        d = self.pool.request(target, data)
         d.addTimeout(self.timeout, self.reactor)
 
         def finished(result: tuple[int, bytes]) -> Outcome:
@@ -205,13 +123,6 @@ class Sender:
 
         return d.addCallbacks(finished, failed)
 
-    @staticmethod
-    def _read(response: Any) -> defer.Deferred[tuple[int, bytes]]:
-        head = _Head(defer.Deferred())
-        done: defer.Deferred[bytes] = defer.Deferred(head.cancel)
-        head.done = done
-        response.deliverBody(head)
-        return done.addCallback(lambda kept: (response.code, kept))
-
     def close(self) -> defer.Deferred[Any]:
-        return self.pool.closeCachedConnections()
+        self.pool.close()
+        return defer.succeed(None)
