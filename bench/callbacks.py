@@ -12,12 +12,14 @@ daemon:
    message: submitted and delivered), `--count` messages; deliveries/s are counted
    at the receiver while the sending runs and until the outbox is empty;
 3. receiver down: it is stopped, the same account sends for `--down` seconds, then
-   the receiver comes back; every event id the outbox holds must arrive, exactly
-   once after deduplication, and the sending rate is compared with phase 1.
+   the receiver comes back while the sending goes on for `--after` seconds: the
+   deliveries/s then are the backlog and the new events together, at full sending
+   rate; every event id the outbox holds must arrive, exactly once after
+   deduplication, and the sending rates (down, back) are compared with phase 1.
 
 Prints figures; asserts nothing.
 
-    python bench/callbacks.py [--count 20000] [--down 60] [--concurrency 20]
+    python bench/callbacks.py [--count 20000] [--down 60] [--after 30] [--concurrency 20]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -147,11 +150,58 @@ def received(ids_file: Path) -> list[str]:
     return [line for line in ids_file.read_text().splitlines() if line]
 
 
-def wait_settled(db: Path, timeout: float = 600) -> None:
+class Sampler(threading.Thread):
+    """Counts what the receiver got and what the outbox holds, every half second."""
+
+    def __init__(self, ids_file: Path, db: Path) -> None:
+        super().__init__(daemon=True)
+        self.ids_file, self.db = ids_file, db
+        self.samples: list[tuple[float, int, int]] = []  # (time, received, pending)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            got = self.ids_file.read_bytes().count(b"\n") if self.ids_file.exists() else 0
+            pending = db_count(self.db, "SELECT count(*) FROM callback_events WHERE "
+                                        "state = 'pending'")
+            self.samples.append((time.perf_counter(), got, pending))
+            self.done.wait(0.5)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(10)
+
+    def delivered(self) -> int:
+        return self.samples[-1][1] - self.samples[0][1] if self.samples else 0
+
+    def best_rate(self, window: float = 5.0) -> tuple[float, float]:
+        best = 0.0
+        for i, (t0, got0, _) in enumerate(self.samples):
+            for t1, got1, _ in self.samples[i + 1:]:
+                if t1 - t0 >= window:
+                    best = max(best, (got1 - got0) / (t1 - t0))
+                    break
+        return best, window
+
+    def backlog_gone(self) -> str:
+        """When the pending events first fell to what the sending keeps in flight."""
+        if not self.samples:
+            return "not sampled"
+        start = self.samples[0][0]
+        for at, _, pending in self.samples:
+            if pending < 1000:
+                return f"down to {pending} pending after {at - start:.1f} s"
+        return f"still {self.samples[-1][2]} pending when the sending stopped"
+
+
+def wait_settled(db: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while db_count(db, "SELECT count(*) FROM messages WHERE status IN ('queued', "
-                       "'submitted')") and time.monotonic() < deadline:
+    sql = "SELECT count(*) FROM messages WHERE status IN ('queued', 'submitted')"
+    while db_count(db, sql) and time.monotonic() < deadline:
         time.sleep(0.1)
+    if left := db_count(db, sql):  # e.g. receipts refused in a store stall: say so
+        print(f"   ({left} messages still without a final status after {timeout:.0f} s; "
+              f"see daemon.log)")
 
 
 def wait_drained(db: Path, timeout: float = 900) -> float:
@@ -175,6 +225,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--down", type=float, default=60.0,
                         help="seconds the receiver is down while sending (phase 3)")
+    parser.add_argument("--after", type=float, default=30.0,
+                        help="seconds the sending goes on once the receiver is back")
     parser.add_argument("--concurrency", type=int, default=20,
                         help="callbacks.concurrency: requests at once per endpoint")
     parser.add_argument("--py-spy", metavar="FILE",
@@ -251,17 +303,27 @@ def main() -> None:
               f"callbacks' share {extra / max(total, 1) * 1000:.3f} s per 1,000 deliveries "
               f"(= {max(total, 1) / max(extra, 0.001):.0f} deliveries per CPU second)")
 
-        # 3. The receiver down while sending, then back.
+        # 3. The receiver down while sending, then back while the sending goes on.
         receiver.terminate()
         receiver.wait(10)
         before_events = db_count(db, "SELECT count(*) FROM callback_events")
         sent, took = asyncio.run(post(http_port, HOOKED, None, args.down))
-        wait_settled(db)
         held = db_count(db, "SELECT count(*) FROM callback_events WHERE state = 'pending'")
         print(f"3. receiver down:  {sent} messages accepted in {took:.0f} s at "
               f"{sent / took:.0f} msg/s ({sent / took / baseline:.0%} of phase 1); "
-              f"{held} events waiting in the outbox")
+              f"{held} events waiting in the outbox when it comes back")
         receiver = start_receiver(receiver_port, ids_file)
+        sampler = Sampler(ids_file, db)
+        sampler.start()
+        sent, took = asyncio.run(post(http_port, HOOKED, None, args.after))
+        sampler.stop()
+        rate, window = sampler.best_rate()
+        print(f"   receiver back:  {sent} messages accepted in the next {took:.0f} s at "
+              f"{sent / took:.0f} msg/s ({sent / took / baseline:.0%} of phase 1); "
+              f"deliveries while sending {sampler.delivered() / took:.0f}/s on average, "
+              f"{rate:.0f}/s over the best {window:.0f} s; backlog "
+              f"{sampler.backlog_gone()}")
+        wait_settled(db)
         drain = wait_drained(db)
         expected = {row[0] for row in sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute(
             "SELECT id FROM callback_events")}
@@ -269,12 +331,13 @@ def main() -> None:
             "SELECT state, count(*) FROM callback_events GROUP BY state").fetchall())
         got = received(ids_file)
         unique = set(got)
-        print(f"   receiver back:  outbox empty after {drain:.1f} s "
-              f"({(len(expected) - before_events) / max(drain, 0.001):.0f} deliveries/s); "
-              f"events {len(expected)}, states {states}")
+        print(f"   outbox empty {drain:.1f} s after the sending stopped; "
+              f"{len(expected) - before_events} events in phase 3, {len(expected)} in all, "
+              f"states {states}")
         print(f"   exactly once after dedupe: {unique == expected} (missing "
               f"{len(expected - unique)}, unexpected {len(unique - expected)}, "
               f"{len(got) - len(unique)} duplicate deliveries dropped by event id)")
+        print(f"   load average now {os.getloadavg()[0]:.2f} (2 cores, shared)")
     finally:
         receiver.terminate()
         daemon.terminate()
