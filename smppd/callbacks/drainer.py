@@ -139,9 +139,11 @@ class Drainer:
             if target.paused_until > now:
                 target.missed_due = True
                 excluded.append(key)
-            elif len(target.queue) >= PER_TARGET or target.missed_new:
-                # Behind: fed by its own reads (in seq order) until it has caught up,
-                # so that no read by seq takes a newer event past an unread one.
+            elif len(target.queue) >= PER_TARGET or target.missed_new or target.missed_due:
+                # Behind (a full queue, or events back in the outbox after a failure):
+                # fed by its own reads (in seq order) until it has caught up, so that
+                # no read by seq takes a newer event past an unread one (its seq mark,
+                # last_seq, would then pass over them).
                 target.missed_new = True
                 excluded.append(key)
         return excluded
@@ -240,7 +242,8 @@ class Drainer:
             return
         idle = not target.queue and not target.in_flight
         if target.missed_due and idle:
-            after = 0  # retries included: everything due, oldest first
+            after = 0  # retries included (they keep their seq): everything due
+            target.last_seq = 0  # the mark starts again with this read's pages
         elif target.missed_new and not target.missed_due and len(target.queue) < PER_TARGET // 2:
             after = target.last_seq
         else:
@@ -254,15 +257,11 @@ class Drainer:
             events, newest = result
             target.reading = False
             full = len(events) >= room
-            if after == 0 and full:
-                # A page of what is due, oldest due first: its seqs are not a prefix of
-                # the target's events, so reading on after the newest of them would
-                # pass over the rest (they waited for the 30 s sweep). Read by due time
-                # again, once this page is sent.
-                target.missed_due = True
-            elif not full:
+            if not full:
                 # Every due event of this target up to `newest` is in memory now: the
-                # next read of its own events starts there.
+                # next read of its own events starts there. (A full page is in seq
+                # order, so it ends where the next starts: at its last seq, which
+                # _take makes last_seq.)
                 target.last_seq = max(target.last_seq, newest)
             # More to read: a full page, or events written since this read began that
             # the reads by seq passed over.

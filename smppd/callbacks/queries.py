@@ -178,16 +178,18 @@ def new_events(conn: Connection, after: int, exclude: Sequence[str],
 
 def target_events(conn: Connection, target: str, now: datetime, limit: int,
                   after: int = 0) -> tuple[list[Event], int]:
-    """One target's pending, due events: those written after `after` in order (when
-    it has room again after a full queue), or all, oldest due first (after its
-    back-off, when its retries are due too); and the newest seq when it began."""
+    """One target's pending, due events written after `after` (0: all, retries
+    included, after its back-off), in seq order; and the newest seq when it began.
+
+    In seq order, not by due time: a page is then every due event of the target up
+    to its last seq, so the next page starts there (by due time, fresh events due
+    at once would come before older retries and a page would not be a prefix); and
+    it is a range of the (target, state, seq) index, where ordering by due time
+    sorted the target's whole backlog for each page (seconds per page, behind an
+    endpoint that was down for a minute while sending went on)."""
     newest = conn.execute(select(func.max(_EV.seq))).scalar() or 0
     query = _select().where(_EV.target == target, _PENDING, _EV.next_at <= now,
-                            _EV.seq <= newest)
-    if after:
-        query = query.where(_EV.seq > after).order_by(_EV.seq)
-    else:
-        query = query.order_by(_EV.next_at, _EV.seq)
+                            _EV.seq <= newest, _EV.seq > after).order_by(_EV.seq)
     return _events(conn.execute(query.limit(limit))), newest
 
 
