@@ -7,20 +7,25 @@ import math
 
 # Float slack: a clock advanced in steps of 0.01 reads 0.09999999999999999 at 0.1.
 _EPSILON = 1e-9
+# Releases a second while paced: few enough that a 100/s contract costs a few timer
+# calls, socket writes and store transactions a second; a quarter of a second's
+# worth of parts back to back is still far gentler than what an SMSC's per-second
+# count allows (Kannel sends a second's worth at once, then sleeps).
+RELEASES_PER_SECOND = 4
 
 
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved up; rate 0 means unlimited.
 
     Paced in releases: once the bucket has run dry, it gives nothing until the next
-    point of a fixed grid of the clock (every `period` = burst / rate seconds: ten a
-    second, aligned to the second, for any rate of 10/s or more), and then all the
+    point of a fixed grid of the clock (every `period` = burst / rate seconds: four a
+    second, aligned to the second, for any rate of 4/s or more), and then all the
     whole tokens accrued since. The rate is the same as handing out one token every
-    1/rate s, but the sender wakes ten times a second instead of `rate` times: at a
-    100/s contract that is 10 timer calls, 10 socket writes and a handful of store
+    1/rate s, but the sender wakes four times a second instead of `rate` times: at a
+    100/s contract that is 4 timer calls, 4 socket writes and about 4 store
     transactions a second, not 100 of each (issue 14: the CPU per message at a
     contract rate). A carrier counting per second still counts the rate: each second
-    holds ten grid points, and a release that comes late keeps what accrued meanwhile
+    holds four grid points, and a release that comes late keeps what accrued meanwhile
     (up to one period's worth) instead of losing it to the cap.
 
     `pause(seconds)` holds every token back for a while: what an SMSC's
@@ -29,7 +34,7 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: float | None = None, now: float = 0.0) -> None:
         self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate / 10)
+        self.burst = burst if burst is not None else max(1.0, rate / RELEASES_PER_SECOND)
         self.tokens = self.burst
         self.updated = now
         self.paused_until = 0.0
@@ -107,7 +112,7 @@ class TokenBucket:
             if now is not None:
                 self.updated = now
         self.rate = rate
-        self.burst = max(1.0, rate / 10)
+        self.burst = max(1.0, rate / RELEASES_PER_SECOND)
         self.tokens = min(self.tokens, self.burst)
         if rate > 0 and (self.dry or self.tokens < 1 - _EPSILON):
             self._run_dry(self.updated if now is None else now)
