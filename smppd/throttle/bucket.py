@@ -19,7 +19,8 @@ class TokenBucket:
 
     Paced in releases: once the bucket has run dry, it gives nothing until the next
     point of a fixed grid of the clock (every `period` = burst / rate seconds: four a
-    second, aligned to the second, for any rate of 4/s or more), and then all the
+    second, at .125, .375, .625 and .875 of each second, for a rate above 4/s;
+    below, one token at a time as it accrues), and then all the
     whole tokens accrued since. The rate is the same as handing out one token every
     1/rate s, but the sender wakes four times a second instead of `rate` times: at a
     100/s contract that is 4 timer calls, 4 socket writes and about 4 store
@@ -86,8 +87,14 @@ class TokenBucket:
         """The next release: the first grid point after now by which a token accrues."""
         self.dry = True
         period = self.period
+        # Half a period off the second: a release a little late or early stays in
+        # its second (on the boundary it would land in either, 75 then 125).
+        offset = period / 2
         ready = now + max(0.0, 1 - self.tokens) / self.rate
-        point = math.ceil(ready / period - _EPSILON) * period
+        if self.burst <= 1:  # one token a release (a rate of a few a second): no grid
+            self.next_release = ready
+            return
+        point = math.ceil((ready - offset) / period - _EPSILON) * period + offset
         if point <= now + _EPSILON:
             point += period
         self.next_release = point

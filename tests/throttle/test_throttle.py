@@ -19,7 +19,7 @@ def test_token_bucket_pause_and_rates() -> None:
     bucket = TokenBucket(4, now=0.0)
     assert bucket.available(0.0) == 1
     bucket.spend(1, 0.0)
-    assert bucket.available(0.0) == 0 and 0.24 < bucket.wait(0.0) <= 0.25
+    assert bucket.available(0.0) == 0 and bucket.wait(0.0) == pytest.approx(0.25)
     bucket.pause(2.0, 0.5)
     assert bucket.available(1.0) == 0 and bucket.wait(1.0) == 1.5
     assert bucket.available(2.6) == 1
@@ -28,18 +28,20 @@ def test_token_bucket_pause_and_rates() -> None:
 
 def test_token_bucket_releases_a_quarter_second_at_once_after_running_dry() -> None:
     """Issue 14: at 100/s the bucket hands out about 25 tokens four times a second on a
-    grid aligned to the second, not one token a hundred times, and still exactly its
-    rate in every second."""
+    grid half a period off the second, not one token a hundred times, and still
+    exactly its rate in every second."""
     bucket = TokenBucket(100, now=0.0)
     assert bucket.period == pytest.approx(0.25) and bucket.available(0.0) == 25
     bucket.spend(25, 0.0)
-    # Partly refilled: nothing before the next grid point.
-    assert bucket.available(0.1) == 0 and bucket.wait(0.1) == pytest.approx(0.15)
-    assert bucket.available(0.25) == 25
-    bucket.spend(3, 0.25)  # not dry: the rest may still be spent one by one
-    assert bucket.available(0.25) == 22 and bucket.wait(0.25) == 0.0
-    bucket.spend(22, 0.25)
-    assert bucket.available(0.4) == 0
+    # Nothing before the next grid point (.125), then what accrued since.
+    assert bucket.available(0.1) == 0 and bucket.wait(0.1) == pytest.approx(0.025)
+    assert bucket.available(0.125) == 12
+    bucket.spend(3, 0.125)  # not dry: the rest may still be spent one by one
+    assert bucket.available(0.125) == 9 and bucket.wait(0.125) == 0.0
+    bucket.spend(9, 0.125)
+    assert bucket.available(0.3) == 0 and bucket.wait(0.3) == pytest.approx(0.075)
+    assert bucket.available(0.375) == 25
+    bucket.spend(25, 0.375)
     # A sender woken only when the bucket says, each time a little late.
     now, wakeups, per_second = 0.5, 0, [0] * 10
     while now < 10.0:
@@ -61,8 +63,8 @@ def test_token_bucket_after_an_idle_spell_saves_only_its_burst() -> None:
 def test_token_bucket_from_unlimited_starts_dry() -> None:
     bucket = TokenBucket(0, now=0.0)
     bucket.set_rate(50, now=3.0)
-    assert bucket.available(3.0) == 0 and bucket.wait(3.0) == pytest.approx(0.25)
-    assert bucket.available(3.25) == 12
+    assert bucket.available(3.0) == 0 and bucket.wait(3.0) == pytest.approx(0.125)
+    assert bucket.available(3.125) == 6
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
