@@ -28,13 +28,15 @@ from .server import HttpRequest, HttpResponse
 from .validation import ApiError
 
 HEADER = "Idempotency-Key"
+# One encoder: json.dumps with separators builds a new JSONEncoder per answer.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 MAX_KEY_LENGTH = 255
 REPLAYED = (b"Idempotent-Replayed", b"true")
 
 
 def json_body(value: Any) -> bytes:
     """The bytes of a JSON answer: one encoder for the answer and for its replay."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def key_of(request: HttpRequest) -> str | None:

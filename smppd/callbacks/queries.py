@@ -168,6 +168,8 @@ def new_events(conn: Connection, after: int, exclude: Sequence[str],
     seq, so only after a restart does this return events whose retry time has not
     come; they are tried then (a restart starts every back-off afresh)."""
     newest = conn.execute(select(func.max(_EV.seq))).scalar() or after
+    if newest <= after:
+        return [], newest  # nothing new: the idle tick costs one indexed max()
     query = _select().where(_EV.seq > after, _EV.seq <= newest, _PENDING).order_by(
         _EV.seq).limit(limit)
     if exclude:

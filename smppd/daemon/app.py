@@ -42,7 +42,7 @@ from ..reports import queries as report_queries
 from ..reports.campaigns import Campaigns
 from ..reports.service import ReportService
 from ..status import Status
-from ..store import database, idempotency, outbox, queries, recovery
+from ..store import database, idempotency, outbox, outcomes, queries, recovery
 from ..store import operations as ops
 from ..store.batch import BatchApplier
 from ..store.links import Recoded
@@ -60,6 +60,13 @@ from .router import Router
 
 log = logging.getLogger("smppd.daemon")
 PENDING_RECEIPT_DAYS = 7
+# After a quiet period, how long the writer waits for the rest of a burst of SMSC
+# outcomes before writing them as one transaction (see smppd.store.writer).
+OUTCOME_LINGER = 0.005
+# ...and only after it waited this long for work: paced sending leaves ~0.2 s gaps
+# (four releases a second), while at full speed a gap this long is rare even when the
+# machine's scheduler holds a thread back for tens of milliseconds.
+OUTCOME_QUIET = 0.1
 
 
 def _router(settings: Settings) -> Router:
@@ -101,7 +108,9 @@ class Daemon:
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
         self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch,
                              stall_timeout=settings.store.stall_timeout,
-                             recovery=recovery.for_engine(self.engine))
+                             recovery=recovery.for_engine(self.engine),
+                             linger=OUTCOME_LINGER, quiet=OUTCOME_QUIET,
+                             linger_kinds=outcomes.KINDS)
         router = _router(settings)
         links = settings.links
         self.intake = Intake(router, Tariff(settings.price_default, settings.price_by_prefix),

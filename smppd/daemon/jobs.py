@@ -12,9 +12,11 @@ reactor for its clock; its tests drive it on a task.Clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC
 from typing import Any, Protocol
 
@@ -166,17 +168,27 @@ class JobManager:
         def put(op: Any) -> Any:
             return blockingCallFromThread(self.reactor, self.put, op)
 
+        # Pipelined (issue 14): a batch is handed to the writer and the next one is
+        # checked and rendered while it commits; its outcome (e.g. the balance ran
+        # out) is taken before the next batch is handed over, so nothing is written
+        # after a failed batch. The writer keeps the order of what it is given.
+        in_flight: list[Future[Any]] = []
+
+        def settle_in_flight() -> None:
+            while in_flight:
+                in_flight.pop(0).result()
+
         extras = job.extras  # issue 12: rows may override ref_id and params
         job_params = params_json(extras.params)
 
         def flush() -> None:
-            put(ops.CreateJob(account.id, job_id, job.name, job.sender, job.template,
-                              job.throughput, job.start_at, tuple(batch), now,
-                              description=job.description, ref_id=extras.ref_id,
-                              params=job_params, partner=extras.partner,
-                              callback_id=extras.callback,
-                              shorten_links=extras.shorten_links, channel=origin[0],
-                              sent_by=origin[1]))
+            settle_in_flight()
+            in_flight.append(self._hand_over(ops.CreateJob(
+                account.id, job_id, job.name, job.sender, job.template, job.throughput,
+                job.start_at, tuple(batch), now, description=job.description,
+                ref_id=extras.ref_id, params=job_params, partner=extras.partner,
+                callback_id=extras.callback, shorten_links=extras.shorten_links,
+                channel=origin[0], sent_by=origin[1])))
             counts["batches"] += 1
             batch.clear()
 
@@ -207,6 +219,7 @@ class JobManager:
                                "recipients")
             if batch:
                 flush()
+            settle_in_flight()
             summary = {"id": job_id, "state": state, "messages": counts["messages"],
                        "points": counts["points"], "rejected_rows": counts["rejected"],
                        "row_errors": errors}
@@ -218,14 +231,27 @@ class JobManager:
                 put(ops.AbortJob(job_id))  # a retry elsewhere made this job first
                 return finished
         except ops.InsufficientBalance as exc:
+            _drain(in_flight)
             put(ops.AbortJob(job_id))
             raise ApiError(402, f"insufficient balance for the job: {exc}; nothing was "
                            "created", "balance") from None
         except BaseException:
+            _drain(in_flight)
             if counts["batches"]:
                 put(ops.AbortJob(job_id))
             raise
         return dict(summary, throughput=job.throughput, start_at=job.start_at)
+
+    def _hand_over(self, op: Any) -> Future[Any]:
+        """From a pool thread: give `op` to the writer without waiting for its commit."""
+        future: Future[Any] = Future()
+
+        def put() -> None:
+            self.put(op).addCallbacks(future.set_result,
+                                      lambda failure: future.set_exception(failure.value))
+
+        self.reactor.callFromThread(put)
+        return future
 
     def _created(self, summary: Any, account: Account) -> Any:
         if isinstance(summary, idempotency.Stored):
@@ -327,3 +353,11 @@ class JobManager:
 
         return self.put(ops.SetJobState(job_id, feeder.account_id, JobState.COMPLETED,
                                         (JobState.RUNNING,))).addCallback(done)
+
+
+def _drain(in_flight: list[Future[Any]]) -> None:
+    """Wait for the batches handed over (their errors are the caller's to report, or
+    already reported): the job is taken back only after they are written."""
+    while in_flight:
+        with contextlib.suppress(Exception):  # the first failure is already raised
+            in_flight.pop(0).result()

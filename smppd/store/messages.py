@@ -74,8 +74,11 @@ def insert(ctx: BatchContext, accepted: Sequence[Accept],
     `warm`). Returns message id -> text for messages whose link codes were replaced."""
     accepted, recoded = links.store(ctx, accepted)
     rows, parts = [], []
+    stamps: dict[float, Any] = {}  # a job's rows share one moment: converted once
     for op in accepted:
-        created = ctx.sql.ts(utc(op.created_at))
+        created = stamps.get(op.created_at)
+        if created is None:
+            created = stamps[op.created_at] = ctx.sql.ts(utc(op.created_at))
         rows.append((op.message_id, op.account_id, op.job_id, op.sender, op.recipient,
                      op.country, op.text, op.encoding, op.parts, op.points, op.concat_ref,
                      op.smsc, op.ref_id, op.params, created, created,

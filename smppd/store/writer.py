@@ -19,6 +19,16 @@ caller can retry is not kept waiting behind the stuck transaction but refused at
 once (the API answers 503, deliver_sm ESME_RX_T_APPN), and /readyz says so. While
 the store is unavailable and nothing is queued, the writer probes it, so that an
 idle daemon becomes ready again without waiting for traffic.
+
+Lingering (issue 14). At a contract rate (100/s, sent in ten releases a second) the
+SMSC's responses and receipts for one release come in over a millisecond or two;
+written as they come, each becomes a transaction (an fsync on SQLite) and a wake-up
+of both threads. So after a quiet period (the writer waited `quiet` s or more for
+work), when what arrives is only of the `linger_kinds` (outcomes and receipts, whose
+senders wait on nothing but a window slot or a deliver_sm_resp), the writer waits up
+to `linger` s from the first one's arrival for the rest, then writes them as one
+batch. Anything else (an API accept: a client waits for its 201) ends the wait at
+once. Under load the writer is never quiet, so it never lingers.
 """
 
 from __future__ import annotations
@@ -66,7 +76,8 @@ class Writer:
                  max_batch: int = 5000, retry_delay: float = 0.5,
                  on_batch: Callable[[int, float], None] | None = None,
                  stall_timeout: float = 3.0, recovery: Recovery | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, linger: float = 0.0,
+                 quiet: float = 0.02, linger_kinds: Sequence[type] = ()) -> None:
         self.engine = engine
         self.applier = applier
         self.reactor = reactor
@@ -76,6 +87,12 @@ class Writer:
         self.stall_timeout = stall_timeout
         self.recovery: Recovery = recovery or NoRecovery()
         self.clock = clock
+        self.linger = linger
+        self.quiet = quiet
+        self.linger_kinds = frozenset(linger_kinds)
+        self._lingering = False
+        self._urgent = False  # something not of linger_kinds came since the writer idled
+        self.lingered = 0  # batches gathered by lingering (for tests and metrics)
         self._queue: deque[Entry] = deque()
         self._wakeup = threading.Condition()
         self._stopping = False
@@ -107,6 +124,10 @@ class Writer:
             return d
         with self._wakeup:
             self._queue.append((op, d, self.clock()))
+            if type(op) not in self.linger_kinds:
+                self._urgent = True
+                if self._lingering:
+                    self._wakeup.notify()
             if len(self._queue) == 1:
                 self._wakeup.notify()
         return d
@@ -183,8 +204,15 @@ class Writer:
     def _run(self) -> None:
         while True:
             with self._wakeup:
+                idle_since = None
                 while not self._queue and not self._stopping and self.healthy:
+                    if idle_since is None:
+                        idle_since = self.clock()
+                        self._urgent = False
                     self._wakeup.wait()
+                if self._queue and idle_since is not None and self.linger > 0 and \
+                        self._queue[0][2] - idle_since >= self.quiet:
+                    self._gather()
                 if not self._queue:
                     if self._stopping:
                         return
@@ -203,6 +231,22 @@ class Writer:
             finally:
                 with self._wakeup:
                     self._batch_since = self._current = None
+
+    def _gather(self) -> None:
+        """Wait (holding the condition) up to `linger` s from the first arrival for the
+        rest of a burst of outcomes; ends early for anything urgent or a full batch."""
+        deadline = self._queue[0][2] + self.linger
+        self._lingering = True
+        try:
+            while not self._urgent and not self._stopping and \
+                    len(self._queue) < self.max_batch:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    break
+                self._wakeup.wait(remaining)
+        finally:
+            self._lingering = False
+        self.lingered += 1
 
     def _claim(self, batch: list[Entry]) -> list[Entry]:
         """The batch as it goes to the database: what the shedder has not refused."""

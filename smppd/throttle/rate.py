@@ -89,7 +89,7 @@ class AdaptiveRate:
         while."""
         self.streak += 1
         if self.streak == 1 or self.streak % 10 == 0:
-            self._halve()
+            self._halve(now)
         self.bucket.pause(self.pauses.ceiling(self.streak), now)
 
     def on_queue_full(self, now: float, pause: float) -> None:
@@ -97,16 +97,16 @@ class AdaptiveRate:
         per burst and hold the bind as long as the refused part waits."""
         self.streak += 1
         if self.streak == 1:
-            self._halve()
+            self._halve(now)
         self.bucket.pause(pause, now)
 
-    def _halve(self) -> None:
+    def _halve(self, now: float) -> None:
         floor = self.pacing.floor
         current = self.bucket.rate if self.bucket.rate > 0 else max(self.meter.last,
                                                                     2 * floor)
         if self.contract == 0:
             self.ceiling = max(self.ceiling, current)
-        self.bucket.set_rate(max(floor, current / 2))
+        self.bucket.set_rate(max(floor, current / 2), now)
 
     def tick(self, now: float) -> bool:
         """Every recovery interval (a second by default): measure, and win back a
@@ -117,7 +117,7 @@ class AdaptiveRate:
             return False
         target = self.contract or self.ceiling
         if self.bucket.rate < target:
-            self.bucket.set_rate(min(target, self.bucket.rate + max(1.0, target / 10)))
+            self.bucket.set_rate(min(target, self.bucket.rate + max(1.0, target / 10)), now)
             return True
         if self.contract == 0:
             self.bucket.set_rate(0)  # recovered: unlimited again

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from smppd.store import database, recovery
+from smppd.store import database, outcomes, recovery
 from smppd.store import operations as ops
 from smppd.store.limits import StoreLimits
 from smppd.store.writer import StoreUnavailable, Writer
@@ -217,3 +217,56 @@ def test_an_idle_store_that_failed_is_probed_back_to_available(
         assert call(lambda: writer.backlog) == 0
     finally:
         writer.stop()
+
+
+def test_after_a_quiet_period_a_burst_of_outcomes_is_written_as_one_batch(
+        store: Store, reactor_running: Any) -> None:
+    """Issue 14: SMSC outcomes arriving over a few milliseconds after the writer was
+    idle wait for each other (up to `linger`) and go in one transaction; an API
+    accept (a client waiting for its 201) ends the wait at once."""
+    sent = [accept(store) for _ in range(4)]
+    for op in sent:
+        store.apply(op)
+    writer = Writer(store.engine, store.applier, reactor_running, linger=0.5, quiet=0.0,
+                    linger_kinds=outcomes.KINDS)
+    writer.start()
+    results = Outcomes()
+    try:
+        for number, op in enumerate(sent[:3]):  # 50 ms apart: well within the linger
+            results.put(writer, f"s{number}", ops.PartSubmitted(op.message_id, 1, "smsc",
+                                                                f"id-{number}", f"id-{number}"))
+            time.sleep(0.05)
+        wait_for(lambda: results.settled("s0", "s1", "s2"), what="the outcomes written")
+        assert (writer.batches, writer.lingered) == (1, 1)
+
+        # A long linger, cut short by an accept: both written together, at once.
+        writer.linger = 60.0
+        time.sleep(0.05)  # quiet again
+        results.put(writer, "s3", ops.PartSubmitted(sent[3].message_id, 1, "smsc", "id-3",
+                                                    "id-3"))
+        fresh = accept(store)
+        results.put(writer, "accept", fresh)
+        wait_for(lambda: results.settled("s3", "accept"), timeout=10.0,
+                 what="the accept ended the linger")
+        assert writer.batches == 2
+    finally:
+        writer.stop()
+    assert store.message(sent[2].message_id)["status"] == "submitted"
+    assert results["accept"] == ("ok", fresh.message_id)
+
+
+def test_a_busy_writer_does_not_linger(store: Store, reactor_running: Any) -> None:
+    """Work that arrives while the writer was idle for less than `quiet` is written at
+    once: under load the writer never waits."""
+    sent = accept(store)
+    store.apply(sent)
+    writer = Writer(store.engine, store.applier, reactor_running, linger=60.0, quiet=30.0,
+                    linger_kinds=outcomes.KINDS)
+    writer.start()
+    results = Outcomes()
+    try:
+        results.put(writer, "s", ops.PartSubmitted(sent.message_id, 1, "smsc", "i", "i"))
+        wait_for(lambda: results.settled("s"), timeout=10.0, what="written without waiting")
+    finally:
+        writer.stop()
+    assert writer.lingered == 0

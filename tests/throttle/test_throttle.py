@@ -16,16 +16,55 @@ from smppd.throttle.rate import AdaptiveRate, FixedRate, Pacing
 
 
 def test_token_bucket_pause_and_rates() -> None:
-    bucket = TokenBucket(10, now=0.0)
+    bucket = TokenBucket(4, now=0.0)
     assert bucket.available(0.0) == 1
     bucket.spend(1, 0.0)
-    assert bucket.available(0.0) == 0 and 0.09 < bucket.wait(0.0) <= 0.1
+    assert bucket.available(0.0) == 0 and bucket.wait(0.0) == pytest.approx(0.25)
     bucket.pause(2.0, 0.5)
     assert bucket.available(1.0) == 0 and bucket.wait(1.0) == 1.5
     assert bucket.available(2.6) == 1
     assert TokenBucket(0).available(5.0) > 10_000  # 0 = unlimited
 
 
+def test_token_bucket_releases_a_quarter_second_at_once_after_running_dry() -> None:
+    """Issue 14: at 100/s the bucket hands out about 25 tokens four times a second on a
+    grid half a period off the second, not one token a hundred times, and still
+    exactly its rate in every second."""
+    bucket = TokenBucket(100, now=0.0)
+    assert bucket.period == pytest.approx(0.25) and bucket.available(0.0) == 25
+    bucket.spend(25, 0.0)
+    # Nothing before the next grid point (.125), then what accrued since.
+    assert bucket.available(0.1) == 0 and bucket.wait(0.1) == pytest.approx(0.025)
+    assert bucket.available(0.125) == 12
+    bucket.spend(3, 0.125)  # not dry: the rest may still be spent one by one
+    assert bucket.available(0.125) == 9 and bucket.wait(0.125) == 0.0
+    bucket.spend(9, 0.125)
+    assert bucket.available(0.3) == 0 and bucket.wait(0.3) == pytest.approx(0.075)
+    assert bucket.available(0.375) == 25
+    bucket.spend(25, 0.375)
+    # A sender woken only when the bucket says, each time a little late.
+    now, wakeups, per_second = 0.5, 0, [0] * 10
+    while now < 10.0:
+        wakeups += 1
+        count = bucket.available(now)
+        bucket.spend(count, now)
+        per_second[int(now)] += count
+        now += bucket.wait(now) + 0.013
+    assert per_second[1:] == [100] * 9  # the rate in each whole second
+    assert wakeups <= 40  # four wake-ups a second
+
+
+def test_token_bucket_after_an_idle_spell_saves_only_its_burst() -> None:
+    bucket = TokenBucket(100, now=0.0)
+    bucket.spend(25, 0.0)  # dry, and then nobody asks for a while
+    assert bucket.available(30.0) == 25
+
+
+def test_token_bucket_from_unlimited_starts_dry() -> None:
+    bucket = TokenBucket(0, now=0.0)
+    bucket.set_rate(50, now=3.0)
+    assert bucket.available(3.0) == 0 and bucket.wait(3.0) == pytest.approx(0.125)
+    assert bucket.available(3.125) == 6
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
