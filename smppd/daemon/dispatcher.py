@@ -138,6 +138,10 @@ class Dispatcher:
         self.passes = 0  # pump passes: flat while nothing can be sent (checklist 15)
         self.accepting = True
         self.stopped = False
+        # Several instances (issue 14, smppd.daemon.cluster): send only while this
+        # instance's lease holds, and give back to the queue what memory cannot take.
+        self.lease_ok: Callable[[], bool] | None = None
+        self.on_spill: Callable[[str], None] | None = None
 
     # Wiring ------------------------------------------------------------------------
 
@@ -169,6 +173,8 @@ class Dispatcher:
         if self.spilled or self.singles.size >= self.memory_limit:
             self.spilled = True  # it stays in the database; refill reads it in order
             self._missed = True  # so a refill under way cannot declare the backlog empty
+            if self.on_spill is not None:
+                self.on_spill(message.id)
         else:
             route = self._route_of(message)
             self.singles.push(route, Outgoing.from_queued(message, route))
@@ -218,7 +224,7 @@ class Dispatcher:
         self.pump()
 
     def pump(self) -> None:
-        if self.stopped:
+        if self.stopped or (self.lease_ok is not None and not self.lease_ok()):
             return
         self.passes += 1
         now = self.reactor.seconds()

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from ..inbound.pool import InboundRuntime
 from . import (
+    epoch,
     forwards,
     idempotency,
     inbound,
@@ -56,6 +57,11 @@ class WriterMemory:
     cache: InProgress = field(default_factory=InProgress)
     inbound: InboundRuntime = field(default_factory=InboundRuntime)  # issue 11
     outbox: outbox.OutboxMemory = field(default_factory=outbox.OutboxMemory)  # issue 12
+    # Issue 14, several instances on PostgreSQL: this instance's id (None: the only
+    # instance), which leases the messages its API accepts, and the writers' epoch it
+    # last took (smppd.store.epoch).
+    owner: str | None = None
+    epoch: int | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +120,9 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     (portal.KINDS, portal.apply),  # users and sessions (issue 15), in their own order
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
+# Kinds that change messages already in progress: with several instances, a batch
+# holding one takes the writers' turn first (smppd.store.epoch).
+_SHARED = frozenset((*outcomes.KINDS, ops.StopJob, ops.AbortJob, ops.LearnIdMode))
 # A phase may hand work to a later one (a learnt reading hands its waiting receipts to
 # the outcomes phase): a phase runs if any of its kinds is in the batch by then.
 
@@ -155,6 +164,8 @@ class BatchApplier:
             else:  # our own bug: fail that operation, not the batch
                 ctx.results[index] = TypeError(f"the store has no handler for "
                                                f"{type(op).__name__}")
+        if self.memory.owner is not None and not _SHARED.isdisjoint(by_kind):
+            epoch.take_turn(ctx)  # first, before any other row lock of the batch
         for kinds, phase in PHASES:
             if any(kind in by_kind for kind in kinds):
                 phase(ctx, by_kind)
