@@ -190,10 +190,9 @@ class Daemon:
                 channel.ids.set_mode(Source(origin), Reading(reading))
                 log.info("smsc=%s receipt %s ids read %s (learnt earlier)", smsc, origin,
                          reading)
+        self.dispatcher.refill()
         if self.cluster is not None:
-            yield self.cluster.start()  # its first heartbeat reads the queue
-        else:
-            self.dispatcher.refill()
+            self.cluster.start()  # heartbeats, which also take over a dead one's work
         yield self.jobs.restore()
         if self.job_sync is not None:
             self.job_sync.start()

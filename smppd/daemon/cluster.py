@@ -33,6 +33,7 @@ from typing import Any
 from twisted.internet import defer, task
 
 from ..store import instances, leases
+from .outgoing import Outgoing
 
 log = logging.getLogger("smppd.cluster")
 DUTIES = ("purge", "callbacks", "mail", "monthly", "report-schedules")
@@ -68,6 +69,8 @@ class Cluster:
         self._shares: dict[str, tuple[float, float]] = {}  # smsc -> (contract, share)
         self._loop: task.LoopingCall | None = None
         self._beating = False
+        self._taking = False
+        self._releasing: list[str] = []
         self.fenced = 0  # times this instance found itself presumed dead
 
     # Start and stop ------------------------------------------------------------------
@@ -179,25 +182,57 @@ class Cluster:
                 feeder.cap.set_rate(base / members)
 
     def _look_for_work(self) -> None:
-        """Work nobody live holds: read again as if spilled, and feed jobs whose
-        pages seemed exhausted (another instance may have died holding some)."""
+        """Work nobody live holds (a dead instance's, or what one gave back): lease
+        what memory has room for, and feed jobs whose pages seemed exhausted."""
         dispatcher = self.dispatcher
         if dispatcher.stopped:
             return
-        dispatcher.spilled = True
-        dispatcher.refill()
+        self._take_free()
         for feeder in list(dispatcher.feeders.values()):
             if feeder.exhausted and not feeder.loading and \
                     feeder.buffered < feeder.PAGE // 2:
                 feeder.exhausted = False
                 dispatcher.pages.read(feeder)
 
+    def _take_free(self) -> None:
+        """Beside the dispatcher's own refill (which runs while its memory overflowed):
+        leased rows are this instance's alone, so the two never read the same one."""
+        dispatcher = self.dispatcher
+        room = dispatcher.memory_limit - dispatcher.singles.size
+        if self._taking or room <= 0:
+            return
+        self._taking = True
+
+        def loaded(result: tuple[list[Any], str | None]) -> None:
+            self._taking = False
+            messages, _ = result
+            for message in messages:
+                route = dispatcher._route_of(message)
+                dispatcher.singles.push(route, Outgoing.from_queued(message, route))
+            if messages:
+                log.info("cluster: %d queued message(s) nobody held leased here",
+                         len(messages))
+                dispatcher.pump_soon()
+
+        def failed(failure: Any) -> None:
+            self._taking = False
+            log.warning("cluster: free work not read: %s", failure.getErrorMessage())
+
+        dispatcher.load("", room).addCallbacks(loaded, failed)
+
     def _spilled(self, message_id: str) -> None:
-        """The dispatcher's memory is full: give the message back to the queue."""
-        self.transaction(leases.release, self.id, [message_id]).addErrback(
-            lambda failure: log.warning("cluster: message=%s not released: %s (it comes "
-                                        "back when this instance's lease expires)",
-                                        message_id, failure.getErrorMessage()))
+        """The dispatcher's memory is full: give the message back to the queue (in
+        one statement per tenth of a second, not one per message)."""
+        self._releasing.append(message_id)
+        if len(self._releasing) == 1:
+            self.reactor.callLater(0.1, self._release)
+
+    def _release(self) -> None:
+        ids, self._releasing = self._releasing, []
+        self.transaction(leases.release, self.id, ids).addErrback(
+            lambda failure: log.warning("cluster: %d message(s) not released: %s (they "
+                                        "come back when this instance's lease expires)",
+                                        len(ids), failure.getErrorMessage()))
 
     def _fenced(self) -> None:
         """Presumed dead by the others: drop what is queued here and start over."""

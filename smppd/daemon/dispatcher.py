@@ -170,11 +170,15 @@ class Dispatcher:
 
     def accepted(self, message: QueuedMessage) -> None:
         """A message is committed as queued; send it when there is room."""
-        if self.spilled or self.singles.size >= self.memory_limit:
+        full = self.singles.size >= self.memory_limit
+        if self.on_spill is not None and full:
+            # Leased (issue 14): what memory cannot take goes back to the queue. A
+            # lease read never returns this instance's own rows, so with room it is
+            # taken now even while a refill runs: no order to keep, no duplicate.
+            self.on_spill(message.id)
+        elif full or (self.spilled and self.on_spill is None):
             self.spilled = True  # it stays in the database; refill reads it in order
             self._missed = True  # so a refill under way cannot declare the backlog empty
-            if self.on_spill is not None:
-                self.on_spill(message.id)
         else:
             route = self._route_of(message)
             self.singles.push(route, Outgoing.from_queued(message, route))

@@ -150,6 +150,7 @@ class BatchApplier:
         """Forget the cache: after a failed transaction it may be ahead of the
         database; the database is the truth and is read again on demand."""
         self.memory.cache.clear()
+        self.memory.epoch = None  # a turn taken in a rolled-back transaction was not taken
 
     def apply(self, conn: Connection, batch: Sequence[Any]) -> list[Any]:
         if self._sql is None:

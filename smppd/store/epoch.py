@@ -18,6 +18,7 @@ PostgreSQL finds its own previous turn every time and keeps its cache.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
@@ -25,6 +26,7 @@ from sqlalchemy import text
 if TYPE_CHECKING:
     from .batch import BatchContext
 
+log = logging.getLogger("smppd.store")
 _TAKE = text("UPDATE writer_epoch SET epoch = epoch + 1, writer = :me WHERE id = 1 "
              "RETURNING epoch")
 
@@ -37,6 +39,7 @@ def take_turn(ctx: BatchContext) -> None:
                               "VALUES (1, 1, :me)"), {"me": memory.owner})
         current = 1
     if memory.epoch is None or current != memory.epoch + 1:
+        log.debug("writer turn %s after %s: cache forgotten", current, memory.epoch)
         ctx.cache.clear()
         memory.pending_receipts = max(memory.pending_receipts, 1)
     memory.epoch = current
