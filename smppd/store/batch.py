@@ -77,6 +77,8 @@ class BatchContext:
     # The reports' rollups this batch changes, written as one upsert at its end; a
     # failed batch drops them with everything else.
     rollups: RollupDeltas = field(default_factory=RollupDeltas)
+    # Several instances (issue 14): balance changes written at the end (ledger.flush).
+    account_deltas: dict[int, int] = field(default_factory=dict)
 
     @property
     def cache(self) -> InProgress:
@@ -123,6 +125,11 @@ _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
 # Kinds that change messages already in progress: with several instances, a batch
 # holding one takes the writers' turn first (smppd.store.epoch).
 _SHARED = frozenset((*outcomes.KINDS, ops.StopJob, ops.AbortJob, ops.LearnIdMode))
+# Kinds that lock rows a turn's holder may want (an account, a job) before the phase
+# that needs the turn: a batch holding one takes the turn at its very start.
+_EARLY = frozenset((ops.LedgerEntry, ops.CreateJob, ops.AbortJob, ops.StopJob,
+                    ops.FinishJob, ops.SetJobState, iops.Reserve, iops.Release,
+                    iops.ChargeMonthly))
 # A phase may hand work to a later one (a learnt reading hands its waiting receipts to
 # the outcomes phase): a phase runs if any of its kinds is in the batch by then.
 
@@ -165,10 +172,20 @@ class BatchApplier:
             else:  # our own bug: fail that operation, not the batch
                 ctx.results[index] = TypeError(f"the store has no handler for "
                                                f"{type(op).__name__}")
-        if self.memory.owner is not None and not _SHARED.isdisjoint(by_kind):
+        turn = self.memory.owner is not None and not _SHARED.isdisjoint(by_kind)
+        if turn and not _EARLY.isdisjoint(by_kind):
             epoch.take_turn(ctx)  # first, before any other row lock of the batch
+            turn = False
         for kinds, phase in PHASES:
             if any(kind in by_kind for kind in kinds):
+                if turn and not _SHARED.isdisjoint(kinds):
+                    # Late, so that accepts in the same batch do not hold the turn: no
+                    # lock before it that a turn's holder could want (balances are
+                    # written at the end, ledger.flush).
+                    epoch.take_turn(ctx)
+                    turn = False
                 phase(ctx, by_kind)
+        if ctx.account_deltas:
+            ledger.flush(ctx)
         ctx.rollups.write(conn)
         return ctx.results

@@ -29,7 +29,7 @@ def create(ctx: BatchContext, by_kind: Items) -> None:
 
 def _create(ctx: BatchContext, op: CreateJob) -> Any:
     total = sum(message.points for message in op.messages)
-    balance = ledger.balances(ctx, [op.account_id]).get(op.account_id, 0)
+    balance = ledger.balances(ctx, [op.account_id], lock=True).get(op.account_id, 0)
     if balance < total:
         return InsufficientBalance(total, balance)
     j = t.jobs.c

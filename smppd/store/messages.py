@@ -45,7 +45,10 @@ def charge_and_insert(ctx: BatchContext, accepts: Sequence[Accept]) -> list[Any]
     Also used for the replies an MO causes, in the MO's own transaction."""
     if not accepts:
         return []
-    balances = ledger.balances(ctx, (op.account_id for op in accepts))
+    # A lone accept (or one written again after a BalanceRace) locks its account's
+    # row at once, so it cannot race another instance (smppd.store.ledger).
+    balances = ledger.balances(ctx, (op.account_id for op in accepts),
+                               lock=len(accepts) == 1)
     charged: dict[int, int] = defaultdict(int)
     accepted, results = [], []
     for op in accepts:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from smppd.ids import new_id
-from smppd.store import database, instances, leases, queries
+from smppd.store import database, instances, leases, ledger, queries
 from smppd.store import operations as ops
 from smppd.store.batch import BatchApplier
 from smppd.store.database import DatabaseError
@@ -207,3 +207,35 @@ def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
         held.close()
     lock_sqlite(url).close()  # free again once the first is gone
     assert lock_sqlite("postgresql+psycopg://localhost/x") is None
+
+
+def test_a_batch_whose_balance_another_instance_spent_is_refused_whole(pg: Any) -> None:
+    """Accepts read the balance without locking it (the account's row is locked for
+    the commit only): B read 10 points that A then spent. B's batch is rolled back
+    (BalanceRace, which the writer answers by writing its operations one at a time);
+    the balance never goes below zero."""
+    account = _accounts(pg, balance=10)
+    a, b = Instance(pg, "a"), Instance(pg, "b")
+    first = pg.connect()
+    transaction = first.begin()
+    assert all(isinstance(r, str) for r in a.applier.apply(
+        first, [_accept(account) for _ in range(10)]))  # A holds the row, uncommitted
+    outcome: list[Any] = []
+
+    def spend() -> None:
+        try:
+            outcome.append(b.apply(*[_accept(account) for _ in range(10)]))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=spend)
+    thread.start()
+    time.sleep(0.5)  # B has read 10 and waits for the row
+    transaction.commit()
+    first.close()
+    thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], ledger.BalanceRace), outcome
+    assert _rows(pg, "SELECT balance FROM accounts") == [(0,)]
+    assert _rows(pg, "SELECT count(*) FROM messages") == [(10,)]
+    # Written again one by one, each lone accept locks the row and is refused plainly.
+    assert isinstance(b.apply(_accept(account))[0], ops.InsufficientBalance)
