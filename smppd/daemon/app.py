@@ -415,8 +415,13 @@ class Daemon:
         bound = any(c.bound for c in self.connectors.values())
         store = self.writer.available  # unavailable, or nothing committed for too long
         ready = self.accepting and bound and store
-        return ready, {"ready": ready, "smscs": smscs, "store": "ok" if store
-                       else "unavailable", "accepting": self.accepting}
+        detail = {"ready": ready, "smscs": smscs, "store": "ok" if store else "unavailable",
+                  "accepting": self.accepting}
+        if self.cluster is not None:  # issue 14: it sends only while its lease holds
+            leased = self.cluster.lease_ok()
+            detail["ready"] = ready = ready and leased
+            detail["lease"] = "ok" if leased else "lapsed"
+        return ready, detail
 
     def _state(self) -> dict[str, Any]:
         return {"connectors": self.connectors, "queue_depth": self.dispatcher.depth,

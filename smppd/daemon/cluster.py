@@ -241,16 +241,18 @@ class Cluster:
                   "longer than %.1f s); its queued work may be another's now: dropping "
                   "it and registering again", self.id, self.lease)
         forget_queued(self.dispatcher)
-        self.id = instances.new_instance_id()
-        self.memory.owner = None  # until registered again: accepts lease nothing
+        self.valid_until = 0.0  # nothing is sent or taken into memory until registered
+        # Until then accepts are still leased to the old, dead id: free for any
+        # instance, and given back by this one (its lease is not valid).
+        new_id = instances.new_instance_id()
         sent = self.reactor.seconds()
 
         def registered(_: Any) -> None:
-            self.memory.owner = self.id
+            self.id = self.memory.owner = new_id
             self.valid_until = sent + self.lease - self.heartbeat
             self._look_for_work()
 
-        self.transaction(instances.register, self.id, self.lease).addCallbacks(
+        self.transaction(instances.register, new_id, self.lease).addCallbacks(
             registered, lambda failure: log.error("cluster: cannot register again: %s",
                                                   failure.getErrorMessage()))
 

@@ -171,10 +171,11 @@ class Dispatcher:
     def accepted(self, message: QueuedMessage) -> None:
         """A message is committed as queued; send it when there is room."""
         full = self.singles.size >= self.memory_limit
-        if self.on_spill is not None and full:
-            # Leased (issue 14): what memory cannot take goes back to the queue. A
-            # lease read never returns this instance's own rows, so with room it is
-            # taken now even while a refill runs: no order to keep, no duplicate.
+        if self.on_spill is not None and (full or not self.lease_ok or not self.lease_ok()):
+            # Leased (issue 14): what memory cannot take, or what this instance may not
+            # hold now (its lease lapsed), goes back to the queue. A lease read never
+            # returns this instance's own rows, so with room it is taken now even while
+            # a refill runs: no order to keep, no duplicate.
             self.on_spill(message.id)
         elif full or (self.spilled and self.on_spill is None):
             self.spilled = True  # it stays in the database; refill reads it in order

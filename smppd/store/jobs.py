@@ -144,7 +144,7 @@ def _stop(ctx: BatchContext, op: StopJob) -> tuple[int, int] | None:
     query = select(m.id, m.points, m.parts, m.error_code, m.refunded).where(
         m.job_id == op.job_id, m.status == Status.QUEUED, ~started.exists())
     if op.owner is not None:  # issue 14: not what another live instance is sending
-        query = query.where(~leases.held_elsewhere(op.owner))
+        query = query.where(leases.not_held_elsewhere(op.owner))
     rows = conn.execute(query).all()
     cancelled = [row for row in rows if row.id not in op.in_flight]
     refund = sum(row.points for row in cancelled)

@@ -77,10 +77,10 @@ def release(conn: Connection, me: str, message_ids: list[str]) -> int:
     return released
 
 
-def held_elsewhere(me: str) -> Any:
-    """A condition (on `messages`) true for messages another live instance holds: a
+def not_held_elsewhere(me: str) -> Any:
+    """A condition (on `messages`) false for messages another live instance holds: a
     job stopped here must not cancel what is being sent there."""
-    return text(f"(messages.lease_owner IS NOT NULL AND messages.lease_owner <> :lease_me "
-                f"AND EXISTS (SELECT 1 FROM instances i WHERE "
+    return text(f"NOT (messages.lease_owner IS NOT NULL AND messages.lease_owner <> "
+                f":lease_me AND EXISTS (SELECT 1 FROM instances i WHERE "
                 f"i.id = messages.lease_owner AND i.lease_until > {NOW}))").bindparams(
         lease_me=me)
