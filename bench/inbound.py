@@ -79,7 +79,8 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
     from smppd.fake_smsc import Behaviour, FakeSmsc
     from twisted.internet import reactor
 
-    smsc = FakeSmsc(Behaviour(receipts=False))
+    # An MO refused while the store is stalled is retried by the SMSC, as a real one does.
+    smsc = FakeSmsc(Behaviour(receipts=False, redeliver_after=0.5))
     smsc_port = smsc.listen().getHost().port
     thread = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False},
                               daemon=True)
@@ -136,7 +137,8 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
     acked = sum(1 for status in smsc.deliver_responses.values() if status == 0)
     print(f"(a) {count} MO votes -> {len(smsc.submits)} replies submitted in {elapsed:.2f} s: "
           f"{count / elapsed:,.0f} MO/s end to end; daemon CPU {cpu / count * 1000:.3f} s "
-          f"per 1,000 MO; peak RSS {peak / 2**20:.0f} MiB; {acked} deliver_sm acked")
+          f"per 1,000 MO; peak RSS {peak / 2**20:.0f} MiB; {acked} deliver_sm acked, "
+          f"{smsc.redelivered} refused (store stalled) and sent again by the SMSC")
 
 
 def stats_over_votes(votes: int, postgres: str | None) -> None:

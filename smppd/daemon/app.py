@@ -260,6 +260,18 @@ class Daemon:
                                             self.settings.throttle))
         connector.start()
 
+    def _retire_connector(self, name: str) -> None:
+        """Unbind an SMSC a reload removed and forget it once its work is handed over;
+        added back before that, it is a new connector with the same name."""
+        connector = self.connectors[name]
+
+        def gone(_: Any) -> None:
+            if self.connectors.get(name) is connector:
+                del self.connectors[name]
+            log.info("smsc=%s removed: unbound", name)
+
+        self.dispatcher.retire(name).addCallback(gone)
+
     def _reload_fragment(self, row: Any) -> None:
         concat = Concat(row.reference, row.total, row.number) if row.total else None
         fragment = MoFragment(row.source, row.destination, row.data_coding, row.payload, concat)
@@ -461,22 +473,26 @@ class Daemon:
                 changes.append(f"smsc {smsc.name}: added")
                 continue
             channel = self.dispatcher.channels[smsc.name]
+            if channel.retiring is not None:
+                changes.append(f"smsc {smsc.name}: still unbinding after its removal; "
+                               "reload again once it is down to add it back")
+                continue
             if smsc != channel.settings:
                 rebinding = connector.reload(connector_config(smsc))
                 channel.reconfigure(smsc, self.reactor.seconds())
                 self.applier.receipt_policy[smsc.name] = smsc.receipt_policy
                 changes.append(f"smsc {smsc.name}: " + ("re-binding" if rebinding
                                                          else "updated, binds kept"))
-        removed = set(self.connectors) - {s.name for s in settings.smscs}
-        for name in removed:
-            changes.append(f"smsc {name}: removed from the configuration; it stays bound "
-                           "until restart")
         changes.extend(self._reload_http(settings))
         new_accounts = {a.name for a in settings.accounts} - set(self.accounts)
-        self.settings = replace(settings, smscs=tuple(
-            list(settings.smscs) + [self.dispatcher.channels[n].settings for n in removed]))
+        self.settings = settings
         router = _router(self.settings)
         self.dispatcher.set_router(router)
+        removed = set(self.connectors) - {s.name for s in settings.smscs}
+        for name in sorted(removed):
+            self._retire_connector(name)
+            changes.append(f"smsc {name}: removed; unbinding, its queued messages take "
+                           "their new routes")
         self.intake.configure(router, Tariff(settings.price_default, settings.price_by_prefix))
         if new_accounts:
             changes.append("accounts added: " + ", ".join(sorted(new_accounts)))

@@ -66,6 +66,7 @@ class Channel:
         self.current: Outgoing | None = None  # the message whose parts are being sent
         self.retries: deque[tuple[Outgoing, int]] = deque()
         self.unsettled = 0  # parts sent whose outcome is not yet committed
+        self.retiring: defer.Deferred[None] | None = None  # removed by a reload, unbinding
 
     @property
     def bucket(self) -> Any:
@@ -149,7 +150,56 @@ class Dispatcher:
         self.channels[channel.name] = channel
 
     def set_router(self, router: Router) -> None:
+        """A reload's routes. Messages in memory under a route the new configuration
+        no longer knows take their number's current route."""
         self.router = router
+        moved = sum(source.reroute(router.knows, self._reroute)
+                    for source in [self.singles, *self.feeders.values()])
+        if moved:
+            self.pump_soon()
+
+    def _reroute(self, message: Outgoing) -> str:
+        message.route = self.router.resolve(message.queued.smsc, message.queued.recipient)
+        return message.route
+
+    def retire(self, name: str) -> defer.Deferred[None]:
+        """An SMSC a reload removed: it takes no new parts, unbinds gracefully (its
+        unanswered submits come back to be sent again, as after any unbind), and once
+        every outcome it had out is committed, the parts it still held go to the routes
+        that now serve their numbers. Fires when the channel is gone."""
+        channel = self.channels[name]
+        if channel.retiring is not None:
+            return channel.retiring
+        done: defer.Deferred[None] = defer.Deferred()
+        channel.retiring = done
+        channel.connector.stop().addBoth(lambda _: self._hand_over_when_settled(channel))
+        return done
+
+    def _hand_over_when_settled(self, channel: Channel) -> None:
+        if channel.unsettled:  # outcomes of its last submits are being committed
+            self.reactor.callLater(0.05, self._hand_over_when_settled, channel)
+            return
+        self.channels.pop(channel.name, None)
+        held: dict[str, tuple[Outgoing, set[int]]] = {}
+        if channel.current is not None and not channel.current.failed:
+            held[channel.current.id] = (channel.current, set(channel.current.unsent))
+        for message, part_no in channel.retries:
+            if not message.failed:
+                held.setdefault(message.id, (message, set()))[1].add(part_no)
+        channel.current, channel.retries = None, deque()
+        for message, parts in held.values():
+            if not parts:
+                continue
+            message.unsent = deque(sorted(parts))
+            feeder = self.feeders.get(message.job_id) if message.job_id else None
+            (feeder if feeder is not None else self.singles).push(self._reroute(message),
+                                                                  message)
+        if held:
+            log.info("smsc=%s removed: %d message(s) it held go to their new routes",
+                     channel.name, len(held))
+        assert channel.retiring is not None
+        channel.retiring.callback(None)
+        self.pump_soon()
 
     def _is_bound(self, name: str) -> bool:
         channel = self.channels.get(name)
@@ -255,7 +305,7 @@ class Dispatcher:
         throttle, not the window, is what held work back."""
         connector = channel.connector
         room = min(connector.window_available, channel.window - channel.unsettled)
-        if room <= 0 or not self.accepting:
+        if room <= 0 or not self.accepting or channel.retiring is not None:
             return None
         bucket = channel.bucket
         tokens = bucket.available(now)

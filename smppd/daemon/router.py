@@ -61,10 +61,14 @@ class Router:
         configuration still knows it, else the current route for its number (and
         with no route, any SMSC: it was accepted, so it is sent)."""
         route = smsc or self.route_for(recipient)
-        if route == ANY_SMSC or route in self._members or route in self._texts:
+        if self.knows(route):
             return route
         current = self.route_for(recipient)
         return ANY_SMSC if current == NO_ROUTE else current
+
+    def knows(self, route: str) -> bool:
+        """Whether a route key still means something in this configuration."""
+        return route == ANY_SMSC or route in self._members or route in self._texts
 
     def members(self, route: str) -> tuple[str, ...]:
         return self._members.get(route, (route,))

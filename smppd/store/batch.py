@@ -15,13 +15,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
-from ..inbound.pool import InboundRuntime
 from . import (
     epoch,
     forwards,
@@ -43,47 +40,8 @@ from . import inbound_ops as iops
 from . import operations as ops
 from .cache import CACHE_LIMIT, InProgress
 from .callback_operations import ClickSeen
-from .rollups import RollupDeltas
+from .context import BatchContext, WriterMemory
 from .sql import Runner, utc
-
-
-@dataclass
-class WriterMemory:
-    """What the writer knows between batches. Only `cache` is dropped after a failed
-    transaction; `pending_receipts` is restored by the writer."""
-
-    receipt_policy: dict[str, str] = field(default_factory=dict)
-    pending_receipts: int = 0  # a hint that saves a query per batch
-    cache: InProgress = field(default_factory=InProgress)
-    inbound: InboundRuntime = field(default_factory=InboundRuntime)  # issue 11
-    outbox: outbox.OutboxMemory = field(default_factory=outbox.OutboxMemory)  # issue 12
-    # Issue 14, several instances on PostgreSQL: this instance's id (None: the only
-    # instance), which leases the messages its API accepts, and the writers' epoch it
-    # last took (smppd.store.epoch).
-    owner: str | None = None
-    epoch: int | None = None
-
-
-@dataclass(slots=True)
-class BatchContext:
-    """One transaction: its connection, its clock, and where results go."""
-
-    conn: Connection
-    sql: Runner
-    now: datetime
-    stamp: Any  # `now` as the dialect takes a timestamp parameter
-    results: list[Any]
-    memory: WriterMemory
-    # The reports' rollups this batch changes, written as one upsert at its end; a
-    # failed batch drops them with everything else.
-    rollups: RollupDeltas = field(default_factory=RollupDeltas)
-    # Several instances (issue 14): balance changes written at the end (ledger.flush).
-    account_deltas: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def cache(self) -> InProgress:
-        return self.memory.cache
-
 
 Items = list[tuple[int, Any]]  # (index in the batch, operation)
 Phase = Callable[[BatchContext, dict[type, Items]], None]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 log = logging.getLogger("smppd.store")
 _TAKE = text("UPDATE writer_epoch SET epoch = epoch + 1, writer = :me WHERE id = 1 "

@@ -11,7 +11,7 @@ from .inbound_ops import ForwardDone
 from .sql import utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 
 def done(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:

@@ -15,7 +15,7 @@ from .operations import FragmentSeen, InboundComplete
 from .sql import BulkInsert, chunks, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 DEDUPE_WINDOW_SECONDS = 3600.0
 

@@ -39,7 +39,7 @@ from .operations import Accept, InboundComplete
 from .sql import BulkInsert, chunks, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 log = logging.getLogger("smppd.inbound")
 HOUR = 3600.0

@@ -17,7 +17,7 @@ from .rollups import slot_of
 from .sql import chunks, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 Items = dict[type, list[tuple[int, Any]]]
 

@@ -19,7 +19,7 @@ from .operations import InsufficientBalance, LedgerEntry
 from .sql import BulkUpdate, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 _ADD = BulkUpdate(t.accounts, ("id",), {"balance": "accounts.balance + {}"})
 

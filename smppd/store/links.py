@@ -19,7 +19,7 @@ from .operations import Accept
 from .sql import BulkInsert, BulkUpdate, chunks, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 INSERT_LINK = BulkInsert(t.links, ("code", "message_id", "account_id", "job_id", "url",
                                    "created_at"), {"clicks": "0"})

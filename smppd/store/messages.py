@@ -15,7 +15,7 @@ from .operations import Accept, InsufficientBalance, Warm
 from .sql import BulkInsert, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 _QUEUED = f"'{Status.QUEUED.value}'"
 INSERT_MESSAGE = BulkInsert(t.messages, (

@@ -24,7 +24,7 @@ from .operations import InsufficientBalance, LedgerEntry
 from .sql import utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 
 def add_month(moment: datetime) -> datetime:

@@ -37,40 +37,13 @@ from .callback_operations import (
 from .sql import MAX_PARAMETERS, BulkInsert, BulkUpdate, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 EVENT_STATUS = "message.status"
 EVENT_FINAL = "message.final"
 EVENT_INBOUND = "inbound.received"
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
-RELOAD_SECONDS = 5.0  # endpoints another instance added are seen within this
 Items = dict[type, list[tuple[int, Any]]]
-
-
-class OutboxMemory:
-    """The accounts that have an endpoint wanting message events, so that a batch of
-    status changes for accounts without callbacks costs no statement at all.
-
-    Only a filter: the INSERT's join decides which events exist. A stale superset
-    costs a statement that inserts nothing; a missing account would lose events, so
-    the set is re-read after every endpoint change made here and every few seconds
-    (for changes made by another instance on a shared database)."""
-
-    def __init__(self) -> None:
-        self.accounts: frozenset[int] = frozenset()
-        self._loaded_at = float("-inf")
-
-    def invalidate(self) -> None:
-        self._loaded_at = float("-inf")
-
-    def message_accounts(self, conn: Connection) -> frozenset[int]:
-        now = time.monotonic()
-        if now - self._loaded_at > RELOAD_SECONDS:
-            e = t.callback_endpoints.c
-            self.accounts = frozenset(conn.execute(select(e.account_id).distinct().where(
-                e.deleted_at.is_(None), e.on_status | e.on_final)).scalars())
-            self._loaded_at = now
-        return self.accounts
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from .operations import (
 from .sql import BulkInsert, BulkUpdate
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
     from .cache import MessageState
+    from .context import BatchContext
 
 KINDS = (PartSubmitted, LateId, PartUnknown, PartFailed, PartResent, ReceiptSeen)
 # Parts the SMSC accepted (charged by the carrier): never refunded.

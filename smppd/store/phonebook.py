@@ -13,7 +13,7 @@ from .inbound_ops import DeleteContact, SaveContacts
 from .sql import BulkInsert, BulkUpdate, chunks
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 _INSERT_CONTACT = BulkInsert(t.contacts, ("account_id", "phone", "first_name", "last_name",
                                           "email", "fields", "created_at", "updated_at"))

@@ -14,7 +14,7 @@ from .numbers import holds
 from .sql import BulkInsert, chunks, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 _INSERT_CODE = BulkInsert(t.discount_codes, ("account_id", "pool", "code", "created_at"))
 

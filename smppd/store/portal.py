@@ -13,7 +13,7 @@ from . import schema as t
 from .sql import utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 KINDS = (pops.CreateUser, pops.UpdateUser, pops.SetPassword, pops.DeleteUser,
          pops.CreateSession, pops.TouchSession, pops.EndSessions, pops.PurgeSessions)

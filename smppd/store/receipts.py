@@ -21,7 +21,7 @@ from .operations import LearnIdMode, PurgePending, ReceiptSeen
 from .sql import BulkInsert, chunks, utc
 
 if TYPE_CHECKING:
-    from .batch import BatchContext
+    from .context import BatchContext
 
 INSERT_PENDING = BulkInsert(t.pending_receipts, (
     "smsc", "smsc_key", "status", "error_code", "received_at", "needs_reading", "source"))

@@ -38,6 +38,19 @@ class RouteQueues:
     def has(self, serves: Serves) -> bool:
         return any(queue and serves(route) for route, queue in self.queues.items())
 
+    def reroute(self, known: Callable[[str], bool], route_of: Callable[[Any], str]) -> int:
+        """Move the items of routes the configuration no longer knows (a reload removed
+        their SMSC) to the route `route_of` gives each; without this they would wait
+        for ever under a key no bind serves. Returns how many moved."""
+        moved = 0
+        for route in [r for r in self.queues if not known(r)]:
+            queue = self.queues.pop(route)
+            self.size -= len(queue)
+            for item in queue:
+                self.push(route_of(item), item)
+            moved += len(queue)
+        return moved
+
     def take(self, serves: Serves, now: float) -> Any | None:
         return self.pop(serves)
 

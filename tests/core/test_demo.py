@@ -31,8 +31,9 @@ def test_demo_sends_every_kind_and_writes_a_report(tmp_path: Path) -> None:
     with (folder / "demo-daily.csv").open(encoding="utf-8") as handle:
         days = list(csv.DictReader(handle))
     assert sum(int(day["messages"]) for day in days) == len(rows)
+    # Taken once the replies were final too: the report agrees with the status table.
     assert sum(int(day["delivered"]) + int(day["undelivered"]) + int(day["expired"])
-               for day in days) >= 60
+               for day in days) == len(rows)
     from pypdf import PdfReader
 
     text = PdfReader(folder / "demo-summary.pdf").pages[0].extract_text()

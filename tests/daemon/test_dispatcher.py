@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from smppd import config
 from smppd.daemon.dispatcher import Channel, Dispatcher
 from smppd.daemon.router import ANY_SMSC, NO_ROUTE, Router
-from smppd.protocol.session import SubmitResult
+from smppd.protocol.session import NoResponse, SubmitResult, SubmitUnknown
 from smppd.store import operations as ops
 from smppd.store.queries import QueuedMessage
 
@@ -219,3 +219,52 @@ def test_a_fixed_rate_policy_keeps_the_contract_when_throttled() -> None:
     clock.advance(0)
     dispatcher.submit_result(SubmitResult(connector.in_flight.pop(), 0x58, None))
     assert channel.bucket.rate == 100 and channel.bucket.paused_until == 0
+
+
+class StoppableConnector(StandInConnector):
+    """Stops as a link does on a graceful unbind: submits still unanswered come back
+    as having no response."""
+
+    def __init__(self, window: int, dispatcher: Dispatcher) -> None:
+        super().__init__(window)
+        self.dispatcher = dispatcher
+        self.stops = 0
+
+    def stop(self) -> defer.Deferred[None]:
+        self.stops += 1
+        self.bound = False
+        unanswered, self.in_flight = self.in_flight, []
+        for token in unanswered:
+            self.dispatcher.submit_unknown(SubmitUnknown(token, "unbound", NoResponse.UNBOUND))
+        return defer.succeed(None)
+
+
+def test_an_smsc_removed_by_a_reload_unbinds_and_hands_its_work_to_the_new_route() -> None:
+    """Its queued messages, its half-sent message and its unanswered submits all end up
+    on the SMSC that now serves their numbers; nothing waits under the old route."""
+    clock = Clock()
+    dispatcher, written, pending = _dispatcher(clock, routes={"48": ("b",)})
+    a = StandInConnector(window=100)
+    b = StoppableConnector(window=2, dispatcher=dispatcher)
+    dispatcher.add_channel(Channel(_smsc("a", window=100), a, clock.seconds()))
+    dispatcher.add_channel(Channel(_smsc("b", window=2), b, clock.seconds()))
+    for number in range(6):
+        dispatcher.accepted(_message(number))
+    clock.advance(0)
+    assert (len(a.in_flight), len(b.in_flight)) == (0, 2)
+
+    dispatcher.set_router(Router.of({"48": ("a",)}, [_smsc("a")]))
+    retired = dispatcher.retire("b")
+    clock.advance(0)
+    # The four still queued moved to route "a" at once; the two b had out come back
+    # once their "sent again" is committed.
+    assert len(a.in_flight) == 4 and not retired.called and b.stops == 1
+    resent = [op for op in written if isinstance(op, ops.PartResent)]
+    assert len(resent) == 2
+    for d in list(pending):
+        if not d.called:
+            d.callback(None)
+    clock.advance(0.1)
+    assert retired.called and "b" not in dispatcher.channels
+    assert sorted(token.message.id for token in a.in_flight) == sorted(
+        f"{number:032x}" for number in range(6))

@@ -66,6 +66,30 @@ def test_store_down_answers_temporary_error_then_dedupes_the_redelivery(
     assert _inbound(running) == [("hello while down", 1)]
 
 
+def test_an_mo_refused_while_the_store_is_down_arrives_by_the_smscs_own_retry(
+        start_daemon: Any, monkeypatch: Any) -> None:
+    """The fake SMSC retries a refused MO as a real one does (`redeliver_after`): the
+    refusals while the store is down are answered ESME_RX_T_APPN, and the retry after
+    recovery stores it once."""
+    running = start_daemon()
+    smsc = running.smsc
+    smsc.behaviour.redeliver_after = 0.2
+    applier = running.daemon.applier
+    real_apply = applier.apply
+
+    def broken(conn: Any, ops: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(applier, "apply", broken)
+    call(smsc.inject_mo, "48500100200", "1234", "retried by the SMSC")
+    wait_for(lambda: smsc.redelivered >= 2, what="two retries refused while down")
+    assert set(smsc.deliver_responses.values()) == {c.ESME_RX_T_APPN}
+    monkeypatch.setattr(applier, "apply", real_apply)
+    wait_for(lambda: _inbound(running), what="the retried MO stored")
+    wait_for(lambda: 0 in smsc.deliver_responses.values(), what="the retry acknowledged")
+    assert _inbound(running) == [("retried by the SMSC", 1)]
+
+
 def test_queue_full_backs_off_and_nothing_fails(start_daemon: Any) -> None:
     """Checklist 5: ESME_RMSGQFUL is temporary: the bind backs off and every message
     is delivered in the end, none failed."""

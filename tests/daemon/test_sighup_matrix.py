@@ -1,5 +1,5 @@
 """SIGHUP, one change at a time, on the daemon as a process with its configuration
-file rewritten: an SMSC added (and later removed), routes and prices per prefix,
+file rewritten: an SMSC added (and later removed: it unbinds), routes and prices per prefix,
 an account removed (its token then gets 401), the throughput of an SMSC (measured
 at the fake SMSC, submits per second), the database and the listen address (refused:
 they need a restart), and a file that parses but is invalid (refused whole: the old
@@ -134,7 +134,10 @@ def test_sighup_matrix(smsc: FakeSmsc, tmp_path: Path) -> None:
         removed["smscs"] = removed["smscs"][:1]
         removed["routes"] = [{"prefix": "+48", "smsc": "carrier-a"}]
         removed["pricing"] = {"default": 1}
-        reload(removed, "smsc carrier-b: removed from the configuration")
+        reload(removed, "smsc carrier-b: removed; unbinding")
+        wait_for(lambda: "smsc=carrier-b removed: unbound" in daemon.log.read_text(),
+                 what="carrier-b unbound after its removal")
+        wait_for(lambda: not second.bound_connections, what="carrier-b's bind closed")
         status, after = acme.send(to="+48600100202", text="b is gone")
         assert (status, after["points"]) == (201, 1)
         acme.wait_status(after["id"], "delivered")

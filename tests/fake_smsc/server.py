@@ -30,6 +30,9 @@ from smppd.protocol.text import CharsetProfile, Encoding
 log = logging.getLogger("smppd.fake_smsc")
 
 
+TEMPORARY_MO_ERRORS = frozenset({c.ESME_RX_T_APPN, c.ESME_RMSGQFUL, c.ESME_RTHROTTLED})
+
+
 @dataclass
 class Behaviour:
     """What the SMSC does. Tests change fields at any time; one-shot faults reset."""
@@ -65,6 +68,10 @@ class Behaviour:
     drop_every: int = 0
     unbind_after_pdus: int | None = None  # one-shot: send unbind after this many PDUs
     answer_enquire_link: bool = True
+    # A deliver_sm answered with a temporary error (ESME_RX_T_APPN, ESME_RMSGQFUL,
+    # ESME_RTHROTTLED) is sent again this many seconds later, as a real SMSC retries
+    # an MO; None leaves it answered (tests that check the refusal itself).
+    redeliver_after: float | None = None
     charset: CharsetProfile = field(default_factory=CharsetProfile)
 
 
@@ -97,6 +104,7 @@ class SmscProtocol(Protocol):
         self.pending_responses = 0
         self.held: list[Pdu] = []
         self.serial = 0  # set when connected: SubmitRecord.connection
+        self.sent_delivers: dict[int, Pdu] = {}  # awaiting an answer (redeliver_after)
         self._sequence = itertools.count(1)
         self.open = False
 
@@ -208,6 +216,11 @@ class SmscProtocol(Protocol):
 
     def on_deliver_sm_resp(self, pdu: Pdu) -> None:
         self.smsc.deliver_responses[pdu.sequence] = pdu.status
+        sent = self.sent_delivers.pop(pdu.sequence, None)
+        delay = self.smsc.behaviour.redeliver_after
+        if sent is not None and delay is not None and pdu.status in TEMPORARY_MO_ERRORS:
+            self.smsc.redelivered += 1
+            self.smsc.reactor.callLater(delay, self.smsc.resend_deliver, sent)
 
     on_data_sm_resp = on_deliver_sm_resp
 
@@ -246,6 +259,7 @@ class FakeSmsc(Factory):
         self.binds: list[tuple[str, str, int]] = []
         self.nacks_received: list[Pdu] = []
         self.deliver_responses: dict[int, int] = {}
+        self.redelivered = 0  # MO sent again after a temporary error (redeliver_after)
         self.receipts_sent = 0
         self.drops = 0  # connections closed by `drop_every`
         self.enquire_links_received = 0
@@ -427,8 +441,14 @@ class FakeSmsc(Factory):
             self._stored.append((system_id or "", pdu))
             return None
         pdu.sequence = connection.next_sequence()
+        if self.behaviour.redeliver_after is not None:
+            connection.sent_delivers[pdu.sequence] = pdu
         connection.send(pdu)
         return pdu.sequence
+
+    def resend_deliver(self, pdu: Pdu) -> None:
+        """A refused MO sent again, on whichever receiving bind is open then."""
+        self.deliver(dict(pdu.fields), list(pdu.unknown_tlvs), command=pdu.command)
 
     def _receiver(self, system_id: str | None, prefer: SmscProtocol | None
                   ) -> SmscProtocol | None:

@@ -19,7 +19,6 @@ from smppd.reports import queries as rq
 from smppd.store import operations as ops
 from smppd.store import outbox
 from smppd.store import schema as t
-from smppd.store.batch import BatchContext
 from smppd.store.callback_operations import (
     ClickSeen,
     CreateEndpoint,
@@ -29,6 +28,7 @@ from smppd.store.callback_operations import (
     ResendEvent,
     RotateSecret,
 )
+from smppd.store.context import BatchContext
 from smppd.store.inbound_ops import SaveSettings
 from smppd.store.links import Recoded
 from smppd.store.sql import utc
