@@ -197,6 +197,16 @@ PORTAL_LOCALES = ("en", "pl")
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """`cluster:` several instances on one PostgreSQL database (issue 14). `lease`:
+    seconds a dead instance's queued work stays its own before others take it;
+    `heartbeat`: seconds between renewals (and between looks for free work)."""
+
+    lease: float = 10.0
+    heartbeat: float = 1.0
+
+
+@dataclass(frozen=True)
 class Settings:
     path: str
     database: str
@@ -225,6 +235,7 @@ class Settings:
     throttle: Pacing = field(default_factory=Pacing)  # the adaptive rate's timing
     operators: tuple[OperatorSettings, ...] = ()  # issue 15
     portal: PortalSettings = field(default_factory=PortalSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # issue 14
 
     def smsc(self, name: str) -> SmscSettings:
         return next(s for s in self.smscs if s.name == name)
@@ -415,7 +426,7 @@ _HTTP_KEYS = {"listen", "ops_listen", "max_body_bytes", "max_job_body_bytes", "i
               "max_pipelined", "auth_failures", "auth_window"}
 _TOP_KEYS = {"database", "http", "smscs", "accounts", "routes", "pricing", "log_level",
              "retry", "inbound_numbers", "inbound", "smtp", "reports", "callbacks", "links",
-             "store", "throttle", "operators", "portal"}
+             "store", "throttle", "operators", "portal", "cluster"}
 
 
 def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
@@ -686,6 +697,19 @@ def _read_throttle(r: _Reader, data: Any) -> Pacing:
     return Pacing(**values)
 
 
+def _read_cluster(r: _Reader, data: Any) -> ClusterSettings:
+    """`cluster:` leases and heartbeats of several instances (smppd.daemon.cluster)."""
+    default = ClusterSettings()
+    data = r.section(data or {}, "cluster", set(default.__dataclass_fields__))
+    lease = r.get(data, "cluster", "lease", _number, default.lease, low=1.0)
+    heartbeat = r.get(data, "cluster", "heartbeat", _number, default.heartbeat, low=0.1)
+    if lease is not None and heartbeat is not None and heartbeat * 2 > lease:
+        r.problem("cluster.heartbeat", f"expected at most half of cluster.lease "
+                  f"({lease:g} s), got {heartbeat:g}")
+        heartbeat = lease / 2
+    return ClusterSettings(lease or default.lease, heartbeat or default.heartbeat)
+
+
 def parse(data: Any, path: str = "<config>") -> Settings:
     """Validate parsed YAML into Settings; raises ConfigError listing every problem."""
     r = _Reader(path)
@@ -781,6 +805,7 @@ def parse(data: Any, path: str = "<config>") -> Settings:
         throttle=_read_throttle(r, top.get("throttle")),
         operators=operators,
         portal=portal,
+        cluster=_read_cluster(r, top.get("cluster")),
     )
     if r.problems:
         raise ConfigError(r.problems)

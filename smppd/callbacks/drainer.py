@@ -102,6 +102,8 @@ class Drainer:
         self._read_call: Any = None
         self._loops: list[task.LoopingCall] = []
         self.stopping = False
+        # Several instances (issue 14): drain only on the one holding the duty.
+        self.duty: Callable[[], bool] = lambda: True
 
     # Start and stop ---------------------------------------------------------------
 
@@ -149,7 +151,7 @@ class Drainer:
         return excluded
 
     def read_now(self) -> None:
-        if self._reading or self.stopping or len(self.held) >= MAX_HELD:
+        if self._reading or self.stopping or len(self.held) >= MAX_HELD or not self.duty():
             return
         self._reading = True
         if self.cursor is None:
@@ -187,7 +189,7 @@ class Drainer:
         """Every SWEEP seconds, or every BUSY_SWEEP while some target is catching up
         (or the last sweep found work): the due events, oldest first, whatever was
         passed over; those held already are skipped."""
-        if self.stopping or len(self.held) >= MAX_HELD:
+        if self.stopping or len(self.held) >= MAX_HELD or not self.duty():
             return
         now = self.reactor.seconds()
         # A target backing off is not "busy": its events are excluded from the sweep

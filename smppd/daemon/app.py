@@ -42,16 +42,18 @@ from ..reports import queries as report_queries
 from ..reports.campaigns import Campaigns
 from ..reports.service import ReportService
 from ..status import Status
-from ..store import database, idempotency, outbox, outcomes, queries, recovery
+from ..store import database, idempotency, leases, outbox, outcomes, queries, recovery
 from ..store import operations as ops
 from ..store.batch import BatchApplier
 from ..store.links import Recoded
 from ..store.messages import params_json
 from ..store.writer import StoreUnavailable, Writer
 from ..throttle.backoff import Backoff
+from .cluster import Cluster, ClusterCollector
 from .dispatcher import Channel, Dispatcher
 from .inbound import InboundService
 from .intake import Intake, Tariff, queued, refused
+from .job_sync import JobSync
 from .jobs import JobManager
 from .listener import DaemonListener
 from .metrics import Metrics
@@ -148,12 +150,31 @@ class Daemon:
                                 links.base_url, self.agents) if links else None
         self.links_port: Any = None
         self.portal: Any = None  # issue 15: /portal/ and /ops/ pages
+        # Issue 14: on PostgreSQL, one of any number of instances on the database.
+        self.cluster: Cluster | None = None
+        self.job_sync: JobSync | None = None
+        if self.engine.dialect.name == "postgresql":
+            self._join_cluster(settings)
         self._expiry: task.LoopingCall | None = None
         self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
         self.accepting = False
         self.started = False
         self.metrics.add_state(self._state)
+
+    def _join_cluster(self, settings: Settings) -> None:
+        """Leases, heartbeats, job states and one-instance duties (smppd.daemon.cluster)."""
+        cluster = self.cluster = Cluster(
+            self.reactor, self._transaction, self.dispatcher, self.applier.memory,
+            settings.cluster.lease, settings.cluster.heartbeat)
+        self.jobs.owner = lambda: self.applier.memory.owner
+        self.job_sync = JobSync(self.reactor, self._read, self.writer.put, self.jobs,
+                                lambda: self.applier.memory.owner)
+        self.callbacks.drainer.duty = lambda: cluster.holds("callbacks")
+        self.inbound.forwarder.duty = lambda: cluster.holds("mail")
+        self.inbound.duty = lambda: cluster.holds("monthly")
+        self.reports.duty = lambda: cluster.holds("report-schedules")
+        self.metrics.registry.register(ClusterCollector(cluster))  # type: ignore[arg-type]
 
     # Start ---------------------------------------------------------------------------
 
@@ -165,6 +186,8 @@ class Daemon:
         self.applier.pending_receipts = yield self._read(queries.count_pending_receipts)
         fragments = yield self._read(queries.unassembled_fragments,
                                      self.listener.reassembler.timeout)
+        if self.cluster is not None:  # before the writer: accepts are leased from the first
+            yield self.cluster.register()
         self.writer.start()
         for row in fragments:
             self._reload_fragment(row)
@@ -177,7 +200,11 @@ class Daemon:
                 log.info("smsc=%s receipt %s ids read %s (learnt earlier)", smsc, origin,
                          reading)
         self.dispatcher.refill()
+        if self.cluster is not None:
+            self.cluster.start()  # heartbeats, which also take over a dead one's work
         yield self.jobs.restore()
+        if self.job_sync is not None:
+            self.job_sync.start()
         yield self.inbound.start()
         yield self.reports.start()
         yield self.callbacks.start()
@@ -263,6 +290,8 @@ class Daemon:
     def _purge(self) -> None:
         """Hourly: receipts that waited a week for a message that never came, and
         idempotency keys past their 24 h."""
+        if self.cluster is not None and not self.cluster.holds("purge"):
+            return  # another instance sweeps
 
         def done(purged: int) -> None:
             if purged:
@@ -311,9 +340,19 @@ class Daemon:
         return self._read(fn, *args).addTimeout(bound, self.reactor).addErrback(timed_out)
 
     def _load_queued(self, after_id: str, limit: int) -> defer.Deferred[Any]:
+        owner = self.applier.memory.owner
+        if self.cluster is not None:  # leased, not read by cursor (smppd.store.leases)
+            if owner is None:
+                return defer.succeed(([], None))  # registering again after a fence
+            return self._transaction(leases.lease_singles, owner, limit)
         return self._read(queries.load_queued, after_id, limit)
 
     def _load_job_page(self, job_id: str, after_id: str, limit: int) -> defer.Deferred[Any]:
+        owner = self.applier.memory.owner
+        if self.cluster is not None:
+            if owner is None:
+                return defer.succeed(([], None))
+            return self._transaction(leases.lease_job_page, owner, job_id, limit)
         return self._read(queries.load_job_queued, job_id, after_id, limit)
 
     # What the API calls ----------------------------------------------------------------
@@ -397,8 +436,13 @@ class Daemon:
         bound = any(c.bound for c in self.connectors.values())
         store = self.writer.available  # unavailable, or nothing committed for too long
         ready = self.accepting and bound and store
-        return ready, {"ready": ready, "smscs": smscs, "store": "ok" if store
-                       else "unavailable", "accepting": self.accepting}
+        detail = {"ready": ready, "smscs": smscs, "store": "ok" if store else "unavailable",
+                  "accepting": self.accepting}
+        if self.cluster is not None:  # issue 14: it sends only while its lease holds
+            leased = self.cluster.lease_ok()
+            detail["ready"] = ready = ready and leased
+            detail["lease"] = "ok" if leased else "lapsed"
+        return ready, detail
 
     def _state(self) -> dict[str, Any]:
         return {"connectors": self.connectors, "queue_depth": self.dispatcher.depth,
@@ -505,6 +549,10 @@ class Daemon:
             yield self.links_port.stopListening()
         self.dispatcher.stop()
         self.jobs.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
+        if self.job_sync is not None:
+            self.job_sync.stop()
         self.inbound.stop()
         self.reports.stop()
         if self.portal is not None:
@@ -523,6 +571,8 @@ class Daemon:
         if self.links is not None:
             yield self.links.stop()  # the clicks answered, to the writer
         yield self._in_thread(self.writer.stop)
+        if self.cluster is not None:  # what it still holds goes back to the queue now
+            yield self.cluster.retire()
         if self.ops_port is not None:  # scrapes go on while draining
             yield self.ops_port.stopListening()
         self.pool.stop()

@@ -139,6 +139,10 @@ class Dispatcher:
         self.passes = 0  # pump passes: flat while nothing can be sent (checklist 15)
         self.accepting = True
         self.stopped = False
+        # Several instances (issue 14, smppd.daemon.cluster): send only while this
+        # instance's lease holds, and give back to the queue what memory cannot take.
+        self.lease_ok: Callable[[], bool] | None = None
+        self.on_spill: Callable[[str], None] | None = None
 
     # Wiring ------------------------------------------------------------------------
 
@@ -216,7 +220,14 @@ class Dispatcher:
 
     def accepted(self, message: QueuedMessage) -> None:
         """A message is committed as queued; send it when there is room."""
-        if self.spilled or self.singles.size >= self.memory_limit:
+        full = self.singles.size >= self.memory_limit
+        if self.on_spill is not None and (full or not self.lease_ok or not self.lease_ok()):
+            # Leased (issue 14): what memory cannot take, or what this instance may not
+            # hold now (its lease lapsed), goes back to the queue. A lease read never
+            # returns this instance's own rows, so with room it is taken now even while
+            # a refill runs: no order to keep, no duplicate.
+            self.on_spill(message.id)
+        elif full or (self.spilled and self.on_spill is None):
             self.spilled = True  # it stays in the database; refill reads it in order
             self._missed = True  # so a refill under way cannot declare the backlog empty
         else:
@@ -268,7 +279,7 @@ class Dispatcher:
         self.pump()
 
     def pump(self) -> None:
-        if self.stopped:
+        if self.stopped or (self.lease_ok is not None and not self.lease_ok()):
             return
         self.passes += 1
         now = self.reactor.seconds()

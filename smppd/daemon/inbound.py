@@ -119,6 +119,7 @@ class InboundService:
         self.metrics = InboundMetrics(registry, lambda: self.unassigned_stored)
         self.forwarder = Forwarder(reactor, read, put, in_thread, lambda: self.settings.smtp)
         self._monthly: task.LoopingCall | None = None
+        self.duty: Callable[[], bool] = lambda: True  # issue 14: one instance charges
 
     # Wiring ------------------------------------------------------------------------------
 
@@ -146,6 +147,8 @@ class InboundService:
             self._monthly.stop()
 
     def _charge_monthly(self) -> None:
+        if not self.duty():
+            return  # issue 14: another instance charges (twice would charge twice)
         def done(result: tuple[int, int]) -> None:
             if result[0] or result[1]:
                 log.info("inbound numbers: %d monthly fee(s) charged, %d reservation(s) "

@@ -75,6 +75,9 @@ class JobManager:
         self.accepting = accepting
         self._checking: set[str] = set()
         self._loop: task.LoopingCall | None = None
+        # Several instances (issue 14): this instance's id, so that a stop leaves
+        # alone what another instance is sending (it stops its share itself).
+        self.owner: Callable[[], str | None] = lambda: None
 
     # Start and stop --------------------------------------------------------------------
 
@@ -101,6 +104,8 @@ class JobManager:
 
     def _feed(self, job_id: str, account_id: int, cap: float | None,
               paused: bool = False) -> None:
+        if job_id in self.dispatcher.feeders:
+            return  # fed already (several instances: job_sync may have been first)
         self.dispatcher.add_job(job_id, account_id, cap, paused)
 
     def _schedule(self, job_id: str, account_id: int, cap: float | None,
@@ -307,7 +312,8 @@ class JobManager:
             return {"id": job_id, "state": JobState.STOPPED, "cancelled": result[0],
                     "refunded": result[1]}
 
-        return self.put(ops.StopJob(job_id, account.id, busy)).addCallback(stopped)
+        return self.put(ops.StopJob(job_id, account.id, busy, self.owner())) \
+            .addCallback(stopped)
 
     def _resumed(self, state: str | None, account: Account, job_id: str) -> Any:
         if state != JobState.RUNNING:

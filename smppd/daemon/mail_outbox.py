@@ -59,6 +59,7 @@ class Forwarder:
         self._busy = False
         self._again = False
         self._loop: task.LoopingCall | None = None
+        self.duty: Callable[[], bool] = lambda: True  # issue 14: one instance sends
 
     def start(self) -> None:
         self._loop = task.LoopingCall(self.wake)
@@ -71,6 +72,8 @@ class Forwarder:
 
     def wake(self) -> None:
         """Send what is due; called after an MO with e-mail forwards commits."""
+        if not self.duty():
+            return
         if self._busy:
             self._again = True
             return

@@ -16,6 +16,7 @@ from typing import Any
 from .. import config as config_module
 from .. import logs
 from ..store.database import DatabaseError
+from ..store.single import lock_sqlite
 from . import systemd
 from .app import Daemon
 
@@ -36,6 +37,7 @@ def run(path: str) -> int:
     bridge = install(reactor)  # Twisted's own events (accept failures...) into our log
 
     try:
+        held = lock_sqlite(settings.database)  # noqa: F841 - kept for the process's life
         daemon = Daemon(settings, reactor)
     except DatabaseError as exc:
         logs.print_error(f"{path}: {exc}")

@@ -87,6 +87,7 @@ class ReportService:
         self.workers: set[subprocess.Popen[str]] = set()
         self.isolate = True  # queued reports render in a worker process (worker.py)
         self.stopping = False
+        self.duty: Callable[[], bool] = lambda: True  # issue 14: one instance schedules
         self._loops: list[task.LoopingCall] = []
         self.made = Counter("smppd_reports_total", "Reports finished, by type, format and "
                             "result (ready, failed)", ["type", "format", "result"],
@@ -447,8 +448,8 @@ class ReportService:
 
     def run_schedules(self) -> defer.Deferred[Any] | None:
         """Make the reports of every run that is due (catching up missed ones)."""
-        if self.stopping:
-            return None
+        if self.stopping or not self.duty():
+            return None  # issue 14: another instance makes the periodic runs
         now = self.clock.seconds()
 
         def made(count: int) -> None:

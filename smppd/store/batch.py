@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from . import (
+    epoch,
     forwards,
     idempotency,
     inbound,
@@ -79,6 +80,14 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     (portal.KINDS, portal.apply),  # users and sessions (issue 15), in their own order
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
+# Kinds that change messages already in progress: with several instances, a batch
+# holding one takes the writers' turn first (smppd.store.epoch).
+_SHARED = frozenset((*outcomes.KINDS, ops.StopJob, ops.AbortJob, ops.LearnIdMode))
+# Kinds that lock rows a turn's holder may want (an account, a job) before the phase
+# that needs the turn: a batch holding one takes the turn at its very start.
+_EARLY = frozenset((ops.LedgerEntry, ops.CreateJob, ops.AbortJob, ops.StopJob,
+                    ops.FinishJob, ops.SetJobState, iops.Reserve, iops.Release,
+                    iops.ChargeMonthly))
 # A phase may hand work to a later one (a learnt reading hands its waiting receipts to
 # the outcomes phase): a phase runs if any of its kinds is in the batch by then.
 
@@ -106,6 +115,7 @@ class BatchApplier:
         """Forget the cache: after a failed transaction it may be ahead of the
         database; the database is the truth and is read again on demand."""
         self.memory.cache.clear()
+        self.memory.epoch = None  # a turn taken in a rolled-back transaction was not taken
 
     def apply(self, conn: Connection, batch: Sequence[Any]) -> list[Any]:
         if self._sql is None:
@@ -120,8 +130,20 @@ class BatchApplier:
             else:  # our own bug: fail that operation, not the batch
                 ctx.results[index] = TypeError(f"the store has no handler for "
                                                f"{type(op).__name__}")
+        turn = self.memory.owner is not None and not _SHARED.isdisjoint(by_kind)
+        if turn and not _EARLY.isdisjoint(by_kind):
+            epoch.take_turn(ctx)  # first, before any other row lock of the batch
+            turn = False
         for kinds, phase in PHASES:
             if any(kind in by_kind for kind in kinds):
+                if turn and not _SHARED.isdisjoint(kinds):
+                    # Late, so that accepts in the same batch do not hold the turn: no
+                    # lock before it that a turn's holder could want (balances are
+                    # written at the end, ledger.flush).
+                    epoch.take_turn(ctx)
+                    turn = False
                 phase(ctx, by_kind)
+        if ctx.account_deltas:
+            ledger.flush(ctx)
         ctx.rollups.write(conn)
         return ctx.results

@@ -56,6 +56,11 @@ class WriterMemory:
     cache: InProgress = field(default_factory=InProgress)
     inbound: InboundRuntime = field(default_factory=InboundRuntime)  # issue 11
     outbox: OutboxMemory = field(default_factory=OutboxMemory)  # issue 12
+    # Issue 14, several instances on PostgreSQL: this instance's id (None: the only
+    # instance), which leases the messages its API accepts, and the writers' epoch it
+    # last took (smppd.store.epoch).
+    owner: str | None = None
+    epoch: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +76,8 @@ class BatchContext:
     # The reports' rollups this batch changes, written as one upsert at its end; a
     # failed batch drops them with everything else.
     rollups: RollupDeltas = field(default_factory=RollupDeltas)
+    # Several instances (issue 14): balance changes written at the end (ledger.flush).
+    account_deltas: dict[int, int] = field(default_factory=dict)
 
     @property
     def cache(self) -> InProgress:

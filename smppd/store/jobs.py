@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 
 from ..status import JobState, Status
-from . import idempotency, ledger, messages, outbox
+from . import idempotency, leases, ledger, messages, outbox
 from . import schema as t
 from .operations import AbortJob, CreateJob, FinishJob, InsufficientBalance, SetJobState, StopJob
 from .outcomes import INSERT_EVENT
@@ -29,7 +29,7 @@ def create(ctx: BatchContext, by_kind: Items) -> None:
 
 def _create(ctx: BatchContext, op: CreateJob) -> Any:
     total = sum(message.points for message in op.messages)
-    balance = ledger.balances(ctx, [op.account_id]).get(op.account_id, 0)
+    balance = ledger.balances(ctx, [op.account_id], lock=True).get(op.account_id, 0)
     if balance < total:
         return InsufficientBalance(total, balance)
     j = t.jobs.c
@@ -141,8 +141,11 @@ def _stop(ctx: BatchContext, op: StopJob) -> tuple[int, int] | None:
         return None  # a job still being written does not exist yet
     # Only messages not even partly sent: a part out of the door is the carrier's.
     started = select(p.message_id).where(p.message_id == m.id, p.status != Status.QUEUED)
-    rows = conn.execute(select(m.id, m.points, m.parts, m.error_code, m.refunded).where(
-        m.job_id == op.job_id, m.status == Status.QUEUED, ~started.exists())).all()
+    query = select(m.id, m.points, m.parts, m.error_code, m.refunded).where(
+        m.job_id == op.job_id, m.status == Status.QUEUED, ~started.exists())
+    if op.owner is not None:  # issue 14: not what another live instance is sending
+        query = query.where(leases.not_held_elsewhere(op.owner))
+    rows = conn.execute(query).all()
     cancelled = [row for row in rows if row.id not in op.in_flight]
     refund = sum(row.points for row in cancelled)
     ids = [row.id for row in cancelled]

@@ -21,7 +21,7 @@ _QUEUED = f"'{Status.QUEUED.value}'"
 INSERT_MESSAGE = BulkInsert(t.messages, (
     "id", "account_id", "job_id", "sender", "recipient", "country", "text", "encoding",
     "parts", "points", "concat_ref", "smsc", "ref_id", "params", "created_at",
-    "updated_at", "channel", "sent_by", "partner", "callback_id"),
+    "updated_at", "channel", "sent_by", "partner", "callback_id", "lease_owner"),
     {"refunded": "0", "status": _QUEUED})
 INSERT_PART = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
                          {"status": _QUEUED})
@@ -45,7 +45,10 @@ def charge_and_insert(ctx: BatchContext, accepts: Sequence[Accept]) -> list[Any]
     Also used for the replies an MO causes, in the MO's own transaction."""
     if not accepts:
         return []
-    balances = ledger.balances(ctx, (op.account_id for op in accepts))
+    # A lone accept (or one written again after a BalanceRace) locks its account's
+    # row at once, so it cannot race another instance (smppd.store.ledger).
+    balances = ledger.balances(ctx, (op.account_id for op in accepts),
+                               lock=len(accepts) == 1)
     charged: dict[int, int] = defaultdict(int)
     accepted, results = [], []
     for op in accepts:
@@ -75,6 +78,9 @@ def insert(ctx: BatchContext, accepted: Sequence[Accept],
     accepted, recoded = links.store(ctx, accepted)
     rows, parts = [], []
     stamps: dict[float, Any] = {}  # a job's rows share one moment: converted once
+    # Several instances (issue 14): what this instance's dispatcher takes straight
+    # into memory is leased to it; a job's rows are leased a page at a time later.
+    owner = ctx.memory.owner if remember else None
     for op in accepted:
         created = stamps.get(op.created_at)
         if created is None:
@@ -83,7 +89,7 @@ def insert(ctx: BatchContext, accepted: Sequence[Accept],
                      op.country, op.text, op.encoding, op.parts, op.points, op.concat_ref,
                      op.smsc, op.ref_id, op.params, created, created,
                      op.channel or ("job" if op.job_id else "api"), op.sent_by, op.partner,
-                     op.callback_id))
+                     op.callback_id, owner))
         ctx.rollups.add(op.account_id, op.message_id, Status.QUEUED, None, op.parts, op.points,
                         0)
         parts.extend((op.message_id, n, created) for n in range(1, op.parts + 1))

@@ -321,6 +321,9 @@ class StopJob:
     job_id: str
     account_id: int
     in_flight: frozenset[str]
+    # Several instances (issue 14): the stopping instance; messages another live
+    # instance holds are left to it (it cancels them itself once it sees the stop).
+    owner: str | None = None
     retry: ClassVar[bool] = False
 
 

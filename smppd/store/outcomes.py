@@ -90,7 +90,9 @@ def apply(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None
     changes.events.extend((op.message_id, op.part_no, Status.QUEUED, op.reason, ctx.stamp)
                           for op in of(PartResent))
     seen = list(by_kind.get(ReceiptSeen, ()))
-    if ctx.memory.pending_receipts and (responses or late):
+    # With several instances (issue 14) another one's bind may have kept a receipt for
+    # these ids a moment ago: always look.
+    if (ctx.memory.pending_receipts or ctx.memory.owner is not None) and (responses or late):
         seen = [(receipts.LEARNT, op) for op in receipts.take_pending(
             ctx, {(op.smsc, op.smsc_key) for op in responses + late})] + seen
     if seen:

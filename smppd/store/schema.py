@@ -72,6 +72,10 @@ messages = Table(
     # Callbacks (issue 12): the endpoint the message named (None: the account's
     # default endpoint at the time of each event).
     Column("callback_id", String(32), nullable=True),
+    # Several instances on one PostgreSQL database (issue 14): the instance whose
+    # dispatcher holds this queued message (smppd.store.leases). NULL: nobody's yet,
+    # and always on SQLite (one instance).
+    Column("lease_owner", String(64), nullable=True),
 )
 # History pages and filters, per account, newest first.
 Index("ix_messages_account_id_id", messages.c.account_id, messages.c.id)
@@ -665,3 +669,37 @@ portal_sessions = Table(
     Column("last_seen_at", DateTime, nullable=False),
 )
 Index("ix_portal_sessions_user_id", portal_sessions.c.user_id)
+
+# --- Several instances on one database (issue 14) -----------------------------------------
+# One row per running smppd: its heartbeat keeps `lease_until` ahead, and every
+# message it leased (messages.lease_owner) is its own while that lies in the future.
+# A dead instance's row just expires; its messages go back to the queue with it.
+instances = Table(
+    "instances", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+    Column("lease_until", DateTime, nullable=False),
+    Column("smscs", Text, nullable=True),  # JSON list of the SMSCs it is bound to
+)
+
+# Work that must run on one instance at a time (sweepers, schedules, the callback
+# drainer): whoever holds the row's unexpired lease runs it.
+cluster_duties = Table(
+    "cluster_duties", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(64), nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+)
+
+# One row: the writers' turn at the messages in progress. A batch that settles
+# outcomes bumps it first (the row lock orders such batches across instances), and
+# a writer that finds another took a turn since its own forgets its cached states.
+writer_epoch = Table(
+    "writer_epoch", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("writer", String(64), nullable=True),
+)

@@ -245,3 +245,16 @@ def test_run_with_a_bad_config_exits_78_without_traceback(
     assert cli.main(["run", "--config", str(path)]) == config.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "smscs: missing required value" in err and "Traceback" not in err
+
+
+def test_cluster_leases_default_and_read(tmp_path: Path) -> None:
+    """`cluster:` (issue 14): the lease and the heartbeat, the heartbeat at most half
+    the lease (else a live instance could look dead between two beats)."""
+    assert config.load(write(tmp_path, VALID)).cluster == config.ClusterSettings()
+    settings = config.load(write(tmp_path, edit(lambda d: d.update(cluster={
+        "lease": 5, "heartbeat": 0.5}))))
+    assert settings.cluster == config.ClusterSettings(5.0, 0.5)
+    found = problems(tmp_path, edit(lambda d: d.update(cluster={"lease": 2, "heartbeat": 3,
+                                                                "leases": 1})))
+    assert any("cluster.heartbeat: expected at most half of cluster.lease" in p for p in found)
+    assert any("cluster.leases: unknown key" in p for p in found)

@@ -47,6 +47,10 @@ class Behaviour:
     receipt_before_response: float | None = None  # seconds the resp waits after the receipt
     receipt_status_by_prefix: dict[str, str] = field(default_factory=dict)  # else DELIVRD
     receipt_tlvs: bool = True  # receipted_message_id + message_state TLVs
+    # Receipts to the receiving binds of the system_id in turn, not to the bind that
+    # submitted (real SMSCs deliver to any receiver of the account: with several
+    # ESME instances, a receipt often reaches another instance than the sender).
+    receipts_round_robin: bool = False
     receipt_tlv_state: str | None = None  # force a TLV state that disagrees with the text
     intermediate_receipts: bool = False  # send ENROUTE before the final receipt
     submit_status_by_prefix: dict[str, int] = field(default_factory=dict)
@@ -77,6 +81,8 @@ class SubmitRecord:
     message_id: str | None
     status: int
     system_id: str
+    at: float = 0.0  # the reactor's clock when it arrived (per-second counts)
+    connection: int = 0  # which connection (its index in order of connecting)
 
 
 @dataclass
@@ -97,6 +103,7 @@ class SmscProtocol(Protocol):
         self.submits_received = 0  # on this connection
         self.pending_responses = 0
         self.held: list[Pdu] = []
+        self.serial = 0  # set when connected: SubmitRecord.connection
         self.sent_delivers: dict[int, Pdu] = {}  # awaiting an answer (redeliver_after)
         self._sequence = itertools.count(1)
         self.open = False
@@ -107,6 +114,7 @@ class SmscProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.open = True
+        self.serial = next(self.smsc._serials)
         self.smsc.connections.append(self)
 
     def connectionLost(self, reason: Any = None) -> None:
@@ -262,6 +270,8 @@ class FakeSmsc(Factory):
         self._stored: list[tuple[str, Pdu]] = []  # receipts waiting for a receiver bind
         self._bucket_tokens = 0.0
         self._bucket_time = 0.0
+        self._turn = 0  # receipts_round_robin: the receiver that got the last one
+        self._serials = itertools.count(1)
 
     def buildProtocol(self, addr: Any) -> SmscProtocol:
         return SmscProtocol(self)
@@ -330,7 +340,8 @@ class FakeSmsc(Factory):
             return
         status = self._submit_status(connection, pdu, ordinal)
         message_id, number = self._new_id() if status == c.ESME_ROK else (None, 0)
-        self.submits.append(SubmitRecord(pdu, message_id, status, connection.system_id))
+        self.submits.append(SubmitRecord(pdu, message_id, status, connection.system_id,
+                                         self.reactor.seconds(), connection.serial))
         if status == c.ESME_ROK:
             self._assemble(pdu)
         if ordinal in behaviour.swallow:
@@ -417,7 +428,8 @@ class FakeSmsc(Factory):
             fields["message_state"] = receipts.message_state_for(
                 behaviour.receipt_tlv_state or stat)
         self.receipts_sent += 1
-        self.deliver(fields, system_id=connection.system_id, prefer=connection)
+        prefer = None if behaviour.receipts_round_robin else connection
+        self.deliver(fields, system_id=connection.system_id, prefer=prefer)
 
     def deliver(self, fields: dict[str, Any], unknown_tlvs: list[tuple[int, bytes]] | None = None,
                 system_id: str | None = None, prefer: SmscProtocol | None = None,
@@ -442,6 +454,13 @@ class FakeSmsc(Factory):
                   ) -> SmscProtocol | None:
         if prefer is not None and prefer.open and prefer.can_receive:
             return prefer
+        if self.behaviour.receipts_round_robin:
+            ready = [connection for connection in self.connections
+                     if connection.open and connection.can_receive and (
+                         system_id is None or connection.system_id == system_id)]
+            if ready:
+                self._turn = (self._turn + 1) % len(ready)
+                return ready[self._turn]
         for connection in self.connections:
             if connection.open and connection.can_receive and (
                     system_id is None or connection.system_id == system_id):
