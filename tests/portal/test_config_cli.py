@@ -1,5 +1,5 @@
 """The portal's configuration keys, `smppd user add|reset|list`, `smppd operator hash`,
-migration 0010 against the tables, and PUT /v1/polls/{id} (the edit form's service)."""
+migration 0009 against the tables, and PUT /v1/polls/{id} (the edit form's service)."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def test_the_portal_migration_goes_down_and_up_again(tmp_path: Path) -> None:
     database.upgrade(engine)
     database.upgrade(engine)  # idempotent
     config = database._alembic_config(engine)
-    command.downgrade(config, "0007")  # the revision before the portal's (0010)
+    command.downgrade(config, "0008")  # the revision before the portal's (0009)
     assert "portal_users" not in inspect(engine).get_table_names()
     command.upgrade(config, "head")
     assert {"portal_users", "portal_sessions"} <= set(inspect(engine).get_table_names())

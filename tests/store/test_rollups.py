@@ -145,7 +145,7 @@ def test_slot_is_the_quarter_hour_of_the_id() -> None:
 
 
 def test_migration_from_0003_fills_channel_and_rollups(tmp_path: Any) -> None:
-    """Messages kept before revision 0005 get their channel and their rollups."""
+    """Messages kept before revision 0007 (reports) get their channel and their rollups."""
     from smppd.store import database
 
     engine = database.make_engine(f"sqlite:///{tmp_path / 'old.db'}")

@@ -1,14 +1,14 @@
 """several instances on one database: instances, leases, duties, the writers' epoch
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0010
+Revises: 0009
 (issue 14)
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0010'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

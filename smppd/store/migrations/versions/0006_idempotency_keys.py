@@ -1,13 +1,13 @@
 """idempotency keys: the answer to a POST that carried an Idempotency-Key
 
-Revision ID: 0004
-Revises: 0009
+Revision ID: 0006
+Revises: 0005
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004'
-down_revision = '0009'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -1,13 +1,13 @@
 """resent parts' other ids, learnt receipt id readings, receipts waiting for one
 
-Revision ID: 0009
-Revises: 0006
+Revision ID: 0005
+Revises: 0004
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009'
-down_revision = '0006'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -1,13 +1,13 @@
 """inbound numbers, routing, contacts and polls
 
-Revision ID: 0006
+Revision ID: 0004
 Revises: 0003
 (issue 11; the lead re-chains the revision on merge)
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006'
+revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None

@@ -1,14 +1,14 @@
 """portal users and sessions; who sent a message or job (channel, sent_by)
 
-Revision ID: 0010
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 (issue 15; messages.channel and messages.sent_by come with 0005, the reports.)
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
