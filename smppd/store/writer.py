@@ -50,6 +50,10 @@ from .operations import describe
 from .recovery import NoRecovery, Recovery
 
 log = logging.getLogger("smppd.store")
+# MAX_BATCH_WHY: a batch of 5,000 MO votes (routing, vote, charged reply each) took over
+# `stall_timeout` even on a quiet machine, so the stall guard refused the flood behind it
+# (5,388 redeliveries in bench/inbound.py); 1,000 commits well within it at the same
+# throughput, and at full sending speed batches are ~40 operations anyway.
 SHED_INTERVAL = 0.25  # seconds between looks for waiting work to refuse while stalled
 
 Entry = tuple[Any, "defer.Deferred[Any]", float]  # operation, its Deferred, when put
@@ -73,7 +77,7 @@ def unavailable(exc: BaseException) -> bool:
 
 class Writer:
     def __init__(self, engine: Engine, applier: BatchApplier, reactor: Any,
-                 max_batch: int = 5000, retry_delay: float = 0.5,
+                 max_batch: int = 1000, retry_delay: float = 0.5,  # see MAX_BATCH_WHY
                  on_batch: Callable[[int, float], None] | None = None,
                  stall_timeout: float = 3.0, recovery: Recovery | None = None,
                  clock: Callable[[], float] = time.monotonic, linger: float = 0.0,
