@@ -10,7 +10,8 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from tests.conftest import call, wait_for
+from tests.conftest import call
+from tests.support.polling import until
 from tests.support.receiver import Receiver, raw_signature, self_signed
 from tests.support.running import Client
 
@@ -227,12 +228,15 @@ def test_metrics_show_deliveries_and_depth_without_urls(start_daemon: Any) -> No
         def metrics() -> str:
             conn = http.client.HTTPConnection("127.0.0.1", running.daemon.http_port,
                                               timeout=5)
-            conn.request("GET", "/metrics")
-            return conn.getresponse().read().decode()
+            try:
+                conn.request("GET", "/metrics")
+                return conn.getresponse().read().decode()
+            finally:
+                conn.close()
 
         # The receiver has the POST; the daemon counts it once it has read the answer.
         delivered = 'smppd_callback_deliveries_total{result="delivered"} 1.0'
-        wait_for(lambda: delivered in metrics(), what="the delivery counted")
+        until(lambda: delivered in metrics(), 20, "the delivery counted")
         text = metrics()
         assert 'smppd_callback_outbox_depth{account="acme"}' in text
         assert "127.0.0.1" not in text and "/hook" not in text
