@@ -42,7 +42,8 @@ def test_token_bucket_releases_a_quarter_second_at_once_after_running_dry() -> N
     assert bucket.available(0.3) == 0 and bucket.wait(0.3) == pytest.approx(0.075)
     assert bucket.available(0.375) == 25
     bucket.spend(25, 0.375)
-    # A sender woken only when the bucket says, each time a little late.
+    # A sender woken only when the bucket says, each time a little late. The clock is
+    # the `now` passed in (simulated seconds), never the wall clock: a pacing check.
     now, wakeups, per_second = 0.5, 0, [0] * 10
     while now < 10.0:
         wakeups += 1
