@@ -99,10 +99,21 @@ def _admin(name: str) -> Any:
     return handler
 
 
-def _version() -> str:
-    from .admin import version
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked: building the parser must not import the
+    admin module (SQLAlchemy, Alembic), which every daemon start would then pay for."""
 
-    return f"smppd {version()}"
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default,
+                         help=help or "show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from .admin import version
+
+        print(f"smppd {version()}")
+        parser.exit()
 
 
 def _unassigned(args: argparse.Namespace) -> int:
@@ -129,7 +140,7 @@ def _unassigned(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smppd", description="SMPP 3.4 carrier connector")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -8,6 +8,7 @@ the daemon run them on a pool thread, never on the reactor.
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,9 +18,15 @@ _HASHER = PasswordHasher()
 _ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 MIN_LENGTH = 10
 MAX_LENGTH = 256
-# Verified against when a login does not exist, so that a wrong login costs the same
-# time as a wrong password and the answer does not tell which logins exist.
-_DUMMY = _HASHER.hash("smppd: no such user")
+
+
+@cache
+def _dummy() -> str:
+    """Verified against when a login does not exist, so that a wrong login costs the
+    same time as a wrong password and the answer does not tell which logins exist.
+    Made on first use (on a pool thread), not at import: a hash is a fifth of a CPU
+    second, which every daemon start paid on the reactor thread."""
+    return _HASHER.hash("smppd: no such user")
 
 
 def hash_password(password: str) -> str:
@@ -29,7 +36,7 @@ def hash_password(password: str) -> str:
 def verify(password_hash: str | None, password: str) -> bool:
     """True when `password` matches; a missing or unreadable hash is a mismatch."""
     try:
-        return _HASHER.verify(password_hash or _DUMMY, password) and password_hash is not None
+        return _HASHER.verify(password_hash or _dummy(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -30,6 +30,27 @@ def statuses(message: dict[str, Any]) -> list[str]:
     return [h["status"] for h in message["history"] if h["part"] is None]
 
 
+def test_the_written_down_head_is_alembics_head() -> None:
+    """A daemon on a current schema skips Alembic by comparing with SCHEMA_HEAD: a new
+    migration that forgot to move it would never be applied."""
+    assert database.head_revision() == database.SCHEMA_HEAD
+
+
+def test_a_start_on_a_current_schema_does_not_run_alembic(tmp_path: Any, monkeypatch: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'head.db'}"
+    database.upgrade_url(url)
+    ran: list[str] = []
+    monkeypatch.setattr(database, "upgrade", lambda engine, revision="head": ran.append(revision))
+    database.upgrade_url(url)
+    assert ran == []
+    engine = database.make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0009'")
+    engine.dispose()
+    database.upgrade_url(url)
+    assert ran == ["head"]
+
+
 def test_schema_is_at_head_and_upgrade_is_idempotent(engine: Any) -> None:
     assert database.current_revision(engine) == database.head_revision()
     database.upgrade(engine)
