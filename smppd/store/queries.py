@@ -190,18 +190,20 @@ def _queued(conn: Connection, condition: Any,
     if not rows:
         return [], None
     unsent: dict[str, list[int]] = defaultdict(list)
-    ids = [row.id for row in rows]
+    ids = [row[0] for row in rows]
     for start in range(0, len(ids), 500):
         for message_id, part_no in conn.execute(select(t.parts.c.message_id, t.parts.c.part_no)
                                                 .where(and_(t.parts.c.message_id.in_(
                                                     ids[start:start + 500]),
                                                     t.parts.c.status == Status.QUEUED))):
             unsent[message_id].append(part_no)
-    found = [QueuedMessage(row.id, row.sender, row.recipient, row.text, row.encoding,
-                           row.parts, row.concat_ref, row.smsc, tuple(sorted(unsent[row.id])),
-                           row.job_id, row.account_id, row.points)
-             for row in rows if unsent[row.id]]
-    return found, rows[-1].id
+    # Rows unpacked by position: a Row's attribute access by name costs about ten
+    # times an unpacking, and a job's pages are read a message at a time.
+    found = [QueuedMessage(id_, sender, recipient, text, encoding, parts, concat_ref, smsc,
+                           tuple(sorted(unsent[id_])), job_id, account_id, points)
+             for id_, sender, recipient, text, encoding, parts, concat_ref, smsc, job_id,
+             account_id, points in rows if unsent[id_]]
+    return found, ids[-1]
 
 
 def get_job(conn: Connection, account_id: int, job_id: str) -> dict[str, Any] | None:
