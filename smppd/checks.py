@@ -116,6 +116,8 @@ def check_template(template: str) -> None:
 def render(template: str, fields: dict[str, Any]) -> str:
     """Fill {field} placeholders; {{ and }} are literal braces. Deliberately not
     str.format: a template must not reach attributes ({to.__class__}) or indexes."""
+    if "{" not in template and "}" not in template:
+        return template  # most jobs: one text for every row, nothing to fill
 
     def fill(match: re.Match[str]) -> str:
         token = match.group(0)
