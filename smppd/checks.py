@@ -64,10 +64,15 @@ def recipient(value: Any, field: str = "to") -> tuple[str, str | None]:
             number = phonenumbers.parse(text, None)
         except phonenumbers.NumberParseException as exc:
             raise ApiError(400, f"not a phone number: {exc}", field) from None
-    if not phonenumbers.is_valid_number(number):
+    # is_valid_number() is region_code_for_number() then is_valid_number_for_region();
+    # done here in its two steps, the region found once serves the answer too (for a
+    # country code shared by several regions, +1 or +7, finding it is the dear part).
+    region = phonenumbers.region_code_for_number(number)
+    if not phonenumbers.is_valid_number_for_region(number, region):
         number = _lenient(text)  # only to suggest what was perhaps meant
         if number is None or not phonenumbers.is_valid_number(number):
             raise ApiError(400, f"{text!r} is not a valid number for its country", field)
+        region = phonenumbers.region_code_for_number(number)
     digits = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
     typed = "".join(ch for ch in text if ch in "0123456789")
     if digits != typed:
@@ -75,7 +80,7 @@ def recipient(value: Any, field: str = "to") -> tuple[str, str | None]:
         # number than the one written would be worse than asking.
         raise ApiError(400, f"{text!r} is not valid as written; did you mean +{digits}?",
                        field)
-    return digits, phonenumbers.region_code_for_number(number)
+    return digits, region
 
 
 def _lenient(text: str) -> phonenumbers.PhoneNumber | None:
