@@ -115,8 +115,6 @@ class Writer:
         self._thread.start()
         self._shedder = task.LoopingCall(self._shed)
         self._shedder.clock = self.reactor
-        # Started on the reactor thread, whichever thread starts the writer.
-        self.reactor.callFromThread(self._shedder.start, SHED_INTERVAL, False)
 
     def put(self, op: Any) -> defer.Deferred[Any]:
         d: defer.Deferred[Any] = defer.Deferred()
@@ -134,6 +132,10 @@ class Writer:
                     self._wakeup.notify()
             if len(self._queue) == 1:
                 self._wakeup.notify()
+        if self._shedder is not None and not self._shedder.running:
+            # Looks for stalled work only while there is work: an idle daemon does not
+            # wake four times a second for nothing (issue 13).
+            self._shedder.start(SHED_INTERVAL, now=False)
         return d
 
     @property
@@ -193,6 +195,8 @@ class Writer:
         being written as long as the writer is still getting a connection for it
         (nothing of that batch has reached the database, so refusing is the truth)."""
         if not self.stalled:
+            if not self._queue and self._current is None and self._shedder is not None:
+                self._shedder.stop()  # nothing waits; put() starts it again
             return
         error = self._stall_error()
         with self._wakeup:
