@@ -121,10 +121,11 @@ DETAILED = ("id", "created_at", "sender", "recipient", "country", "status", "err
 
 
 def detailed(conn: Connection, conditions: list[Any], content: bool = False,
-             params: bool = False, contacts: bool = False) -> Iterator[Any]:
-    """The messages in id order, streamed as plain tuples (times as the driver gives
-    them: text from SQLite, datetime from PostgreSQL): the DETAILED columns, then
-    `clicked`, then the text, the params and the CONTACT columns as asked."""
+             params: bool = False, contacts: bool = False) -> Iterator[Sequence[Any]]:
+    """The messages in id order, streamed in lists of plain tuples (`batches`; times
+    as the driver gives them: text from SQLite, datetime from PostgreSQL): the
+    DETAILED columns, then `clicked`, then the text, the params and the CONTACT
+    columns as asked."""
     m = t.messages.c
     columns = [*(getattr(m, name) for name in DETAILED), clicked_column()]
     source: Any = t.messages
@@ -136,14 +137,22 @@ def detailed(conn: Connection, conditions: list[Any], content: bool = False,
         source, found = with_contact(source, m.account_id, m.recipient)
         columns += found
     query = select(*columns).select_from(source).where(and_(*conditions)).order_by(m.id)
-    yield from stream(conn, query)
+    yield from batches(conn, query)
 
 
 def stream(conn: Connection, query: Any) -> Iterator[Any]:
-    """Rows of a big query without holding them. On SQLite straight from the driver's
-    cursor: SQLAlchemy's Row objects and type processing cost more per row than the
-    rest of a CSV line. On PostgreSQL a server-side (named) cursor, fetched a few
-    thousand rows at a time, for the same reason and so the rows are never all held."""
+    """Rows of a big query without holding them, one at a time (see `batches`)."""
+    for rows in batches(conn, query):
+        yield from rows
+
+
+def batches(conn: Connection, query: Any) -> Iterator[Sequence[Any]]:
+    """Rows of a big query without holding them, in lists of up to STREAM_ROWS: a
+    renderer that takes a list at a time (csv's writerows) runs its row loop in C.
+    On SQLite straight from the driver's cursor: SQLAlchemy's Row objects and type
+    processing cost more per row than the rest of a CSV line. On PostgreSQL a
+    server-side (named) cursor, fetched a few thousand rows at a time, for the same
+    reason and so the rows are never all held."""
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     driver = conn.connection.driver_connection
     if conn.dialect.name == "sqlite":
@@ -156,12 +165,12 @@ def stream(conn: Connection, query: Any) -> Iterator[Any]:
         cursor.itersize = STREAM_ROWS
         cursor.execute(str(compiled), compiled.params)
     else:  # another driver: SQLAlchemy's own streaming
-        yield from conn.execution_options(stream_results=True,
-                                          yield_per=STREAM_ROWS).execute(query)
+        yield from conn.execution_options(stream_results=True, yield_per=STREAM_ROWS) \
+            .execute(query).partitions()
         return
     try:
         while rows := cursor.fetchmany(STREAM_ROWS):
-            yield from rows
+            yield rows
     finally:
         cursor.close()
 
