@@ -28,6 +28,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal,
     select,
     text,
     values,
@@ -137,6 +138,39 @@ def detailed(conn: Connection, conditions: list[Any], content: bool = False,
         source, found = with_contact(source, m.account_id, m.recipient)
         columns += found
     query = select(*columns).select_from(source).where(and_(*conditions)).order_by(m.id)
+    yield from batches(conn, query)
+
+
+SEPARATOR = "\x1f"  # between the fields `detailed_joined` joins: never in a CSV line
+_FREE_TEXT = {"sender", "error_code", "ref_id", "partner"}  # what a client or SMSC wrote
+
+
+def detailed_joined(conn: Connection, conditions: list[Any]) -> Iterator[Sequence[Any]]:
+    """The messages of `detailed` (no optional columns), each as four strings from
+    the database: id, created_at's first 16 characters (to the minute), its next 3
+    (":SS"), then the other DETAILED columns and `clicked` ("true", "false" or "")
+    each after a SEPARATOR, NULL as "". Why: the driver's per-value cost was most of
+    a million-row CSV's time at fifteen values a row. One printf() joins them (SQLite
+    3.40 has no concat(); a chain of || copies the line once per piece and measured
+    a third slower). SQLite only: created_at is text there, and printf is SQLite's."""
+    m = t.messages.c
+    links, clicks = t.links.c, t.link_clicks.c
+    clicked = case((exists().where(links.message_id == m.id),
+                    case((exists().where(clicks.message_id == m.id, by_a_person()), "true"),
+                         else_="false")), else_="")
+    values: list[Any] = []
+    for name in DETAILED[2:]:
+        value: Any = getattr(m, name)
+        if name == "recipient":
+            value = literal("+", String) + value
+        elif name in _FREE_TEXT:  # printf's %s ends at a NUL: a line break makes the
+            # caller's check fail, and it writes the batch from the values instead
+            value = case((func.instr(value, func.char(0)) > 0, "\n"), else_=value)
+        values.append(value)
+    joined = func.printf(literal((SEPARATOR + "%s") * (len(values) + 1), String),
+                         *values, clicked)
+    query = select(m.id, func.substr(m.created_at, 1, 16), func.substr(m.created_at, 17, 3),
+                   joined).where(and_(*conditions)).order_by(m.id)
     yield from batches(conn, query)
 
 
