@@ -333,17 +333,21 @@ def detailed(conn: Connection, ctx: Context) -> Document:
         fields = len(columns)
         prefix: dict[str, str] = {}
         offset: dict[str, str] = {}
-        for batch in q.detailed_joined(conn, scope):
+        period = ctx.period
+        links = q.links_between(conn, period.start_ts if period else None,
+                                period.end_ts if period else None)
+        for batch in q.detailed_joined(conn, scope, links):
             try:
-                text = "\n".join([f"{r[0]}{sep}{prefix[r[1]]}{r[2]}{offset[r[1]]}{r[3]}"
-                                  for r in batch])
+                text = "\n".join([f"{r[0]}{sep}{prefix[r[1][:16]]}{r[1][16:19]}"
+                                  f"{offset[r[1][:16]]}{r[2]}" for r in batch])
             except KeyError:  # a minute not seen yet
                 for r in batch:
-                    if r[1] not in prefix:
-                        found = local.minute(r[1])
-                        prefix[r[1]], offset[r[1]] = found or ("", "\n")  # "\n": redo
-                text = "\n".join([f"{r[0]}{sep}{prefix[r[1]]}{r[2]}{offset[r[1]]}{r[3]}"
-                                  for r in batch])
+                    if r[1][:16] not in prefix:
+                        found = local.minute(r[1][:16])
+                        # None (an offset with seconds): "\n" fails the check below
+                        prefix[r[1][:16]], offset[r[1][:16]] = found or ("", "\n")
+                text = "\n".join([f"{r[0]}{sep}{prefix[r[1][:16]]}{r[1][16:19]}"
+                                  f"{offset[r[1][:16]]}{r[2]}" for r in batch])
             n = len(batch)
             if text.count(sep) == (fields - 1) * n and text.count("\n") == n - 1 and \
                     '"' not in text and "\r" not in text and delimiter not in text:

@@ -145,19 +145,16 @@ SEPARATOR = "\x1f"  # between the fields `detailed_joined` joins: never in a CSV
 _FREE_TEXT = {"sender", "error_code", "ref_id", "partner"}  # what a client or SMSC wrote
 
 
-def detailed_joined(conn: Connection, conditions: list[Any]) -> Iterator[Sequence[Any]]:
-    """The messages of `detailed` (no optional columns), each as four strings from
-    the database: id, created_at's first 16 characters (to the minute), its next 3
-    (":SS"), then the other DETAILED columns and `clicked` ("true", "false" or "")
-    each after a SEPARATOR, NULL as "". Why: the driver's per-value cost was most of
-    a million-row CSV's time at fifteen values a row. One printf() joins them (SQLite
-    3.40 has no concat(); a chain of || copies the line once per piece and measured
-    a third slower). SQLite only: created_at is text there, and printf is SQLite's."""
+def detailed_joined(conn: Connection, conditions: list[Any],
+                    links: bool = True) -> Iterator[Sequence[Any]]:
+    """The messages of `detailed` (no optional columns), each as three strings from
+    the database: id, created_at, then the other DETAILED columns and `clicked`
+    ("true", "false" or ""; always "" without `links`) each after a SEPARATOR, NULL
+    as "". Why: the driver's per-value cost was most of a million-row CSV's time at
+    fifteen values a row. One printf() joins them (SQLite 3.40 has no concat(); a
+    chain of || copies the line once per piece and measured a third slower). SQLite
+    only: created_at is text there, and printf is SQLite's."""
     m = t.messages.c
-    links, clicks = t.links.c, t.link_clicks.c
-    clicked = case((exists().where(links.message_id == m.id),
-                    case((exists().where(clicks.message_id == m.id, by_a_person()), "true"),
-                         else_="false")), else_="")
     values: list[Any] = []
     for name in DETAILED[2:]:
         value: Any = getattr(m, name)
@@ -167,11 +164,27 @@ def detailed_joined(conn: Connection, conditions: list[Any]) -> Iterator[Sequenc
             # caller's check fail, and it writes the batch from the values instead
             value = case((func.instr(value, func.char(0)) > 0, "\n"), else_=value)
         values.append(value)
-    joined = func.printf(literal((SEPARATOR + "%s") * (len(values) + 1), String),
-                         *values, clicked)
-    query = select(m.id, func.substr(m.created_at, 1, 16), func.substr(m.created_at, 17, 3),
-                   joined).where(and_(*conditions)).order_by(m.id)
+    if links:
+        made, clicks = t.links.c, t.link_clicks.c
+        values.append(case((exists().where(made.message_id == m.id), case(
+            (exists().where(clicks.message_id == m.id, by_a_person()), "true"),
+            else_="false")), else_=""))
+    template = (SEPARATOR + "%s") * len(values) + ("" if links else SEPARATOR)
+    joined = func.printf(literal(template, String), *values)
+    query = select(m.id, m.created_at, joined).where(and_(*conditions)).order_by(m.id)
     yield from batches(conn, query)
+
+
+def links_between(conn: Connection, start: float | None, end: float | None) -> bool:
+    """Whether a short link was made for any message created in [start, end), from
+    the message_id index of links: without one, no row of a report over that time
+    needs clicked_column's two lookups (most accounts send no links)."""
+    if start is None or end is None:
+        return True
+    low, high = id_range(start, end)
+    found = t.links.c
+    return conn.execute(select(found.message_id).where(
+        found.message_id >= low, found.message_id < high).limit(1)).first() is not None
 
 
 def stream(conn: Connection, query: Any) -> Iterator[Any]:
