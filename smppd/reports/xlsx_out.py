@@ -5,13 +5,15 @@ xlsxwriter makes the workbook: styles, the header, column widths, the frozen pan
 the autofilter and the About sheet. The rows of the Report sheet are not written
 through it. In its constant-memory mode every cell still goes through a decorated
 write call, a bounds check, a named tuple and an attribute list before its XML is
-formatted; profiled on 100,000 `detailed` rows that was ~85% of the time (13.4 s in
-all). Here each row's XML is formatted in one pass (`SheetRows`) and streamed to a
-temporary file; the workbook xlsxwriter made is then copied into the final zip with
-those rows spliced into the Report sheet's <sheetData>. Memory stays that of one row
-and one zip buffer. The cell XML is what xlsxwriter writes for the same value
-(inline strings, numbers as %.16G, its control-character escapes), so a reader sees
-the same cells.
+formatted: ~85% of a `detailed` XLSX's time under cProfile (20,000 rows; 100,000
+took 13.4 s on a quiet machine). Here each row's XML is formatted in one pass
+(`SheetRows`) and streamed to a temporary file; the workbook xlsxwriter made is then
+copied into the final zip with those rows spliced into the Report sheet's
+<sheetData>. Memory stays that of one row and one zip buffer. The cell XML is what
+xlsxwriter writes for the same value (inline strings, numbers as %.16G, its
+control-character escapes), so a reader sees the same cells. One exception:
+xlsxwriter passes a string shaped like "<r>...</r>" through as rich-text XML (which
+can break the file); here it is escaped like any text.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ _SPECIAL = re.compile(r"[&<>_\x00-\x1f\ufffe\uffff]|\A\s|\s\Z")
 
 
 def write_xlsx(doc: Document, path: Path, progress: Progress) -> int:
+    """Rows first (their count is known only at the end, and the autofilter, the
+    dimension and the About sheet's note depend on it), with style numbers from a
+    first template; then the final template, checked to number its styles the same."""
     styles = _template(doc, 1)[1]
     with tempfile.TemporaryFile(dir=path.parent) as rows_file:
         text = io.TextIOWrapper(rows_file, encoding="utf-8", newline="")
