@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -60,9 +61,12 @@ def datetime_at(moment: float, tz: Any) -> Any:
 def timed_report(engine: Any, account: int, kind: str, fmt: str, request: dict[str, Any],
                  period: periods.Period | None, folder: Path,
                  job_ids: list[str] | None = None) -> tuple[float, int, int]:
-    """(seconds, rows, bytes) to build and write one report, as the service does."""
+    """(seconds, rows, bytes) to build and write one report, as the service does.
+    Prints the process CPU seconds it took and the load average after it: on a
+    shared machine the wall time drifts with the load, CPU time much less."""
     path = folder / f"{kind}.{fmt}"
     started = time.perf_counter()
+    cpu = time.process_time()
     with engine.connect() as conn:
         ctx = Context(account, "bench", {"type": kind, "format": fmt, **request}, period,
                       periods.zone(TZ), job_ids)
@@ -70,7 +74,10 @@ def timed_report(engine: Any, account: int, kind: str, fmt: str, request: dict[s
             ctx.job_rows = jobs(conn, account, job_ids=job_ids)
         doc = TYPES[kind].build(conn, ctx)
         rows = render(doc, fmt, path, lambda _n: None, {"delimiter": ","})
-    return time.perf_counter() - started, rows, path.stat().st_size
+    seconds = time.perf_counter() - started
+    print(f"  ({kind} {fmt}: {time.process_time() - cpu:.2f} CPU s; load average "
+          f"{os.getloadavg()[0]:.2f})")
+    return seconds, rows, path.stat().st_size
 
 
 def in_process(url: str, fixture: dict[str, Any], folder: Path) -> None:
@@ -185,11 +192,14 @@ reports: {{directory: {folder / 'files'}, async_rows: 100000}}
             raise SystemExit(f"the report was refused: {report}")
         peak = rss_before
         worker_peak = 0
+        worker_cpu: dict[int, float] = {}
+        daemon_cpu = sum(process.cpu_times()[:2])
         while True:
             peak = max(peak, process.memory_info().rss)
             for child in process.children():
                 with contextlib.suppress(psutil.NoSuchProcess):
                     worker_peak = max(worker_peak, child.memory_info().rss)
+                    worker_cpu[child.pid] = sum(child.cpu_times()[:2])
             conn.request("GET", f"/v1/reports/{report['id']}", headers=headers)
             report = json.loads(conn.getresponse().read())
             if "state" not in report:
@@ -198,13 +208,17 @@ reports: {{directory: {folder / 'files'}, async_rows: 100000}}
                 break
             time.sleep(0.2)
         finished = time.monotonic()
+        daemon_cpu = sum(process.cpu_times()[:2]) - daemon_cpu
+        load = os.getloadavg()[0]
         time.sleep(3.0)
         poster.stop.set()
         poster.join(10)
         conn.close()
         print(f"daemon: detailed csv of {report['rows']:,} rows queued over HTTP: "
               f"{finished - started:.2f} s to {report['state']} "
-              f"({(report.get('size') or 0) / 2**20:.0f} MiB)")
+              f"({(report.get('size') or 0) / 2**20:.0f} MiB); load average {load:.2f}")
+        print(f"CPU seconds meanwhile: workers {sum(worker_cpu.values()):.2f} (last seen, "
+              f"sampled every 0.2 s), the daemon {daemon_cpu:.2f}")
         print(f"daemon RSS: {rss_before / 2**20:.0f} MiB before, {peak / 2**20:.0f} MiB peak "
               f"during (+{(peak - rss_before) / 2**20:.0f} MiB); the report's worker process "
               f"peaked at {worker_peak / 2**20:.0f} MiB")

@@ -61,6 +61,24 @@ def write_csv(doc: Document, path: Path, progress: Progress, delimiter: str = ",
     with path.open("w", newline="", encoding="utf-8", buffering=1 << 20) as handle:
         writer = csv.writer(handle, delimiter=delimiter)
         writer.writerow(doc.column_names())
+        if doc.csv_chunks is not None:  # already CSV text
+            reported = 0
+            for text, rows in doc.csv_chunks(delimiter):
+                handle.write(text)
+                count += rows
+                if count // PROGRESS_EVERY > reported:
+                    reported = count // PROGRESS_EVERY
+                    progress(count)
+            return count
+        if doc.text_batches is not None:  # already text: csv's C loop takes a list at once
+            reported = 0
+            for batch in doc.text_batches():
+                writer.writerows(batch)
+                count += len(batch)
+                if count // PROGRESS_EVERY > reported:
+                    reported = count // PROGRESS_EVERY
+                    progress(count)
+            return count
         for row in doc.rows:
             writer.writerow(convert(row))
             count += 1

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from .limits import StoreLimits
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger("smppd.store")
 SQLITE_LOCK_WAIT = 10.0  # seconds, without limits: another process may hold the lock
@@ -89,7 +92,7 @@ def _pool(limits: StoreLimits | None) -> dict[str, Any]:
     return {"pool_timeout": limits.pool_timeout} if limits else {}
 
 
-def _alembic_config(engine: Engine | None) -> Any:
+def _alembic_config(engine: Engine | None) -> AlembicConfig:
     from alembic.config import Config as AlembicConfig
 
     config = AlembicConfig()
