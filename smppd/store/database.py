@@ -12,8 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -86,7 +84,12 @@ def _pool(limits: StoreLimits | None) -> dict[str, Any]:
     return {"pool_timeout": limits.pool_timeout} if limits else {}
 
 
-def _alembic_config(engine: Engine | None) -> AlembicConfig:
+def _alembic_config(engine: Engine | None) -> Any:
+    # Alembic is imported when a migration is asked for, not with this module: it
+    # costs a second of CPU to import, and the callbacks worker (which opens the
+    # database but never migrates it) is started with every daemon.
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -105,6 +108,8 @@ def upgrade_url(url: str, revision: str = "head") -> None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` (Alembic); creates it in an empty database."""
+    from alembic import command
+
     try:
         command.upgrade(_alembic_config(engine), revision)
     except SQLAlchemyError as exc:
