@@ -6,6 +6,10 @@ A worker that dies is started again after RESTART_DELAY seconds: its events are
 still pending in the outbox, and the new one reads them from the oldest (some may
 be sent twice: the event id lets the receiver drop the copy). A daemon killed with
 kill -9 takes its worker with it, through the end of the worker's stdin.
+
+The worker writes nothing to the database itself: its writes (attempt results,
+expiries) come over the pipe and go to the daemon's writer (worker.py says why),
+and each answer goes back.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 from twisted.internet import defer, error, task
 from twisted.internet.protocol import ProcessProtocol
 
+from . import worker
+
 log = logging.getLogger("smppd.callbacks")
 RESTART_DELAY = 1.0  # seconds before a worker that died is started again
 DUTY_EVERY = 1.0  # seconds between looks at the duty (several instances)
@@ -31,8 +37,10 @@ READY_TIMEOUT = 30.0  # seconds the daemon's start waits for the worker's first 
 
 class DrainerProcess(ProcessProtocol):
     def __init__(self, reactor: Any, spec: Callable[[bool], str], metrics: Any,
+                 put: Callable[[Any], defer.Deferred[Any]],
                  stop_timeout: float = 30.0) -> None:
         self.reactor = reactor
+        self.put = put  # the daemon's writer: the worker's writes are recorded there
         self.spec = spec  # duty -> the worker's argument (see worker.spec)
         self.metrics = metrics  # CallbackMetrics: attempt(result, seconds), gave_up()
         self.stop_timeout = stop_timeout
@@ -127,6 +135,9 @@ class DrainerProcess(ProcessProtocol):
         for line in lines:
             try:
                 report = json.loads(line)
+                if "put" in report:
+                    self._write(int(report["put"]), worker.decode_op(report["op"]))
+                    continue
                 if report.get("ready"):
                     self._set_ready()
                     continue
@@ -153,6 +164,21 @@ class DrainerProcess(ProcessProtocol):
         elif self._reaper is not None and self._reaper.running:
             self._reaper.stop()
 
+    def _write(self, number: int, op: Any) -> None:
+        """A write of the worker's through the daemon's writer; its result goes back
+        to the worker that asked (a new worker knows nothing of an old one's)."""
+        asker = self.transport
+
+        def answer(result: Any) -> None:
+            if self.running and self.transport is asker:
+                self._send({"done": number, "result": result})
+
+        def refused(failure: Any) -> None:
+            if self.running and self.transport is asker:
+                self._send({"done": number, "error": failure.getErrorMessage()})
+
+        self.put(op).addCallbacks(answer, refused)
+
     def processEnded(self, reason: Any) -> None:
         self.running = False
         if self._reaper is not None and self._reaper.running:
@@ -172,8 +198,9 @@ class DrainerProcess(ProcessProtocol):
     # Stop ------------------------------------------------------------------------------
 
     def stop(self) -> defer.Deferred[None]:
-        """Close the worker's stdin (it writes its last results and exits); killed if
-        it has not ended within stop_timeout."""
+        """Tell the worker to stop (its last results come through the daemon's
+        writer, which must still run); killed if it has not ended within
+        stop_timeout."""
         self.stopping = True
         if self._duty_loop is not None and self._duty_loop.running:
             self._duty_loop.stop()
@@ -182,7 +209,7 @@ class DrainerProcess(ProcessProtocol):
         ended = self._ended
         if not self.running or ended is None:
             return defer.succeed(None)
-        self.transport.closeStdin()
+        self._send({"stop": True})
         timer = self.reactor.callLater(self.stop_timeout, self._kill)
         waiter: defer.Deferred[None] = defer.Deferred()
 

@@ -57,7 +57,7 @@ class CallbackService:
         # own (smppd.callbacks.worker explains why) and the one above stays idle.
         self.worker: DrainerProcess | None = None
         if worker_spec is not None:
-            self.worker = DrainerProcess(reactor, worker_spec, metrics,
+            self.worker = DrainerProcess(reactor, worker_spec, metrics, put,
                                          stop_timeout=settings.timeout + 20.0)
         self._loops: list[task.LoopingCall] = []
 

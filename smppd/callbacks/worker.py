@@ -10,20 +10,25 @@ far under the 2,000/s of issue 12. Here the drainer has an interpreter, a reacto
 and a core of its own, and the daemon only writes outbox rows in the transactions
 it was writing anyway.
 
-What it shares with the daemon is the database, nothing else: it reads the outbox
-on its own read pool (on SQLite, deferred transactions: a read never takes the
-write lock the daemon's writer needs) and records attempts through its own
-Writer (short transactions of one statement per batch). At least once holds as
-before: an event leaves the outbox only when its 2xx is recorded, so a worker that
-dies (or is killed with its daemon) loses memory, never events.
+It reads the outbox itself, on its own read pool (on SQLite, deferred
+transactions: a read never takes the write lock, nor waits for it). It writes
+nothing itself: what became of its attempts goes to the daemon over the pipe, and
+the daemon's one writer records it in the transactions it commits anyway. (A
+first version wrote through a writer of its own: on SQLite the two writers then
+took turns at the lock through the busy handler's sleeps, and both the sending
+and the deliveries slowed to a third.) At least once holds as before: an event
+leaves the outbox only when its 2xx is recorded, so a worker that dies (or is
+killed with its daemon) loses memory, never events.
 
 The pipe to the daemon is lines of JSON. stdin (from the daemon): `{"go": true}`
-(start draining; answered `{"ready": true}`), `{"duty": bool}`
-(several instances: only the holder of the "callbacks" duty drains) and
-`{"sweep": true}` (a resend is waiting: sweep now); EOF (the daemon stopped, or
-died) stops the worker after its last results are written. stdout (to the daemon):
-`{"attempts": [[result, seconds], ...], "gave_up": n}` every REPORT_EVERY seconds,
-so that the daemon's /metrics count deliveries as before.
+(start draining; answered `{"ready": true}`), `{"duty": bool}` (several instances:
+only the holder of the "callbacks" duty drains), `{"sweep": true}` (a resend is
+waiting: sweep now), `{"done": n, "result": ...}` or `{"done": n, "error": text}`
+(the daemon's writer committed, or refused, write n) and `{"stop": true}` (write
+what is left, then exit); EOF (the daemon died) ends the worker at once. stdout (to
+the daemon): `{"put": n, "op": ...}` (a write, see encode_op), `{"attempts":
+[[result, seconds], ...], "gave_up": n}` every REPORT_EVERY seconds, so that the
+daemon's /metrics count deliveries as before.
 """
 
 from __future__ import annotations
@@ -43,9 +48,8 @@ from zope.interface import implementer
 
 from .. import logs
 from ..store import database
-from ..store.batch import BatchApplier
+from ..store.callback_operations import DeliveryResults, ExpireTarget
 from ..store.limits import StoreLimits
-from ..store.writer import Writer
 from .delivery import Sender
 from .drainer import Drainer, DrainSettings
 
@@ -61,6 +65,25 @@ def spec(database_url: str, callbacks: CallbackSettings, limits: StoreLimits,
     """The worker's command-line argument: what it needs of the daemon's settings."""
     return json.dumps({"database": database_url, "callbacks": asdict(callbacks),
                        "store": asdict(limits), "log_level": log_level, "duty": duty})
+
+
+def encode_op(op: DeliveryResults | ExpireTarget) -> dict[str, Any]:
+    """The drainer's writes as the pipe carries them."""
+    if isinstance(op, DeliveryResults):
+        return {"kind": "results", "rows": op.rows}
+    return {"kind": "expire", "target": op.target, "before": op.before, "error": op.error}
+
+
+def decode_op(data: dict[str, Any]) -> DeliveryResults | ExpireTarget:
+    if data["kind"] == "results":
+        return DeliveryResults(tuple(tuple(row) for row in data["rows"]))
+    if data["kind"] == "expire":
+        return ExpireTarget(str(data["target"]), float(data["before"]), str(data["error"]))
+    raise ValueError(f"not a callbacks write: {data.get('kind')!r}")
+
+
+class DaemonGone(Exception):
+    """The daemon's end of the pipe closed with a write unanswered."""
 
 
 class Relay:
@@ -104,13 +127,13 @@ class Commands(Protocol):
                 self.worker.command(json.loads(line))
 
     def readConnectionLost(self) -> None:
-        self.worker.shutdown()
+        self.worker.daemon_gone()
 
     def writeConnectionLost(self) -> None:
-        pass  # the daemon is gone; the reports have no reader, the results still matter
+        self.worker.daemon_gone()
 
     def connectionLost(self, reason: Any = None) -> None:
-        self.worker.shutdown()
+        self.worker.daemon_gone()
 
 
 class Worker:
@@ -122,14 +145,14 @@ class Worker:
         # Reads start deferred: on SQLite a BEGIN IMMEDIATE read would queue for the
         # write lock behind the daemon's writer (and hold it up in turn).
         self.reader = database.make_engine(url, pool_size=2, immediate=False, limits=limits)
-        self.engine = database.make_engine(url, pool_size=1, limits=limits)
         self.pool = ThreadPool(minthreads=1, maxthreads=2, name="smppd-drain-read")
-        self.writer = Writer(self.engine, BatchApplier(), reactor,
-                             stall_timeout=limits.stall_timeout)
         self.relay = Relay(out)
+        self._puts: dict[int, defer.Deferred[Any]] = {}
+        self._next_put = 0
+        self._gone = False
         self.sender = Sender(reactor, settings["timeout"], settings["concurrency"],
                              settings["ca_file"])
-        self.drainer = Drainer(reactor, self.read, self.writer.put, self.sender.send,
+        self.drainer = Drainer(reactor, self.read, self.put, self.sender.send,
                                DrainSettings(settings["concurrency"], settings["max_age"],
                                              settings["retry_initial"], settings["retry_max"]),
                                self.relay)
@@ -146,19 +169,56 @@ class Worker:
                 return fn(conn, *args)
         return deferToThreadPool(self.reactor, self.pool, run)
 
+    def put(self, op: Any) -> defer.Deferred[Any]:
+        """A write for the daemon's writer; fires with its result once committed."""
+        if self._gone:
+            return defer.fail(DaemonGone("the daemon is gone"))
+        self._next_put += 1
+        number = self._next_put
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._puts[number] = d
+        line = json.dumps({"put": number, "op": encode_op(op)}, separators=(",", ":"))
+        self.relay.out.write(line.encode() + b"\n")
+        return d
+
+    def _done(self, message: dict[str, Any]) -> None:
+        d = self._puts.pop(int(message["done"]), None)
+        if d is None:
+            return
+        if "error" in message:
+            d.errback(RuntimeError(str(message["error"])))
+        else:
+            d.callback(message.get("result"))
+
+    def daemon_gone(self) -> None:
+        """EOF from the daemon: it died (or closed the pipe). Nothing can be written
+        any more: writes under way fail (their events are still pending and will be
+        sent again by the next worker), and the worker ends."""
+        if self._gone:
+            return
+        self._gone = True
+        puts, self._puts = self._puts, {}
+        for d in puts.values():
+            d.errback(DaemonGone("the daemon is gone"))
+        self.shutdown()
+
     def start(self) -> None:
         if self._started or self._stopping:
             return
         self._started = True
         self.pool.start()
-        self.writer.start()
         self.drainer.start()
         self._report.start(REPORT_EVERY, now=False)
         self.relay.out.write(b'{"ready":true}\n')
 
     def command(self, message: dict[str, Any]) -> None:
+        if "done" in message:
+            self._done(message)
+            return
         if message.get("go"):
             self.start()
+        if message.get("stop"):
+            self.shutdown()
         if "duty" in message:
             self.duty = bool(message["duty"])
         if message.get("sweep"):
@@ -167,7 +227,8 @@ class Worker:
     @defer.inlineCallbacks
     def shutdown(self) -> Any:
         """The attempts under way end as they end; their results, and every result
-        not yet written, are written before the process exits."""
+        not yet written, are written (by the daemon, if it is still there) before
+        the process exits."""
         if self._stopping:
             return
         self._stopping = True
@@ -175,7 +236,6 @@ class Worker:
             if self._started:
                 yield self.drainer.stop()
                 yield self.sender.close()
-                yield deferToThreadPool(self.reactor, self.pool, self.writer.stop)
                 self.relay.report()
                 if self._report.running:
                     self._report.stop()
@@ -184,7 +244,6 @@ class Worker:
         finally:
             if self._started:
                 self.pool.stop()
-            self.engine.dispose()
             self.reader.dispose()
             self.reactor.stop()
 
