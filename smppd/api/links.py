@@ -98,7 +98,7 @@ def redirect(url: str) -> HttpResponse:
         location = url.encode("utf-8")
     page = (b'<!doctype html><a href="' + escape(url).encode("utf-8") + b'">'
             + escape(url).encode("utf-8") + b"</a>")
-    return HttpResponse(302, page, _HTML, [(b"Location", location), *_NO_CACHE])
+    return HttpResponse(302, page, _HTML, [(b"Location", location), *_NO_CACHE], shared=True)
 
 
 def _not_found() -> HttpResponse:
