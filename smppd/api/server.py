@@ -138,9 +138,11 @@ def split_path(raw: str) -> tuple[str, ...]:
     """'/v1/messages/a%2Fb/' -> ('v1', 'messages', 'a/b')."""
     segments = raw.split("/")
     if segments and segments[0] == "":
-        segments = segments[1:]
+        del segments[0]
     while segments and segments[-1] == "":
         segments.pop()
+    if "%" not in raw:  # nearly every path: no per-segment look (once per request)
+        return tuple(segments)
     return tuple(unquote(segment) if "%" in segment else segment for segment in segments)
 
 
