@@ -261,8 +261,15 @@ def main() -> None:
         process = psutil.Process(daemon.pid)
 
         def cpu() -> float:
-            times = process.cpu_times()
-            return times.user + times.system
+            """The daemon's and its callbacks worker's (a child process)."""
+            total = 0.0
+            for each in [process, *process.children(recursive=True)]:
+                try:
+                    times = each.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += times.user + times.system
+            return total
 
         # 1. Sending without callbacks.
         cpu_before = cpu()
@@ -279,7 +286,7 @@ def main() -> None:
         if args.py_spy:
             spy = subprocess.Popen(["py-spy", "record", "-p", str(daemon.pid), "-o",
                                     args.py_spy, "--format", "raw", "-r", "200",
-                                    "--threads"], stdout=subprocess.DEVNULL,
+                                    "--threads", "--subprocesses"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         cpu_before = cpu()

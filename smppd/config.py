@@ -156,6 +156,9 @@ class CallbackSettings:
     max_endpoints: int = 20  # per account
     keep_days: float = 14.0  # delivered and failed events are kept this long
     ca_file: str | None = None  # trust this CA (PEM) for https instead of the system's
+    # Drain in a process of its own (smppd.callbacks.worker): the daemon's interpreter
+    # keeps its core for sending. False: in the daemon (an in-memory database).
+    process: bool = True
 
 
 @dataclass(frozen=True)
@@ -553,7 +556,8 @@ def _read_http(r: _Reader, data: dict[str, Any]) -> HttpSettings:
 def _read_callbacks(r: _Reader, data: Any) -> CallbackSettings:
     key = "callbacks"
     data = r.section(data or {}, key, {"concurrency", "timeout", "max_age", "retry",
-                                       "max_endpoints", "keep_days", "ca_file"})
+                                       "max_endpoints", "keep_days", "ca_file",
+                                       "process"})
     retry = r.section(data.get("retry") or {}, f"{key}.retry", {"initial", "max"})
     ca_file = r.get(data, key, "ca_file", _text, None, max_length=4096)
     if ca_file is not None and not os.access(ca_file, os.R_OK):
@@ -569,7 +573,8 @@ def _read_callbacks(r: _Reader, data: Any) -> CallbackSettings:
         max_age=r.get(data, key, "max_age", _number, 86400.0, low=1.0),
         retry_initial=initial, retry_max=maximum,
         max_endpoints=r.get(data, key, "max_endpoints", _integer, 20, low=1, high=1000),
-        keep_days=r.get(data, key, "keep_days", _number, 14.0, low=0.01), ca_file=ca_file)
+        keep_days=r.get(data, key, "keep_days", _number, 14.0, low=0.01), ca_file=ca_file,
+        process=r.get(data, key, "process", _boolean, True))
 
 
 def _base_url(value: Any) -> str:

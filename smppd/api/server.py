@@ -117,6 +117,12 @@ class HttpResponse:
     # whether to remove it once sent (a one-off download).
     file: str | None = None
     remove_file: bool = False
+    # A response answered many times as it is (the links listener's 302 per code):
+    # its keep-alive rendering is kept here after the first, so each further answer
+    # is one write of bytes already made. Set `shared` only on a response nobody
+    # changes after it is made.
+    shared: bool = False
+    rendered: bytes | None = None
 
 
 Handler = Callable[[HttpRequest], "HttpResponse | defer.Deferred[HttpResponse]"]
@@ -132,9 +138,11 @@ def split_path(raw: str) -> tuple[str, ...]:
     """'/v1/messages/a%2Fb/' -> ('v1', 'messages', 'a/b')."""
     segments = raw.split("/")
     if segments and segments[0] == "":
-        segments = segments[1:]
+        del segments[0]
     while segments and segments[-1] == "":
         segments.pop()
+    if "%" not in raw:  # nearly every path: no per-segment look (once per request)
+        return tuple(segments)
     return tuple(unquote(segment) if "%" in segment else segment for segment in segments)
 
 
@@ -686,6 +694,15 @@ class HttpProtocol(Protocol):
 def render(response: HttpResponse, keep_alive: bool, head: bool = False,
            length: int | None = None) -> bytes:
     """The answer's bytes; `length` when the body follows separately (a file)."""
+    if response.shared and keep_alive and not head and length is None:
+        if response.rendered is None:
+            response.rendered = _render(response, True, False, None)
+        return response.rendered
+    return _render(response, keep_alive, head, length)
+
+
+def _render(response: HttpResponse, keep_alive: bool, head: bool,
+            length: int | None) -> bytes:
     size = len(response.body) if length is None else length
     lines = [b"HTTP/1.1 %d %s" % (response.status, REASONS.get(response.status, b"")),
              b"Server: smppd", b"Content-Type: " + response.content_type,

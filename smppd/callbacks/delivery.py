@@ -95,16 +95,15 @@ class Sender:
             target = target_of(target_uri(event.url))
         except Exception as exc:  # a URL that slipped past the API's check
             return defer.succeed(Outcome(False, "bad_url", error=f"bad URL: {exc}"))
-        signed = signing.headers(event.secret, event.id, int(time.time()), event.body)
         body = event.body.encode()
+        event_id = event.id.encode()
+        timestamp = int(time.time())
         data = b"".join((
             b"POST ", target.path, b" HTTP/1.1\r\nHost: ", target.host,
             b"\r\nContent-Type: application/json\r\nUser-Agent: smppd-callbacks/1\r\n"
-            b"Content-Length: ", str(len(body)).encode(),
-            b"\r\nwebhook-id: ", signed["webhook-id"].encode(),
-            b"\r\nwebhook-timestamp: ", signed["webhook-timestamp"].encode(),
-            b"\r\nwebhook-signature: ", signed["webhook-signature"].encode(),
-            b"\r\n\r\n", body))
+            b"Content-Length: %d\r\nwebhook-id: %s\r\nwebhook-timestamp: %d\r\n"
+            b"webhook-signature: " % (len(body), event_id, timestamp),
+            signing.signature(event.secret, event.id, timestamp, body), b"\r\n\r\n", body))
         d = self.pool.request(target, data)
         d.addTimeout(self.timeout, self.reactor)
 

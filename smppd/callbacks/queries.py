@@ -132,20 +132,27 @@ def _select() -> Any:
 
 
 def _events(rows: Any) -> list[Event]:
+    """Rows of _select() as Events. Unpacked as tuples, in _select()'s column order:
+    a named attribute of a Row costs about a microsecond, and a body needs some thirty
+    of them (the drainer's read thread was the backlog's bottleneck, bench/callbacks.py
+    phase 3)."""
     events = []
-    for row in rows:
-        if row.data is not None:
-            data = json.loads(row.data)
-        elif row.message_id is not None:
-            data = message_data(row)
+    append = events.append
+    for (seq, event_id, account_id, target, url, event_type, message_id, status,
+         error_code, data, at, attempts, endpoint_url, endpoint_secret, deleted_at,
+         account_secret, ref_id, params, partner, parts, sender, recipient, job_id,
+         message_created) in rows:
+        if data is not None:
+            content = json.loads(data)
+        elif message_id is not None:
+            content = message_data(message_id, ref_id, params, partner, status, error_code,
+                                   at, parts, sender, recipient, job_id, message_created)
         else:
-            data = {}
-        endpoint = row.endpoint_url is not None and row.deleted_at is None
-        events.append(Event(
-            row.seq, row.id, row.account_id, row.target,
-            row.endpoint_url if endpoint else row.url,
-            row.endpoint_secret if endpoint else row.account_secret,
-            row.type, body(row.type, row.at, data), _unix(row.at), row.attempts))
+            content = {}
+        endpoint = endpoint_url is not None and deleted_at is None
+        append(Event(seq, event_id, account_id, target, endpoint_url if endpoint else url,
+                     endpoint_secret if endpoint else account_secret, event_type,
+                     body(event_type, at, content), _unix(at), attempts))
     return events
 
 

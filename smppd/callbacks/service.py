@@ -27,6 +27,7 @@ from .drainer import Drainer, DrainSettings
 from .endpoints import Endpoint, EndpointSpec, Registry
 from .metrics import CallbackMetrics
 from .payload import iso
+from .process import DrainerProcess
 
 log = logging.getLogger("smppd.callbacks")
 DEPTH_EVERY = 15.0  # seconds between reads of the outbox's depth for the metrics
@@ -39,7 +40,8 @@ Put = Callable[[Any], "defer.Deferred[Any]"]
 
 class CallbackService:
     def __init__(self, reactor: Any, read: Read, put: Put, settings: CallbackSettings,
-                 metrics: CallbackMetrics, account_names: Callable[[], dict[int, str]]) -> None:
+                 metrics: CallbackMetrics, account_names: Callable[[], dict[int, str]],
+                 worker_spec: Callable[[bool], str] | None = None) -> None:
         self.reactor = reactor
         self.read = read
         self.put = put
@@ -51,12 +53,33 @@ class CallbackService:
         self.drainer = Drainer(reactor, read, put, self.sender.send, DrainSettings(
             settings.concurrency, settings.max_age, settings.retry_initial,
             settings.retry_max), metrics)
+        # With `worker_spec` (see worker.spec) the drainer runs in a process of its
+        # own (smppd.callbacks.worker explains why) and the one above stays idle.
+        self.worker: DrainerProcess | None = None
+        if worker_spec is not None:
+            self.worker = DrainerProcess(reactor, worker_spec, metrics, put,
+                                         stop_timeout=settings.timeout + 20.0)
         self._loops: list[task.LoopingCall] = []
+
+    def prepare(self) -> None:
+        """At the beginning of the daemon's start: the drainer's process is spawned
+        (it imports meanwhile, and drains from start())."""
+        if self.worker is not None:
+            self.worker.prepare()
+
+    def set_duty(self, duty: Callable[[], bool]) -> None:
+        """Several instances (issue 14): drain only while `duty()` is true."""
+        self.drainer.duty = duty
+        if self.worker is not None:
+            self.worker.duty = duty
 
     @defer.inlineCallbacks
     def start(self) -> Any:
         self.registry.replace((yield self.read(queries.all_endpoints)))
-        self.drainer.start()
+        if self.worker is not None:
+            yield self.worker.start()
+        else:
+            self.drainer.start()
         for every, job, now in ((DEPTH_EVERY, self._measure, True),
                                 (REGISTRY_EVERY, self._refresh, False),
                                 (PURGE_EVERY, self._purge, True)):
@@ -70,7 +93,10 @@ class CallbackService:
         for loop in self._loops:
             if loop.running:
                 loop.stop()
-        yield self.drainer.stop()
+        if self.worker is not None:
+            yield self.worker.stop()
+        else:
+            yield self.drainer.stop()
         yield self.sender.close()
 
     # Periodic -------------------------------------------------------------------------
@@ -160,6 +186,8 @@ class CallbackService:
             return defer.succeed(False)
         def resent(found: bool) -> bool:
             if found:
+                if self.worker is not None:
+                    self.worker.sweep_soon()
                 self.drainer.sweep_soon()
             return found
 

@@ -1,20 +1,24 @@
 """Standard Webhooks 1.0 keys and signatures (`webhook-id`, `webhook-timestamp`,
 `webhook-signature: v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`).
 
-Signing is the `standardwebhooks` package's own, so what smppd sends is what every
-receiver's verifier of that specification expects; this module only makes keys,
-checks the ones customers bring, and keeps one signer per key.
+Signing keeps one keyed HMAC-SHA256 per secret (the key decoded and its pads
+hashed once) and copies it per attempt: the `standardwebhooks` package's signer
+(used here before) built a datetime, a new HMAC and three strings per attempt, an
+eighth of the drainer's reactor time in bench/callbacks.py; a copy costs about
+one SHA-256 of the message (hmac.digest, which looks the digest up by name in
+OpenSSL each call, measured three times that).
+The tests verify what is sent with that package's verifier, so a receiver's
+library of the specification accepts it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
-from datetime import UTC, datetime
 from functools import lru_cache
-
-from standardwebhooks import Webhook
 
 PREFIX = "whsec_"
 KEY_BYTES = 32  # the generated key: as long as the HMAC-SHA256 output
@@ -40,13 +44,23 @@ def check_secret(value: str) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def _signer(secret: str) -> Webhook:
-    return Webhook(secret)
+def _keyed(secret: str) -> hmac.HMAC:
+    """HMAC-SHA256 keyed with a `whsec_` secret: its base64 part decoded (padding
+    added, as the specification's libraries do, for a key written without it)."""
+    encoded = secret[len(PREFIX):] if secret.startswith(PREFIX) else secret
+    return hmac.new(base64.b64decode(encoded + "=="), digestmod=hashlib.sha256)
+
+
+def signature(secret: str, event_id: str, timestamp: int, body: bytes) -> bytes:
+    """`webhook-signature` of one attempt: v1,<base64 HMAC-SHA256(key, id.timestamp.body)>."""
+    mac = _keyed(secret).copy()
+    mac.update(b"%s.%d.%s" % (event_id.encode(), timestamp, body))
+    return b"v1," + base64.b64encode(mac.digest())
 
 
 def headers(secret: str, event_id: str, timestamp: int, body: str) -> dict[str, str]:
     """The three headers of one attempt; `timestamp` is the attempt's Unix time, so a
     retry is signed anew and the receiver's replay window applies to each."""
-    signature = _signer(secret).sign(event_id, datetime.fromtimestamp(timestamp, UTC), body)
     return {"webhook-id": event_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature}
+            "webhook-signature": signature(secret, event_id, timestamp,
+                                           body.encode()).decode()}

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -28,7 +29,7 @@ from ..api.ops import make_ops_factory
 from ..api.server import LISTEN_BACKLOG, HttpLimits, ensure_descriptors
 from ..api.validation import ApiError, ValidMessage
 from ..callbacks import queries as callback_queries
-from ..callbacks import signing
+from ..callbacks import signing, worker
 from ..callbacks.agents import AgentClasses
 from ..callbacks.links import Shortener
 from ..callbacks.metrics import CallbackMetrics
@@ -144,7 +145,8 @@ class Daemon:
         self.callback_metrics = CallbackMetrics(self.metrics.registry)
         self.callbacks = CallbackService(
             reactor, self._read, self.writer.put, settings.callbacks, self.callback_metrics,
-            lambda: {a.id: a.name for a in self.accounts.values()})
+            lambda: {a.id: a.name for a in self.accounts.values()},
+            self._worker_spec if self._drains_apart(settings) else None)
         self.agents = AgentClasses(reactor)
         self.links = LinkServer(reactor, self._read, self.writer.put, self.callback_metrics,
                                 links.base_url, self.agents) if links else None
@@ -170,7 +172,7 @@ class Daemon:
         self.jobs.owner = lambda: self.applier.memory.owner
         self.job_sync = JobSync(self.reactor, self._read, self.writer.put, self.jobs,
                                 lambda: self.applier.memory.owner)
-        self.callbacks.drainer.duty = lambda: cluster.holds("callbacks")
+        self.callbacks.set_duty(lambda: cluster.holds("callbacks"))
         self.inbound.forwarder.duty = lambda: cluster.holds("mail")
         self.inbound.duty = lambda: cluster.holds("monthly")
         self.reports.duty = lambda: cluster.holds("report-schedules")
@@ -180,6 +182,7 @@ class Daemon:
 
     @defer.inlineCallbacks
     def start(self) -> Any:
+        self.callbacks.prepare()
         self.pool.start()
         yield self._in_thread(database.upgrade_url, self.settings.database)
         self._set_accounts((yield self._in_thread(self._seed_accounts)))
@@ -310,6 +313,20 @@ class Daemon:
         return self.port.getHost().port
 
     # Threads -------------------------------------------------------------------------
+
+    @staticmethod
+    def _drains_apart(settings: Settings) -> bool:
+        """The callback drainer in its own process (callbacks.process), unless the
+        database is one only this process can open (in-memory SQLite)."""
+        url = make_url(settings.database)
+        in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "",
+                                                                            ":memory:")
+        return settings.callbacks.process and not in_memory
+
+    def _worker_spec(self, duty: bool) -> str:
+        settings = self.settings
+        return worker.spec(settings.database, settings.callbacks, settings.store,
+                           settings.log_level, duty)
 
     def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
         return deferToThreadPool(self.reactor, self.pool, fn, *args)

@@ -101,7 +101,9 @@ class Runner:
     def ts(self, moment: datetime) -> Any:
         """A timestamp parameter: SQLite keeps DATETIME as text in SQLAlchemy's
         layout, PostgreSQL takes the object."""
-        return moment if self.postgres else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+        # isoformat with microseconds is that layout at a fifth of strftime's cost
+        # (a click, an attempt's result and a receipt each convert one or two).
+        return moment if self.postgres else moment.isoformat(" ", "microseconds")
 
     def run(self, conn: Connection, statement: BulkInsert | BulkUpdate,
             rows: Sequence[tuple[Any, ...]]) -> None:

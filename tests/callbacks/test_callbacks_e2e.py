@@ -5,6 +5,8 @@ isolation between accounts and endpoints, and what the API shows of it."""
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import time
 from typing import Any
 
@@ -291,5 +293,40 @@ def test_an_endpoint_slower_than_the_timeout_is_a_failed_attempt(start_daemon: A
             assert time.monotonic() < deadline, body
             time.sleep(0.1)
         assert tried[0]["last_error"] == "no answer within 0.5 s", tried[0]
+    finally:
+        receiver.stop()
+
+
+def test_a_worker_that_dies_is_replaced_and_its_events_still_arrive(start_daemon: Any) -> None:
+    """The drainer's process (callbacks.process, the default) killed with -9: the daemon
+    starts another, which sends what is pending; sending never depended on it."""
+    receiver = Receiver().start()
+    try:
+        running = start_daemon(callbacks=FAST)
+        worker = running.daemon.callbacks.worker
+        assert worker is not None and worker.running
+        register(running.client, receiver.url, events=["final"])
+        first = worker.pid
+        os.kill(first, signal.SIGKILL)
+        ids = [running.client.send(to=f"+4850020{i:04d}")[1]["id"] for i in range(5)]
+        for message_id in ids:
+            running.client.wait_status(message_id, "delivered")
+        wait_accepted(receiver, len(ids))
+        assert {d.event["data"]["id"] for d in receiver.accepted.values()} == set(ids)
+        assert worker.pid != first and worker.running
+    finally:
+        receiver.stop()
+
+
+def test_callbacks_can_run_in_the_daemon(start_daemon: Any) -> None:
+    """callbacks.process: false keeps the drainer in the daemon's process."""
+    receiver = Receiver().start()
+    try:
+        running = start_daemon(callbacks={**FAST, "process": False})
+        assert running.daemon.callbacks.worker is None
+        register(running.client, receiver.url, events=["final"])
+        _, sent = running.client.send()
+        wait_accepted(receiver, 1)
+        assert next(iter(receiver.accepted.values())).event["data"]["id"] == sent["id"]
     finally:
         receiver.stop()

@@ -329,3 +329,23 @@ def test_under_load_with_an_outage_every_event_goes_once_and_none_waits_for_the_
     # events still pending at 60 s before the first.
     assert max(delivered[s] - made[s] for s in made) < 20.0
     assert max(receivers.peak.values()) <= 5
+
+
+
+def test_a_read_on_a_snapshot_older_than_a_written_result_sends_nothing_again() -> None:
+    """A read's snapshot can predate a result's commit and its answer come after the
+    write's (a deferred read on SQLite; the drainer in its own process, whose writes
+    are answered over a pipe): the events it returns that were delivered meanwhile
+    are not sent again."""
+    clock, store, receivers, drainer = setup()
+    for seq in range(1, 6):
+        store.add(seq, "live", clock.seconds())
+    # What a read would have returned before anything was sent: five pending events.
+    snapshot = store._events(sorted(store.events.items()))
+    drainer.start()
+    run(clock, 1.0)
+    assert all(row["state"] == "delivered" for row in store.events.values())
+    assert len(receivers.sent) == 5
+    assert drainer._take(snapshot) == 5  # all known to have left the outbox
+    run(clock, 1.0)
+    assert len(receivers.sent) == 5
