@@ -110,6 +110,9 @@ class Registry:
     def remove(self, account_id: int, endpoint_id: str) -> None:
         self.by_account.get(account_id, {}).pop(endpoint_id, None)
 
+    def has_endpoints(self) -> bool:
+        return any(self.by_account.values())
+
     def owns(self, account_id: int, endpoint_id: str) -> bool:
         return endpoint_id in self.by_account.get(account_id, {})
 

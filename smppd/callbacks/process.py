@@ -57,12 +57,6 @@ class DrainerProcess(ProcessProtocol):
         self._ready: defer.Deferred[None] | None = None
         self._reaper: task.LoopingCall | None = None
 
-    def prepare(self) -> None:
-        """Spawn the worker early in the daemon's start: it imports (a second or two
-        of CPU) while the daemon migrates and loads, and waits for start()."""
-        if not self.running and not self.stopping:
-            self._spawn()
-
     def start(self) -> defer.Deferred[None]:
         """The worker drains; fires once it says so (or after READY_TIMEOUT, with an
         error logged: the daemon does not hang on a worker that cannot start)."""

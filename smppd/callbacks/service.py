@@ -59,13 +59,9 @@ class CallbackService:
         if worker_spec is not None:
             self.worker = DrainerProcess(reactor, worker_spec, metrics, put,
                                          stop_timeout=settings.timeout + 20.0)
+        self._draining = False
+        self._stopping = False
         self._loops: list[task.LoopingCall] = []
-
-    def prepare(self) -> None:
-        """At the beginning of the daemon's start: the drainer's process is spawned
-        (it imports meanwhile, and drains from start())."""
-        if self.worker is not None:
-            self.worker.prepare()
 
     def set_duty(self, duty: Callable[[], bool]) -> None:
         """Several instances (issue 14): drain only while `duty()` is true."""
@@ -76,10 +72,12 @@ class CallbackService:
     @defer.inlineCallbacks
     def start(self) -> Any:
         self.registry.replace((yield self.read(queries.all_endpoints)))
-        if self.worker is not None:
-            yield self.worker.start()
-        else:
-            self.drainer.start()
+        # The drainer starts once there is something to drain (see _drain_when_needed):
+        # most daemons have no callback endpoint, and the worker process's start costs
+        # a CPU second and the drainer's reads a quarter of a CPU second an idle minute
+        # (issue 13). Events still waiting with no endpoint left are drained too.
+        if self.registry.has_endpoints() or (yield self.read(queries.outbox_depth)):
+            yield self._start_draining()
         for every, job, now in ((DEPTH_EVERY, self._measure, True),
                                 (REGISTRY_EVERY, self._refresh, False),
                                 (PURGE_EVERY, self._purge, True)):
@@ -88,8 +86,22 @@ class CallbackService:
             loop.start(every, now=now)
             self._loops.append(loop)
 
+    def _start_draining(self) -> defer.Deferred[None]:
+        self._draining = True
+        if self.worker is not None:
+            return self.worker.start()
+        self.drainer.start()
+        return defer.succeed(None)
+
+    def _drain_when_needed(self) -> None:
+        """The drainer starts with the first endpoint (made here, or found by the
+        registry's refresh: made through another instance)."""
+        if not self._draining and not self._stopping and self.registry.has_endpoints():
+            self._start_draining().addErrback(self._log("start the drainer"))
+
     @defer.inlineCallbacks
     def stop(self) -> Any:
+        self._stopping = True
         for loop in self._loops:
             if loop.running:
                 loop.stop()
@@ -102,6 +114,12 @@ class CallbackService:
     # Periodic -------------------------------------------------------------------------
 
     def _measure(self) -> None:
+        if not self._draining:  # no endpoint was ever seen: nothing can be waiting
+            now = self.reactor.seconds()
+            self.metrics.depth = [(name, 0, now) for _, name in
+                                  sorted(self.account_names().items())]
+            return
+
         def measured(rows: list[tuple[int, int, float]]) -> None:
             names = self.account_names()
             pending = {account_id: (count, at) for account_id, count, at in rows}
@@ -112,8 +130,11 @@ class CallbackService:
         self.read(queries.outbox_depth).addCallbacks(measured, self._log("measure"))
 
     def _refresh(self) -> None:
-        self.read(queries.all_endpoints).addCallbacks(self.registry.replace,
-                                                      self._log("read endpoints"))
+        def found(endpoints: list[Endpoint]) -> None:
+            self.registry.replace(endpoints)
+            self._drain_when_needed()
+
+        self.read(queries.all_endpoints).addCallbacks(found, self._log("read endpoints"))
 
     def _purge(self) -> None:
         self.put(PurgeEvents(self.settings.keep_days * 86400.0)).addCallbacks(
@@ -139,6 +160,7 @@ class CallbackService:
 
         def created(endpoint: dict[str, Any]) -> dict[str, Any]:
             self.registry.add(Endpoint(endpoint_id, account_id, spec.url, endpoint["default"]))
+            self._drain_when_needed()
             log.info("callbacks: account %d registered endpoint %s", account_id, endpoint_id)
             # The key is shown this once; it is never rendered again.
             return {**endpoint, "created_at": iso(endpoint["created_at"]), "secret": secret}

@@ -182,7 +182,6 @@ class Daemon:
 
     @defer.inlineCallbacks
     def start(self) -> Any:
-        self.callbacks.prepare()
         self.pool.start()
         yield self._in_thread(database.upgrade_url, self.settings.database)
         self._set_accounts((yield self._in_thread(self._seed_accounts)))

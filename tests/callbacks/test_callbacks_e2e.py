@@ -304,8 +304,9 @@ def test_a_worker_that_dies_is_replaced_and_its_events_still_arrive(start_daemon
     try:
         running = start_daemon(callbacks=FAST)
         worker = running.daemon.callbacks.worker
-        assert worker is not None and worker.running
+        assert worker is not None
         register(running.client, receiver.url, events=["final"])
+        until(lambda: worker.running and worker.pid is not None, 10, "the worker spawned")
         first = worker.pid
         os.kill(first, signal.SIGKILL)
         ids = [running.client.send(to=f"+4850020{i:04d}")[1]["id"] for i in range(5)]
@@ -314,6 +315,27 @@ def test_a_worker_that_dies_is_replaced_and_its_events_still_arrive(start_daemon
         wait_accepted(receiver, len(ids))
         assert {d.event["data"]["id"] for d in receiver.accepted.values()} == set(ids)
         assert worker.pid != first and worker.running
+    finally:
+        receiver.stop()
+
+
+def test_no_endpoint_no_drainer_process_until_the_first_is_made(start_daemon: Any) -> None:
+    """A daemon without callback endpoints spawns no drainer process (its start is a CPU
+    second, its reads a quarter of a CPU second an idle minute); the first endpoint
+    made starts it, and its events arrive."""
+    receiver = Receiver().start()
+    try:
+        running = start_daemon(callbacks=FAST)
+        worker = running.daemon.callbacks.worker
+        assert worker is not None
+        _, before = running.client.send()  # no endpoint: no event is written for it
+        running.client.wait_status(before["id"], "delivered")
+        assert not worker.running and worker.pid is None
+        register(running.client, receiver.url, events=["final"])
+        until(lambda: worker.running, 10, "the worker spawned for the first endpoint")
+        _, sent = running.client.send()
+        wait_accepted(receiver, 1)
+        assert [d.event["data"]["id"] for d in receiver.accepted.values()] == [sent["id"]]
     finally:
         receiver.stop()
 
