@@ -75,6 +75,23 @@ def api(port: int, method: str, path: str, body: Any) -> Any:
         return json.loads(response.read())
 
 
+def store_batches(port: int) -> str:
+    """The writer's batches and operations so far, from /metrics: a flood's cost per
+    MO depends mostly on how many MO share one transaction."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        lines = response.read().decode().splitlines()
+    values = {}
+    for line in lines:
+        name, _, value = line.partition(" ")
+        if name in ("smppd_store_batch_seconds_count", "smppd_store_operations_total",
+                    "smppd_store_batch_seconds_sum"):
+            values[name] = float(value)
+    batches = values.get("smppd_store_batch_seconds_count", 0) or 1
+    return (f"{batches:,.0f} store batches, "
+            f"{values.get('smppd_store_operations_total', 0) / batches:.1f} operations and "
+            f"{values.get('smppd_store_batch_seconds_sum', 0) / batches * 1000:.1f} ms each")
+
+
 def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
     from smppd.fake_smsc import Behaviour, FakeSmsc
     from twisted.internet import reactor
@@ -135,6 +152,7 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
             if spy is not None:
                 spy.send_signal(2)  # SIGINT: py-spy writes its file and ends
                 spy.wait(30)
+            batches = store_batches(http_port)
         finally:
             daemon.terminate()
             daemon.wait(30)
@@ -145,7 +163,7 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
           f"per 1,000 MO (fake SMSC {smsc_cpu / count * 1000:.3f} s); peak RSS "
           f"{peak / 2**20:.0f} MiB; {acked} deliver_sm acked, "
           f"{smsc.redelivered} refused (store stalled) and sent again by the SMSC; "
-          f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}")
+          f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}; {batches}")
 
 
 def stats_over_votes(votes: int, postgres: str | None) -> None:

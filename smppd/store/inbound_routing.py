@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smppd.inbound")
 HOUR = 3600.0
+_INSERT_MESSAGE = BulkInsert(t.inbound_messages, (
+    "id", "smsc", "source", "destination", "data_coding", "text", "payload", "parts", "tlvs",
+    "received_at", "account_id", "prefix", "body", "route", "reason"))
 _INSERT_VOTE = BulkInsert(t.poll_votes, (
     "id", "poll_id", "inbound_id", "sender", "option_no", "answer", "outcome", "code",
     "reply_message_id", "received_at"))
@@ -110,16 +113,7 @@ def store(ctx: BatchContext, items: list[tuple[int, InboundComplete]]) -> dict[i
                        in_use.get(number, {}))
         mos.append(_Mo(index, op, at, number, sender, routed,
                        loop=routed.account_id is not None and sender in runtime.pool.numbers))
-    # One multi-row INSERT ... RETURNING for the batch, ids in the order of the rows.
-    ids = ctx.conn.execute(
-        t.inbound_messages.insert().returning(t.inbound_messages.c.id,
-                                              sort_by_parameter_order=True),
-        [{"smsc": mo.op.smsc, "source": mo.op.source, "destination": mo.op.destination,
-          "data_coding": mo.op.data_coding, "text": mo.op.text, "payload": mo.op.payload,
-          "parts": mo.op.parts, "tlvs": mo.op.tlvs, "received_at": utc(mo.at),
-          "account_id": mo.route.account_id, "prefix": mo.route.prefix, "body": mo.route.body,
-          "route": mo.route.route, "reason": mo.route.reason or ("loop" if mo.loop else None)}
-         for mo in mos]).scalars().all()
+    ids = _insert_messages(ctx, mos)
     for mo, inbound_id in zip(mos, ids, strict=True):
         mo.inbound_id = inbound_id
     live = [mo for mo in mos if mo.route.account_id is not None and not mo.loop]
@@ -131,6 +125,37 @@ def store(ctx: BatchContext, items: list[tuple[int, InboundComplete]]) -> dict[i
                                     tuple(mo.accepts), mo.emails, mo.forward_url, mo.outcome,
                                     mo.pool_empty)
             for mo in mos}
+
+
+def _insert_messages(ctx: BatchContext, mos: list[_Mo]) -> list[int]:
+    """The batch's messages in one statement; their ids in the order of `mos`.
+
+    On PostgreSQL: INSERT ... RETURNING, which SQLAlchemy sends a batch at a time with
+    the ids sorted back into the order of the rows. On SQLite it cannot tell that
+    order from a RETURNING, so it sent one INSERT per row (an MO flood's only
+    statement per message). There the ids are chosen instead, after the highest one:
+    the writer's transaction began IMMEDIATE and holds SQLite's one write lock, so
+    no other connection can insert meanwhile."""
+    reasons = [mo.route.reason or ("loop" if mo.loop else None) for mo in mos]
+    if ctx.sql.postgres:
+        return list(ctx.conn.execute(
+            t.inbound_messages.insert().returning(t.inbound_messages.c.id,
+                                                  sort_by_parameter_order=True),
+            [{"smsc": mo.op.smsc, "source": mo.op.source, "destination": mo.op.destination,
+              "data_coding": mo.op.data_coding, "text": mo.op.text, "payload": mo.op.payload,
+              "parts": mo.op.parts, "tlvs": mo.op.tlvs, "received_at": utc(mo.at),
+              "account_id": mo.route.account_id, "prefix": mo.route.prefix,
+              "body": mo.route.body, "route": mo.route.route, "reason": reason}
+             for mo, reason in zip(mos, reasons, strict=True)]).scalars())
+    highest = ctx.conn.exec_driver_sql("SELECT max(id) FROM inbound_messages").scalar()
+    ids = list(range((highest or 0) + 1, (highest or 0) + 1 + len(mos)))
+    ts = ctx.sql.ts
+    ctx.sql.run(ctx.conn, _INSERT_MESSAGE, [
+        (inbound_id, mo.op.smsc, mo.op.source, mo.op.destination, mo.op.data_coding,
+         mo.op.text, mo.op.payload, mo.op.parts, mo.op.tlvs, ts(utc(mo.at)),
+         mo.route.account_id, mo.route.prefix, mo.route.body, mo.route.route, reason)
+        for inbound_id, mo, reason in zip(ids, mos, reasons, strict=True)])
+    return ids
 
 
 def _callbacks(ctx: BatchContext, live: list[_Mo]) -> None:
