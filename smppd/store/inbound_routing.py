@@ -70,6 +70,7 @@ class _Mo:
     sender: str  # digits as the SMSC wrote them, '+' removed
     route: Route
     loop: bool
+    stamp: Any  # `at` as the store's timestamp parameter (the message's and its vote's)
     inbound_id: int = 0
     poll: pl.Poll | None = None
     option: pl.Option | None = None
@@ -112,7 +113,8 @@ def store(ctx: BatchContext, items: list[tuple[int, InboundComplete]]) -> dict[i
         routed = route(runtime.pool.get(number), op.text, holdings.get(number, ()), at,
                        in_use.get(number, {}))
         mos.append(_Mo(index, op, at, number, sender, routed,
-                       loop=routed.account_id is not None and sender in runtime.pool.numbers))
+                       routed.account_id is not None and sender in runtime.pool.numbers,
+                       ctx.sql.ts(utc(at))))
     ids = _insert_messages(ctx, mos)
     for mo, inbound_id in zip(mos, ids, strict=True):
         mo.inbound_id = inbound_id
@@ -149,10 +151,9 @@ def _insert_messages(ctx: BatchContext, mos: list[_Mo]) -> list[int]:
              for mo, reason in zip(mos, reasons, strict=True)]).scalars())
     highest = ctx.conn.exec_driver_sql("SELECT max(id) FROM inbound_messages").scalar()
     ids = list(range((highest or 0) + 1, (highest or 0) + 1 + len(mos)))
-    ts = ctx.sql.ts
     ctx.sql.run(ctx.conn, _INSERT_MESSAGE, [
         (inbound_id, mo.op.smsc, mo.op.source, mo.op.destination, mo.op.data_coding,
-         mo.op.text, mo.op.payload, mo.op.parts, mo.op.tlvs, ts(utc(mo.at)),
+         mo.op.text, mo.op.payload, mo.op.parts, mo.op.tlvs, mo.stamp,
          mo.route.account_id, mo.route.prefix, mo.route.body, mo.route.route, reason)
         for inbound_id, mo, reason in zip(ids, mos, reasons, strict=True)])
     return ids
@@ -363,7 +364,7 @@ class _Automation:
             vote_id = new_id(mo.at)
             rows.append((vote_id, mo.poll.id, mo.inbound_id, mo.sender,
                          mo.option.number if mo.option else None, mo.route.body, mo.outcome,
-                         mo.code, reply_ids.get(id(mo)), ctx.sql.ts(utc(mo.at))))
+                         mo.code, reply_ids.get(id(mo)), mo.stamp))
             if mo.code is not None:
                 given.append((mo.code_id, vote_id))
         ctx.sql.run(ctx.conn, _INSERT_VOTE, rows)
