@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, bindparam, func, select
 
 from ..checks import ApiError
 from ..ids import new_id
@@ -55,6 +55,29 @@ _INSERT_FORWARD = BulkInsert(t.inbound_forwards, (
     "account_id", "inbound_id", "recipients", "next_attempt_at", "created_at"),
     {"state": "'pending'", "attempts": "0"})
 _AUTOMATIC = ("auto_reply", "poll")  # the kinds the hourly limit counts
+
+# The batch's reads, built once. A select() built per batch cost SQLAlchemy more
+# (building the expression, then its cache key) than the database's own work: several
+# milliseconds of CPU per batch, whatever its size, so most of an MO's cost when MO
+# come a few at a time. Lists go in as expanding parameters.
+_r, _p, _o, _s = (t.inbound_reservations.c, t.polls.c, t.poll_options.c,
+                  t.inbound_settings.c)
+_HOLDINGS = select(_r.account_id, _r.number, _r.prefix_key, _r.starts_at, _r.ends_at).where(
+    _r.number.in_(bindparam("numbers", expanding=True)))
+_POLLS = select(t.polls).where(_p.number.in_(bindparam("numbers", expanding=True)),
+                               _p.ends_at > bindparam("ended_after", type_=DateTime))
+_OPTIONS = select(t.poll_options).where(
+    _o.poll_id.in_(bindparam("polls", expanding=True))).order_by(_o.poll_id, _o.option_no)
+_SETTINGS = select(t.inbound_settings).where(
+    _s.number.in_(bindparam("numbers", expanding=True)))
+_v, _ir = t.poll_votes.c, t.inbound_replies.c
+_EARLIER_VOTES = select(_v.sender, _v.received_at).where(
+    _v.poll_id == bindparam("poll"), _v.sender.in_(bindparam("senders", expanding=True)),
+    _v.outcome == pl.ACCEPTED, _v.received_at >= bindparam("since", type_=DateTime))
+_RECENT_REPLIES = select(_ir.recipient, func.count()).where(
+    _ir.recipient.in_(bindparam("recipients", expanding=True)), _ir.kind.in_(_AUTOMATIC),
+    _ir.message_id.isnot(None), _ir.created_at >= bindparam("since", type_=DateTime)
+).group_by(_ir.recipient)
 
 
 def _seconds(value: Any) -> float:
@@ -192,9 +215,7 @@ def _holdings(ctx: BatchContext, numbers: list[str],
         holder = runtime.pool.holders.get(number)
         if holder is not None:
             found[number].append(Holding(holder, "", 0.0, None))
-    r = t.inbound_reservations.c
-    for row in ctx.conn.execute(select(r.account_id, r.number, r.prefix_key, r.starts_at,
-                                       r.ends_at).where(r.number.in_(numbers))):
+    for row in ctx.conn.execute(_HOLDINGS, {"numbers": numbers}):
         found[row.number].append(Holding(row.account_id, row.prefix_key,
                                          _seconds(row.starts_at),
                                          _seconds(row.ends_at) if row.ends_at else None))
@@ -202,14 +223,12 @@ def _holdings(ctx: BatchContext, numbers: list[str],
 
 
 def _polls(ctx: BatchContext, numbers: list[str], now: float) -> list[pl.Poll]:
-    p, o = t.polls.c, t.poll_options.c
-    rows = ctx.conn.execute(select(t.polls).where(
-        p.number.in_(numbers), p.ends_at > utc(now - pl.GRACE_SECONDS - HOUR))).all()
+    rows = ctx.conn.execute(_POLLS, {"numbers": numbers, "ended_after": utc(
+        now - pl.GRACE_SECONDS - HOUR)}).all()
     if not rows:
         return []
     options: dict[str, list[pl.Option]] = defaultdict(list)
-    for row in ctx.conn.execute(select(t.poll_options).where(
-            o.poll_id.in_([row.id for row in rows])).order_by(o.poll_id, o.option_no)):
+    for row in ctx.conn.execute(_OPTIONS, {"polls": [row.id for row in rows]}):
         options[row.poll_id].append(pl.Option(row.option_no, row.keyword, row.keyword_key,
                                               row.reply))
     return [pl.Poll(row.id, row.account_id, row.number, row.prefix_key,
@@ -221,9 +240,8 @@ def _polls(ctx: BatchContext, numbers: list[str], now: float) -> list[pl.Poll]:
 
 
 def _settings(ctx: BatchContext, numbers: list[str]) -> dict[tuple[int, str, str], Any]:
-    s = t.inbound_settings.c
     return {(row.account_id, row.number, row.prefix_key): row for row in ctx.conn.execute(
-        select(t.inbound_settings).where(s.number.in_(numbers)))}
+        _SETTINGS, {"numbers": numbers})}
 
 
 class _Automation:
@@ -293,7 +311,6 @@ class _Automation:
                 self._reply(mo, "poll", mo.poll.sender, text)
 
     def _earlier_votes(self, voting: list[_Mo]) -> dict[tuple[str, str], list[float]]:
-        v = t.poll_votes.c
         found: dict[tuple[str, str], list[float]] = defaultdict(list)
         by_poll: dict[str, tuple[pl.Poll, set[str], float]] = {}
         for mo in voting:
@@ -306,10 +323,8 @@ class _Automation:
             by_poll[poll.id] = (poll, senders, min(since, poll.limit_since(mo.at)))
         for poll_id, (_poll, senders, since) in by_poll.items():
             for chunk in chunks(sorted(senders)):
-                for sender, received_at in self.ctx.conn.execute(select(
-                        v.sender, v.received_at).where(
-                        v.poll_id == poll_id, v.sender.in_(chunk), v.outcome == pl.ACCEPTED,
-                        v.received_at >= utc(since))):
+                for sender, received_at in self.ctx.conn.execute(_EARLIER_VOTES, {
+                        "poll": poll_id, "senders": list(chunk), "since": utc(since)}):
                     found[(poll_id, sender)].append(_seconds(received_at))
         return found
 
@@ -441,11 +456,8 @@ class _Automation:
              r.op.message_id if r.op else None, ctx.stamp) for r in self.replies])
 
     def _recent_counts(self, recipients: set[str]) -> dict[str, int]:
-        r = t.inbound_replies.c
         counts: dict[str, int] = defaultdict(int)
         for chunk in chunks(sorted(recipients)):
-            counts.update(self.ctx.conn.execute(
-                select(r.recipient, func.count()).where(
-                    r.recipient.in_(chunk), r.kind.in_(_AUTOMATIC), r.message_id.isnot(None),
-                    r.created_at >= utc(self.now - HOUR)).group_by(r.recipient)).all())
+            counts.update(self.ctx.conn.execute(_RECENT_REPLIES, {
+                "recipients": list(chunk), "since": utc(self.now - HOUR)}).all())
         return counts
