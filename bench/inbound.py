@@ -75,6 +75,23 @@ def api(port: int, method: str, path: str, body: Any) -> Any:
         return json.loads(response.read())
 
 
+def store_batches(port: int) -> str:
+    """The writer's batches and operations so far, from /metrics: a flood's cost per
+    MO depends mostly on how many MO share one transaction."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        lines = response.read().decode().splitlines()
+    values = {}
+    for line in lines:
+        name, _, value = line.partition(" ")
+        if name in ("smppd_store_batch_seconds_count", "smppd_store_operations_total",
+                    "smppd_store_batch_seconds_sum"):
+            values[name] = float(value)
+    batches = values.get("smppd_store_batch_seconds_count", 0) or 1
+    return (f"{batches:,.0f} store batches, "
+            f"{values.get('smppd_store_operations_total', 0) / batches:.1f} operations and "
+            f"{values.get('smppd_store_batch_seconds_sum', 0) / batches * 1000:.1f} ms each")
+
+
 def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
     from smppd.fake_smsc import Behaviour, FakeSmsc
     from twisted.internet import reactor
@@ -110,6 +127,11 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
                 time.sleep(1.0)
             process = psutil.Process(daemon.pid)
             cpu_before = sum(process.cpu_times()[:2])
+            system_before = process.cpu_times()[1]
+            # This process is the fake SMSC: it shares the CPU with the daemon, so its
+            # own cost per MO says whether it, not the daemon, sets the pace.
+            own = psutil.Process()
+            own_before = sum(own.cpu_times()[:2])
             started = time.perf_counter()
             peak = process.memory_info().rss
 
@@ -127,9 +149,12 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
             until(replied, 600, f"{count} replies", interval=0.01)
             elapsed = time.perf_counter() - started
             cpu = sum(process.cpu_times()[:2]) - cpu_before
+            system = process.cpu_times()[1] - system_before
+            smsc_cpu = sum(own.cpu_times()[:2]) - own_before
             if spy is not None:
                 spy.send_signal(2)  # SIGINT: py-spy writes its file and ends
                 spy.wait(30)
+            batches = store_batches(http_port)
         finally:
             daemon.terminate()
             daemon.wait(30)
@@ -137,8 +162,11 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
     acked = sum(1 for status in smsc.deliver_responses.values() if status == 0)
     print(f"(a) {count} MO votes -> {len(smsc.submits)} replies submitted in {elapsed:.2f} s: "
           f"{count / elapsed:,.0f} MO/s end to end; daemon CPU {cpu / count * 1000:.3f} s "
-          f"per 1,000 MO; peak RSS {peak / 2**20:.0f} MiB; {acked} deliver_sm acked, "
-          f"{smsc.redelivered} refused (store stalled) and sent again by the SMSC")
+          f"per 1,000 MO ({system / count * 1000:.3f} s of it in the kernel; fake SMSC "
+          f"{smsc_cpu / count * 1000:.3f} s); peak RSS "
+          f"{peak / 2**20:.0f} MiB; {acked} deliver_sm acked, "
+          f"{smsc.redelivered} refused (store stalled) and sent again by the SMSC; "
+          f"load average {' '.join(f'{x:.2f}' for x in psutil.getloadavg())}; {batches}")
 
 
 def stats_over_votes(votes: int, postgres: str | None) -> None:

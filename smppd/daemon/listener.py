@@ -68,6 +68,7 @@ class DaemonListener(ConnectorListener):
         self._fragment_keys: dict[tuple[str, str, int, int], list[str]] = {}
         # Told of every MO stored (replies to queue, forwards to wake): smppd.inbound.
         self.on_inbound: Callable[[Any], None] | None = None
+        self._inbound_counters: dict[str, Any] = {}  # smsc -> its child of metrics.inbound
 
     @_guarded()
     def bound(self, link: Link) -> None:
@@ -246,9 +247,14 @@ class DaemonListener(ConnectorListener):
                                    tuple(fragment_ids), fragment, tuple(keys), now)
 
     def _stored(self, smsc: str, message: MoMessage, result: Any) -> None:
-        self.metrics.inbound.labels(smsc).inc()
-        log.info("smsc=%s MO from %s to %s (%d part(s)) kept", smsc, mask_number(message.source),
-                 mask_number(message.destination), message.parts)
+        counter = self._inbound_counters.get(smsc)
+        if counter is None:  # labels() costs more than the increment: once per SMSC
+            counter = self._inbound_counters[smsc] = self.metrics.inbound.labels(smsc)
+        counter.inc()
+        if log.isEnabledFor(logging.INFO):  # masking both numbers is not free: only if shown
+            log.info("smsc=%s MO from %s to %s (%d part(s)) kept", smsc,
+                     mask_number(message.source), mask_number(message.destination),
+                     message.parts)
         if self.on_inbound is not None:
             self.on_inbound(result)
 

@@ -8,6 +8,7 @@ codecs have no GSM 03.38 at all.
 
 from __future__ import annotations
 
+import codecs
 import re
 
 ESC = 0x1B
@@ -76,9 +77,16 @@ def encode(text: str) -> bytes:
         raise ValueError(f"character {exc.args[0]!r} is not in the GSM 03.38 alphabet") from None
 
 
+# Octet -> its basic character (the high bit ignored, as decode does), for
+# codecs.charmap_decode: one C call for a text without escapes, the usual case.
+_BASIC_MAP = "".join(BASIC[octet & 0x7F] for octet in range(256))
+
+
 def decode(septets: bytes) -> str:
     """Unpacked septets to text. An unknown extension code reads as its basic character
     (3GPP TS 23.038 6.2.1.1); a trailing lone ESC is dropped."""
+    if ESC not in septets and ESC | 0x80 not in septets:
+        return codecs.charmap_decode(septets, "strict", _BASIC_MAP)[0]
     out: list[str] = []
     basic = BASIC
     escaped = False

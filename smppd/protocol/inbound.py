@@ -10,6 +10,7 @@ escape sequence or a surrogate pair across parts still reads back whole.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import gsm
 from .constants import ESM_UDHI
@@ -100,12 +101,18 @@ def fragment_from_pdu(pdu: Pdu, profile: CharsetProfile = DEFAULT_PROFILE) -> Mo
                       data_coding, raw, concat, list(pdu.unknown_tlvs), elements)
 
 
+@lru_cache(maxsize=64)
+def _unpacked(profile: CharsetProfile) -> CharsetProfile:
+    """The profile with packing off, made once per profile rather than once per MO
+    (a frozen dataclass with a check costs microseconds to build)."""
+    return CharsetProfile(profile.dcs0_charset, profile.latin1, gsm_packed=False)
+
+
 def decode_fragment_text(data_coding: int, payload: bytes,
                          profile: CharsetProfile = DEFAULT_PROFILE) -> str | None:
     """Text of (joined) fragment payloads; septets are already unpacked."""
-    unpacked = CharsetProfile(profile.dcs0_charset, profile.latin1, gsm_packed=False)
     try:
-        return decode_payload(payload, data_coding, unpacked)
+        return decode_payload(payload, data_coding, _unpacked(profile))
     except TextDecodeError:
         return None
 

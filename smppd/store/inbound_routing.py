@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, bindparam, func, select
 
 from ..checks import ApiError
 from ..ids import new_id
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smppd.inbound")
 HOUR = 3600.0
+_INSERT_MESSAGE = BulkInsert(t.inbound_messages, (
+    "id", "smsc", "source", "destination", "data_coding", "text", "payload", "parts", "tlvs",
+    "received_at", "account_id", "prefix", "body", "route", "reason"))
 _INSERT_VOTE = BulkInsert(t.poll_votes, (
     "id", "poll_id", "inbound_id", "sender", "option_no", "answer", "outcome", "code",
     "reply_message_id", "received_at"))
@@ -52,6 +55,35 @@ _INSERT_FORWARD = BulkInsert(t.inbound_forwards, (
     "account_id", "inbound_id", "recipients", "next_attempt_at", "created_at"),
     {"state": "'pending'", "attempts": "0"})
 _AUTOMATIC = ("auto_reply", "poll")  # the kinds the hourly limit counts
+
+# The batch's reads, built once. A select() built per batch cost SQLAlchemy more
+# (building the expression, then its cache key) than the database's own work: several
+# milliseconds of CPU per batch, whatever its size, so most of an MO's cost when MO
+# come a few at a time. Lists go in as expanding parameters.
+_r, _p, _o, _s = (t.inbound_reservations.c, t.polls.c, t.poll_options.c,
+                  t.inbound_settings.c)
+_HOLDINGS = select(_r.account_id, _r.number, _r.prefix_key, _r.starts_at, _r.ends_at).where(
+    _r.number.in_(bindparam("numbers", expanding=True)))
+_POLLS = select(t.polls).where(_p.number.in_(bindparam("numbers", expanding=True)),
+                               _p.ends_at > bindparam("ended_after", type_=DateTime))
+_OPTIONS = select(t.poll_options).where(
+    _o.poll_id.in_(bindparam("polls", expanding=True))).order_by(_o.poll_id, _o.option_no)
+_SETTINGS = select(t.inbound_settings).where(
+    _s.number.in_(bindparam("numbers", expanding=True)))
+_c, _m, _g = t.contacts.c, t.contact_group_members.c, t.contact_groups.c
+_MEMBERS = select(_c.phone).distinct().select_from(t.contacts.join(
+    t.contact_group_members, _m.contact_id == _c.id).join(
+    t.contact_groups, _g.id == _m.group_id)).where(
+    _c.account_id == bindparam("account"), _c.phone.in_(bindparam("phones", expanding=True)),
+    _g.name.in_(bindparam("groups", expanding=True)))
+_v, _ir = t.poll_votes.c, t.inbound_replies.c
+_EARLIER_VOTES = select(_v.sender, _v.received_at).where(
+    _v.poll_id == bindparam("poll"), _v.sender.in_(bindparam("senders", expanding=True)),
+    _v.outcome == pl.ACCEPTED, _v.received_at >= bindparam("since", type_=DateTime))
+_RECENT_REPLIES = select(_ir.recipient, func.count()).where(
+    _ir.recipient.in_(bindparam("recipients", expanding=True)), _ir.kind.in_(_AUTOMATIC),
+    _ir.message_id.isnot(None), _ir.created_at >= bindparam("since", type_=DateTime)
+).group_by(_ir.recipient)
 
 
 def _seconds(value: Any) -> float:
@@ -67,6 +99,7 @@ class _Mo:
     sender: str  # digits as the SMSC wrote them, '+' removed
     route: Route
     loop: bool
+    stamp: Any  # `at` as the store's timestamp parameter (the message's and its vote's)
     inbound_id: int = 0
     poll: pl.Poll | None = None
     option: pl.Option | None = None
@@ -109,17 +142,9 @@ def store(ctx: BatchContext, items: list[tuple[int, InboundComplete]]) -> dict[i
         routed = route(runtime.pool.get(number), op.text, holdings.get(number, ()), at,
                        in_use.get(number, {}))
         mos.append(_Mo(index, op, at, number, sender, routed,
-                       loop=routed.account_id is not None and sender in runtime.pool.numbers))
-    # One multi-row INSERT ... RETURNING for the batch, ids in the order of the rows.
-    ids = ctx.conn.execute(
-        t.inbound_messages.insert().returning(t.inbound_messages.c.id,
-                                              sort_by_parameter_order=True),
-        [{"smsc": mo.op.smsc, "source": mo.op.source, "destination": mo.op.destination,
-          "data_coding": mo.op.data_coding, "text": mo.op.text, "payload": mo.op.payload,
-          "parts": mo.op.parts, "tlvs": mo.op.tlvs, "received_at": utc(mo.at),
-          "account_id": mo.route.account_id, "prefix": mo.route.prefix, "body": mo.route.body,
-          "route": mo.route.route, "reason": mo.route.reason or ("loop" if mo.loop else None)}
-         for mo in mos]).scalars().all()
+                       routed.account_id is not None and sender in runtime.pool.numbers,
+                       ctx.sql.ts(utc(at))))
+    ids = _insert_messages(ctx, mos)
     for mo, inbound_id in zip(mos, ids, strict=True):
         mo.inbound_id = inbound_id
     live = [mo for mo in mos if mo.route.account_id is not None and not mo.loop]
@@ -133,21 +158,58 @@ def store(ctx: BatchContext, items: list[tuple[int, InboundComplete]]) -> dict[i
             for mo in mos}
 
 
+def _insert_messages(ctx: BatchContext, mos: list[_Mo]) -> list[int]:
+    """The batch's messages in one statement; their ids in the order of `mos`.
+
+    On PostgreSQL: INSERT ... RETURNING, which SQLAlchemy sends a batch at a time with
+    the ids sorted back into the order of the rows. On SQLite it cannot tell that
+    order from a RETURNING, so it sent one INSERT per row (an MO flood's only
+    statement per message). There the ids are chosen instead, after the highest one:
+    the writer's transaction began IMMEDIATE and holds SQLite's one write lock, so
+    no other connection can insert meanwhile."""
+    reasons = [mo.route.reason or ("loop" if mo.loop else None) for mo in mos]
+    if ctx.sql.postgres:
+        return list(ctx.conn.execute(
+            t.inbound_messages.insert().returning(t.inbound_messages.c.id,
+                                                  sort_by_parameter_order=True),
+            [{"smsc": mo.op.smsc, "source": mo.op.source, "destination": mo.op.destination,
+              "data_coding": mo.op.data_coding, "text": mo.op.text, "payload": mo.op.payload,
+              "parts": mo.op.parts, "tlvs": mo.op.tlvs, "received_at": utc(mo.at),
+              "account_id": mo.route.account_id, "prefix": mo.route.prefix,
+              "body": mo.route.body, "route": mo.route.route, "reason": reason}
+             for mo, reason in zip(mos, reasons, strict=True)]).scalars())
+    highest = ctx.conn.exec_driver_sql("SELECT max(id) FROM inbound_messages").scalar()
+    ids = list(range((highest or 0) + 1, (highest or 0) + 1 + len(mos)))
+    ctx.sql.run(ctx.conn, _INSERT_MESSAGE, [
+        (inbound_id, mo.op.smsc, mo.op.source, mo.op.destination, mo.op.data_coding,
+         mo.op.text, mo.op.payload, mo.op.parts, mo.op.tlvs, mo.stamp,
+         mo.route.account_id, mo.route.prefix, mo.route.body, mo.route.route, reason)
+        for inbound_id, mo, reason in zip(ids, mos, reasons, strict=True)])
+    return ids
+
+
 def _callbacks(ctx: BatchContext, live: list[_Mo]) -> None:
     """`inbound.received` for each routed MO, in its transaction: to the account's
     endpoints that want MO, and to the number's forward URL (signed with the
-    account's key) when one is set."""
+    account's key) when one is set. The endpoints are read once for the batch, and
+    an MO nobody wants an event for costs nothing (not even its JSON)."""
+    endpoints = outbox.inbound_endpoints(ctx, {mo.route.account_id for mo in live
+                                               if mo.route.account_id is not None})
+    events = []
     for mo in live:
+        account_id = mo.route.account_id
+        assert account_id is not None
+        targets = endpoints.get(account_id, ())
+        if not targets and not mo.forward_url:
+            continue
         data = {"id": str(mo.inbound_id), "from": "+" + mo.sender, "to": display(mo.number),
                 "text": mo.op.text, "parts": mo.op.parts, "keyword": mo.route.prefix,
                 "body": mo.route.body, "route": mo.route.route,
                 "poll": mo.poll.id if mo.poll is not None else None,
                 "vote": mo.outcome, "received_at": datetime.fromtimestamp(mo.at, UTC).isoformat(
                     timespec="milliseconds").replace("+00:00", "Z")}
-        outbox.inbound_received(ctx, mo.route.account_id, data)
-        if mo.forward_url:
-            outbox.enqueue(ctx, mo.route.account_id, outbox.EVENT_INBOUND, data,
-                           url=mo.forward_url)
+        events.append((account_id, outbox.EVENT_INBOUND, data, targets, mo.forward_url))
+    outbox.enqueue_many(ctx, events)
 
 
 # Reads, one per batch --------------------------------------------------------------------
@@ -159,9 +221,7 @@ def _holdings(ctx: BatchContext, numbers: list[str],
         holder = runtime.pool.holders.get(number)
         if holder is not None:
             found[number].append(Holding(holder, "", 0.0, None))
-    r = t.inbound_reservations.c
-    for row in ctx.conn.execute(select(r.account_id, r.number, r.prefix_key, r.starts_at,
-                                       r.ends_at).where(r.number.in_(numbers))):
+    for row in ctx.conn.execute(_HOLDINGS, {"numbers": numbers}):
         found[row.number].append(Holding(row.account_id, row.prefix_key,
                                          _seconds(row.starts_at),
                                          _seconds(row.ends_at) if row.ends_at else None))
@@ -169,14 +229,12 @@ def _holdings(ctx: BatchContext, numbers: list[str],
 
 
 def _polls(ctx: BatchContext, numbers: list[str], now: float) -> list[pl.Poll]:
-    p, o = t.polls.c, t.poll_options.c
-    rows = ctx.conn.execute(select(t.polls).where(
-        p.number.in_(numbers), p.ends_at > utc(now - pl.GRACE_SECONDS - HOUR))).all()
+    rows = ctx.conn.execute(_POLLS, {"numbers": numbers, "ended_after": utc(
+        now - pl.GRACE_SECONDS - HOUR)}).all()
     if not rows:
         return []
     options: dict[str, list[pl.Option]] = defaultdict(list)
-    for row in ctx.conn.execute(select(t.poll_options).where(
-            o.poll_id.in_([row.id for row in rows])).order_by(o.poll_id, o.option_no)):
+    for row in ctx.conn.execute(_OPTIONS, {"polls": [row.id for row in rows]}):
         options[row.poll_id].append(pl.Option(row.option_no, row.keyword, row.keyword_key,
                                               row.reply))
     return [pl.Poll(row.id, row.account_id, row.number, row.prefix_key,
@@ -188,9 +246,8 @@ def _polls(ctx: BatchContext, numbers: list[str], now: float) -> list[pl.Poll]:
 
 
 def _settings(ctx: BatchContext, numbers: list[str]) -> dict[tuple[int, str, str], Any]:
-    s = t.inbound_settings.c
     return {(row.account_id, row.number, row.prefix_key): row for row in ctx.conn.execute(
-        select(t.inbound_settings).where(s.number.in_(numbers)))}
+        _SETTINGS, {"numbers": numbers})}
 
 
 class _Automation:
@@ -260,7 +317,6 @@ class _Automation:
                 self._reply(mo, "poll", mo.poll.sender, text)
 
     def _earlier_votes(self, voting: list[_Mo]) -> dict[tuple[str, str], list[float]]:
-        v = t.poll_votes.c
         found: dict[tuple[str, str], list[float]] = defaultdict(list)
         by_poll: dict[str, tuple[pl.Poll, set[str], float]] = {}
         for mo in voting:
@@ -273,29 +329,26 @@ class _Automation:
             by_poll[poll.id] = (poll, senders, min(since, poll.limit_since(mo.at)))
         for poll_id, (_poll, senders, since) in by_poll.items():
             for chunk in chunks(sorted(senders)):
-                for sender, received_at in self.ctx.conn.execute(select(
-                        v.sender, v.received_at).where(
-                        v.poll_id == poll_id, v.sender.in_(chunk), v.outcome == pl.ACCEPTED,
-                        v.received_at >= utc(since))):
+                for sender, received_at in self.ctx.conn.execute(_EARLIER_VOTES, {
+                        "poll": poll_id, "senders": list(chunk), "since": utc(since)}):
                     found[(poll_id, sender)].append(_seconds(received_at))
         return found
 
     def _members(self, voting: list[_Mo]) -> set[tuple[str, str]]:
-        c, m, g = t.contacts.c, t.contact_group_members.c, t.contact_groups.c
-        found: set[tuple[str, str]] = set()
+        """(poll, sender) for the voters in one of the poll's allowed groups: one read
+        per poll (and 500 senders) rather than one per vote."""
+        senders: dict[str, tuple[pl.Poll, set[str]]] = {}
         for mo in voting:
             poll = mo.poll
             assert poll is not None
-            if not poll.groups or (poll.id, mo.sender) in found:
-                continue
-            hit = self.ctx.conn.execute(
-                select(c.id).select_from(t.contacts.join(
-                    t.contact_group_members, m.contact_id == c.id).join(
-                    t.contact_groups, g.id == m.group_id)).where(
-                    c.account_id == poll.account_id, c.phone == mo.sender,
-                    g.name.in_(poll.groups)).limit(1)).first()
-            if hit is not None:
-                found.add((poll.id, mo.sender))
+            if poll.groups:
+                senders.setdefault(poll.id, (poll, set()))[1].add(mo.sender)
+        found: set[tuple[str, str]] = set()
+        for poll_id, (poll, phones) in senders.items():
+            for chunk in chunks(sorted(phones)):
+                found.update((poll_id, phone) for phone in self.ctx.conn.execute(_MEMBERS, {
+                    "account": poll.account_id, "phones": list(chunk),
+                    "groups": list(poll.groups)}).scalars())
         return found
 
     def _codes(self, winners: list[_Mo]) -> None:
@@ -331,7 +384,7 @@ class _Automation:
             vote_id = new_id(mo.at)
             rows.append((vote_id, mo.poll.id, mo.inbound_id, mo.sender,
                          mo.option.number if mo.option else None, mo.route.body, mo.outcome,
-                         mo.code, reply_ids.get(id(mo)), ctx.sql.ts(utc(mo.at))))
+                         mo.code, reply_ids.get(id(mo)), mo.stamp))
             if mo.code is not None:
                 given.append((mo.code_id, vote_id))
         ctx.sql.run(ctx.conn, _INSERT_VOTE, rows)
@@ -408,11 +461,8 @@ class _Automation:
              r.op.message_id if r.op else None, ctx.stamp) for r in self.replies])
 
     def _recent_counts(self, recipients: set[str]) -> dict[str, int]:
-        r = t.inbound_replies.c
         counts: dict[str, int] = defaultdict(int)
         for chunk in chunks(sorted(recipients)):
-            counts.update(self.ctx.conn.execute(
-                select(r.recipient, func.count()).where(
-                    r.recipient.in_(chunk), r.kind.in_(_AUTOMATIC), r.message_id.isnot(None),
-                    r.created_at >= utc(self.now - HOUR)).group_by(r.recipient)).all())
+            counts.update(self.ctx.conn.execute(_RECENT_REPLIES, {
+                "recipients": list(chunk), "since": utc(self.now - HOUR)}).all())
         return counts

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 
 from . import schema as t
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 _ADD = BulkUpdate(t.accounts, ("id",), {"balance": "accounts.balance + {}"})
 
 
+# Built once: every batch of accepts (and of MO replies) reads balances, and building
+# the select() each time cost SQLAlchemy more than the read.
+_BALANCES = select(t.accounts.c.id, t.accounts.c.balance).where(
+    t.accounts.c.id.in_(bindparam("accounts", expanding=True)))
+_BALANCES_LOCKED = _BALANCES.with_for_update()
+
+
 def balances(ctx: BatchContext, account_ids: Iterable[int],
              lock: bool = False) -> dict[int, int]:
     """Current balances (with what this batch has already charged or refunded). On
@@ -32,12 +39,9 @@ def balances(ctx: BatchContext, account_ids: Iterable[int],
     the lock and the balance is guarded where it changes, at the end of the batch
     (`flush`), so the account's row is locked for the commit only, not for the whole
     batch (`lock`: a ledger entry or a job still locks it at once)."""
-    query = select(t.accounts.c.id, t.accounts.c.balance).where(
-        t.accounts.c.id.in_(sorted(set(account_ids))))
     deferred = ctx.memory.owner is not None
-    if ctx.sql.postgres and (lock or not deferred):
-        query = query.with_for_update()
-    found = dict(ctx.conn.execute(query).all())
+    query = _BALANCES_LOCKED if ctx.sql.postgres and (lock or not deferred) else _BALANCES
+    found = dict(ctx.conn.execute(query, {"accounts": sorted(set(account_ids))}).all())
     if deferred:
         for account, delta in ctx.account_deltas.items():
             if account in found:

@@ -137,6 +137,20 @@ def test_any_json_body_is_accepted_or_refused_naming_a_field(body: dict[str, obj
             assert exc.status == 400 and exc.field
 
 
+def test_a_template_renders_anew_with_each_rows_fields() -> None:
+    """Templates are cut into pieces once and remembered; each render still fills
+    the fields it is given, and the escapes stay literal braces."""
+    template = "{{name}} is {name}, code {code}"
+    assert validation.render(template, {"name": "Ann", "code": 1}) == "{name} is Ann, code 1"
+    assert validation.render(template, {"name": "Bob", "code": "X"}) == "{name} is Bob, code X"
+    try:
+        validation.render(template, {"name": "Cy"})
+    except ApiError as exc:
+        assert exc.field == "code"
+    else:
+        raise AssertionError("a missing field must be named")
+
+
 @given(s.text(max_size=60), s.dictionaries(s.text(max_size=6), s.text(max_size=6) | s.integers(),
                                            max_size=4))
 @settings(max_examples=400)

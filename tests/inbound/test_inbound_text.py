@@ -43,6 +43,27 @@ def test_any_text_splits_without_losing_the_rest(text: str) -> None:
     assert fold(split.word) == split.key
 
 
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+def test_ascii_texts_split_by_the_character_rules(text: str) -> None:
+    """ASCII texts take a shortcut (one regular expression); it cuts where the rules
+    say: the word is the leading letters and digits, and every other ASCII character
+    after it is a separator, dropped from the rest."""
+    stripped = text.lstrip()
+    end = next((i for i, ch in enumerate(stripped) if not ch.isalnum()), len(stripped))
+    word, after = stripped[:end], stripped[end:]
+    cut = next((i for i, ch in enumerate(after) if ch.isalnum()), len(after))
+    split = first_word(text)
+    assert (split.word, split.rest) == ((word, after[cut:]) if word else ("", stripped))
+
+
+@pytest.mark.parametrize(("text", "word", "rest"), [
+    ("VOTE_5", "VOTE", "5"), ("vote\t\x1f 3", "vote", "3"), ("a+b", "a", "b"),
+    ("_x", "", "_x"), ("\x1c1 x", "1", "x")])
+def test_ascii_underscores_and_controls_separate(text: str, word: str, rest: str) -> None:
+    split = first_word(text)
+    assert (split.word, split.rest) == (word, rest)
+
+
 @pytest.mark.parametrize("bad", ["a", "x" * 17, "two words", "a-b", "", None, 12, "-ab"])
 def test_malformed_prefixes_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):

@@ -48,6 +48,15 @@ def test_unknown_extension_and_trailing_escape() -> None:
     assert gsm.decode(b"ab\x1b") == "ab"
 
 
+def test_septets_with_the_high_bit_set_read_as_their_basic_character() -> None:
+    """A text without escapes is decoded in one step; it must read octets exactly
+    as the escape-aware loop does (the high bit ignored, ESC with it set included)."""
+    assert gsm.decode(bytes([0x80 | 0x41, 0x61])) == "Aa"
+    assert gsm.decode(b"\x9b\x65x") == "€x"  # 0x9B is ESC with the high bit set
+    assert gsm.decode(bytes(range(0x20, 0x7F)).replace(b"\x1b", b"")) == "".join(
+        gsm.BASIC[code] for code in range(0x20, 0x7F) if code != 0x1B)
+
+
 def test_no_part_ends_on_escape() -> None:
     """Checklist 22: 152 'a' then '€' must not leave ESC at the end of part 1."""
     _info, parts = split("a" * 152 + "€" + "b" * 10, reference=1)

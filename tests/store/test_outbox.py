@@ -200,6 +200,33 @@ def test_a_routed_mo_is_received_by_its_subscribers_and_its_forward_url(
     assert json.loads(due[1].body)["data"] == data
 
 
+def test_mo_of_one_batch_make_events_only_where_wanted_each_with_its_own_id(
+        store: Store) -> None:
+    """Several MO in one transaction (a vote flood): the endpoints are looked up once
+    for the batch, yet each MO's event goes only to its own account's subscribers,
+    carries its own message's id, and an account without one gets none."""
+    first = endpoint(store, final=False, inbound=True)
+    second = endpoint(store, final=False, inbound=True)
+    runtime = store.applier.memory.inbound
+    runtime.pool = Pool.of((InboundNumber("4780", "shortcode", "acme"),
+                            InboundNumber("4781", "shortcode", "other")), store.accounts, 5)
+    results = store.apply(*[ops.InboundComplete(
+        "smsc", f"4860010020{n}", to, 0, f"MO {n}", b"x", 1, None, ())
+        for n, to in enumerate(("4780", "4781", "4780"))])
+    assert [r.account_id for r in results] == [store.accounts["acme"], store.accounts["other"],
+                                               store.accounts["acme"]]
+    rows = events(store)
+    assert sorted((row[1], row[2]) for row in rows) == sorted(
+        [(first, "inbound.received"), (second, "inbound.received")] * 2)
+    with store.engine.connect() as conn:
+        due = cq.due_events(conn, utc(time.time() + 1), [], 10)
+    sent = sorted((json.loads(event.body)["data"]["id"], json.loads(event.body)["data"]["text"])
+                  for event in due)
+    assert sent == sorted([(str(results[0].inbound_id), "MO 0")] * 2
+                          + [(str(results[2].inbound_id), "MO 2")] * 2)
+    assert results[0].inbound_id != results[2].inbound_id
+
+
 def test_results_expiry_and_the_deliveries_page(store: Store) -> None:
     target = endpoint(store)
     messages = [accept(store) for _ in range(3)]
