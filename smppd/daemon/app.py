@@ -107,6 +107,7 @@ class Daemon:
         self.reactor = reactor
         self.metrics = Metrics()
         self.engine = database.make_engine(settings.database, limits=settings.store)
+        self.reader = self._reader(settings, self.engine)
         self.pool = ThreadPool(minthreads=1, maxthreads=4, name="smppd-read")
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
         self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch,
@@ -322,6 +323,20 @@ class Daemon:
                                                                             ":memory:")
         return settings.callbacks.process and not in_memory
 
+    @staticmethod
+    def _reader(settings: Settings, engine: Any) -> Any:
+        """The engine of reads (`_read`). On SQLite its transactions begin deferred:
+        the writer's engine begins IMMEDIATE, which took the write lock for every read
+        too, so each API read, job page and drainer read queued behind the writer's
+        batch and held the writer up in turn ("database is locked" under load). A
+        read sees the last commit, as on PostgreSQL, where both are one engine. An
+        in-memory database exists once per engine: there too, one engine."""
+        url = make_url(settings.database)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return engine
+        return database.make_engine(settings.database, limits=settings.store,
+                                    immediate=False)
+
     def _worker_spec(self, duty: bool) -> str:
         settings = self.settings
         return worker.spec(settings.database, settings.callbacks, settings.store,
@@ -332,7 +347,7 @@ class Daemon:
 
     def _read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
         def run() -> Any:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 return fn(conn, *args)
         return deferToThreadPool(self.reactor, self.pool, run)
 
@@ -593,4 +608,6 @@ class Daemon:
             yield self.ops_port.stopListening()
         self.pool.stop()
         self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()
         log.info("smppd stopped")
