@@ -116,8 +116,11 @@ class Drainer:
 
     # Start and stop ---------------------------------------------------------------
 
-    def start(self) -> None:
-        for every, job, now in ((TICK, self.read_now, True),
+    def start(self, poll: float = TICK) -> None:
+        """`poll`: seconds between reads of new events. The worker of a daemon that
+        tells it when its writer has committed (smppd.callbacks.process) reads on
+        those nudges and polls only slowly."""
+        for every, job, now in ((poll, self.read_now, True),
                                 (BUSY_SWEEP, self.sweep, False)):
             loop = task.LoopingCall(job)
             loop.clock = self.reactor

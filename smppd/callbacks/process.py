@@ -33,6 +33,8 @@ DUTY_EVERY = 1.0  # seconds between looks at the duty (several instances)
 MAX_LINE = 4 * 1024 * 1024  # a report longer than this is a broken worker
 REAP_EVERY = 0.05  # seconds between looks for an exiting worker's end
 READY_TIMEOUT = 30.0  # seconds the daemon's start waits for the worker's first answer
+NUDGE_EVERY = 0.25  # seconds at least between two "read now" to the worker (its TICK)
+NUDGED_POLL = 5.0  # seconds between the worker's own reads when it is nudged
 
 
 class DrainerProcess(ProcessProtocol):
@@ -53,6 +55,8 @@ class DrainerProcess(ProcessProtocol):
         self._ended: defer.Deferred[None] | None = None
         self._restart: Any = None
         self._duty_loop: task.LoopingCall | None = None
+        self._nudge: Any = None  # a nudge waiting for NUDGE_EVERY to pass
+        self._nudged_at = float("-inf")
         self._go = False  # the daemon has started: a worker drains from its start
         self._ready: defer.Deferred[None] | None = None
         self._reaper: task.LoopingCall | None = None
@@ -110,6 +114,24 @@ class DrainerProcess(ProcessProtocol):
         if duty != self._told_duty:
             self._told_duty = duty
             self._send({"duty": duty})
+
+    def nudge(self) -> None:
+        """The daemon's writer committed a batch, which may have written events: the
+        worker reads new events, at most once per NUDGE_EVERY. With these the worker
+        polls only slowly (worker.spec's `poll`), so an idle daemon's worker makes no
+        reads, and a busy one's as many as before (issue 13)."""
+        if self._nudge is not None or not self.running:
+            return
+        wait = self._nudged_at + NUDGE_EVERY - self.reactor.seconds()
+        if wait <= 0:
+            self._send_nudge()
+        else:
+            self._nudge = self.reactor.callLater(wait, self._send_nudge)
+
+    def _send_nudge(self) -> None:
+        self._nudge = None
+        self._nudged_at = self.reactor.seconds()
+        self._send({"read": True})
 
     def sweep_soon(self) -> None:
         """A resend made an event due now: the worker sweeps at its next tick."""
@@ -200,6 +222,8 @@ class DrainerProcess(ProcessProtocol):
             self._duty_loop.stop()
         if self._restart is not None and self._restart.active():
             self._restart.cancel()
+        if self._nudge is not None and self._nudge.active():
+            self._nudge.cancel()
         ended = self._ended
         if not self.running or ended is None:
             return defer.succeed(None)

@@ -93,6 +93,16 @@ class CallbackService:
         self.drainer.start()
         return defer.succeed(None)
 
+    @property
+    def wants_nudges(self) -> bool:
+        return self._draining and self.worker is not None
+
+    def nudge(self) -> None:
+        """The daemon's writer committed a batch (reactor thread): the drainer's
+        process reads new events now rather than at its next slow poll."""
+        if self._draining and self.worker is not None:
+            self.worker.nudge()
+
     def _drain_when_needed(self) -> None:
         """The drainer starts with the first endpoint (made here, or found by the
         registry's refresh: made through another instance)."""

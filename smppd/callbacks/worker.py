@@ -23,12 +23,13 @@ killed with its daemon) loses memory, never events.
 The pipe to the daemon is lines of JSON. stdin (from the daemon): `{"go": true}`
 (start draining; answered `{"ready": true}`), `{"duty": bool}` (several instances:
 only the holder of the "callbacks" duty drains), `{"sweep": true}` (a resend is
-waiting: sweep now), `{"done": n, "result": ...}` or `{"done": n, "error": text}`
-(the daemon's writer committed, or refused, write n) and `{"stop": true}` (write
-what is left, then exit); EOF (the daemon died) ends the worker at once. stdout (to
-the daemon): `{"put": n, "op": ...}` (a write, see encode_op), `{"attempts":
-[[result, seconds], ...], "gave_up": n}` every REPORT_EVERY seconds, so that the
-daemon's /metrics count deliveries as before.
+waiting: sweep now), `{"read": true}` (the daemon's writer committed: read new events
+now; without it the worker reads every `poll` seconds), `{"done": n, "result": ...}`
+or `{"done": n, "error": text}` (the daemon's writer committed, or refused, write n)
+and `{"stop": true}` (write what is left, then exit); EOF (the daemon died) ends the
+worker at once. stdout (to the daemon): `{"put": n, "op": ...}` (a write, see
+encode_op), `{"attempts": [[result, seconds], ...], "gave_up": n}` every REPORT_EVERY
+seconds, so that the daemon's /metrics count deliveries as before.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from ..store import database
 from ..store.callback_operations import DeliveryResults, ExpireTarget
 from ..store.limits import StoreLimits
 from .delivery import Sender
-from .drainer import Drainer, DrainSettings
+from .drainer import TICK, Drainer, DrainSettings
 
 if TYPE_CHECKING:  # smppd.config is not imported at run time: it is slow to import
     from ..config import CallbackSettings
@@ -68,10 +69,12 @@ NICENESS = 5
 
 
 def spec(database_url: str, callbacks: CallbackSettings, limits: StoreLimits,
-         log_level: str, duty: bool) -> str:
-    """The worker's command-line argument: what it needs of the daemon's settings."""
+         log_level: str, duty: bool, poll: float = TICK) -> str:
+    """The worker's command-line argument: what it needs of the daemon's settings, and
+    how often to look for new events unasked (`poll`)."""
     return json.dumps({"database": database_url, "callbacks": asdict(callbacks),
-                       "store": asdict(limits), "log_level": log_level, "duty": duty})
+                       "store": asdict(limits), "log_level": log_level, "duty": duty,
+                       "poll": poll})
 
 
 def encode_op(op: DeliveryResults | ExpireTarget) -> dict[str, Any]:
@@ -164,6 +167,7 @@ class Worker:
                                              settings["retry_initial"], settings["retry_max"]),
                                self.relay)
         self.duty = bool(options.get("duty", True))
+        self.poll = float(options.get("poll", TICK))
         self.drainer.duty = lambda: self.duty
         self._report = task.LoopingCall(self.relay.report)
         self._report.clock = reactor
@@ -214,7 +218,7 @@ class Worker:
             return
         self._started = True
         self.pool.start()
-        self.drainer.start()
+        self.drainer.start(self.poll)
         self._report.start(REPORT_EVERY, now=False)
         self.relay.out.write(b'{"ready":true}\n')
 
@@ -230,6 +234,8 @@ class Worker:
             self.duty = bool(message["duty"])
         if message.get("sweep"):
             self.drainer.sweep_soon()
+        if message.get("read"):  # the daemon's writer committed: events may be new
+            self.drainer.read_now()
 
     @defer.inlineCallbacks
     def shutdown(self) -> Any:

@@ -28,8 +28,8 @@ from ..api.lockout import AuthLockout
 from ..api.ops import make_ops_factory
 from ..api.server import LISTEN_BACKLOG, HttpLimits, ensure_descriptors
 from ..api.validation import ApiError, ValidMessage
+from ..callbacks import drainer, process, signing, worker
 from ..callbacks import queries as callback_queries
-from ..callbacks import signing, worker
 from ..callbacks.agents import AgentClasses
 from ..callbacks.links import Shortener
 from ..callbacks.metrics import CallbackMetrics
@@ -110,7 +110,7 @@ class Daemon:
         self.reader = self._reader(settings, self.engine)
         self.pool = ThreadPool(minthreads=1, maxthreads=4, name="smppd-read")
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
-        self.writer = Writer(self.engine, self.applier, reactor, on_batch=self.metrics.batch,
+        self.writer = Writer(self.engine, self.applier, reactor, on_batch=self._committed,
                              stall_timeout=settings.store.stall_timeout,
                              recovery=recovery.for_engine(self.engine),
                              linger=OUTCOME_LINGER, quiet=OUTCOME_QUIET,
@@ -339,8 +339,19 @@ class Daemon:
 
     def _worker_spec(self, duty: bool) -> str:
         settings = self.settings
+        # Alone on its database the worker is told when to read (_committed); with
+        # several instances events also come from the others' writers, which do not
+        # tell it: it polls as the drainer always did.
+        poll = drainer.TICK if self.cluster is not None else process.NUDGED_POLL
         return worker.spec(settings.database, settings.callbacks, settings.store,
-                           settings.log_level, duty)
+                           settings.log_level, duty, poll)
+
+    def _committed(self, operations: int, seconds: float) -> None:
+        """Each batch the writer commits (writer thread): its metrics, and a nudge to
+        the callbacks' drainer process, whose events a batch may have written."""
+        self.metrics.batch(operations, seconds)
+        if self.callbacks.wants_nudges:
+            self.reactor.callFromThread(self.callbacks.nudge)
 
     def _in_thread(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
         return deferToThreadPool(self.reactor, self.pool, fn, *args)
