@@ -365,7 +365,7 @@ def detailed(conn: Connection, ctx: Context) -> Document:
         if ctx.period is not None else 0
     doc = Document("detailed", "Messages in detail", ctx.account, ctx.period, ctx.tz.key,
                    columns, rows(), estimate, printed_rows=False, text_batches=text_batches)
-    if not extra and conn.dialect.name == "sqlite":
+    if not extra and conn.dialect.name in ("sqlite", "postgresql"):
         doc.csv_chunks = csv_chunks
     return _with_period_summary(conn, ctx, doc)
 
