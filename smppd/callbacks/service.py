@@ -100,7 +100,8 @@ class CallbackService:
     def nudge(self) -> None:
         """The daemon's writer committed a batch (reactor thread): the drainer's
         process reads new events now rather than at its next slow poll."""
-        if self._draining and self.worker is not None:
+        if self.wants_nudges:
+            assert self.worker is not None
             self.worker.nudge()
 
     def _drain_when_needed(self) -> None:
@@ -219,8 +220,9 @@ class CallbackService:
         def resent(found: bool) -> bool:
             if found:
                 if self.worker is not None:
-                    self.worker.sweep_soon()
-                self.drainer.sweep_soon()
+                    self.worker.sweep_soon()  # the drainer here stays idle
+                else:
+                    self.drainer.sweep_soon()
             return found
 
         return self.put(ResendEvent(event_id, account_id, self.reactor.seconds())).addCallback(
