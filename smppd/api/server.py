@@ -46,6 +46,7 @@ from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 from ..ratelog import RateLimitedLog
+from . import send_now
 
 log = logging.getLogger("smppd.api")
 
@@ -553,7 +554,7 @@ class HttpProtocol(Protocol):
                head: bool = False, length: int | None = None) -> None:
         if self.transport is None or response is None:
             return
-        self.transport.write(render(response, keep_alive, head, length))
+        send_now.write(self.transport, render(response, keep_alive, head, length))
 
     def _close(self, how: str = "quiet") -> None:
         """QUIET: nothing is owed (idle): close now. LINGER: after a last answer, send
