@@ -22,9 +22,11 @@ from typing import Any
 
 from twisted.internet import tcp
 
-# Twisted's buffer attributes read here; a Twisted without them gets the plain path
-# (checked by tests/api/test_send_now.py, so an upgrade that renames them is seen).
-_BUFFERS = ("dataBuffer", "_tempDataBuffer", "_writeDisconnected")
+# Twisted's buffer and state attributes read here (`_aborting`: an aborted connection
+# stays `connected` until its connectionLost on the next turn). A Twisted without them
+# gets the plain path; tests/api/test_send_now.py checks they exist, so an upgrade
+# that renames them is seen.
+_BUFFERS = ("dataBuffer", "_tempDataBuffer", "_writeDisconnected", "_aborting")
 
 
 def write(transport: Any, data: bytes) -> None:
@@ -46,6 +48,7 @@ def direct(transport: Any) -> bool:
         return False
     try:
         return bool(transport.connected and not transport.disconnecting
+                and not transport.disconnected and not transport._aborting
                 and not transport._writeDisconnected
                 and not transport.dataBuffer and not transport._tempDataBuffer)
     except AttributeError:

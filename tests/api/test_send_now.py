@@ -111,3 +111,23 @@ def test_after_the_connection_is_lost_nothing_is_sent_and_nothing_raises() -> No
         call(lambda: send_now.write(transport, b"late"))
     finally:
         _close(port, client, transport)
+
+
+def test_an_aborted_connection_gets_nothing_even_before_it_is_closed() -> None:
+    """abortConnection() drops the socket on the next reactor turn; an answer written
+    in the same turn must not reach the client (tests/api/test_idempotency.py relies
+    on this to cut a connection after the commit)."""
+    port, client, transport = _pair()
+    try:
+        def abort_then_write() -> bool:
+            transport.abortConnection()
+            direct = send_now.direct(transport)
+            send_now.write(transport, b"HTTP/1.1 201 Created\r\n\r\n")
+            return direct
+
+        assert call(abort_then_write) is False
+        assert client.recv(100) == b""  # closed (or reset) with nothing before it
+    except ConnectionResetError:
+        pass
+    finally:
+        _close(port, client, transport)
