@@ -52,12 +52,15 @@ def post(port: int, body: bytes, content_type: str) -> dict[str, object]:
         return json.loads(answer.read())
 
 
+SPY_GIL: list[str] = []  # ["--gil"]: only the samples holding the GIL
+
+
 def spy_on(pid: int, profile: str | None) -> subprocess.Popen[bytes] | None:
     """py-spy (raw, 250 Hz, every thread) on the daemon until `spy_off`."""
     if not profile:
         return None
     spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "-o", profile,
-                            "--format", "raw", "-r", "250", "--threads"],
+                            "--format", "raw", "-r", "250", "--threads", *SPY_GIL],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)
     return spy
@@ -146,7 +149,11 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="FILE",
                         help="profile the daemon (raw folded stacks): FILE for (c), "
                         "FILE.csv for (b)")
+    parser.add_argument("--gil", action="store_true",
+                        help="with --py-spy: only samples holding the GIL (py-spy --gil)")
     args = parser.parse_args()
+    if args.gil:
+        SPY_GIL.append("--gil")
     if args.only != "job":
         queue_csv(args.rows, args.py_spy and args.py_spy + ".csv")
     if args.only != "csv":
