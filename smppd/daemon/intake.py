@@ -6,6 +6,7 @@ drift apart (route, parts and price are computed the same way for both)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,19 +87,22 @@ class Admission:
                     country: str | None, text: str, references: ConcatReferences,
                     now: float, job_id: str, ref_id: str | None, params: str | None,
                     sent_by: str | None, partner: str | None, callback_id: str | None,
-                    shorten_links: bool) -> ops.Accept | ops.JobMessage:
+                    shorten_links: bool, make_id: Callable[[], str] | None = None
+                    ) -> ops.Accept | ops.JobMessage:
         """A job's row, priced as `prepare` prices a message (the same `priced`),
         as a JobMessage: a tuple, cheaper to make than an Accept (issue 14). A row
-        with short links is an Accept, which the store may rewrite."""
+        with short links is an Accept, which the store may rewrite. `make_id`: the
+        job's ids.IdBlocks (else new_id(now))."""
         route, text, links, info, points, reference = self.priced(
             recipient, text, references, shorten_links)
         smsc = None if route == ANY_SMSC else route
+        message_id = make_id() if make_id is not None else new_id(now)
         if links:
-            return ops.Accept(account_id, new_id(now), sender, recipient, country, text,
+            return ops.Accept(account_id, message_id, sender, recipient, country, text,
                               info.encoding.value, info.parts, points, reference, smsc,
                               ref_id, params, now, job_id, channel="job", sent_by=sent_by,
                               partner=partner, callback_id=callback_id, links=links)
-        return ops.JobMessage(account_id, new_id(now), sender, recipient, country, text,
+        return ops.JobMessage(account_id, message_id, sender, recipient, country, text,
                               info.encoding.value, info.parts, points, reference, smsc,
                               ref_id, params, now, job_id, None, "job", sent_by, partner,
                               callback_id)

@@ -27,7 +27,7 @@ from ..api import validation
 from ..api.http import Account
 from ..api.idempotency import json_body
 from ..api.validation import ApiError, ValidJob
-from ..ids import new_id
+from ..ids import IdBlocks, new_id
 from ..protocol.segmentation import ConcatReferences
 from ..status import JobState, Status
 from ..store import idempotency, queries
@@ -186,6 +186,7 @@ class JobManager:
         extras = job.extras  # issue 12: rows may override ref_id and params
         job_params = params_json(extras.params)
         job_message = admission.job_message
+        make_id = IdBlocks(now, JOB_BATCH)
 
         def flush() -> None:
             settle_in_flight()
@@ -207,7 +208,7 @@ class JobManager:
                         references, now, job_id, one.ref_id,
                         job_params if one.params is extras.params
                         else params_json(one.params), origin[1], extras.partner,
-                        extras.callback, extras.shorten_links)
+                        extras.callback, extras.shorten_links, make_id)
                 except ApiError as exc:
                     counts["rejected"] += 1
                     if len(errors) < validation.MAX_ROW_ERRORS:
