@@ -23,7 +23,9 @@ When it does answer, the answer is the one phonenumbers gives, by construction:
   checked when built; otherwise this module declines and phonenumbers decides),
   and a regular-expression alternation is tried branch by branch until the whole
   string matches. The descriptions whose possible lengths exclude the number's
-  length are left out of the alternation, as the helper skips them.
+  length are left out of the alternation, as the helper skips them. The general
+  description goes in front as a look-ahead ending at the end of the text, so one
+  fullmatch asks both that it matches the whole number and that a type does.
 
 Built lazily per country code from phonenumbers' own metadata, so it follows the
 installed phonenumbers version. tests/test_e164.py compares it with phonenumbers on
@@ -74,23 +76,25 @@ class _Region:
         leading = metadata.leading_digits
         self.leading = re.compile(leading) if leading is not None else None
 
-    def _types_for(self, length: int) -> re.Pattern[str] | None:
-        found = self._by_length.get(length, _MISSING)
-        if found is _MISSING:
-            patterns = [pattern for lengths, pattern in self._descs
-                        if not lengths or length in lengths]
-            found = re.compile("|".join(f"(?:{p.pattern})" for p in patterns)) if patterns else None
-            self._by_length[length] = found
-        return found  # type: ignore[return-value]
+    def _for(self, length: int) -> re.Pattern[str] | None:
+        """One pattern for numbers of `length`: the general description as a
+        look-ahead to the end, then the alternation of the type descriptions that
+        take that length; None when no number of that length can be valid."""
+        if self._general_lengths and length not in self._general_lengths:
+            return None
+        patterns = [pattern.pattern for lengths, pattern in self._descs
+                    if not lengths or length in lengths]
+        if not patterns:
+            return None
+        return re.compile(f"(?=(?:{self._general.pattern})\\Z)(?:"
+                          + "|".join(f"(?:{p})" for p in patterns) + ")")
 
     def valid(self, nsn: str) -> bool:
         length = len(nsn)
-        if self._general_lengths and length not in self._general_lengths:
-            return False
-        if self._general.fullmatch(nsn) is None:
-            return False
-        types = self._types_for(length)
-        return types is not None and types.fullmatch(nsn) is not None
+        pattern = self._by_length.get(length, _MISSING)
+        if pattern is _MISSING:
+            pattern = self._by_length[length] = self._for(length)
+        return pattern is not None and pattern.fullmatch(nsn) is not None
 
 
 _MISSING = object()
@@ -148,6 +152,11 @@ def _country(code: int) -> _Country | None:
     return country  # type: ignore[return-value]
 
 
+# Country codes as their digits: the first digit is never 0, so the text of a code
+# is its only spelling, and a lookup replaces checks._strict_e164's int() per length.
+_CODES = {str(code): code for code in COUNTRY_CODE_TO_REGION_CODE}
+
+
 def valid_as_written(text: str) -> tuple[str, str] | None:
     """(digits without '+', ISO region) of a stripped '+digits' text phonenumbers
     finds valid as written; None when this module cannot say (not '+digits', a
@@ -157,14 +166,16 @@ def valid_as_written(text: str) -> tuple[str, str] | None:
         return None
     digits = text[1:]
     for length in (1, 2, 3):
-        code = int(digits[:length])
-        if code in COUNTRY_CODE_TO_REGION_CODE:
+        code = _CODES.get(digits[:length])
+        if code is not None:
             national = digits[length:]
             if not national or national[0] == "0":
                 return None
-            country = _country(code)
+            country = _countries.get(code, _MISSING)
+            if country is _MISSING:
+                country = _country(code)
             if country is None:
                 return None
-            region = country.region_if_valid(national)
+            region = country.region_if_valid(national)  # type: ignore[union-attr]
             return None if region is None else (digits, region)
     return None
