@@ -200,6 +200,23 @@ def test_csv_read_in_blocks_reads_as_line_by_line(pieces: list[bytes], block: in
             return
         got = [(number, row.reason if isinstance(row, forms._BadRow) else row)
                for number, row in forms.csv_rows(data)]
+        viewed = [(number, row.reason if isinstance(row, forms._BadRow) else row)
+                  for number, row in forms.csv_rows(memoryview(data))]
     finally:
         forms._BLOCK = old_block
-    assert got == expected
+    assert got == expected and viewed == expected
+
+
+def test_views_of_the_parts_hold_what_the_copies_hold() -> None:
+    """parse_multipart(views=True): memoryviews into the body, the same content, and
+    form_text and csv_rows read them as they read bytes."""
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbulk\r\n"
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\n"
+            b"\r\nto,name\n+48500100200,Ann\n\r\n--XyZ--\r\n")
+    copies = forms.parse_multipart(body, TYPE)
+    views = forms.parse_multipart(body, TYPE, views=True)
+    assert isinstance(views["file"], memoryview)
+    assert {name: bytes(value) for name, value in views.items()} == copies
+    assert forms.form_text(views, "name") == "bulk"
+    assert list(forms.csv_rows(views["file"])) == list(forms.csv_rows(copies["file"])) == [
+        (2, {"to": "+48500100200", "name": "Ann"})]
