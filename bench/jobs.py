@@ -52,7 +52,27 @@ def post(port: int, body: bytes, content_type: str) -> dict[str, object]:
         return json.loads(answer.read())
 
 
-def queue_csv(rows: int) -> None:
+SPY_GIL: list[str] = []  # ["--gil"]: only the samples holding the GIL
+
+
+def spy_on(pid: int, profile: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy (raw, 250 Hz, every thread) on the daemon until `spy_off`."""
+    if not profile:
+        return None
+    spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "-o", profile,
+                            "--format", "raw", "-r", "250", "--threads", *SPY_GIL],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return spy
+
+
+def spy_off(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(30)
+
+
+def queue_csv(rows: int, profile: str | None = None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="smppd-jobs-"))
     http_port = free_port()
     daemon = start(folder, free_port(), http_port)  # no SMSC listens: nothing is sent
@@ -66,9 +86,11 @@ def queue_csv(rows: int) -> None:
                 f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
                 f'filename="r.csv"\r\n\r\n{csv_text}\r\n--{boundary}--\r\n').encode()
         process = psutil.Process(daemon.pid)
+        spy = spy_on(daemon.pid, profile)
         started = time.perf_counter()
         job = post(http_port, body, f"multipart/form-data; boundary={boundary}")
         elapsed = time.perf_counter() - started
+        spy_off(spy)
         with open(f"/proc/{daemon.pid}/status") as status:
             hwm = next(int(line.split()[1]) * 1024 for line in status
                        if line.startswith("VmHWM"))
@@ -93,34 +115,29 @@ def run_job(messages: int, profile: str | None = None, window: int = 100) -> Non
         body = json.dumps({"name": "bench", "from": "Acme", "text": "Hello {name}",
                            "recipients": [{"to": f"+4850{i:07d}", "name": f"n{i}"}
                                           for i in range(messages)]}).encode()
-        process = psutil.Process(daemon.pid)
-        spy = None
-        if profile:
-            spy = subprocess.Popen(["py-spy", "record", "-p", str(daemon.pid), "-o", profile,
-                                    "--format", "raw", "-r", "250", "--threads"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1.0)
+        process, smsc_process = psutil.Process(daemon.pid), psutil.Process(smsc.pid)
+        spy = spy_on(daemon.pid, profile)
         created_at = time.perf_counter()
         post(http_port, body, "application/json")
         queued = time.perf_counter()
-        cpu_before = process.cpu_times()
+        cpu_before, smsc_before = process.cpu_times(), smsc_process.cpu_times()
         until(lambda: final_count(folder / "smppd.db") >= messages, 3600,
               "every message of the job final", interval=0.05)
         done = time.perf_counter()
-        cpu_after = process.cpu_times()
-        if spy is not None:
-            spy.send_signal(2)
-            spy.wait(30)
+        cpu_after, smsc_after = process.cpu_times(), smsc_process.cpu_times()
+        spy_off(spy)
     finally:
         daemon.terminate()
         daemon.wait(60)
         smsc.terminate()
         smsc.wait(10)
     cpu = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    smsc_cpu = (smsc_after.user + smsc_after.system) - (smsc_before.user + smsc_before.system)
     print(f"(c) job of {messages:,} messages, window {window}: queued in "
           f"{queued - created_at:.1f} s, then "
           f"{messages / (done - queued):,.0f} messages/s to the last final status "
-          f"({done - queued:.1f} s); daemon CPU {cpu / messages * 1000:.3f} s per 1,000")
+          f"({done - queued:.1f} s); daemon CPU {cpu / messages * 1000:.3f} s per 1,000, "
+          f"fake SMSC (same machine) {smsc_cpu / messages * 1000:.3f}")
 
 
 def main() -> None:
@@ -129,10 +146,16 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--only", choices=["csv", "job"], help="run one of the two")
     parser.add_argument("--window", type=int, default=100, help="the bind's window in (c)")
-    parser.add_argument("--py-spy", metavar="FILE", help="profile the daemon during (c)")
+    parser.add_argument("--py-spy", metavar="FILE",
+                        help="profile the daemon (raw folded stacks): FILE for (c), "
+                        "FILE.csv for (b)")
+    parser.add_argument("--gil", action="store_true",
+                        help="with --py-spy: only samples holding the GIL (py-spy --gil)")
     args = parser.parse_args()
+    if args.gil:
+        SPY_GIL.append("--gil")
     if args.only != "job":
-        queue_csv(args.rows)
+        queue_csv(args.rows, args.py_spy and args.py_spy + ".csv")
     if args.only != "csv":
         run_job(args.messages, args.py_spy, args.window)
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import phonenumbers
 
+from . import e164
+
 _E164 = re.compile(r"^\+[1-9][0-9]{3,14}$")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
 
@@ -59,6 +61,12 @@ def recipient(value: Any, field: str = "to") -> tuple[str, str | None]:
     if not text.startswith("+"):
         raise ApiError(400, f"expected E.164 with a leading '+' and country code, got {text!r}",
                        field)
+    # Issue 14: '+digits' that phonenumbers finds valid as written, answered without
+    # its per-call overhead (smppd.e164 says why the answer is the same); anything
+    # else, and every error, is phonenumbers' own below.
+    known = e164.valid_as_written(text)
+    if known is not None:
+        return known
     number = _strict_e164(text)
     if number is None:  # spaces, dashes, brackets: let phonenumbers read it
         try:

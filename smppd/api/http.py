@@ -241,8 +241,9 @@ class Api:
             if fingerprinted:
                 job = replace(job, fingerprint=idempotency.fingerprint("POST /v1/jobs", data))
             return job
-        parts = forms.parse_multipart(request.body, content_type)
-        request.body = b""  # the parts are copies: do not hold the upload twice
+        # Views, not copies, of the body's parts (issue 14): the upload is held once.
+        parts = forms.parse_multipart(request.body, content_type, views=True)
+        request.body = b""
         if "file" not in parts:
             raise ApiError(400, "missing the CSV file part", "file")
         fields = {name: forms.form_text(parts, name) for name in parts if name != "file"}

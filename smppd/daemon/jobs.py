@@ -27,7 +27,7 @@ from ..api import validation
 from ..api.http import Account
 from ..api.idempotency import json_body
 from ..api.validation import ApiError, ValidJob
-from ..ids import new_id
+from ..ids import IdBlocks, new_id
 from ..protocol.segmentation import ConcatReferences
 from ..status import JobState, Status
 from ..store import idempotency, queries
@@ -164,7 +164,7 @@ class JobManager:
         on any failure, the job is taken back whole (AbortJob): nothing half-made."""
         job_id = new_id(now)
         references = ConcatReferences(bits=16)
-        batch: list[ops.Accept] = []
+        batch: list[ops.Accept | ops.JobMessage] = []
         errors: list[dict[str, Any]] = []
         counts = {"messages": 0, "rejected": 0, "points": 0, "batches": 0}
         scheduled = job.start_at is not None and job.start_at > now
@@ -185,6 +185,8 @@ class JobManager:
 
         extras = job.extras  # issue 12: rows may override ref_id and params
         job_params = params_json(extras.params)
+        job_message = admission.job_message
+        make_id = IdBlocks(now, JOB_BATCH)
 
         def flush() -> None:
             settle_in_flight()
@@ -201,21 +203,20 @@ class JobManager:
             for number, row in job.recipients:
                 try:
                     one = validation.job_row(row, job.template, extras)
-                    prepared = admission.prepare(
+                    message = job_message(
                         account.id, job.sender, one.recipient, one.country, one.text,
-                        references, now, job_id=job_id, ref_id=one.ref_id,
-                        params=job_params if one.params is extras.params
-                        else params_json(one.params), channel="job",
-                        sent_by=origin[1], partner=extras.partner,
-                        callback_id=extras.callback, shorten_links=extras.shorten_links)
+                        references, now, job_id, one.ref_id,
+                        job_params if one.params is extras.params
+                        else params_json(one.params), origin[1], extras.partner,
+                        extras.callback, extras.shorten_links, make_id)
                 except ApiError as exc:
                     counts["rejected"] += 1
                     if len(errors) < validation.MAX_ROW_ERRORS:
                         errors.append({"row": number, "field": exc.field, "error": exc.message})
                     continue
-                batch.append(prepared.op)
+                batch.append(message)
                 counts["messages"] += 1
-                counts["points"] += prepared.op.points
+                counts["points"] += message.points
                 if len(batch) >= JOB_BATCH:
                     flush()
             if not counts["messages"]:

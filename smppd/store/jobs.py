@@ -4,6 +4,7 @@ changes, of which `stop` cancels and refunds every unsent message at once."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -11,10 +12,18 @@ from sqlalchemy import func, select, update
 from ..status import JobState, Status
 from . import idempotency, leases, ledger, messages, outbox
 from . import schema as t
-from .operations import AbortJob, CreateJob, FinishJob, InsufficientBalance, SetJobState, StopJob
+from .operations import (
+    AbortJob,
+    CreateJob,
+    FinishJob,
+    InsufficientBalance,
+    JobMessage,
+    SetJobState,
+    StopJob,
+)
 from .outcomes import INSERT_EVENT
 from .rollups import slot_of
-from .sql import chunks, utc
+from .sql import MAX_PARAMETERS, chunks, utc
 
 if TYPE_CHECKING:
     from .context import BatchContext
@@ -48,8 +57,102 @@ def _create(ctx: BatchContext, op: CreateJob) -> Any:
         conn.execute(update(t.jobs).where(j.id == op.job_id).values(
             recipients=j.recipients + len(op.messages), points=j.points + total))
     ledger.charge(ctx, {op.account_id: total})
-    messages.insert(ctx, op.messages, remember=False)
+    if any(message.links or type(message) is not JobMessage for message in op.messages):
+        messages.insert(ctx, op.messages, remember=False)
+    else:
+        _insert(ctx, op.messages)
     return op.job_id
+
+
+# A job's rows share most of their columns (issue 14). On SQLite they are bound once
+# per statement as ?1..?N and only what differs per row is bound per row: binding
+# and evaluating 21 values per row was half of SQLite's time per row.
+_SHARED = ("account_id", "job_id", "sender", "country", "encoding", "smsc", "ref_id",
+           "params", "created_at", "updated_at", "channel", "sent_by", "partner",
+           "callback_id", "lease_owner")
+_OWN = ("id", "recipient", "text", "parts", "points", "concat_ref")
+_PART_OWN = ("message_id", "part_no")
+
+
+def _insert(ctx: BatchContext, batch: tuple[JobMessage, ...]) -> None:
+    """messages.insert(remember=False) for a batch of JobMessages without short links
+    (issue 14: the writer's time per row): the same rows; the rollups summed per
+    (account, slot) first, since a job's ids share their moment; on SQLite, rows
+    grouped by the columns they share, each group's shared values bound once."""
+    stamps: dict[float, Any] = {}
+    slots: dict[str, int] = {}
+    sums: dict[tuple[int, int], list[int]] = {}
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    parts: dict[Any, list[tuple[str, int]]] = {}
+    for (account_id, message_id, sender, recipient, country, text, encoding, count, points,
+         concat_ref, smsc, ref_id, params, created_at, job_id, _, channel, sent_by, partner,
+         callback_id, _) in batch:
+        created = stamps.get(created_at)
+        if created is None:
+            created = stamps[created_at] = ctx.sql.ts(utc(created_at))
+            parts[created] = []
+        shared = (account_id, job_id, sender, country, encoding, smsc, ref_id, params,
+                  created, created, channel or ("job" if job_id else "api"), sent_by,
+                  partner, callback_id, None)
+        own = groups.get(shared)
+        if own is None:
+            own = groups[shared] = []
+        own.append((message_id, recipient, text, count, points, concat_ref))
+        if count == 1:
+            parts[created].append((message_id, 1))
+        else:
+            parts[created].extend((message_id, n) for n in range(1, count + 1))
+        moment = message_id[:12]
+        slot = slots.get(moment)
+        if slot is None:
+            slot = slots[moment] = slot_of(message_id)
+        total = sums.get((account_id, slot))
+        if total is None:
+            sums[(account_id, slot)] = [1, count, points]
+        else:
+            total[0] += 1
+            total[1] += count
+            total[2] += points
+    for (account_id, slot), (number, count, points) in sums.items():
+        ctx.rollups.add_sums((account_id, slot, Status.QUEUED, ""), number, count, points, 0)
+    if ctx.sql.postgres:  # %s parameters cannot be shared: the plain statements
+        ctx.sql.run(ctx.conn, messages.INSERT_MESSAGE, [
+            (own[0], *shared[:3], own[1], shared[3], own[2], shared[4], *own[3:],
+             *shared[5:]) for shared, rows in groups.items() for own in rows])
+        ctx.sql.run(ctx.conn, messages.INSERT_PART, [
+            (*part, created) for created, rows in parts.items() for part in rows])
+        return
+    for shared, rows in groups.items():
+        _shared_insert(ctx, "messages", _SHARED, shared, _OWN, rows, ("refunded", "0"),
+                       ("status", messages.QUEUED_LITERAL))
+    for created, rows in parts.items():
+        _shared_insert(ctx, "parts", ("updated_at",), (created,), _PART_OWN, rows,
+                       ("status", messages.QUEUED_LITERAL))
+
+
+_statements: dict[tuple[str, int], str] = {}
+
+
+def _shared_insert(ctx: BatchContext, table: str, shared: tuple[str, ...],
+                   values: tuple[Any, ...], own: tuple[str, ...],
+                   rows: list[tuple[Any, ...]], *literals: tuple[str, str]) -> None:
+    """INSERT of `rows` (the `own` columns) that all have `values` in the `shared`
+    columns, bound once as ?1..?N (SQLite numbers a bare ? after the largest so far,
+    so the shared markers come first in each row), and `literals` as SQL."""
+    per_statement = (MAX_PARAMETERS - len(shared)) // len(own)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        key = (table, len(chunk))
+        sql = _statements.get(key)
+        if sql is None:
+            group = "(" + ", ".join([f"?{n}" for n in range(1, len(shared) + 1)]
+                                    + ["?"] * len(own) + [v for _, v in literals]) + ")"
+            sql = (f"INSERT INTO {table} ({', '.join(shared + own)}"
+                   f"{''.join(', ' + c for c, _ in literals)}) VALUES "
+                   + ", ".join([group] * len(chunk)))
+            if len(chunk) == per_statement or len(chunk) <= 64:
+                _statements[key] = sql
+        ctx.conn.exec_driver_sql(sql, (*values, *chain.from_iterable(chunk)))
 
 
 def finish(ctx: BatchContext, by_kind: Items) -> None:

@@ -17,7 +17,7 @@ from .sql import BulkInsert, utc
 if TYPE_CHECKING:
     from .context import BatchContext
 
-_QUEUED = f"'{Status.QUEUED.value}'"
+QUEUED_LITERAL = _QUEUED = f"'{Status.QUEUED.value}'"
 INSERT_MESSAGE = BulkInsert(t.messages, (
     "id", "account_id", "job_id", "sender", "recipient", "country", "text", "encoding",
     "parts", "points", "concat_ref", "smsc", "ref_id", "params", "created_at",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 
 import pytest
 from hypothesis import given, settings
@@ -150,3 +152,71 @@ def test_any_form_round_trips(fields: dict[str, bytes], filenames: bool) -> None
             + content + b"\r\n"
     body += b"--" + boundary + b"--\r\n"
     assert forms.parse_multipart(body, b"multipart/form-data; boundary=" + boundary) == fields
+
+
+def _csv_rows_line_by_line(data: bytes) -> list[tuple[int, object]]:
+    """The reading before issue 14 (every line decoded on its own), as the reference."""
+    def lines():  # type: ignore[no-untyped-def]
+        for number, raw in enumerate(io.BytesIO(data)):
+            line = raw.decode("utf-8", "replace")
+            yield line.removeprefix("\ufeff") if number == 0 else line
+
+    reader = csv.reader(lines())
+    header = [column.strip() for column in next(reader)]
+    found: list[tuple[int, object]] = []
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return found
+        except csv.Error as exc:
+            found.append((reader.line_num, f"unreadable CSV line: {exc}"))
+            continue
+        if not values or values == [""]:
+            continue
+        if any("\ufffd" in value for value in values):
+            found.append((reader.line_num, "the line is not UTF-8 text"))
+            continue
+        found.append((reader.line_num, dict(zip(header, values, strict=False))))
+
+
+_PIECES = [b"to,name\n", b"\xef\xbb\xbf", b"+48500100200", b",", b"\n", b"\r\n", b'"', b'"a\nb"',
+           b"\xff", b"\xc3", b"\xc3\xa9", "\ufffd".encode(), b"x", b"\x00", b" ", b"\r"]
+
+
+@given(s.lists(s.sampled_from(_PIECES), max_size=40), s.sampled_from([1, 3, 8, 1 << 20]))
+@settings(max_examples=500)
+def test_csv_read_in_blocks_reads_as_line_by_line(pieces: list[bytes], block: int) -> None:
+    """Decoding a block of lines at once changes nothing: the same rows, line numbers
+    and refusals, whatever the block size."""
+    data = b"to,name\n" + b"".join(pieces)
+    old_block, forms._BLOCK = forms._BLOCK, block
+    try:
+        try:
+            expected = _csv_rows_line_by_line(data)
+        except Exception as exc:  # compared with what csv_rows does
+            with pytest.raises(type(exc)):
+                list(forms.csv_rows(data))
+            return
+        got = [(number, row.reason if isinstance(row, forms._BadRow) else row)
+               for number, row in forms.csv_rows(data)]
+        viewed = [(number, row.reason if isinstance(row, forms._BadRow) else row)
+                  for number, row in forms.csv_rows(memoryview(data))]
+    finally:
+        forms._BLOCK = old_block
+    assert got == expected and viewed == expected
+
+
+def test_views_of_the_parts_hold_what_the_copies_hold() -> None:
+    """parse_multipart(views=True): memoryviews into the body, the same content, and
+    form_text and csv_rows read them as they read bytes."""
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbulk\r\n"
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\n"
+            b"\r\nto,name\n+48500100200,Ann\n\r\n--XyZ--\r\n")
+    copies = forms.parse_multipart(body, TYPE)
+    views = forms.parse_multipart(body, TYPE, views=True)
+    assert isinstance(views["file"], memoryview)
+    assert {name: bytes(value) for name, value in views.items()} == copies
+    assert forms.form_text(views, "name") == "bulk"
+    assert list(forms.csv_rows(views["file"])) == list(forms.csv_rows(copies["file"])) == [
+        (2, {"to": "+48500100200", "name": "Ann"})]

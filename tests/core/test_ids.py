@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from smppd import ids as ids_module
-from smppd.ids import bound_for_time, looks_like_id, new_id
+from smppd.ids import IdBlocks, bound_for_time, looks_like_id, new_id
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +28,19 @@ def test_time_bounds_bracket_the_ids_of_that_moment() -> None:
     assert bound_for_time(1_900_000_000.5) <= made <= bound_for_time(1_900_000_000.5, True)
     assert made > bound_for_time(1_899_999_999.0, True)
     assert not looks_like_id("../etc/passwd") and not looks_like_id("A" * 32)
+
+
+def test_id_blocks_make_what_new_id_makes() -> None:
+    """A block is what as many new_id(now) calls make; ids made meanwhile come after."""
+    now = 1_800_000_000.25
+    new_id(now)
+    state = dict(ids_module._state)
+    expected = [new_id(now) for _ in range(7)]
+    ids_module._state.update(state)
+    block = IdBlocks(now, size=3)
+    made = [block() for _ in range(3)]
+    meanwhile = new_id(now)
+    made += [block() for _ in range(4)]
+    assert made[:3] == expected[:3] and meanwhile > made[2]
+    assert made == sorted(made) and len({*made, meanwhile}) == 8
+    assert all(looks_like_id(i) for i in made) and made[3] > meanwhile

@@ -3,13 +3,19 @@ messages and job rows alike."""
 
 from __future__ import annotations
 
+import random
+from dataclasses import fields
+
 import pytest
 
 from smppd import config
+from smppd.api import validation
 from smppd.api.validation import ApiError
+from smppd.daemon import intake
 from smppd.daemon.intake import Admission, Tariff, queued
 from smppd.daemon.router import Router
 from smppd.protocol.segmentation import ConcatReferences
+from smppd.store import operations as ops
 
 
 def _smsc(name: str, **kw: object) -> config.SmscSettings:
@@ -51,3 +57,49 @@ def test_unrouted_numbers_and_texts_the_route_cannot_carry_are_refused() -> None
     assert too_long.value.field == "text"
     routed = admission.prepare(7, "Acme", "48601234567", "PL", "hi", references, 0.0, job_id="j")
     assert routed.op.smsc == "b" and routed.op.job_id == "j"
+
+
+def test_a_job_message_is_an_accept_as_a_tuple() -> None:
+    """The store reads a JobMessage where it reads an Accept: the same fields, in the
+    same order, and a job row gets what `prepare` gives the same message."""
+    assert ops.JobMessage._fields == tuple(f.name for f in fields(ops.Accept))
+    references = ConcatReferences(bits=16)
+    for text in ("hi", "x" * 200, "Zażółć gęślą jaźń", "€" * 100):
+        accept = _admission().prepare(7, "Acme", "48601234567", "PL", text, references,
+                                      1000.0, ref_id="r", params="{}", job_id="j",
+                                      channel="job", sent_by="u", partner="p",
+                                      callback_id="c").op
+        row = _admission().job_message(7, "Acme", "48601234567", "PL", text, references,
+                                       1000.0, "j", "r", "{}", "u", "p", "c", False)
+        assert isinstance(row, ops.JobMessage)
+        mine = {f: getattr(row, f) for f in row._fields if f not in ("message_id",
+                                                                     "concat_ref")}
+        theirs = {f: getattr(accept, f) for f in mine}
+        assert mine == theirs
+        assert (row.concat_ref == 0) == (accept.concat_ref == 0)
+
+
+@pytest.mark.parametrize("smsc", [_smsc("a"), _smsc("a", dcs0_charset="latin1"),
+                                  _smsc("a", split="udh16", max_parts=4),
+                                  _smsc("a", latin1=True, split="sar")])
+def test_plain_texts_are_described_by_their_length(smsc: config.SmscSettings) -> None:
+    """Admission.info answers a plain text from the first of its length: the same as
+    validation.text_info for every length, and other texts are asked each time."""
+    admission = Admission(Router.of({}, [smsc]), Tariff(1))
+    settings = admission.router.text_for("a")
+    plain = [ch for ch in map(chr, range(256)) if intake._PLAIN.fullmatch(ch)]
+    assert "{" not in plain and "€" not in plain and "a" in plain and "\n" in plain
+    rng = random.Random(14)
+    for length in [*range(0, 700, 7), 152, 153, 159, 160, 161, 306, 307, 459, 460]:
+        for alphabet in (plain, [*plain, "{", "€", "ą", "Δ"]):
+            for _ in range(3):
+                text = "".join(rng.choice(alphabet) for _ in range(length))
+                try:
+                    expected = validation.text_info(text, settings.profile,
+                                                    settings.policy)
+                except ApiError as exc:
+                    with pytest.raises(ApiError) as raised:
+                        admission.info("a", text)
+                    assert raised.value.message == exc.message
+                    continue
+                assert admission.info("a", text) == expected

@@ -148,3 +148,52 @@ def test_a_stopped_job_is_not_read_back_at_start_but_paused_and_scheduled_are(
     assert active == {ids[s]: s for s in (JobState.RUNNING, JobState.PAUSED,
                                           JobState.SCHEDULED)}
     assert scheduled == [ids[JobState.SCHEDULED]]
+
+
+def test_a_batch_of_job_messages_is_written_as_the_same_accepts_are(store: Store) -> None:
+    """Issue 14: JobMessages take the job's own insert (shared columns bound once on
+    SQLite); the rows, parts and rollups are those messages.insert writes for the
+    same values as Accepts."""
+    now = time.time()
+    variants = [dict(country="PL", encoding="gsm", parts=1, smsc=None, ref_id=None,
+                     params=None),
+                dict(country="DE", encoding="ucs2", parts=3, smsc="a", ref_id="r",
+                     params='{"k":"v"}'),
+                dict(country=None, encoding="gsm", parts=2, smsc="a|b", ref_id=None,
+                     params=None)]
+    tables = {}
+    for kind in ("accept", "tuple"):
+        job_id = new_id()
+        rows = []
+        for i in range(30):
+            v = variants[i % 3]
+            values = (store.accounts["bulk"], new_id(), "Acme", f"4850010{i:04d}",
+                      v["country"], f"Hello {i}", v["encoding"], v["parts"], 2 * v["parts"],
+                      i, v["smsc"], v["ref_id"], v["params"], now, job_id)
+            extra = dict(channel="job", sent_by="u", partner="p", callback_id=None)
+            rows.append(ops.Accept(*values, **extra) if kind == "accept"
+                        else ops.JobMessage(*values, **extra))
+        store.apply(ops.CreateJob(store.accounts["bulk"], job_id, "c", "Acme", "Hello {i}",
+                                  None, None, tuple(rows), now))
+        with store.engine.connect() as conn:
+            messages = conn.exec_driver_sql(
+                "SELECT recipient, account_id, sender, country, text, encoding, parts, "
+                "points, refunded, concat_ref, status, smsc, ref_id, params, created_at, "
+                "updated_at, channel, sent_by, partner, callback_id, lease_owner "
+                f"FROM messages WHERE job_id = '{job_id}' ORDER BY id").all()
+            parts = conn.exec_driver_sql(
+                "SELECT m.recipient, p.part_no, p.status, p.updated_at, p.smsc FROM parts p "
+                f"JOIN messages m ON m.id = p.message_id WHERE m.job_id = '{job_id}' "
+                "ORDER BY m.id, p.part_no").all()
+            rollups = conn.exec_driver_sql(
+                "SELECT status, error, sum(messages), sum(parts), sum(points), "
+                "sum(refunded) FROM message_rollups GROUP BY status, error").all()
+        tables[kind] = (messages, parts)
+        assert len(messages) == 30 and len(parts) == 60
+        tables[kind + " rollups"] = rollups
+    assert tables["accept"] == tables["tuple"]
+    # The rollups grew by the same amounts (30 messages, 60 parts, 120 points) twice.
+    assert [tuple(row) for row in tables["accept rollups"]] == [(Status.QUEUED, "", 30, 60,
+                                                                 120, 0)]
+    assert [tuple(row) for row in tables["tuple rollups"]] == [(Status.QUEUED, "", 60, 120,
+                                                                240, 0)]
