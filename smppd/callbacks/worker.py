@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -52,6 +51,7 @@ from .. import logs
 from ..store import database
 from ..store.callback_operations import DeliveryResults, ExpireTarget
 from ..store.limits import StoreLimits
+from . import priority
 from .delivery import Sender
 from .drainer import TICK, Drainer, DrainSettings
 
@@ -60,12 +60,7 @@ if TYPE_CHECKING:  # smppd.config is not imported at run time: it is slow to imp
 
 log = logging.getLogger("smppd.callbacks")
 REPORT_EVERY = 0.25  # seconds between metric reports to the daemon
-# The worker runs at a lower priority than the daemon: on a busy machine a backlog of
-# callbacks (an endpoint back after an hour) then takes the CPU the sending leaves,
-# not the sending's (bench/callbacks.py phase 3 at load 5 on 2 cores: the sending
-# fell to 40% while the worker drained at full speed). On a machine with a core to
-# spare it changes nothing.
-NICENESS = 5
+# The worker runs only on CPU the daemon leaves (SCHED_IDLE; priority.py says why).
 
 
 def spec(database_url: str, callbacks: CallbackSettings, limits: StoreLimits,
@@ -80,13 +75,16 @@ def spec(database_url: str, callbacks: CallbackSettings, limits: StoreLimits,
 def encode_op(op: DeliveryResults | ExpireTarget) -> dict[str, Any]:
     """The drainer's writes as the pipe carries them."""
     if isinstance(op, DeliveryResults):
-        return {"kind": "results", "rows": op.rows}
+        return {"kind": "results", "rows": op.rows, "delivered": op.delivered}
     return {"kind": "expire", "target": op.target, "before": op.before, "error": op.error}
 
 
 def decode_op(data: dict[str, Any]) -> DeliveryResults | ExpireTarget:
     if data["kind"] == "results":
-        return DeliveryResults(tuple(tuple(row) for row in data["rows"]))
+        return DeliveryResults(
+            tuple(tuple(row) for row in data["rows"]),
+            tuple((float(finished), int(attempts), status, tuple(seqs))
+                  for finished, attempts, status, seqs in data.get("delivered", ())))
     if data["kind"] == "expire":
         return ExpireTarget(str(data["target"]), float(data["before"]), str(data["error"]))
     raise ValueError(f"not a callbacks write: {data.get('kind')!r}")
@@ -263,8 +261,9 @@ class Worker:
 
 def main(argv: list[str]) -> int:
     options = json.loads(argv[0])
-    os.nice(NICENESS)
     logs.configure(options.get("log_level", "info"))
+    applied = priority.lower()  # before any thread: they inherit it (priority.py)
+    log.debug("callbacks worker: CPU priority %s", applied)
     from twisted.internet import reactor
 
     from ..twistedlog import install
