@@ -25,7 +25,7 @@ the daemon shows there, whatever the machine's load) and the worker's CPU second
 Prints figures; asserts nothing.
 
     python bench/callbacks.py [--count 20000] [--down 60] [--after 30] [--concurrency 20]
-                              [--py-spy FILE] [--py-spy-back FILE]
+                              [--py-spy FILE] [--py-spy-down FILE] [--py-spy-back FILE]
 """
 
 from __future__ import annotations
@@ -200,6 +200,13 @@ class Sampler(threading.Thread):
         return f"still {self.samples[-1][2]} pending when the sending stopped"
 
 
+def wal(db: Path) -> str:
+    """The WAL's size: it only grows (to its largest since the start) when readers
+    kept the checkpoints from starting it again from its beginning."""
+    path = db.with_name(db.name + "-wal")
+    return f"WAL {path.stat().st_size / 1e6:.0f} MB" if path.exists() else "no WAL"
+
+
 def wait_settled(db: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     sql = "SELECT count(*) FROM messages WHERE status IN ('queued', 'submitted')"
@@ -237,6 +244,8 @@ def main() -> None:
                         help="callbacks.concurrency: requests at once per endpoint")
     parser.add_argument("--py-spy", metavar="FILE",
                         help="record the daemon with py-spy during phase 2 into FILE")
+    parser.add_argument("--py-spy-down", metavar="FILE",
+                        help="...and while the receiver is down in phase 3")
     parser.add_argument("--py-spy-back", metavar="FILE",
                         help="...and while the receiver is back in phase 3")
     parser.add_argument("--receiver", nargs=2, metavar=("PORT", "FILE"),
@@ -307,7 +316,7 @@ def main() -> None:
         baseline = sent / took
         plain_cpu = (cpu() - cpu_before) / sent * 1000
         print(f"1. no callbacks:   {sent} messages accepted at {baseline:.0f} msg/s; "
-              f"{shares(split_before, sent)}")
+              f"{shares(split_before, sent)}; {wal(db)}")
 
         # 2. Sending with callbacks to a live receiver.
         before = len(received(ids_file))
@@ -337,13 +346,22 @@ def main() -> None:
         receiver.terminate()
         receiver.wait(10)
         before_events = db_count(db, "SELECT count(*) FROM callback_events")
+        spy = spy_on(args.py_spy_down) if args.py_spy_down else None
+        # Sampled as the next part is, so that the two differ only by the receiver.
+        down_sampler = Sampler(ids_file, db)
+        down_sampler.start()
         split_before = split_cpu()
         sent, took = asyncio.run(post(http_port, HOOKED, None, args.down))
+        down_shares = shares(split_before, sent)
+        down_sampler.stop()
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
         held = db_count(db, "SELECT count(*) FROM callback_events WHERE state = 'pending'")
         print(f"3. receiver down:  {sent} messages accepted in {took:.0f} s at "
               f"{sent / took:.0f} msg/s ({sent / took / baseline:.0%} of phase 1); "
               f"{held} events waiting in the outbox when it comes back; "
-              f"{shares(split_before, sent)}")
+              f"{down_shares}; {wal(db)}")
         spy = spy_on(args.py_spy_back) if args.py_spy_back else None
         receiver = start_receiver(receiver_port, ids_file)
         sampler = Sampler(ids_file, db)
@@ -360,7 +378,7 @@ def main() -> None:
               f"{sent / took:.0f} msg/s ({sent / took / baseline:.0%} of phase 1); "
               f"deliveries while sending {sampler.delivered() / took:.0f}/s on average, "
               f"{rate:.0f}/s over the best {window:.0f} s; backlog "
-              f"{sampler.backlog_gone()}; {back_shares}")
+              f"{sampler.backlog_gone()}; {back_shares}; {wal(db)}")
         wait_settled(db)
         drain = wait_drained(db)
         expected = {row[0] for row in sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute(
