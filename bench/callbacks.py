@@ -370,6 +370,11 @@ def main() -> None:
         sent, took = asyncio.run(post(http_port, HOOKED, None, args.after))
         sampler.stop()
         back_shares = shares(split_before, sent)
+        try:  # the customer's side, here on the same 2 cores (at the same priority)
+            times = psutil.Process(receiver.pid).cpu_times()
+            back_shares += f", receiver {times.user + times.system:.1f} CPU s"
+        except psutil.NoSuchProcess:
+            pass
         if spy is not None:
             spy.send_signal(2)
             spy.wait(30)
