@@ -28,7 +28,8 @@ now; without it the worker reads every `poll` seconds), `{"done": n, "result": .
 or `{"done": n, "error": text}` (the daemon's writer committed, or refused, write n)
 and `{"stop": true}` (write what is left, then exit); EOF (the daemon died) ends the
 worker at once. stdout (to the daemon): `{"put": n, "op": ...}` (a write, see
-encode_op), `{"attempts": [[result, seconds], ...], "gave_up": n}` every REPORT_EVERY
+encode_op), `{"results": {result: n}, "buckets": [n, ...], "seconds": s, "gave_up": n}` (the
+attempts since the last report, as tally.Tally counts them) every REPORT_EVERY
 seconds, so that the daemon's /metrics count deliveries as before.
 """
 
@@ -54,6 +55,7 @@ from ..store.limits import StoreLimits
 from . import priority
 from .delivery import Sender
 from .drainer import TICK, Drainer, DrainSettings
+from .tally import Tally
 
 if TYPE_CHECKING:  # smppd.config is not imported at run time: it is slow to import
     from ..config import CallbackSettings
@@ -96,25 +98,28 @@ class DaemonGone(Exception):
 
 class Relay:
     """The drainer's metrics (smppd.callbacks.metrics.CallbackMetrics's attempt and
-    gave_up) gathered here and reported to the daemon, which owns /metrics."""
+    gave_up) counted here and reported to the daemon, which owns /metrics: counts,
+    not a line per attempt (tally.py says why)."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
-        self.attempts: list[tuple[str, float]] = []
+        self.tally = Tally()
         self.gave_up_count = 0
 
     def attempt(self, result: str, seconds: float) -> None:
-        self.attempts.append((result, round(seconds, 6)))
+        self.tally.add(result, seconds)
 
     def gave_up(self) -> None:
         self.gave_up_count += 1
 
     def report(self) -> None:
-        if not self.attempts and not self.gave_up_count:
+        tally = self.tally
+        if not tally and not self.gave_up_count:
             return
-        line = json.dumps({"attempts": self.attempts, "gave_up": self.gave_up_count},
-                          separators=(",", ":"))
-        self.attempts, self.gave_up_count = [], 0
+        line = json.dumps({"results": tally.results, "buckets": tally.buckets,
+                           "seconds": round(tally.seconds, 6),
+                           "gave_up": self.gave_up_count}, separators=(",", ":"))
+        self.tally, self.gave_up_count = Tally(), 0
         self.out.write(line.encode() + b"\n")
 
 
