@@ -1,51 +1,71 @@
-"""The callbacks worker's CPU priority: it runs only on CPU the daemon leaves.
+"""The callbacks worker's CPU priority: it runs on the CPU the daemon leaves.
 
 Why: callbacks must never slow the sending (issue 12), and the worker's busiest time
 is a backlog (an endpoint back after being down) drained while the daemon sends at
 full rate. At nice 5 the worker still took about a quarter of a contested core:
-bench/callbacks.py phase 3, receiver back, sent at 53-77% of its rate with the
-receiver down (four runs, load 4-5 on 2 shared cores). SCHED_IDLE is the Linux
-class for "only when nothing else wants the CPU": a daemon thread that wakes up
-preempts the worker at once, and on a machine with a core to spare (the daemon is
-one interpreter, about one core) the worker still drains at full speed.
+bench/callbacks.py phase 3 sent with the receiver back at 53-77% of its rate with
+the receiver down (load 4-5 on 2 shared cores).
 
-SCHED_IDLE cannot be left again without CAP_SYS_NICE (RLIMIT_NICE is 0 for a
-service user), so it is set once, at the worker's start, before any thread exists
-(threads inherit it). Where it is not available (not Linux) or not permitted (a
-seccomp filter answering EPERM), nice 19 is the next best; where neither is, the
-worker runs at the daemon's priority and says so once. The systemd unit allows both
-calls (they can only lower the service's own priority): its `~@resources` filter
-would otherwise kill the worker with SIGSYS at its first breath.
+nice 19 and SCHED_BATCH: against the daemon (nice 0, weight 1024) the worker weighs
+15, about 1.5% of a core both want; SCHED_BATCH keeps its wake-ups (an HTTP answer
+back) from preempting a daemon thread. On a machine with a core to spare (the daemon
+is one interpreter, about one core) it drains at full speed all the same.
+SCHED_IDLE (weight 3) was tried: on a saturated machine the worker then all but
+stops, and a daemon's start waited for its first answer (with four CPU hogs,
+tests/callbacks/test_callbacks_process.py timed out at SCHED_IDLE; it passed in
+21 s at nice 5, 47 s at nice 19 lowered once ready, 5 s without the hogs).
+
+Lowered for every thread of the worker, once it has told the daemon it is ready:
+its start (imports, engine) is a CPU second the daemon's own start waits for, and
+threads made later inherit from the one that makes them. It cannot be raised again
+without CAP_SYS_NICE (RLIMIT_NICE is 0 for a service user), hence once. Where a call
+is refused (a seccomp filter answering EPERM) or missing (not Linux), the rest is
+still done, and a worker left at the daemon's priority says so. The systemd unit
+allows both calls (they can only lower the service's own priority): its
+`~@resources` filter would otherwise kill the worker with SIGSYS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
 log = logging.getLogger("smppd.callbacks")
-NICENESS = 19  # when SCHED_IDLE cannot be had
+NICENESS = 19
+
+
+def _threads() -> list[int]:
+    """The process's thread ids (Linux), else the calling thread (0)."""
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
 
 def lower() -> str:
-    """Lower the calling thread's (at the worker's start: the process's) priority as
-    far as allowed; returns what was applied, for the log."""
-    idle = getattr(os, "SCHED_IDLE", None)
-    if idle is not None:
+    """Lower every thread's priority as far as allowed; returns what was applied, for
+    the log."""
+    applied, refused = [], []
+    batch = getattr(os, "SCHED_BATCH", None)
+    threads = _threads()
+    if batch is not None:
         try:
-            os.sched_setscheduler(0, idle, os.sched_param(0))
-            return "SCHED_IDLE"
+            for tid in threads:
+                with contextlib.suppress(ProcessLookupError):  # a thread that ended
+                    os.sched_setscheduler(tid, batch, os.sched_param(0))
+            applied.append("SCHED_BATCH")
         except OSError as exc:
-            reason = f"SCHED_IDLE refused ({exc.strerror})"
-    else:
-        reason = "no SCHED_IDLE here"
+            refused.append(f"SCHED_BATCH ({exc.strerror})")
     try:
-        now = os.nice(0)
-        if now < NICENESS:
-            os.nice(NICENESS - now)
-        return f"nice {NICENESS} ({reason})"
+        for tid in threads:
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, tid, NICENESS)  # a thread id on Linux
+        applied.append(f"nice {NICENESS}")
     except OSError as exc:
-        log.warning("callbacks worker: runs at the daemon's CPU priority: %s, and nice "
-                    "refused (%s); a backlog of callbacks may then slow the sending",
-                    reason, exc.strerror)
+        refused.append(f"nice {NICENESS} ({exc.strerror})")
+    if not applied:
+        log.warning("callbacks worker: runs at the daemon's CPU priority (refused: %s); "
+                    "a backlog of callbacks may then slow the sending", ", ".join(refused))
         return "unchanged"
+    return " and ".join(applied) + (f" (refused: {', '.join(refused)})" if refused else "")

@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # smppd.config is not imported at run time: it is slow to imp
 
 log = logging.getLogger("smppd.callbacks")
 REPORT_EVERY = 0.25  # seconds between metric reports to the daemon
-# The worker runs only on CPU the daemon leaves (SCHED_IDLE; priority.py says why).
+# The worker runs on the CPU the daemon leaves, once it is ready (priority.py).
 
 
 def spec(database_url: str, callbacks: CallbackSettings, limits: StoreLimits,
@@ -176,6 +176,7 @@ class Worker:
         self._report.clock = reactor
         self._stopping = False
         self._started = False
+        self.lower_priority = False  # main() sets it: not in a test's own process
 
     def read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
         def run() -> Any:
@@ -224,6 +225,8 @@ class Worker:
         self.drainer.start(self.poll)
         self._report.start(REPORT_EVERY, now=False)
         self.relay.out.write(b'{"ready":true}\n')
+        if self.lower_priority:  # from now on, on the CPU the daemon leaves
+            log.debug("callbacks worker: CPU priority %s", priority.lower())
 
     def command(self, message: dict[str, Any]) -> None:
         if "done" in message:
@@ -267,8 +270,6 @@ class Worker:
 def main(argv: list[str]) -> int:
     options = json.loads(argv[0])
     logs.configure(options.get("log_level", "info"))
-    applied = priority.lower()  # before any thread: they inherit it (priority.py)
-    log.debug("callbacks worker: CPU priority %s", applied)
     from twisted.internet import reactor
 
     from ..twistedlog import install
@@ -276,6 +277,7 @@ def main(argv: list[str]) -> int:
     install(reactor)
 
     worker = Worker(reactor, options, None)
+    worker.lower_priority = True
 
     def begin() -> None:
         # stdout as a transport: a report waits in its buffer, never on the pipe. The

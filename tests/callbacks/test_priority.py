@@ -1,6 +1,7 @@
-"""The callbacks worker's CPU priority (smppd.callbacks.priority): SCHED_IDLE, else
-nice 19, else unchanged with a warning; never an exception that would end the worker.
-The calls are replaced here: the test process keeps its own priority."""
+"""The callbacks worker's CPU priority (smppd.callbacks.priority): SCHED_BATCH and
+nice 19 for every thread; what is refused is skipped, and a worker left at the
+daemon's priority says so; never an exception that would end the worker. The calls
+are replaced here: the test process keeps its own priority."""
 
 from __future__ import annotations
 
@@ -17,31 +18,54 @@ def refuse(*_: Any) -> Any:
     raise PermissionError(1, "Operation not permitted")
 
 
-def test_sched_idle_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[Any] = []
-    monkeypatch.setattr(os, "sched_setscheduler", lambda *args: calls.append(args))
-    monkeypatch.setattr(os, "nice", refuse)
-    assert priority.lower() == "SCHED_IDLE"
-    assert calls[0][:2] == (0, os.SCHED_IDLE)
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    tids = [101, 102, 103]
+    monkeypatch.setattr(priority, "_threads", lambda: tids)
+    return tids
 
 
-def test_nice_19_when_sched_idle_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    niceness = [5]
+def test_batch_and_nice_19_for_every_thread(monkeypatch: pytest.MonkeyPatch,
+                                            threads: list[int]) -> None:
+    policies: dict[int, int] = {}
+    niceness: dict[int, int] = {}
 
-    def nice(increment: int) -> int:
-        niceness[0] += increment
-        return niceness[0]
+    def gone(tid: int, *_: Any) -> None:
+        raise ProcessLookupError(3, "No such process")
 
+    monkeypatch.setattr(os, "sched_setscheduler",
+                        lambda tid, policy, _param: policies.__setitem__(tid, policy))
+    monkeypatch.setattr(os, "setpriority",
+                        lambda _which, tid, value: niceness.__setitem__(tid, value))
+    assert priority.lower() == "SCHED_BATCH and nice 19"
+    assert policies == {tid: os.SCHED_BATCH for tid in threads}
+    assert niceness == {tid: 19 for tid in threads}
+    threads.append(104)  # a thread that ended in between is skipped
+    monkeypatch.setattr(os, "setpriority", lambda _w, tid, _v: gone(tid) if tid == 104
+                        else None)
+    assert priority.lower() == "SCHED_BATCH and nice 19"
+
+
+def test_nice_19_when_the_policy_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                            threads: list[int]) -> None:
+    niceness: dict[int, int] = {}
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
-    monkeypatch.setattr(os, "nice", nice)
-    assert priority.lower() == "nice 19 (SCHED_IDLE refused (Operation not permitted))"
-    assert niceness == [19]
+    monkeypatch.setattr(os, "setpriority",
+                        lambda _which, tid, value: niceness.__setitem__(tid, value))
+    assert priority.lower() == \
+        "nice 19 (refused: SCHED_BATCH (Operation not permitted))"
+    assert niceness == {tid: 19 for tid in threads}
 
 
 def test_unchanged_and_said_when_both_are_refused(monkeypatch: pytest.MonkeyPatch,
+                                                  threads: list[int],
                                                   caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
-    monkeypatch.setattr(os, "nice", refuse)
+    monkeypatch.setattr(os, "setpriority", refuse)
     with caplog.at_level(logging.WARNING, logger="smppd.callbacks"):
         assert priority.lower() == "unchanged"
     assert "may then slow the sending" in caplog.text
+
+
+def test_threads_of_this_process() -> None:
+    assert os.getpid() in priority._threads()  # the main thread's id is the pid
