@@ -158,7 +158,7 @@ def _events(rows: Any) -> list[Event]:
 
 def _fetched(conn: Connection, query: Any) -> list[Any]:
     """The rows of `query`, with the read transaction ended before their bodies are
-    built (two thirds of a read's time): the worker runs at nice 19 and may wait
+    built (two thirds of a read's time): the worker runs at SCHED_IDLE and may wait
     long for a CPU in between, and on SQLite a snapshot held that long keeps the
     daemon's checkpoints from starting the WAL again from its beginning."""
     rows = conn.execute(query).all()
