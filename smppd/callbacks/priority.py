@@ -3,9 +3,10 @@
 Why: callbacks must never slow the sending (issue 12), and the worker's busiest time
 is a backlog (an endpoint back after being down) drained while the daemon sends at
 full rate. At nice 5 the worker still took about a quarter of a contested core:
-bench/callbacks.py phase 3 sent with the receiver back at 58-86% of its rate with
-the receiver down (8 runs, load 2-5 on 2 shared cores); at nice 19 and SCHED_BATCH
-70-100% (4 runs); at SCHED_IDLE 55-128%, median 95% (9 runs).
+bench/callbacks.py phase 3 sent with the receiver back at 54-86% of its rate with
+the receiver down, median 69% (9 runs, load 2-5 on 2 shared cores); at nice 19 and
+SCHED_BATCH 70-100% (4 runs); at SCHED_IDLE 55-128%, median 95% (9 runs), and
+lowered once ready 87-98% (3 runs).
 
 SCHED_IDLE: the worker runs when no other thread wants the CPU, and a daemon thread
 that wakes preempts it at once. On a machine with a core to spare (the daemon is one
