@@ -4,7 +4,7 @@ and a receiver that is down for a while and comes back.
 Four processes share the machine: the fake SMSC, `smppd run` (SQLite, window 100,
 throughput unlimited), a receiver (asyncio HTTP on 127.0.0.1, answering 204 and
 appending every webhook-id to a file, so what it got survives its own restart) and
-this load generator (POSTs over 50 keep-alive connections). Three phases on one
+this load generator (POSTs over 50 keep-alive connections). Four phases on one
 daemon:
 
 1. baseline: an account without callbacks, `--count` messages;
@@ -15,11 +15,17 @@ daemon:
    the receiver comes back while the sending goes on for `--after` seconds: the
    deliveries/s then are the backlog and the new events together, at full sending
    rate; every event id the outbox holds must arrive, exactly once after
-   deduplication, and the sending rates (down, back) are compared with phase 1.
+   deduplication, and the sending rates (down, back) are compared with phase 1;
+4. phase 1 again, once the outbox is empty: how much the sending rate drifts on its
+   own on a shared machine, the noise against which phase 3's percentages are read.
+
+Each phase also prints the daemon's own CPU per 1,000 messages (what a drain costs
+the daemon shows there, whatever the machine's load) and the worker's CPU seconds.
 
 Prints figures; asserts nothing.
 
     python bench/callbacks.py [--count 20000] [--down 60] [--after 30] [--concurrency 20]
+                              [--py-spy FILE] [--py-spy-down FILE] [--py-spy-back FILE]
 """
 
 from __future__ import annotations
@@ -194,6 +200,13 @@ class Sampler(threading.Thread):
         return f"still {self.samples[-1][2]} pending when the sending stopped"
 
 
+def wal(db: Path) -> str:
+    """The WAL's size: it only grows (to its largest since the start) when readers
+    kept the checkpoints from starting it again from its beginning."""
+    path = db.with_name(db.name + "-wal")
+    return f"WAL {path.stat().st_size / 1e6:.0f} MB" if path.exists() else "no WAL"
+
+
 def wait_settled(db: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     sql = "SELECT count(*) FROM messages WHERE status IN ('queued', 'submitted')"
@@ -231,6 +244,10 @@ def main() -> None:
                         help="callbacks.concurrency: requests at once per endpoint")
     parser.add_argument("--py-spy", metavar="FILE",
                         help="record the daemon with py-spy during phase 2 into FILE")
+    parser.add_argument("--py-spy-down", metavar="FILE",
+                        help="...and while the receiver is down in phase 3")
+    parser.add_argument("--py-spy-back", metavar="FILE",
+                        help="...and while the receiver is back in phase 3")
     parser.add_argument("--receiver", nargs=2, metavar=("PORT", "FILE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -260,35 +277,50 @@ def main() -> None:
         urllib.request.urlopen(request).read()
         process = psutil.Process(daemon.pid)
 
-        def cpu() -> float:
-            """The daemon's and its callbacks worker's (a child process)."""
-            total = 0.0
-            for each in [process, *process.children(recursive=True)]:
+        def split_cpu() -> tuple[float, float]:
+            """CPU seconds so far: the daemon's own, and its callbacks worker's (a
+            child process; a worker restarted since is counted from its start)."""
+            def used(each: psutil.Process) -> float:
                 try:
                     times = each.cpu_times()
                 except psutil.NoSuchProcess:
-                    continue
-                total += times.user + times.system
-            return total
+                    return 0.0
+                return times.user + times.system
+            return used(process), sum(used(child) for child in
+                                      process.children(recursive=True))
+
+        def cpu() -> float:
+            """The daemon's and its callbacks worker's."""
+            return sum(split_cpu())
+
+        def shares(before: tuple[float, float], sent: int) -> str:
+            """The daemon's own CPU per 1,000 messages (what the sending pays: the
+            callbacks' cost to the daemon shows here), and the worker's CPU."""
+            daemon_now, worker_now = split_cpu()
+            return (f"daemon CPU {(daemon_now - before[0]) / max(sent, 1) * 1000:.3f} s per "
+                    f"1,000 messages, worker {worker_now - before[1]:.1f} CPU s")
+
+        def spy_on(path: str) -> subprocess.Popen[bytes]:
+            spy = subprocess.Popen(["py-spy", "record", "-p", str(daemon.pid), "-o", path,
+                                    "--format", "raw", "-r", "200", "--threads",
+                                    "--subprocesses"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            return spy
 
         # 1. Sending without callbacks.
         cpu_before = cpu()
+        split_before = split_cpu()
         sent, took = asyncio.run(post(http_port, PLAIN, args.count, None))
         wait_settled(db)
         baseline = sent / took
         plain_cpu = (cpu() - cpu_before) / sent * 1000
-        print(f"1. no callbacks:   {sent} messages accepted at {baseline:.0f} msg/s; daemon "
-              f"CPU {plain_cpu:.3f} s per 1,000 messages")
+        print(f"1. no callbacks:   {sent} messages accepted at {baseline:.0f} msg/s; "
+              f"{shares(split_before, sent)}; {wal(db)}")
 
         # 2. Sending with callbacks to a live receiver.
         before = len(received(ids_file))
-        spy = None
-        if args.py_spy:
-            spy = subprocess.Popen(["py-spy", "record", "-p", str(daemon.pid), "-o",
-                                    args.py_spy, "--format", "raw", "-r", "200",
-                                    "--threads", "--subprocesses"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-            time.sleep(1.0)
+        spy = spy_on(args.py_spy) if args.py_spy else None
         cpu_before = cpu()
         started = time.perf_counter()
         sent, took = asyncio.run(post(http_port, HOOKED, args.count, None))
@@ -314,22 +346,44 @@ def main() -> None:
         receiver.terminate()
         receiver.wait(10)
         before_events = db_count(db, "SELECT count(*) FROM callback_events")
+        spy = spy_on(args.py_spy_down) if args.py_spy_down else None
+        # Sampled as the next part is, so that the two differ only by the receiver.
+        down_sampler = Sampler(ids_file, db)
+        down_sampler.start()
+        split_before = split_cpu()
         sent, took = asyncio.run(post(http_port, HOOKED, None, args.down))
+        down_shares = shares(split_before, sent)
+        down_sampler.stop()
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
         held = db_count(db, "SELECT count(*) FROM callback_events WHERE state = 'pending'")
         print(f"3. receiver down:  {sent} messages accepted in {took:.0f} s at "
               f"{sent / took:.0f} msg/s ({sent / took / baseline:.0%} of phase 1); "
-              f"{held} events waiting in the outbox when it comes back")
+              f"{held} events waiting in the outbox when it comes back; "
+              f"{down_shares}; {wal(db)}")
+        spy = spy_on(args.py_spy_back) if args.py_spy_back else None
         receiver = start_receiver(receiver_port, ids_file)
         sampler = Sampler(ids_file, db)
         sampler.start()
+        split_before = split_cpu()
         sent, took = asyncio.run(post(http_port, HOOKED, None, args.after))
         sampler.stop()
+        back_shares = shares(split_before, sent)
+        try:  # the customer's side, here on the same 2 cores (at the same priority)
+            times = psutil.Process(receiver.pid).cpu_times()
+            back_shares += f", receiver {times.user + times.system:.1f} CPU s"
+        except psutil.NoSuchProcess:
+            pass
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
         rate, window = sampler.best_rate()
         print(f"   receiver back:  {sent} messages accepted in the next {took:.0f} s at "
               f"{sent / took:.0f} msg/s ({sent / took / baseline:.0%} of phase 1); "
               f"deliveries while sending {sampler.delivered() / took:.0f}/s on average, "
               f"{rate:.0f}/s over the best {window:.0f} s; backlog "
-              f"{sampler.backlog_gone()}")
+              f"{sampler.backlog_gone()}; {back_shares}; {wal(db)}")
         wait_settled(db)
         drain = wait_drained(db)
         expected = {row[0] for row in sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute(
@@ -344,6 +398,13 @@ def main() -> None:
         print(f"   exactly once after dedupe: {unique == expected} (missing "
               f"{len(expected - unique)}, unexpected {len(unique - expected)}, "
               f"{len(got) - len(unique)} duplicate deliveries dropped by event id)")
+        # 4. Phase 1 again: how far the sending rate drifts on its own between the
+        # phases (a shared machine), the noise to read phase 3's percentages against.
+        split_before = split_cpu()
+        sent, took = asyncio.run(post(http_port, PLAIN, args.count, None))
+        wait_settled(db)
+        print(f"4. phase 1 again:  {sent} messages accepted at {sent / took:.0f} msg/s "
+              f"({sent / took / baseline:.0%} of phase 1); {shares(split_before, sent)}")
         print(f"   load average now {os.getloadavg()[0]:.2f} (2 cores, shared)")
     finally:
         receiver.terminate()

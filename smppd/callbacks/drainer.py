@@ -28,7 +28,7 @@ from typing import Any
 from twisted.internet import defer, task
 
 from ..store import outbox
-from ..store.callback_operations import DeliveryResults, ExpireTarget
+from ..store.callback_operations import DeliveryResults, ExpireTarget, Result
 from ..store.sql import utc
 from ..throttle.backoff import Backoff
 from . import queries
@@ -399,7 +399,7 @@ class Drainer:
         if not self._results:
             return
         rows, self._results = tuple(self._results), []
-        d = self.put(DeliveryResults(rows))
+        d = self.put(compact(rows))
         self._flushing.append(d)
 
         def written(result: Any) -> Any:
@@ -423,6 +423,31 @@ class Drainer:
             self._recent_seqs.update(finished)
         while self._recent and self._recent[0][0] < now - RECENT:
             self._recent_seqs.difference_update(self._recent.popleft()[1])
+
+
+def compact(rows: tuple[Result, ...]) -> DeliveryResults:
+    """The results as the writer takes them: the successes (the bulk of a drain) as
+    seqs grouped by attempts and HTTP status, the rest row by row. A group's
+    finished_at is its latest success's: the others' are at most a flush earlier
+    (FLUSH_DELAY, or FLUSH_ROWS results)."""
+    others: list[Result] = []
+    groups: dict[tuple[int, int | None], tuple[float, list[int]]] = {}
+    for row in rows:
+        seq, state, attempts, next_at, error, status, finished = row
+        if state != outbox.DELIVERED or error is not None or finished != next_at:
+            others.append(row)
+            continue
+        key = (attempts, status)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = (finished, [seq])
+        else:
+            group[1].append(seq)
+            if finished > group[0]:
+                groups[key] = (finished, group[1])
+    return DeliveryResults(tuple(others), tuple(
+        (finished, attempts, status, tuple(seqs))
+        for (attempts, status), (finished, seqs) in groups.items()))
 
 
 def _gave_up(error: str | None) -> str:

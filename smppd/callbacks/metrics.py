@@ -9,14 +9,15 @@ never waits on the database.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from .tally import BUCKETS, bucket
 
 
 class CallbackMetrics:
@@ -25,9 +26,12 @@ class CallbackMetrics:
             "smppd_callback_deliveries_total", "Callback delivery attempts by result "
             "(delivered, http_error, timeout, connect_error, tls_error, connection_error)",
             ["result"], registry=registry)
-        self.duration = Histogram("smppd_callback_delivery_seconds",
-                                  "Time of one callback delivery attempt", buckets=BUCKETS,
-                                  registry=registry)
+        # Counted here and exported at scrape time (_DurationCollector) rather than a
+        # prometheus_client Histogram: the drainer's process reports its attempts as
+        # counts per bucket, added here at once, where a Histogram takes one observe()
+        # per attempt (2 us each on the daemon's reactor, thousands a second in a drain).
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.seconds = 0.0
         self.failed = Counter("smppd_callback_events_failed_total",
                               "Events given up after callbacks.max_age", registry=registry)
         self.redirects = Counter("smppd_link_redirects_total",
@@ -42,13 +46,27 @@ class CallbackMetrics:
         self.depth: list[tuple[str, int, float]] = []  # (account, pending, oldest at)
         self._children: dict[str, Any] = {}
         registry.register(_OutboxCollector(self))
+        registry.register(_DurationCollector(self))
 
     def attempt(self, result: str, seconds: float) -> None:
+        self._child(result).inc()
+        self.buckets[bucket(seconds)] += 1
+        self.seconds += seconds
+
+    def attempts(self, results: Mapping[str, int], buckets: Sequence[int],
+                 seconds: float) -> None:
+        """Many attempts at once, as the drainer's process counts them (Tally)."""
+        for result, count in results.items():
+            self._child(result).inc(count)
+        for index, count in enumerate(buckets[:len(self.buckets)]):
+            self.buckets[index] += count
+        self.seconds += seconds
+
+    def _child(self, result: str) -> Any:
         child = self._children.get(result)
         if child is None:
             child = self._children[result] = self.deliveries.labels(result)
-        child.inc()
-        self.duration.observe(seconds)
+        return child
 
     def gave_up(self) -> None:
         self.failed.inc()
@@ -70,3 +88,21 @@ class _OutboxCollector(Collector):
             oldest.add_metric([account], max(0.0, now - at))
         yield depth
         yield oldest
+
+
+class _DurationCollector(Collector):
+    """smppd_callback_delivery_seconds, as a Histogram would export it."""
+
+    def __init__(self, metrics: CallbackMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Any]:
+        counts, total = list(self.metrics.buckets), self.metrics.seconds
+        cumulative, running = [], 0
+        for bound, count in zip((*BUCKETS, float("inf")), counts, strict=True):
+            running += count
+            cumulative.append((floatToGoString(bound), running))
+        yield HistogramMetricFamily("smppd_callback_delivery_seconds",
+                                    "Time of one callback delivery attempt",
+                                    buckets=cumulative, sum_value=total)
+

@@ -157,9 +157,9 @@ class DrainerProcess(ProcessProtocol):
                 if report.get("ready"):
                     self._set_ready()
                     continue
-                attempt = self.metrics.attempt
-                for result, seconds in report.get("attempts", ()):
-                    attempt(result, seconds)
+                if "results" in report:
+                    self.metrics.attempts(report["results"], report["buckets"],
+                                          float(report["seconds"]))
                 for _ in range(int(report.get("gave_up", 0))):
                     self.metrics.gave_up()
             except (ValueError, TypeError, AttributeError):

@@ -156,6 +156,16 @@ def _events(rows: Any) -> list[Event]:
     return events
 
 
+def _fetched(conn: Connection, query: Any) -> list[Any]:
+    """The rows of `query`, with the read transaction ended before their bodies are
+    built (two thirds of a read's time): the worker runs at SCHED_IDLE and may wait
+    long for a CPU in between, and on SQLite a snapshot held that long keeps the
+    daemon's checkpoints from starting the WAL again from its beginning."""
+    rows = conn.execute(query).all()
+    conn.rollback()
+    return rows
+
+
 def first_pending(conn: Connection) -> int:
     """Where the drainer's reading starts: just before the oldest pending event (or at
     the newest event when none is pending)."""
@@ -181,7 +191,7 @@ def new_events(conn: Connection, after: int, exclude: Sequence[str],
         _EV.seq).limit(limit)
     if exclude:
         query = query.where(_EV.target.notin_(list(exclude)))
-    events = _events(conn.execute(query))
+    events = _events(_fetched(conn, query))
     return events, (events[-1].seq if len(events) >= limit else newest)
 
 
@@ -199,7 +209,7 @@ def target_events(conn: Connection, target: str, now: datetime, limit: int,
     newest = conn.execute(select(func.max(_EV.seq))).scalar() or 0
     query = _select().where(_EV.target == target, _PENDING, _EV.next_at <= now,
                             _EV.seq <= newest, _EV.seq > after).order_by(_EV.seq)
-    return _events(conn.execute(query.limit(limit))), newest
+    return _events(_fetched(conn, query.limit(limit))), newest
 
 
 def due_events(conn: Connection, now: datetime, exclude: Sequence[str],
@@ -210,7 +220,7 @@ def due_events(conn: Connection, now: datetime, exclude: Sequence[str],
         _EV.next_at, _EV.seq).limit(limit)
     if exclude:
         query = query.where(_EV.target.notin_(list(exclude)))
-    return _events(conn.execute(query))
+    return _events(_fetched(conn, query))
 
 
 def outbox_depth(conn: Connection) -> list[tuple[int, int, float]]:

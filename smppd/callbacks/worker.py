@@ -28,7 +28,8 @@ now; without it the worker reads every `poll` seconds), `{"done": n, "result": .
 or `{"done": n, "error": text}` (the daemon's writer committed, or refused, write n)
 and `{"stop": true}` (write what is left, then exit); EOF (the daemon died) ends the
 worker at once. stdout (to the daemon): `{"put": n, "op": ...}` (a write, see
-encode_op), `{"attempts": [[result, seconds], ...], "gave_up": n}` every REPORT_EVERY
+encode_op), `{"results": {result: n}, "buckets": [n, ...], "seconds": s, "gave_up": n}` (the
+attempts since the last report, as tally.Tally counts them) every REPORT_EVERY
 seconds, so that the daemon's /metrics count deliveries as before.
 """
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -52,20 +52,17 @@ from .. import logs
 from ..store import database
 from ..store.callback_operations import DeliveryResults, ExpireTarget
 from ..store.limits import StoreLimits
+from . import priority
 from .delivery import Sender
 from .drainer import TICK, Drainer, DrainSettings
+from .tally import Tally
 
 if TYPE_CHECKING:  # smppd.config is not imported at run time: it is slow to import
     from ..config import CallbackSettings
 
 log = logging.getLogger("smppd.callbacks")
 REPORT_EVERY = 0.25  # seconds between metric reports to the daemon
-# The worker runs at a lower priority than the daemon: on a busy machine a backlog of
-# callbacks (an endpoint back after an hour) then takes the CPU the sending leaves,
-# not the sending's (bench/callbacks.py phase 3 at load 5 on 2 cores: the sending
-# fell to 40% while the worker drained at full speed). On a machine with a core to
-# spare it changes nothing.
-NICENESS = 5
+# The worker runs on the CPU the daemon leaves, once it is ready (priority.py).
 
 
 def spec(database_url: str, callbacks: CallbackSettings, limits: StoreLimits,
@@ -80,13 +77,16 @@ def spec(database_url: str, callbacks: CallbackSettings, limits: StoreLimits,
 def encode_op(op: DeliveryResults | ExpireTarget) -> dict[str, Any]:
     """The drainer's writes as the pipe carries them."""
     if isinstance(op, DeliveryResults):
-        return {"kind": "results", "rows": op.rows}
+        return {"kind": "results", "rows": op.rows, "delivered": op.delivered}
     return {"kind": "expire", "target": op.target, "before": op.before, "error": op.error}
 
 
 def decode_op(data: dict[str, Any]) -> DeliveryResults | ExpireTarget:
     if data["kind"] == "results":
-        return DeliveryResults(tuple(tuple(row) for row in data["rows"]))
+        return DeliveryResults(
+            tuple(tuple(row) for row in data["rows"]),
+            tuple((float(finished), int(attempts), status, tuple(seqs))
+                  for finished, attempts, status, seqs in data.get("delivered", ())))
     if data["kind"] == "expire":
         return ExpireTarget(str(data["target"]), float(data["before"]), str(data["error"]))
     raise ValueError(f"not a callbacks write: {data.get('kind')!r}")
@@ -98,25 +98,28 @@ class DaemonGone(Exception):
 
 class Relay:
     """The drainer's metrics (smppd.callbacks.metrics.CallbackMetrics's attempt and
-    gave_up) gathered here and reported to the daemon, which owns /metrics."""
+    gave_up) counted here and reported to the daemon, which owns /metrics: counts,
+    not a line per attempt (tally.py says why)."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
-        self.attempts: list[tuple[str, float]] = []
+        self.tally = Tally()
         self.gave_up_count = 0
 
     def attempt(self, result: str, seconds: float) -> None:
-        self.attempts.append((result, round(seconds, 6)))
+        self.tally.add(result, seconds)
 
     def gave_up(self) -> None:
         self.gave_up_count += 1
 
     def report(self) -> None:
-        if not self.attempts and not self.gave_up_count:
+        tally = self.tally
+        if not tally and not self.gave_up_count:
             return
-        line = json.dumps({"attempts": self.attempts, "gave_up": self.gave_up_count},
-                          separators=(",", ":"))
-        self.attempts, self.gave_up_count = [], 0
+        line = json.dumps({"results": tally.results, "buckets": tally.buckets,
+                           "seconds": round(tally.seconds, 6),
+                           "gave_up": self.gave_up_count}, separators=(",", ":"))
+        self.tally, self.gave_up_count = Tally(), 0
         self.out.write(line.encode() + b"\n")
 
 
@@ -173,6 +176,7 @@ class Worker:
         self._report.clock = reactor
         self._stopping = False
         self._started = False
+        self.lower_priority = False  # main() sets it: not in a test's own process
 
     def read(self, fn: Any, *args: Any) -> defer.Deferred[Any]:
         def run() -> Any:
@@ -221,6 +225,8 @@ class Worker:
         self.drainer.start(self.poll)
         self._report.start(REPORT_EVERY, now=False)
         self.relay.out.write(b'{"ready":true}\n')
+        if self.lower_priority:  # from now on, on the CPU the daemon leaves
+            log.debug("callbacks worker: CPU priority %s", priority.lower())
 
     def command(self, message: dict[str, Any]) -> None:
         if "done" in message:
@@ -263,7 +269,6 @@ class Worker:
 
 def main(argv: list[str]) -> int:
     options = json.loads(argv[0])
-    os.nice(NICENESS)
     logs.configure(options.get("log_level", "info"))
     from twisted.internet import reactor
 
@@ -272,6 +277,7 @@ def main(argv: list[str]) -> int:
     install(reactor)
 
     worker = Worker(reactor, options, None)
+    worker.lower_priority = True
 
     def begin() -> None:
         # stdout as a transport: a report waits in its buffer, never on the pipe. The

@@ -45,13 +45,30 @@ class RotateSecret:
     retry: ClassVar[bool] = False
 
 
+Result = tuple[int, str, int, float, "str | None", "int | None", "float | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryResults:
     """What became of delivery attempts, many at once. Rows: (seq, state, attempts,
-    next_at, last_error, last_status, finished_at); times as Unix seconds or None."""
+    next_at, last_error, last_status, finished_at); times as Unix seconds or None.
 
-    rows: tuple[tuple[int, str, int, float, str | None, int | None, float | None], ...]
+    `delivered`: the successes, which are nearly all of them, in groups of
+    (finished_at, attempts, last_status, seqs), each group written by one
+    UPDATE ... WHERE seq IN (...): a backlog drained at thousands a second is marked
+    delivered by the daemon's writer, and a row of seven values each, parsed from the
+    worker's pipe and bound one by one, was the most of what a delivery cost the
+    daemon (smppd.callbacks.drainer.compact makes them)."""
+
+    rows: tuple[Result, ...]
+    delivered: tuple[tuple[float, int, int | None, tuple[int, ...]], ...] = ()
     retry: ClassVar[bool] = True  # facts: kept until stored, or they would be re-sent
+
+    def expanded(self) -> list[Result]:
+        """Every result as a row, the delivered groups included."""
+        return [*self.rows, *((seq, "delivered", attempts, finished, None, status, finished)
+                              for finished, attempts, status, seqs in self.delivered
+                              for seq in seqs)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ change or only final ones) without a read per message.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -282,8 +283,29 @@ def delivery_results(ctx: BatchContext, by_kind: Items) -> None:
         rows.extend((seq, state, attempts, ts(utc(next_at)), error, status,
                      None if finished is None else ts(utc(finished)))
                     for seq, state, attempts, next_at, error, status, finished in op.rows)
-        ctx.results[index] = len(op.rows)
+        ctx.results[index] = len(op.rows) + sum(len(group[3]) for group in op.delivered)
     ctx.sql.run(ctx.conn, EVENT_RESULT, rows)
+    # After the rows: should a batch hold a retry and then the success of one event,
+    # the success is what stays.
+    for _, op in by_kind[DeliveryResults]:
+        for finished, attempts, status, seqs in op.delivered:
+            at = ts(utc(finished))
+            for chunk in chunks(list(seqs), DELIVERED_CHUNK):
+                ctx.conn.exec_driver_sql(_delivered_sql(len(chunk), ctx.sql.marker),
+                                         (attempts, at, status, at, *chunk))
+
+
+DELIVERED_CHUNK = 1000  # seqs per UPDATE: a few statement shapes, each cached once
+# An attempt's success never brings back an event cancelled or failed meanwhile (as
+# EVENT_RESULT). seq is the primary key: each seq of the list is one index lookup.
+_DELIVERED = (f"UPDATE callback_events SET state = CASE WHEN state = '{PENDING}' THEN "
+              f"'{DELIVERED}' ELSE state END, attempts = {{m}}, next_at = {{m}}, "
+              "last_error = NULL, last_status = {m}, finished_at = {m} WHERE seq IN ({seqs})")
+
+
+@functools.lru_cache(maxsize=64)
+def _delivered_sql(count: int, marker: str) -> str:
+    return _DELIVERED.format(m=marker, seqs=", ".join([marker] * count))
 
 
 def expire_targets(ctx: BatchContext, by_kind: Items) -> None:

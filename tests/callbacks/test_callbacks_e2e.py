@@ -308,6 +308,9 @@ def test_a_worker_that_dies_is_replaced_and_its_events_still_arrive(start_daemon
         register(running.client, receiver.url, events=["final"])
         until(lambda: worker.running and worker.pid is not None, 10, "the worker spawned")
         first = worker.pid
+        # Once ready, it runs on the CPU the daemon leaves (smppd.callbacks.priority).
+        until(lambda: os.sched_getscheduler(first) == os.SCHED_IDLE
+              and os.getpriority(os.PRIO_PROCESS, first) == 19, 10, "SCHED_IDLE, nice 19")
         os.kill(first, signal.SIGKILL)
         ids = [running.client.send(to=f"+4850020{i:04d}")[1]["id"] for i in range(5)]
         for message_id in ids:

@@ -68,7 +68,9 @@ def test_kill_9_with_a_full_outbox_loses_no_event(smsc: Any, tmp_path: Path) -> 
         _wait("every message settled", lambda: query(
             db, "SELECT count(*) FROM messages WHERE status IN ('queued', 'submitted')"
         )[0][0] == 0, 60, restarted.log)
-        _wait("the outbox drained", lambda: pending() == 0, 60, restarted.log)
+        # The worker drains at SCHED_IDLE (smppd.callbacks.priority): on a machine busy
+        # with other work that takes longer (85 s here with four CPU hogs, 5 s without).
+        _wait("the outbox drained", lambda: pending() == 0, 120, restarted.log)
     finally:
         daemon.stop()
         restarted.stop()

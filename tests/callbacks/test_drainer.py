@@ -66,7 +66,7 @@ class Outbox:
     def put(self, op: Any) -> defer.Deferred[Any]:
         self.puts.append(op)
         if isinstance(op, DeliveryResults):
-            for seq, state, attempts, next_at, error, _status, _finished in op.rows:
+            for seq, state, attempts, next_at, error, _status, _finished in op.expanded():
                 self.events[seq].update(state=state, attempts=attempts, next_at=next_at,
                                         error=error)
         elif isinstance(op, ExpireTarget):
@@ -152,7 +152,8 @@ def test_results_are_written_in_batches() -> None:
     drainer.start()
     run(clock, 2.0)
     results = [op for op in store.puts if isinstance(op, DeliveryResults)]
-    assert sum(len(op.rows) for op in results) == 100
+    assert sum(len(op.expanded()) for op in results) == 100
+    assert not any(op.rows for op in results)  # successes only: as groups of seqs
     assert len(results) < 25  # 100 results, a few writes
     assert not drainer.held
 

@@ -372,3 +372,46 @@ def test_a_late_result_does_not_bring_back_a_cancelled_event(store: Store) -> No
     store.apply(DeliveryResults(((event.seq, "pending", 1, time.time() + 5, "HTTP 500", 500,
                                   None),)))
     assert [row[5] for row in events(store)] == ["cancelled"]
+
+
+def test_successes_are_written_as_groups_of_seqs(store: Store) -> None:
+    """The drainer's successes come as (finished_at, attempts, status, seqs) groups,
+    one UPDATE ... IN each (chunked), next to rows for the rest: each event gets its
+    group's values, and a success never brings back a cancelled event."""
+    from smppd.callbacks.drainer import compact
+    from smppd.callbacks.worker import decode_op, encode_op
+
+    target = endpoint(store)
+    messages = [accept(store) for _ in range(5)]
+    store.apply(*messages)
+    for index, message in enumerate(messages):
+        deliver(store, message, f"s{index}")
+    with store.engine.connect() as conn:
+        due = cq.due_events(conn, utc(time.time() + 1), [], 10)
+    seqs = [event.seq for event in due]
+    now = time.time()
+    op = compact(((seqs[0], "delivered", 1, now - 0.01, None, 204, now - 0.01),
+                  (seqs[1], "delivered", 1, now, None, 204, now),
+                  (seqs[2], "delivered", 3, now, None, 200, now),
+                  (seqs[3], "pending", 1, now + 60, "HTTP 500", 500, None)))
+    assert op.rows == ((seqs[3], "pending", 1, now + 60, "HTTP 500", 500, None),)
+    assert op.delivered == ((now, 1, 204, (seqs[0], seqs[1])), (now, 3, 200, (seqs[2],)))
+    assert decode_op(json.loads(json.dumps(encode_op(op)))) == op  # over the pipe
+    store.apply(DeleteEndpoint(store.accounts["acme"], target))  # cancels every pending
+    with store.engine.begin() as conn:  # three of them pending again, to be delivered
+        conn.execute(t.callback_events.update().where(
+            t.callback_events.c.seq.in_(seqs[:3])).values(state="pending"))
+    old = outbox.DELIVERED_CHUNK
+    outbox.DELIVERED_CHUNK = 1  # one seq per statement: the chunks are all written
+    try:
+        assert store.apply(op) == [4]
+    finally:
+        outbox.DELIVERED_CHUNK = old
+    with store.engine.connect() as conn:
+        rows = {row.seq: row for row in conn.execute(select(t.callback_events))}
+    assert [rows[seq].state for seq in seqs] == ["delivered"] * 3 + ["cancelled"] * 2
+    assert [(rows[seq].attempts, rows[seq].last_status) for seq in seqs[:3]] == [
+        (1, 204), (1, 204), (3, 200)]
+    assert all(rows[seq].finished_at == rows[seq].next_at for seq in seqs[:3])
+    assert abs(rows[seqs[0]].finished_at.replace(tzinfo=None)
+               - utc(now).replace(tzinfo=None)).total_seconds() < 0.001
