@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from typing import Any
 
 from .. import config as config_module
@@ -23,15 +22,6 @@ from .app import Daemon
 
 log = logging.getLogger("smppd.daemon")
 
-# How long a thread may hold the GIL while another waits for it (CPython's default is
-# 5 ms). The store's writer thread spends its batches in SQLite with the GIL released
-# and needs it back between statements; while the reactor is busy, each of those
-# returns waited out the reactor's whole interval, so at full speed the writer (the
-# stage every accept and outcome goes through) was mostly waiting, and the API's
-# clients with it. A shorter turn costs a few more hand-overs and gave the bursts of
-# compare.py (peer-bench) about a fifth more messages a second; see issue 14's note.
-GIL_SWITCH_INTERVAL = 0.0005
-
 
 def run(path: str) -> int:
     try:
@@ -40,7 +30,6 @@ def run(path: str) -> int:
         logs.print_error(exc)
         return config_module.EXIT_CONFIG
     logs.set_level(settings.log_level)
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     from twisted.internet import reactor, task
 
     from ..twistedlog import AcceptFailures, install
