@@ -29,6 +29,18 @@ senders wait on nothing but a window slot or a deliver_sm_resp), the writer wait
 to `linger` s from the first one's arrival for the rest, then writes them as one
 batch. Anything else (an API accept: a client waits for its 201) ends the wait at
 once. Under load the writer is never quiet, so it never lingers.
+
+Group commit under concurrency (issues 13 and 14). With twenty clients posting at
+once, "whatever queued during the last commit" came to batches of about eight, and
+each batch pays a commit (an fsync, the WAL pages it touched written again, a
+wake-up of the reactor): per accept, the writer cost as much CPU as the whole HTTP
+exchange. So once the last batch shows concurrency (`gather_after` operations or
+more), the writer waits up to `gather` s from the oldest queued operation, or until
+`gather_batch` are queued, before it writes. Measured on the intake alone (20,000
+POSTs, c=20): CPU per accept 0.39 -> 0.23-0.31 ms and, with fewer commits taking
+the GIL and the second core, more requests a second, not fewer. A lone client (batches
+of one) never waits: what PostgreSQL's commit_delay/commit_siblings do, for the same
+reason.
 """
 
 from __future__ import annotations
@@ -81,7 +93,8 @@ class Writer:
                  on_batch: Callable[[int, float], None] | None = None,
                  stall_timeout: float = 3.0, recovery: Recovery | None = None,
                  clock: Callable[[], float] = time.monotonic, linger: float = 0.0,
-                 quiet: float = 0.02, linger_kinds: Sequence[type] = ()) -> None:
+                 quiet: float = 0.02, linger_kinds: Sequence[type] = (),
+                 gather: float = 0.0, gather_after: int = 4, gather_batch: int = 16) -> None:
         self.engine = engine
         self.applier = applier
         self.reactor = reactor
@@ -97,6 +110,12 @@ class Writer:
         self._lingering = False
         self._urgent = False  # something not of linger_kinds came since the writer idled
         self.lingered = 0  # batches gathered by lingering (for tests and metrics)
+        self.gather = gather
+        self.gather_after = gather_after
+        self.gather_batch = min(gather_batch, max_batch)
+        self._last_batch = 0  # size of the batch written last: concurrency shows in it
+        self._gathering = False
+        self.gathered = 0  # batches the writer waited for under concurrency
         self._queue: deque[Entry] = deque()
         self._wakeup = threading.Condition()
         self._stopping = False
@@ -130,7 +149,8 @@ class Writer:
                 self._urgent = True
                 if self._lingering:
                     self._wakeup.notify()
-            if len(self._queue) == 1:
+            if len(self._queue) == 1 or \
+                    (self._gathering and len(self._queue) >= self.gather_batch):
                 self._wakeup.notify()
         if self._shedder is not None and not self._shedder.running:
             # Looks for stalled work only while there is work: an idle daemon does not
@@ -221,6 +241,9 @@ class Writer:
                 if self._queue and idle_since is not None and self.linger > 0 and \
                         self._queue[0][2] - idle_since >= self.quiet:
                     self._gather()
+                elif self._queue and self.gather > 0 and \
+                        self._last_batch >= self.gather_after:
+                    self._gather_concurrent()
                 if not self._queue:
                     if self._stopping:
                         return
@@ -229,6 +252,7 @@ class Writer:
                 else:
                     batch = [self._queue.popleft()
                              for _ in range(min(len(self._queue), self.max_batch))]
+                    self._last_batch = len(batch)
                     self._batch_since = min(entry[2] for entry in batch)
                     self._current, self._claimed = batch, False
             if batch is None:
@@ -255,6 +279,23 @@ class Writer:
         finally:
             self._lingering = False
         self.lingered += 1
+
+    def _gather_concurrent(self) -> None:
+        """Group commit (holding the condition): wait up to `gather` s from the oldest
+        queued operation until `gather_batch` are queued."""
+        if len(self._queue) >= self.gather_batch:
+            return
+        deadline = self._queue[0][2] + self.gather
+        self._gathering = True
+        try:
+            while not self._stopping and len(self._queue) < self.gather_batch:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    break
+                self._wakeup.wait(remaining)
+        finally:
+            self._gathering = False
+        self.gathered += 1
 
     def _claim(self, batch: list[Entry]) -> list[Entry]:
         """The batch as it goes to the database: what the shedder has not refused."""

@@ -270,3 +270,45 @@ def test_a_busy_writer_does_not_linger(store: Store, reactor_running: Any) -> No
     finally:
         writer.stop()
     assert writer.lingered == 0
+
+
+def test_under_concurrency_the_writer_gathers_a_group_commit(
+        store: Store, reactor_running: Any) -> None:
+    """Issues 13 and 14: once a batch shows several clients at once (`gather_after`
+    operations), the writer waits for more, up to `gather_batch` or `gather` s from the
+    oldest, and commits them together; a lone client's work is written at once."""
+    ops_ = [accept(store) for _ in range(7)]
+    writer = Writer(store.engine, store.applier, reactor_running, gather=60.0,
+                    gather_after=2, gather_batch=3)
+    results = Outcomes()
+    results.put(writer, "a", ops_[0])
+    results.put(writer, "b", ops_[1])
+    writer.start()  # both queued: the first batch holds two, concurrency seen
+    try:
+        wait_for(lambda: results.settled("a", "b"), what="the first batch")
+        assert writer.batches == 1
+
+        # One arrives; the writer waits for the batch to fill (within 60 s) and the
+        # third arrival ends the wait: one commit for the three.
+        for key, op in zip("cde", ops_[2:5], strict=True):
+            results.put(writer, key, op)
+        wait_for(lambda: results.settled("c", "d", "e"), timeout=10.0,
+                 what="the batch written when it filled")
+        assert writer.batches == 2
+
+        # Alone, after a batch of three: written when `gather` runs out.
+        writer.gather = 0.2
+        results.put(writer, "f", ops_[5])
+        wait_for(lambda: results.settled("f"), timeout=10.0, what="written after gather")
+        assert writer.batches == 3 and writer.gathered >= 1
+
+        # After a batch of one (a lone client), no wait at all, however long `gather`.
+        writer.gather = 60.0
+        gathered = writer.gathered
+        results.put(writer, "g", ops_[6])
+        wait_for(lambda: results.settled("g"), timeout=10.0, what="written at once")
+        assert writer.gathered == gathered and writer.batches == 4
+    finally:
+        writer.stop()
+    assert all(results[key] == ("ok", op.message_id) for key, op in zip("abcdefg", ops_,
+                                                                         strict=True))
