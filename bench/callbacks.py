@@ -4,20 +4,25 @@ and a receiver that is down for a while and comes back.
 Four processes share the machine: the fake SMSC, `smppd run` (SQLite, window 100,
 throughput unlimited), a receiver (asyncio HTTP on 127.0.0.1, answering 204 and
 appending every webhook-id to a file, so what it got survives its own restart) and
-this load generator (POSTs over 50 keep-alive connections). Four phases on one
+this load generator (POSTs over 50 keep-alive connections). Five phases on one
 daemon:
 
 1. baseline: an account without callbacks, `--count` messages;
 2. callbacks: an account whose endpoint wants every status change (two events per
    message: submitted and delivered), `--count` messages; deliveries/s are counted
    at the receiver while the sending runs and until the outbox is empty;
-3. receiver down: it is stopped, the same account sends for `--down` seconds, then
+3. control: the same account sends for `--down` + `--after` seconds with the receiver
+   up, its events delivered as they come: the sending rate that phase 4 must not fall
+   under (a callbacks account writes two outbox rows a message, and the store grows
+   over a long phase, so phase 1's short run is not the yardstick for "never slowed");
+4. receiver down: it is stopped, the same account sends for `--down` seconds, then
    the receiver comes back while the sending goes on for `--after` seconds: the
    deliveries/s then are the backlog and the new events together, at full sending
    rate; every event id the outbox holds must arrive, exactly once after
-   deduplication, and the sending rates (down, back) are compared with phase 1;
-4. phase 1 again, once the outbox is empty: how much the sending rate drifts on its
-   own on a shared machine, the noise against which phase 3's percentages are read.
+   deduplication, and the sending rates (down, back) are compared with phase 3 (and
+   phase 1);
+5. phase 1 again, once the outbox is empty: how much the sending rate drifts on its
+   own on a shared machine, the noise against which the percentages are read.
 
 Each phase also prints the daemon's own CPU per 1,000 messages (what a drain costs
 the daemon shows there, whatever the machine's load) and the worker's CPU seconds.
@@ -237,7 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--down", type=float, default=60.0,
-                        help="seconds the receiver is down while sending (phase 3)")
+                        help="seconds the receiver is down while sending (phase 4)")
     parser.add_argument("--after", type=float, default=30.0,
                         help="seconds the sending goes on once the receiver is back")
     parser.add_argument("--concurrency", type=int, default=20,
@@ -245,9 +250,9 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="FILE",
                         help="record the daemon with py-spy during phase 2 into FILE")
     parser.add_argument("--py-spy-down", metavar="FILE",
-                        help="...and while the receiver is down in phase 3")
+                        help="...and while the receiver is down in phase 4")
     parser.add_argument("--py-spy-back", metavar="FILE",
-                        help="...and while the receiver is back in phase 3")
+                        help="...and while the receiver is back in phase 4")
     parser.add_argument("--receiver", nargs=2, metavar=("PORT", "FILE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -342,7 +347,18 @@ def main() -> None:
               f"callbacks' share {extra / max(total, 1) * 1000:.3f} s per 1,000 deliveries "
               f"(= {max(total, 1) / max(extra, 0.001):.0f} deliveries per CPU second)")
 
-        # 3. The receiver down while sending, then back while the sending goes on.
+        # 3. Control: phase 4's sending with the receiver up all along.
+        wait_settled(db)
+        split_before = split_cpu()
+        sent, took = asyncio.run(post(http_port, HOOKED, None, args.down + args.after))
+        control = sent / took
+        print(f"3. control:        {sent} messages accepted in {took:.0f} s at "
+              f"{control:.0f} msg/s ({control / baseline:.0%} of phase 1), the receiver "
+              f"up; {shares(split_before, sent)}; {wal(db)}")
+        wait_settled(db)
+        wait_drained(db)
+
+        # 4. The receiver down while sending, then back while the sending goes on.
         receiver.terminate()
         receiver.wait(10)
         before_events = db_count(db, "SELECT count(*) FROM callback_events")
@@ -358,8 +374,9 @@ def main() -> None:
             spy.send_signal(2)
             spy.wait(30)
         held = db_count(db, "SELECT count(*) FROM callback_events WHERE state = 'pending'")
-        print(f"3. receiver down:  {sent} messages accepted in {took:.0f} s at "
-              f"{sent / took:.0f} msg/s ({sent / took / baseline:.0%} of phase 1); "
+        print(f"4. receiver down:  {sent} messages accepted in {took:.0f} s at "
+              f"{sent / took:.0f} msg/s ({sent / took / control:.0%} of phase 3, "
+              f"{sent / took / baseline:.0%} of phase 1); "
               f"{held} events waiting in the outbox when it comes back; "
               f"{down_shares}; {wal(db)}")
         spy = spy_on(args.py_spy_back) if args.py_spy_back else None
@@ -380,8 +397,9 @@ def main() -> None:
             spy.wait(30)
         rate, window = sampler.best_rate()
         print(f"   receiver back:  {sent} messages accepted in the next {took:.0f} s at "
-              f"{sent / took:.0f} msg/s ({sent / took / baseline:.0%} of phase 1); "
-              f"deliveries while sending {sampler.delivered() / took:.0f}/s on average, "
+              f"{sent / took:.0f} msg/s ({sent / took / control:.0%} of phase 3, "
+              f"{sent / took / baseline:.0%} of phase 1); deliveries while sending "
+              f"{sampler.delivered() / took:.0f}/s on average, "
               f"{rate:.0f}/s over the best {window:.0f} s; backlog "
               f"{sampler.backlog_gone()}; {back_shares}; {wal(db)}")
         wait_settled(db)
@@ -393,17 +411,17 @@ def main() -> None:
         got = received(ids_file)
         unique = set(got)
         print(f"   outbox empty {drain:.1f} s after the sending stopped; "
-              f"{len(expected) - before_events} events in phase 3, {len(expected)} in all, "
+              f"{len(expected) - before_events} events in phase 4, {len(expected)} in all, "
               f"states {states}")
         print(f"   exactly once after dedupe: {unique == expected} (missing "
               f"{len(expected - unique)}, unexpected {len(unique - expected)}, "
               f"{len(got) - len(unique)} duplicate deliveries dropped by event id)")
-        # 4. Phase 1 again: how far the sending rate drifts on its own between the
-        # phases (a shared machine), the noise to read phase 3's percentages against.
+        # 5. Phase 1 again: how far the sending rate drifts on its own between the
+        # phases (a shared machine), the noise to read the percentages against.
         split_before = split_cpu()
         sent, took = asyncio.run(post(http_port, PLAIN, args.count, None))
         wait_settled(db)
-        print(f"4. phase 1 again:  {sent} messages accepted at {sent / took:.0f} msg/s "
+        print(f"5. phase 1 again:  {sent} messages accepted at {sent / took:.0f} msg/s "
               f"({sent / took / baseline:.0%} of phase 1); {shares(split_before, sent)}")
         print(f"   load average now {os.getloadavg()[0]:.2f} (2 cores, shared)")
     finally:
