@@ -64,8 +64,12 @@ from .router import Router
 log = logging.getLogger("smppd.daemon")
 PENDING_RECEIPT_DAYS = 7
 # After a quiet period, how long the writer waits for the rest of a burst of SMSC
-# outcomes before writing them as one transaction (see smppd.store.writer).
-OUTCOME_LINGER = 0.005
+# outcomes before writing them as one transaction (see smppd.store.writer). 30 ms,
+# not 5: a release's submit_resps and the receipts that follow them then share one
+# commit (at 100/s: 50 operations a batch instead of 30, the writer's CPU per
+# operation 63 -> 52 us); a window slot is credited up to 30 ms later, which a
+# paced bind (the only one that idles long enough to linger) does not notice.
+OUTCOME_LINGER = 0.03
 # ...and only after it waited this long for work: paced sending leaves ~0.2 s gaps
 # (four releases a second), while at full speed a gap this long is rare even when the
 # machine's scheduler holds a thread back for tens of milliseconds.
