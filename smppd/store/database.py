@@ -35,7 +35,7 @@ class DatabaseError(RuntimeError):
     """The database cannot be opened or migrated; the message says which and why."""
 
 
-def _sqlite_pragmas(lock_wait: float) -> Any:
+def _sqlite_pragmas(lock_wait: float, temp_in_memory: bool) -> Any:
     def apply(dbapi_connection: Any, _record: Any) -> None:
         # WAL: readers (the API) never block the writer. synchronous=FULL: a commit
         # is on disk before the API answers 201, power loss included; the writer
@@ -45,6 +45,15 @@ def _sqlite_pragmas(lock_wait: float) -> Any:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={round(lock_wait * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if temp_in_memory:
+            # A multi-row UPDATE or INSERT inside a transaction keeps a statement
+            # journal, and an UPDATE ... FROM (VALUES ...) materializes its list: by
+            # default each is a temporary file, created and unlinked in /var/tmp per
+            # statement (access, open, unlink, writes, close: at full speed about 35
+            # files a second and their pwrites, on the writer). They are small; the
+            # writing engine keeps them in memory. The report engine does not: a
+            # large GROUP BY may spill, and should spill to disk, not to RSS.
+            cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
     return apply
 
@@ -66,7 +75,7 @@ def make_engine(url: str, pool_size: int = 5, immediate: bool = True,
         engine = create_engine(url, pool_size=pool_size, max_overflow=2, **_pool(limits),
                                connect_args={"check_same_thread": False})
         lock_wait = limits.statement_timeout if limits else SQLITE_LOCK_WAIT
-        event.listen(engine, "connect", _sqlite_pragmas(lock_wait))
+        event.listen(engine, "connect", _sqlite_pragmas(lock_wait, temp_in_memory=immediate))
         # pysqlite's own transaction handling defers BEGIN oddly; take it over so a
         # batch is exactly one transaction.
         event.listen(engine, "connect", lambda conn, _r: setattr(conn, "isolation_level", None))

@@ -59,3 +59,20 @@ def test_a_silent_server_ends_the_wait_and_the_engine_reconnects_after() -> None
                 assert conn.execute(text("SELECT 2")).scalar() == 2
         finally:
             engine.dispose()
+
+
+def test_the_writing_engine_keeps_sqlite_temporary_files_in_memory(tmp_path: Path) -> None:
+    """Statement journals and materialized VALUES lists of the writer's batches were a
+    temporary file each, created and unlinked in /var/tmp per statement; the writing
+    engine keeps them in memory. The report engine (deferred) keeps SQLite's default:
+    a large GROUP BY spills to disk, not to the daemon's RSS."""
+    url = f"sqlite:///{tmp_path}/x.db"
+    writing, reading = database.make_engine(url), database.make_engine(url, immediate=False)
+    try:
+        with writing.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY
+        with reading.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 0  # default
+    finally:
+        writing.dispose()
+        reading.dispose()
