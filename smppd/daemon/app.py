@@ -168,7 +168,6 @@ class Daemon:
         if self.engine.dialect.name == "postgresql":
             self._join_cluster(settings)
         self._expiry: task.LoopingCall | None = None
-        self._ticker: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
         self.accepting = False
         self.started = False
@@ -245,8 +244,7 @@ class Daemon:
                                            interface=self.settings.http_listen_host)
         self._expiry = task.LoopingCall(self.listener.expire)
         self._expiry.start(60.0, now=False)
-        self._ticker = task.LoopingCall(self.dispatcher.tick)
-        self._ticker.start(self.settings.throttle.recovery_interval, now=False)
+        self.dispatcher.start_ticking(self.settings.throttle.recovery_interval)
         self._purger = task.LoopingCall(self._purge)
         self._purger.start(3600.0, now=True)
         self.accepting = True
@@ -608,7 +606,7 @@ class Daemon:
         self.reports.stop()
         if self.portal is not None:
             self.portal.stop()
-        for loop in (self._expiry, self._ticker, self._purger):
+        for loop in (self._expiry, self._purger):
             if loop is not None and loop.running:
                 loop.stop()
         yield defer.DeferredList([c.stop() for c in self.connectors.values()])

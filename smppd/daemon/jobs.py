@@ -75,6 +75,7 @@ class JobManager:
         self.accepting = accepting
         self._checking: set[str] = set()
         self._loop: task.LoopingCall | None = None
+        self._stopped = False
         # Several instances (issue 14): this instance's id, so that a stop leaves
         # alone what another instance is sending (it stops its share itself).
         self.owner: Callable[[], str | None] = lambda: None
@@ -96,17 +97,27 @@ class JobManager:
                 self._feed(job_id, account_id, cap, paused=state == JobState.PAUSED)
         self._loop = task.LoopingCall(self._check)
         self._loop.clock = self.reactor
-        self._loop.start(1.0, now=False)
+        self._check_while_fed()
 
     def stop(self) -> None:
+        self._stopped = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+
+    def _check_while_fed(self) -> None:
+        """The completion check runs only while jobs are fed (every job is fed through
+        `_feed`): an idle daemon does not wake every second for it (issue 13)."""
+        loop = self._loop
+        if loop is not None and not loop.running and not self._stopped and \
+                self.dispatcher.feeders:
+            loop.start(1.0, now=False)
 
     def _feed(self, job_id: str, account_id: int, cap: float | None,
               paused: bool = False) -> None:
         if job_id in self.dispatcher.feeders:
             return  # fed already (several instances: job_sync may have been first)
         self.dispatcher.add_job(job_id, account_id, cap, paused)
+        self._check_while_fed()
 
     def _schedule(self, job_id: str, account_id: int, cap: float | None,
                   start_at: float) -> None:
@@ -338,7 +349,11 @@ class JobManager:
     # Completion --------------------------------------------------------------------------
 
     def _check(self) -> None:
-        """Once a second: completion of jobs fully sent."""
+        """Once a second while jobs are fed: completion of jobs fully sent."""
+        if not self.dispatcher.feeders:
+            if self._loop is not None and self._loop.running:
+                self._loop.stop()
+            return
         for job_id in list(self.dispatcher.feeders):
             if job_id in self._checking or not self.dispatcher.job_drained(job_id):
                 continue

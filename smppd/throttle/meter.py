@@ -24,3 +24,14 @@ class RateMeter:
                 (1 - self.smoothing) * self.rate + self.smoothing * self.last
             self._mark = (now, self.count)
         return self.rate
+
+    @property
+    def idle(self) -> bool:
+        """Nothing counted in the last interval and the smoothed figure worn down to
+        nothing (under 0.01/s): further updates would change nothing a person sees."""
+        return self.last == 0 and self.rate < 0.01
+
+    def rebase(self, now: float) -> None:
+        """Start the next interval at `now`, for a meter whose updates paused while it
+        was idle: the first interval after then measures the traffic, not the pause."""
+        self._mark = (now, self.count)

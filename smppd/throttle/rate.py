@@ -43,6 +43,8 @@ class RateController(Protocol):
 
     def tick(self, now: float) -> bool: ...
 
+    def at_rest(self, now: float) -> bool: ...
+
     def set_contract(self, rate: float) -> None: ...
 
 
@@ -65,6 +67,10 @@ class FixedRate:
     def tick(self, now: float) -> bool:
         self.meter.update(now)
         return False
+
+    def at_rest(self, now: float) -> bool:
+        """A tick would change nothing: the meter is idle."""
+        return self.meter.idle
 
     def set_contract(self, rate: float) -> None:
         self.bucket.set_rate(rate)
@@ -124,6 +130,18 @@ class AdaptiveRate:
             self.ceiling = 0.0
             return True
         return False
+
+    def at_rest(self, now: float) -> bool:
+        """A tick would change nothing: the meter is idle and nothing is left to win
+        back (not held after a refusal, not below the contract, and an unlimited bind
+        unlimited again)."""
+        if not self.meter.idle:
+            return False
+        if self.bucket.rate <= 0:
+            return True
+        if now < self.bucket.paused_until:
+            return False
+        return self.contract != 0 and self.bucket.rate >= self.contract
 
     def set_contract(self, rate: float) -> None:
         self.contract = rate

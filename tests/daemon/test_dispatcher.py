@@ -298,3 +298,37 @@ def test_an_smsc_removed_by_a_reload_unbinds_and_hands_its_work_to_the_new_route
     assert retired.called and "b" not in dispatcher.channels
     assert sorted(token.message.id for token in a.in_flight) == sorted(
         f"{number:032x}" for number in range(6))
+
+
+def test_the_tick_rests_while_idle_and_wakes_with_the_next_send() -> None:
+    """Issue 13: an idle daemon does not wake every second for the tick. It runs while
+    a bind sent lately (until its meter has worn down) or is winning its rate back
+    after a refusal, and the next send wakes it; the throttle still recovers."""
+    clock = Clock()
+    dispatcher, _, _ = _dispatcher(clock)
+    connector = StandInConnector(window=1000)
+    channel = Channel(_smsc("a", throughput=100, window=1000), connector, clock.seconds())
+    dispatcher.add_channel(channel)
+    dispatcher.start_ticking(1.0)
+    clock.advance(1.0)
+    assert not dispatcher.ticking  # nothing sent: at rest after its first look
+
+    dispatcher.accepted(_message(1))
+    clock.advance(0)
+    assert dispatcher.ticking  # the send woke it
+    dispatcher.submit_result(SubmitResult(connector.in_flight.pop(), 0x58, None))
+    assert channel.bucket.rate == 50  # ESME_RTHROTTLED: halved
+    rates, seconds = [], 0
+    while dispatcher.ticking and seconds < 120:
+        clock.advance(1.0)
+        seconds += 1
+        rates.append(channel.bucket.rate)
+    assert rates[:6] == [60, 70, 80, 90, 100, 100]  # recovered as before
+    assert not dispatcher.ticking and 5 < seconds < 120  # then rests, the meter idle
+    assert channel.rate.meter.rate < 0.01
+
+    dispatcher.accepted(_message(2))
+    clock.advance(0)
+    assert dispatcher.ticking
+    clock.advance(1.0)
+    assert channel.rate.meter.last == 1.0  # the interval measured the send, not the rest

@@ -141,3 +141,25 @@ def test_a_drained_job_completes_once_nothing_is_queued() -> None:
     assert (op.state, op.allowed_from) == (JobState.COMPLETED, (JobState.RUNNING,))
     assert dispatcher.calls[-1] == ("drop", JOB)
     manager.stop()
+
+
+def test_the_completion_check_runs_only_while_a_job_is_fed() -> None:
+    """Issue 13: with no job fed, an idle daemon does not wake every second for the
+    check; feeding a job (here a scheduled one starting) starts it again."""
+    clock = Clock()
+    manager, dispatcher, store = _manager(clock)
+    start_at = datetime.fromtimestamp(30, UTC).replace(tzinfo=None)
+    store.answers = {"jobs_in_state": [], "job_queued_count": 0,
+                     "active_jobs": [(JOB, 3, JobState.SCHEDULED, None, start_at)]}
+    manager.restore()
+    assert not clock.getDelayedCalls()[1:]  # only the scheduled start waits
+    clock.advance(30)
+    store.commit(JobState.RUNNING)  # the start is committed: the job is fed
+    assert JOB in dispatcher.feeders and len(clock.getDelayedCalls()) == 1
+    dispatcher.drained.add(JOB)
+    clock.advance(1)
+    store.commit(JobState.COMPLETED)  # checked, completed, dropped
+    assert not dispatcher.feeders
+    clock.advance(1)
+    assert clock.getDelayedCalls() == []  # nothing fed: the check rests
+    manager.stop()
