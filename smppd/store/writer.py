@@ -267,15 +267,10 @@ class Writer:
     def _gather(self) -> None:
         """Wait (holding the condition) up to `linger` s from the first arrival for the
         rest of a burst of outcomes; ends early for anything urgent or a full batch."""
-        deadline = self._queue[0][2] + self.linger
         self._lingering = True
         try:
-            while not self._urgent and not self._stopping and \
-                    len(self._queue) < self.max_batch:
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    break
-                self._wakeup.wait(remaining)
+            self._wait_for_more(self.linger, lambda: not self._urgent and
+                                len(self._queue) < self.max_batch)
         finally:
             self._lingering = False
         self.lingered += 1
@@ -285,17 +280,22 @@ class Writer:
         queued operation until `gather_batch` are queued."""
         if len(self._queue) >= self.gather_batch:
             return
-        deadline = self._queue[0][2] + self.gather
         self._gathering = True
         try:
-            while not self._stopping and len(self._queue) < self.gather_batch:
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    break
-                self._wakeup.wait(remaining)
+            self._wait_for_more(self.gather, lambda: len(self._queue) < self.gather_batch)
         finally:
             self._gathering = False
         self.gathered += 1
+
+    def _wait_for_more(self, seconds: float, wanted: Callable[[], bool]) -> None:
+        """Wait on the condition (held) while `wanted()`, for up to `seconds` from the
+        oldest queued operation's arrival, or until the writer stops."""
+        deadline = self._queue[0][2] + seconds
+        while not self._stopping and wanted():
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                break
+            self._wakeup.wait(remaining)
 
     def _claim(self, batch: list[Entry]) -> list[Entry]:
         """The batch as it goes to the database: what the shedder has not refused."""
