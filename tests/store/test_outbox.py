@@ -61,6 +61,17 @@ def deliver(store: Store, message: ops.Accept, key: str) -> None:
     store.apply(ops.ReceiptSeen("smsc", key, "delivered", None))
 
 
+def delivered(store: Store, count: int, prefix: str) -> list[Any]:
+    """Accepts and delivers `count` messages (receipt keys prefix0, prefix1, ...);
+    returns the events then due to every endpoint."""
+    messages = [accept(store) for _ in range(count)]
+    store.apply(*messages)
+    for index, message in enumerate(messages):
+        deliver(store, message, f"{prefix}{index}")
+    with store.engine.connect() as conn:
+        return cq.due_events(conn, utc(time.time() + 1), [], 10)
+
+
 def test_no_endpoint_no_event_and_final_only_by_default(store: Store) -> None:
     before = accept(store)
     store.apply(before)
@@ -229,12 +240,8 @@ def test_mo_of_one_batch_make_events_only_where_wanted_each_with_its_own_id(
 
 def test_results_expiry_and_the_deliveries_page(store: Store) -> None:
     target = endpoint(store)
-    messages = [accept(store) for _ in range(3)]
-    store.apply(*messages)
-    for index, message in enumerate(messages):
-        deliver(store, message, f"g{index}")
+    due = delivered(store, 3, "g")
     with store.engine.connect() as conn:
-        due = cq.due_events(conn, utc(time.time() + 1), [], 10)
         assert cq.due_events(conn, utc(time.time() + 1), [target], 10) == []
     assert len(due) == 3
     now = time.time()
@@ -382,12 +389,7 @@ def test_successes_are_written_as_groups_of_seqs(store: Store) -> None:
     from smppd.callbacks.worker import decode_op, encode_op
 
     target = endpoint(store)
-    messages = [accept(store) for _ in range(5)]
-    store.apply(*messages)
-    for index, message in enumerate(messages):
-        deliver(store, message, f"s{index}")
-    with store.engine.connect() as conn:
-        due = cq.due_events(conn, utc(time.time() + 1), [], 10)
+    due = delivered(store, 5, "s")
     seqs = [event.seq for event in due]
     now = time.time()
     op = compact(((seqs[0], "delivered", 1, now - 0.01, None, 204, now - 0.01),
