@@ -9,7 +9,7 @@ never waits on the database.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -43,7 +43,10 @@ class CallbackMetrics:
                                   "Short-link clicks answered but not recorded (the click "
                                   "queue was full, or the store refused a batch)",
                                   registry=registry)
-        self.depth: list[tuple[str, int, float]] = []  # (account, pending, oldest at)
+        # (account, pending, oldest at), or None while nothing can be waiting (no
+        # endpoint ever seen): then every account in `names()` shows zero, with no read.
+        self.depth: list[tuple[str, int, float]] | None = None
+        self.names: Callable[[], Iterable[str]] = tuple
         self._children: dict[str, Any] = {}
         registry.register(_OutboxCollector(self))
         registry.register(_DurationCollector(self))
@@ -83,9 +86,12 @@ class _OutboxCollector(Collector):
                                    "Age of the oldest callback event not yet delivered",
                                    labels=["account"])
         now = time.time()
-        for account, count, at in self.metrics.depth:
+        rows = self.metrics.depth
+        if rows is None:
+            rows = [(name, 0, now) for name in self.metrics.names()]
+        for account, count, at in rows:
             depth.add_metric([account], float(count))
-            oldest.add_metric([account], max(0.0, now - at))
+            oldest.add_metric([account], max(0.0, now - at) if count else 0.0)
         yield depth
         yield oldest
 

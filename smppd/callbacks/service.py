@@ -61,10 +61,12 @@ class CallbackService:
                                          stop_timeout=settings.timeout + 20.0)
         self._draining = False
         self._stopping = False
+        self.shared = False  # other instances share the store (set_duty)
         self._loops: list[task.LoopingCall] = []
 
     def set_duty(self, duty: Callable[[], bool]) -> None:
         """Several instances (issue 14): drain only while `duty()` is true."""
+        self.shared = True
         self.drainer.duty = duty
         if self.worker is not None:
             self.worker.duty = duty
@@ -76,18 +78,25 @@ class CallbackService:
         # most daemons have no callback endpoint, and the worker process's start costs
         # a CPU second and the drainer's reads a quarter of a CPU second an idle minute
         # (issue 13). Events still waiting with no endpoint left are drained too.
+        self.metrics.names = lambda: sorted(self.account_names().values())
         if self.registry.has_endpoints() or (yield self.read(queries.outbox_depth)):
             yield self._start_draining()
-        for every, job, now in ((DEPTH_EVERY, self._measure, True),
-                                (REGISTRY_EVERY, self._refresh, False),
-                                (PURGE_EVERY, self._purge, True)):
-            loop = task.LoopingCall(job)
-            loop.clock = self.reactor
-            loop.start(every, now=now)
-            self._loops.append(loop)
+        # An idle daemon should idle (issue 13): the depth is read only once something
+        # can be waiting, and the registry is read again only where another instance
+        # can change it; on one instance every change goes through this object.
+        if self.shared:
+            self._every(REGISTRY_EVERY, self._refresh, now=False)
+        self._every(PURGE_EVERY, self._purge, now=True)
+
+    def _every(self, seconds: float, job: Callable[[], Any], now: bool) -> None:
+        loop = task.LoopingCall(job)
+        loop.clock = self.reactor
+        loop.start(seconds, now=now)
+        self._loops.append(loop)
 
     def _start_draining(self) -> defer.Deferred[None]:
         self._draining = True
+        self._every(DEPTH_EVERY, self._measure, now=True)
         if self.worker is not None:
             return self.worker.start()
         self.drainer.start()
@@ -125,12 +134,6 @@ class CallbackService:
     # Periodic -------------------------------------------------------------------------
 
     def _measure(self) -> None:
-        if not self._draining:  # no endpoint was ever seen: nothing can be waiting
-            now = self.reactor.seconds()
-            self.metrics.depth = [(name, 0, now) for _, name in
-                                  sorted(self.account_names().items())]
-            return
-
         def measured(rows: list[tuple[int, int, float]]) -> None:
             names = self.account_names()
             pending = {account_id: (count, at) for account_id, count, at in rows}

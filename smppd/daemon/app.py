@@ -184,7 +184,7 @@ class Daemon:
         self.callbacks.set_duty(lambda: cluster.holds("callbacks"))
         self.inbound.forwarder.duty = lambda: cluster.holds("mail")
         self.inbound.duty = lambda: cluster.holds("monthly")
-        self.reports.duty = lambda: cluster.holds("report-schedules")
+        self.reports.set_duty(lambda: cluster.holds("report-schedules"))
         self.metrics.registry.register(ClusterCollector(cluster))  # type: ignore[arg-type]
 
     # Start ---------------------------------------------------------------------------

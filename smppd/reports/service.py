@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,12 @@ from .render import CONTENT_TYPES, write_csv, write_numbers_csv, write_xml
 from .runner import LEASE_SECONDS, Cancelled, Progress, aware, produce, wall
 
 log = logging.getLogger("smppd.reports")
-SWEEP_SECONDS = 15.0
+SWEEP_SECONDS = 15.0  # several instances: what another one queued, or left when it died
 MAIL_SECONDS = 10.0
+# One instance queues, finishes and retries every report itself and wakes the sweep and
+# the mail at once (see _done, queue and _mail), so its polls are only a safety net: an
+# idle daemon should idle (issue 13).
+ALONE_POLL_SECONDS = 300.0
 
 
 def default_directory(database: str) -> Path:
@@ -88,6 +92,11 @@ class ReportService:
         self.isolate = True  # queued reports render in a worker process (worker.py)
         self.stopping = False
         self.duty: Callable[[], bool] = lambda: True  # issue 14: one instance schedules
+        self.shared = False  # other instances share the store (set_duty)
+        # Alone, this daemon makes every schedule itself, so it knows when the next run
+        # is due and reads the schedules then, not every schedule_check (issue 13).
+        self._next_run: float | None = None  # epoch seconds; None: read to find out
+        self._schedules_made = 0  # schedules created: a read begun before one is stale
         self._loops: list[task.LoopingCall] = []
         self.made = Counter("smppd_reports_total", "Reports finished, by type, format and "
                             "result (ready, failed)", ["type", "format", "result"],
@@ -102,6 +111,12 @@ class ReportService:
 
     def set_accounts(self, accounts: dict[str, Any]) -> None:
         self.accounts = {account.id: account for account in accounts.values()}
+
+    def set_duty(self, duty: Callable[[], bool]) -> None:
+        """Several instances (issue 14): make the periodic runs only while `duty()`
+        holds, and poll for what the others queue."""
+        self.duty = duty
+        self.shared = True
 
     def timezone(self, account_id: int) -> Any:
         account = self.accounts.get(account_id)
@@ -121,8 +136,10 @@ class ReportService:
         if requeued:
             log.warning("reports: %d report(s) were running when smppd stopped; run again",
                         requeued)
-        for interval, fn, clock in ((SWEEP_SECONDS, self.sweep, self.reactor),
-                                    (MAIL_SECONDS, self.mail_due, self.reactor),
+        sweep, mail = (SWEEP_SECONDS, MAIL_SECONDS) if self.shared else \
+            (ALONE_POLL_SECONDS, ALONE_POLL_SECONDS)
+        for interval, fn, clock in ((sweep, self.sweep, self.reactor),
+                                    (mail, self.mail_due, self.reactor),
                                     (3600.0, self.expire, self.reactor),
                                     (self.config.schedule_check, self.run_schedules,
                                      self.clock)):
@@ -321,7 +338,7 @@ class ReportService:
         self.running.discard(report_id)
         if result is True:
             self.reactor.callLater(0, self.mail_due)
-            self.reactor.callLater(0, self.sweep)
+        self.reactor.callLater(0, self.sweep)  # a place is free, whatever the result
 
     def _render(self, report_id: str, claimed: bool, isolated: bool = False) -> bool:
         """On a report thread: claim, render to a temporary file (here, or in a worker
@@ -429,7 +446,12 @@ class ReportService:
                     json.dumps(request, separators=(",", ":")),
                     utc_naive(next_run.timestamp()), utc_naive(now)))
 
-        return self.read_thread(insert)
+        def inserted(view: dict[str, Any]) -> dict[str, Any]:
+            self._schedules_made += 1
+            self._next_run = None
+            return view
+
+        return self.read_thread(insert).addCallback(inserted)
 
     def list_schedules(self, account: Any) -> defer.Deferred[Any]:
         return self.read(lambda conn: [rs.schedule_view(row) for row in
@@ -451,15 +473,29 @@ class ReportService:
         if self.stopping or not self.duty():
             return None  # issue 14: another instance makes the periodic runs
         now = self.clock.seconds()
+        if not self.shared and self._next_run is not None and now < self._next_run:
+            return None
+        generation = self._schedules_made
 
         def made(count: int) -> None:
             if count:
                 log.info("reports: %d periodic report(s) queued", count)
                 self.sweep()
 
-        return self.read_thread(lambda: self._make_runs(now)).addCallbacks(
-            made, lambda failure: log.error("reports: periodic runs failed: %s",
-                                            failure.getErrorMessage()))
+        def learn(next_run: datetime | None) -> None:
+            if generation == self._schedules_made:
+                self._next_run = float("inf") if next_run is None \
+                    else next_run.replace(tzinfo=UTC).timestamp()
+
+        def run() -> tuple[int, datetime | None]:
+            count = self._make_runs(now)
+            with self.engine.connect() as conn:
+                return count, rs.first_next_run(conn)
+
+        return self.read_thread(run).addCallbacks(
+            lambda found: (made(found[0]), learn(found[1])),
+            lambda failure: log.error("reports: periodic runs failed: %s",
+                                      failure.getErrorMessage()))
 
     def _make_runs(self, now: float, catch_up: int = 62) -> int:
         made = 0

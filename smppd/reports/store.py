@@ -177,6 +177,11 @@ def due_schedules(conn: Connection, now: datetime, limit: int = 100) -> list[Any
                         .order_by(s.next_run).limit(limit)).all()
 
 
+def first_next_run(conn: Connection) -> datetime | None:
+    """When the earliest schedule is next due (None: there is none)."""
+    return conn.execute(select(func.min(s.next_run))).scalar()
+
+
 def advance_schedule(conn: Connection, schedule_id: str, seen: datetime, next_run: datetime,
                      now: datetime) -> bool:
     """Move next_run on, only if nobody else did (compare-and-set on the old value)."""

@@ -341,6 +341,46 @@ def test_periodic_reports_run_once_per_period_on_a_simulated_clock(
     engine.dispose()
 
 
+def test_alone_the_schedules_are_read_when_a_run_is_due_not_every_check(
+        smsc: Any, daemons: list[Any], tmp_path: Path) -> None:
+    """Issue 13: an idle daemon idles. Alone, the daemon makes every schedule itself, so
+    it knows when the next run is due; a schedule made meanwhile is seen at once."""
+    clock = task.Clock()
+    clock.advance(dt.datetime(2026, 3, 28, 9, 0, tzinfo=dt.UTC).timestamp())  # 10:00 Warsaw
+    daemon = start(database_url("sqlite", tmp_path), smsc.port, clock=clock,
+                   schedule_check=60)
+    daemons.append(daemon)
+    reports = daemon.reports
+    reports.isolate = False
+    for loop in reports._loops:  # the test looks itself, and waits for each look
+        if loop.f == reports.run_schedules:
+            call(loop.stop)
+    looks: list[float] = []
+    original = reports._make_runs
+    reports._make_runs = lambda now, **kw: (looks.append(now), original(now, **kw))[1]
+
+    def check(minutes: int) -> None:
+        """`minutes` of schedule checks, each waited for."""
+        for _ in range(minutes):
+            call(clock.advance, 60)
+            call(reports.run_schedules)
+
+    check(5)
+    assert looks == []  # no schedule (the start's look found none): no look
+    client = Client(daemon.http_port)
+    code, daily = client.request("POST", "/v1/report-schedules", {
+        "every": "day", "type": "daily", "format": "csv"})
+    assert code == 201 and daily["next_run"] == "2026-03-28T23:00:00Z", daily
+    check(5)
+    assert len(looks) == 1  # the new schedule is read once, and its next run learnt
+    check(13 * 60 + 40)  # 09:10 to 22:50 UTC: nothing due, nothing read
+    assert len(looks) == 1
+    check(15)  # midnight in Warsaw passes: the run is made
+    assert len(looks) == 2
+    until(lambda: [r["state"] for r in client.request("GET", "/v1/reports")[1]["reports"]]
+          == ["ready"], "the run's report")
+
+
 def test_expired_reports_and_their_files_are_removed(smsc: Any, daemons: list[Any],
                                                     tmp_path: Path) -> None:
     url = database_url("sqlite", tmp_path)
