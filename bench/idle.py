@@ -5,8 +5,8 @@ configuration from bench_smppd.py), so both gateways are bound to the same sink 
 the same enquire_link interval. Alternates Kannel and smppd; for each, waits for the
 bind, lets it settle, then measures over `--seconds`:
 
-- CPU time from /proc/PID/task/*/schedstat (nanoseconds, summed over threads; the
-  usual utime/stime count 10 ms ticks, too coarse for a process that idles well);
+- CPU time from /proc/PID/task/*/schedstat (nanoseconds, summed over threads: see
+  procstat.py);
 - wake-ups: voluntary context switches over all threads.
 
 Kannel counts bearerbox + smsbox. Prints per pair and the medians; asserts nothing.
@@ -17,12 +17,10 @@ Kannel counts bearerbox + smsbox. Prints per pair and the medians; asserts nothi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 PEER = Path(__file__).resolve().parents[2] / "shared" / "peer-bench"
@@ -30,29 +28,7 @@ sys.path.insert(0, str(PEER))
 import bench_kannel  # noqa: E402
 import bench_smppd  # noqa: E402
 import harness as H  # noqa: E402
-
-
-def _per_task(pids: list[int], read: Callable[[Path], int]) -> int:
-    """Sum `read(task folder)` over every thread of these processes."""
-    total = 0
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                total += read(task)  # else a thread ended between listing and reading
-    return total
-
-
-def cpu_ns(pids: list[int]) -> int:
-    """Run time of every thread of these processes, in nanoseconds."""
-    return _per_task(pids, lambda task: int((task / "schedstat").read_text().split()[0]))
-
-
-def wakeups(pids: list[int]) -> int:
-    """Voluntary context switches of every thread: one per sleep that ended."""
-    def switches(task: Path) -> int:
-        return next(int(line.split()[1]) for line in (task / "status").read_text().splitlines()
-                    if line.startswith("voluntary_ctxt_switches"))
-    return _per_task(pids, switches)
+from procstat import cpu_ns, wakeups  # noqa: E402  (bench/ is the working directory)
 
 
 def measure(pids: list[int], seconds: float) -> tuple[float, float]:

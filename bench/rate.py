@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 from e2e import TOKEN, free_port, wait_port  # bench/ is the working directory
+from procstat import cpu_ns
 
 COUNTER = r'''
 import json, sys, time
@@ -113,9 +114,9 @@ accounts:
         if spy is not None:
             spy.wait(60)
         time.sleep(total / args.rate - args.seconds + 3)  # the rest of the job drains
-        cpu_idle_start = sum(process.cpu_times()[:2])
+        cpu_idle_start = cpu_ns([daemon.pid])
         time.sleep(args.idle)
-        cpu_idle = sum(process.cpu_times()[:2]) - cpu_idle_start
+        cpu_idle = (cpu_ns([daemon.pid]) - cpu_idle_start) / 1e9
     finally:
         daemon.terminate()
         daemon.wait(60)
@@ -136,8 +137,8 @@ accounts:
           "(submit, response, receipt)")
     print(f"store transactions while sending: {batches / args.seconds:.1f} per second "
           f"({sent * 3 / max(batches, 1):.1f} operations each, about)")
-    print(f"daemon CPU while idle (bound, nothing to send): {cpu_idle:.2f} s over "
-          f"{args.idle} s = {cpu_idle * 60 / args.idle:.2f} s per idle minute")
+    print(f"daemon CPU while idle (bound, nothing to send): {cpu_idle:.4f} s over "
+          f"{args.idle} s = {cpu_idle * 60 / args.idle:.4f} s per idle minute")
 
 
 if __name__ == "__main__":
