@@ -8,10 +8,17 @@ around every row, and with the reactor thread waiting for the GIL each row becam
 thread switch (the daemon's CPU per message varied by half from run to run).
 
 A statement is declared once, by column name, against the table in schema.py; its
-rows are tuples in the declared order (for an update: the key first). Rendering is
-per dialect only where the dialects differ: the parameter marker, and on PostgreSQL
-a cast on every value of an `UPDATE ... FROM (VALUES ...)`, since a VALUES list has
-no column types of its own there (an all-NULL timestamp column would be text).
+rows are tuples in the declared order (for an update: the key first). On SQLite the
+rows are a VALUES list, one marker per value.
+
+On PostgreSQL they are one array per column, read back with `unnest(...)`, so the
+statement's text is the same whatever the row count. A VALUES list's text changes
+with every batch size, and PostgreSQL parsed and planned each one afresh: in
+bench/cluster.py's server log, 258 parses for 285 executions of the parts updates,
+and the server used about twice the CPU per message of the daemon itself. With one
+text per statement psycopg prepares it once per connection (after its
+prepare_threshold) and the server reuses the plan. Each array is cast to its
+column's type: an array of all NULLs, or of Python strings, has none of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql
 
 MAX_PARAMETERS = 30_000  # per statement: under SQLite's 32,766 and PostgreSQL's 65,535
+ARRAY_ROWS = 10_000  # rows per statement on PostgreSQL (one parameter per column)
 CHUNK = 500  # ids per IN (...) list in the reads the writer makes
 
 
@@ -55,6 +63,15 @@ class BulkInsert:
             + ")"
         return (f"INSERT INTO {self.table.name} ({', '.join(names)}) VALUES "
                 + ", ".join([group] * rows))
+
+    def render_arrays(self, marker: str) -> str:
+        """PostgreSQL: the rows as one array per column, inserted in their order."""
+        names = list(self.columns) + list(self.constants)
+        values = [f"v.column{i}" for i in range(1, len(self.columns) + 1)]
+        return (f"INSERT INTO {self.table.name} ({', '.join(names)}) SELECT "
+                + ", ".join(values + list(self.constants.values()))
+                + f" FROM {_unnest(self.table, self.columns, marker, ordered=True)}"
+                + " ORDER BY v.row_number")
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,28 @@ class BulkUpdate:
         return (f"UPDATE {self.table.name} SET {sets} FROM (VALUES "
                 + ", ".join([group] * rows) + f") AS {alias} WHERE {match}")
 
+    def render_arrays(self, marker: str) -> str:
+        """PostgreSQL: the rows as one array per column (see the module's docstring)."""
+        names = list(self.key) + list(self.assign)
+        sets = ", ".join(f"{column} = " + (expression or "{}").format(f"v.column{i}")
+                         for i, (column, expression) in enumerate(self.assign.items(),
+                                                                  len(self.key) + 1))
+        match = " AND ".join(f"{self.table.name}.{name} = v.column{i}"
+                             for i, name in enumerate(self.key, 1))
+        return (f"UPDATE {self.table.name} SET {sets} "
+                f"FROM {_unnest(self.table, names, marker)} WHERE {match}")
+
+
+def _unnest(table: Table, names: Sequence[str], marker: str, ordered: bool = False) -> str:
+    """`unnest(<array per column>) AS v(column1, ...)`, each array cast to its column's
+    type; `ordered` adds the row's position as v.row_number."""
+    kinds = [table.c[name].type.compile(dialect=postgresql.dialect()) for name in names]
+    arrays = ", ".join(f"CAST({marker} AS {kind}[])" for kind in kinds)
+    columns = [f"column{i}" for i in range(1, len(names) + 1)]
+    if ordered:
+        return f"unnest({arrays}) WITH ORDINALITY AS v({', '.join(columns)}, row_number)"
+    return f"unnest({arrays}) AS v({', '.join(columns)})"
+
 
 class Runner:
     """Runs bulk statements on one dialect; made once per writer."""
@@ -116,11 +155,25 @@ class Runner:
             width = statement.width
         else:
             width = len(statement.columns)
+        if self.postgres:
+            sql = self._arrays(statement)
+            for start in range(0, len(rows), ARRAY_ROWS):
+                chunk = rows[start:start + ARRAY_ROWS]
+                conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*chunk,
+                                                                                strict=True)))
+            return
         per_statement = max(1, MAX_PARAMETERS // width)
         for start in range(0, len(rows), per_statement):
             chunk = rows[start:start + per_statement]
             conn.exec_driver_sql(self._sql(statement, len(chunk), len(chunk) == per_statement),
                                  tuple(chain.from_iterable(chunk)))
+
+    def _arrays(self, statement: BulkInsert | BulkUpdate) -> str:
+        key = (id(statement), 0)
+        sql = self._rendered.get(key)
+        if sql is None:
+            sql = self._rendered[key] = statement.render_arrays(self.marker)
+        return sql
 
     def _sql(self, statement: BulkInsert | BulkUpdate, rows: int, full: bool) -> str:
         # Rendered statements are kept for the sizes that recur (a full chunk, and

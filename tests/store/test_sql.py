@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smppd.store import schema as t
-from smppd.store.outcomes import MESSAGE_STATUS, PART_STATUS
+from smppd.store.outcomes import INSERT_EVENT, MESSAGE_STATUS, PART_STATUS
 from smppd.store.sql import BulkInsert, Runner
 
 
@@ -39,3 +39,60 @@ def test_the_runner_keeps_the_latest_row_per_key(engine) -> None:  # type: ignor
         runner.run(conn, _ADD, [(account, 5), (account, 7)])
         assert conn.execute(text(f"SELECT balance FROM accounts WHERE id = {account}")
                             ).scalar() == 17
+
+
+def test_postgresql_gets_one_text_per_statement_whatever_the_row_count() -> None:
+    """A VALUES list's text changes with the batch size, and PostgreSQL parsed and
+    planned every one afresh; arrays keep one text, which psycopg prepares once."""
+    update = PART_STATUS.render_arrays("%s")
+    assert update.count("%s") == PART_STATUS.width
+    assert "FROM unnest(CAST(%s AS VARCHAR(32)[]), CAST(%s AS INTEGER[])," in update
+    assert update.endswith("WHERE parts.message_id = v.column1 AND parts.part_no = v.column2")
+    insert = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
+                        {"status": "'queued'"}).render_arrays("%s")
+    assert insert == (
+        "INSERT INTO parts (message_id, part_no, updated_at, status) SELECT v.column1, "
+        "v.column2, v.column3, 'queued' FROM unnest(CAST(%s AS VARCHAR(32)[]), "
+        "CAST(%s AS INTEGER[]), CAST(%s AS TIMESTAMP WITHOUT TIME ZONE[])) WITH ORDINALITY "
+        "AS v(column1, column2, column3, row_number) ORDER BY v.row_number")
+
+
+def test_the_runner_writes_awkward_values_and_keeps_the_order(engine) -> None:  # type: ignore[no-untyped-def]
+    """Quotes, commas, braces, backslashes and NULLs (a column of NULLs only, too)
+    survive either form; rows go in in their order (ids follow it); an update with
+    a NULL keeps the column where the statement says COALESCE."""
+    from sqlalchemy import text
+
+    from smppd.store.sql import utc
+
+    runner = Runner(engine.dialect.name, engine.dialect.paramstyle)
+    awkward = ['{"a","b"}', "it's, \\ fine", "NULL", "", "żółw ☃"]
+    now = runner.ts(utc(1_800_000_000))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO accounts (name, balance, created_at) "
+                          "VALUES ('x', 10, '2026-01-01 00:00:00')"))
+        account = conn.execute(text("SELECT id FROM accounts WHERE name = 'x'")).scalar()
+        messages = BulkInsert(t.messages, (
+            "id", "account_id", "sender", "recipient", "text", "encoding", "parts", "points",
+            "concat_ref", "status", "created_at", "updated_at"))
+        runner.run(conn, messages, [
+            (f"m{i}", account, "S", "48500", value, "gsm7", 1, 1, 0, "queued", now, now)
+            for i, value in enumerate(awkward)])
+        parts = BulkInsert(t.parts, ("message_id", "part_no", "updated_at"),
+                           {"status": "'queued'"})
+        runner.run(conn, parts, [(f"m{i}", 1, now) for i in range(len(awkward))])
+        runner.run(conn, PART_STATUS, [(f"m{i}", 1, "submitted", None, None, now)
+                                       for i in range(len(awkward))])
+        runner.run(conn, PART_STATUS, [("m1", 1, "delivered", "err:1", "smsc-a", now)])
+        statuses = ["submitted", "delivered", "expired", "accepted", "queued"] * 40
+        runner.run(conn, INSERT_EVENT, [("m0", 1, status, None, now) for status in statuses])
+        texts = [row[0] for row in conn.execute(text(
+            "SELECT text FROM messages ORDER BY id"))]
+        events = [row[0] for row in conn.execute(text(
+            "SELECT status FROM message_events ORDER BY id"))]
+        parts_now = {row[0]: tuple(row[1:]) for row in conn.execute(text(
+            "SELECT message_id, status, error_code, smsc FROM parts"))}
+    assert texts == awkward
+    assert events == statuses
+    assert parts_now["m0"] == ("submitted", None, None)
+    assert parts_now["m1"] == ("delivered", "err:1", "smsc-a")
