@@ -182,6 +182,9 @@ class CallbackService:
         def refused(failure: Any) -> Any:
             if failure.check(TooManyEndpoints):
                 raise ApiError(409, str(failure.value), "url")
+            # The store may have committed it all the same (an outcome lost with its
+            # connection); alone, nothing else would read the registry again.
+            self._refresh()
             return failure
 
         return self.put(op).addCallbacks(created, refused)

@@ -53,9 +53,12 @@ log = logging.getLogger("smppd.reports")
 SWEEP_SECONDS = 15.0  # several instances: what another one queued, or left when it died
 MAIL_SECONDS = 10.0
 # One instance queues, finishes and retries every report itself and wakes the sweep and
-# the mail at once (see _done, queue and _mail), so its polls are only a safety net: an
+# the mail at once (see _done, queue and _mail); what falls due later (an e-mail's
+# retry, a lease that runs out, also after a restart) it reads from the store after
+# each look and sets a timer for (_wake_at). So its polls are only a safety net: an
 # idle daemon should idle (issue 13).
 ALONE_POLL_SECONDS = 300.0
+SOONEST_LOOK = 1.0  # seconds: a backlog (more due than one look takes) is read this often
 
 
 def default_directory(database: str) -> Path:
@@ -97,6 +100,7 @@ class ReportService:
         # is due and reads the schedules then, not every schedule_check (issue 13).
         self._next_run: float | None = None  # epoch seconds; None: read to find out
         self._schedules_made = 0  # schedules created: a read begun before one is stale
+        self._timers: dict[str, Any] = {}  # "sweep"/"mail" -> the DelayedCall of _wake_at
         self._loops: list[task.LoopingCall] = []
         self.made = Counter("smppd_reports_total", "Reports finished, by type, format and "
                             "result (ready, failed)", ["type", "format", "result"],
@@ -158,6 +162,9 @@ class ReportService:
         for loop in self._loops:
             if loop.running:
                 loop.stop()
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
 
     def join(self) -> None:
         """Blocking (not on the reactor): end the workers, wait for the report threads.
@@ -321,18 +328,38 @@ class ReportService:
         if self.stopping:
             return None
 
-        def found(ids: list[str]) -> None:
+        def found(looked: tuple[list[str], datetime | None]) -> None:
+            ids, lease_end = looked
             for report_id in ids:
                 if report_id not in self.running and not self.stopping:
                     self.running.add(report_id)
                     deferToThreadPool(self.reactor, self.background, self._render,
                                       report_id, False, self.isolate).addBoth(
                         self._done, report_id)
+            self._wake_at("sweep", self.sweep, lease_end)
 
-        return self.read(lambda conn: rs.runnable(conn, self._wall(),
-                                                  self.config.workers * 4)).addCallbacks(
+        def look(conn: Any) -> tuple[list[str], datetime | None]:
+            return (rs.runnable(conn, self._wall(), self.config.workers * 4),
+                    rs.next_lease_end(conn))
+
+        return self.read(look).addCallbacks(
             found, lambda failure: log.error("reports: cannot look for queued reports: %s",
                                              failure.getErrorMessage()))
+
+    def _wake_at(self, name: str, look: Callable[[], Any], due: datetime | None) -> None:
+        """Alone, look again when the next thing falls due (not before SOONEST_LOOK, so a
+        backlog or a lease being renewed is read once a second at most); with other
+        instances the polls look often enough."""
+        if self.shared or self.stopping or due is None:
+            return
+        delay = min(ALONE_POLL_SECONDS,
+                    max(SOONEST_LOOK, (due - self._wall()).total_seconds() + 0.01))
+        timer = self._timers.get(name)
+        if timer is not None and timer.active():
+            if timer.getTime() <= self.reactor.seconds() + delay:
+                return  # an earlier look is set already
+            timer.cancel()
+        self._timers[name] = self.reactor.callLater(delay, look)
 
     def _done(self, result: Any, report_id: str) -> None:
         self.running.discard(report_id)
@@ -531,14 +558,19 @@ class ReportService:
         if self.stopping or self.config.smtp is None:
             return None
 
-        def found(ids: list[str]) -> None:
+        def found(looked: tuple[list[str], datetime | None]) -> None:
+            ids, next_at = looked
             for report_id in ids:
                 deferToThreadPool(self.reactor, self.interactive, self._mail,
                                   report_id).addErrback(
                     lambda failure: log.error("reports: e-mail failed: %s",
                                               failure.getErrorMessage()))
+            self._wake_at("mail", self.mail_due, next_at)
 
-        return self.read(lambda conn: rs.emails_due(conn, self._wall())).addCallbacks(
+        def look(conn: Any) -> tuple[list[str], datetime | None]:
+            return rs.emails_due(conn, self._wall()), rs.next_email_at(conn)
+
+        return self.read(look).addCallbacks(
             found, lambda failure: log.error("reports: cannot read the e-mail outbox: %s",
                                              failure.getErrorMessage()))
 

@@ -110,6 +110,12 @@ def runnable(conn: Connection, now: datetime, limit: int) -> list[str]:
         .order_by(r.id).limit(limit)).scalars())
 
 
+def next_lease_end(conn: Connection) -> datetime | None:
+    """When the first running report's lease runs out (it becomes runnable then,
+    unless its daemon renews it first)."""
+    return conn.execute(select(func.min(r.lease_until)).where(r.state == "running")).scalar()
+
+
 def expired(conn: Connection, now: datetime) -> list[tuple[str, str | None]]:
     return [tuple(row) for row in conn.execute(select(r.id, r.file_path).where(
         r.expires_at < now))]
@@ -126,6 +132,13 @@ def emails_due(conn: Connection, now: datetime, limit: int = 20) -> list[str]:
     return list(conn.execute(select(r.id).where(
         r.state == "ready", r.email_state == "pending", r.email_next_at <= now)
         .order_by(r.email_next_at).limit(limit)).scalars())
+
+
+def next_email_at(conn: Connection) -> datetime | None:
+    """When the first pending e-mail is due: a retry, or a claim whose attempt never
+    finished (its daemon stopped mid-send)."""
+    return conn.execute(select(func.min(r.email_next_at)).where(
+        r.state == "ready", r.email_state == "pending")).scalar()
 
 
 def claim_email(conn: Connection, report_id: str, now: datetime, until: datetime) -> Any:

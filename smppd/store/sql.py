@@ -23,6 +23,7 @@ column's type: an array of all NULLs, or of Python strings, has none of its own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from sqlalchemy.dialects import postgresql
 
 MAX_PARAMETERS = 30_000  # per statement: under SQLite's 32,766 and PostgreSQL's 65,535
 ARRAY_ROWS = 10_000  # rows per statement on PostgreSQL (one parameter per column)
+_LENGTH = re.compile(r"(?<=^VARCHAR)\(\d+\)$")
 CHUNK = 500  # ids per IN (...) list in the reads the writer makes
 
 
@@ -70,7 +72,7 @@ class BulkInsert:
         values = [f"v.column{i}" for i in range(1, len(self.columns) + 1)]
         return (f"INSERT INTO {self.table.name} ({', '.join(names)}) SELECT "
                 + ", ".join(values + list(self.constants.values()))
-                + f" FROM {_unnest(self.table, self.columns, marker, ordered=True)}"
+                + f" FROM {_unnest(self.table, self.columns, marker, insert=True)}"
                 + " ORDER BY v.row_number")
 
 
@@ -119,13 +121,18 @@ class BulkUpdate:
                 f"FROM {_unnest(self.table, names, marker)} WHERE {match}")
 
 
-def _unnest(table: Table, names: Sequence[str], marker: str, ordered: bool = False) -> str:
+def _unnest(table: Table, names: Sequence[str], marker: str, insert: bool = False) -> str:
     """`unnest(<array per column>) AS v(column1, ...)`, each array cast to its column's
-    type; `ordered` adds the row's position as v.row_number."""
+    type; for an `insert`, with the row's position as v.row_number."""
     kinds = [table.c[name].type.compile(dialect=postgresql.dialect()) for name in names]
+    if insert:
+        # An insert's VARCHAR without its length, as its VALUES list had no cast: a
+        # cast to VARCHAR(n) would cut a longer value silently, where the column
+        # refuses it ("value too long"). An update keeps the length its VALUES cast had.
+        kinds = [_LENGTH.sub("", kind) for kind in kinds]
     arrays = ", ".join(f"CAST({marker} AS {kind}[])" for kind in kinds)
     columns = [f"column{i}" for i in range(1, len(names) + 1)]
-    if ordered:
+    if insert:
         return f"unnest({arrays}) WITH ORDINALITY AS v({', '.join(columns)}, row_number)"
     return f"unnest({arrays}) AS v({', '.join(columns)})"
 

@@ -73,3 +73,20 @@ def test_shared_with_other_instances_the_registry_is_read_again() -> None:
         clock.advance(REGISTRY_EVERY)
     assert store.reads.count(queries.all_endpoints.__name__) == 3
     service.stop()
+
+
+def test_an_endpoint_whose_write_failed_is_looked_for_again() -> None:
+    """The store may have committed an endpoint whose outcome was lost: alone, nothing
+    else reads the registry again, so the failure does."""
+    clock, store = task.Clock(), RecordingStore()
+    service = _service(clock, store, CollectorRegistry())
+    service.start()
+    service.put = lambda op: defer.fail(ConnectionError("the connection was lost"))
+    store.reads.clear()
+    failed = service.create(1, EndpointSpec("http://127.0.0.1:9/hook", True, True, True,
+                                            None, None))
+    failures: list[Any] = []
+    failed.addErrback(failures.append)
+    assert failures and failures[0].check(ConnectionError)
+    assert store.reads == ["all_endpoints"]
+    service.stop()

@@ -148,6 +148,15 @@ def test_reports_running_at_a_restart_are_run_again(smsc: Any, daemons: list[Any
         attempts = dict(conn.execute(select(t.reports.c.id, t.reports.c.attempts)).all())
     assert (attempts[ours], attempts[queued], attempts[dead]) == (2, 1, 2)
     assert _report(client, alive)["state"] == "running"  # another live daemon's: left alone
+    # A lease that runs out later (its daemon died since) is taken when it does, not at
+    # the next 300 s poll of a lone daemon (issue 13).
+    with engine.begin() as conn:
+        conn.execute(update(t.reports).where(t.reports.c.id == alive).values(
+            lease_until=dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            + dt.timedelta(seconds=2)))
+    call(second.reports.sweep)  # as the store changed behind its back: it learns the time
+    done = _ready(client, alive, timeout=15)
+    assert done["state"] == "ready", done
     client.close()
     engine.dispose()
 
@@ -256,6 +265,46 @@ def test_reports_are_emailed_attached_or_linked_and_failures_retried(
     finally:
         controller.stop()
         client.close()
+
+
+def test_email_retries_left_by_a_stopped_daemon_are_sent_when_due(
+        smsc: Any, daemons: list[Any], tmp_path: Path) -> None:
+    """Issue 13: alone, the e-mail outbox is polled every 300 s only, so what falls due
+    later is read from the store and timed: here retries left by a daemon that
+    stopped (its retry timers died with it), more of them than one look takes (20)."""
+    port = _free_port()
+    cert_dir = tmp_path / "tls"
+    cert_dir.mkdir()
+    _certificate(cert_dir)
+    smtp = {"host": "127.0.0.1", "port": port, "starttls": True, "username": "reports",
+            "password": "s3cret-pass", "from": "reports@smppd.test", "timeout": 5,
+            "ca_file": str(cert_dir / "smtp.pem")}
+    url = database_url("sqlite", tmp_path)
+    first = start(url, smsc.port, smtp=smtp, email_retry=4.0)
+    daemons.append(first)
+    client = Client(first.http_port)
+    ids = []
+    for _ in range(22):
+        code, report = client.request("POST", "/v1/reports", {
+            "type": "daily", "format": "csv", "period": "today",
+            "email": ["ops@example.test"]})
+        assert code == 201, report
+        ids.append(report["id"])
+    until(lambda: all(_report(client, i)["email_error"] for i in ids), "22 failed attempts")
+    client.close()
+    call(first.stop, drain_timeout=2.0)
+    inbox = Inbox()
+    controller = _smtp_server(port, cert_dir, inbox)
+    try:
+        second = start(url, smsc.port, smtp=smtp, email_retry=4.0)
+        daemons.append(second)
+        client = Client(second.http_port)
+        until(lambda: all(_report(client, i)["email_state"] == "sent" for i in ids),
+              "every retry sent by the next daemon", timeout=30)
+        assert len(inbox.messages) == 22
+        client.close()
+    finally:
+        controller.stop()
 
 
 # Periodic reports --------------------------------------------------------------------------

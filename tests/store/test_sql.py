@@ -52,7 +52,7 @@ def test_postgresql_gets_one_text_per_statement_whatever_the_row_count() -> None
                         {"status": "'queued'"}).render_arrays("%s")
     assert insert == (
         "INSERT INTO parts (message_id, part_no, updated_at, status) SELECT v.column1, "
-        "v.column2, v.column3, 'queued' FROM unnest(CAST(%s AS VARCHAR(32)[]), "
+        "v.column2, v.column3, 'queued' FROM unnest(CAST(%s AS VARCHAR[]), "
         "CAST(%s AS INTEGER[]), CAST(%s AS TIMESTAMP WITHOUT TIME ZONE[])) WITH ORDINALITY "
         "AS v(column1, column2, column3, row_number) ORDER BY v.row_number")
 
@@ -96,3 +96,24 @@ def test_the_runner_writes_awkward_values_and_keeps_the_order(engine) -> None:  
     assert events == statuses
     assert parts_now["m0"] == ("submitted", None, None)
     assert parts_now["m1"] == ("delivered", "err:1", "smsc-a")
+
+
+def test_an_over_long_value_is_refused_not_cut(engine) -> None:  # type: ignore[no-untyped-def]
+    """An insert's arrays are cast without a length, so PostgreSQL refuses a value
+    longer than its column ("value too long") as the VALUES list did, rather than
+    cutting it to a key that would never match again. SQLite keeps lengths loose."""
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DataError
+
+    runner = Runner(engine.dialect.name, engine.dialect.paramstyle)
+    aliases = BulkInsert(t.part_aliases, ("smsc", "smsc_key", "message_id", "part_no"))
+    key = "k" * 65  # smsc_key is VARCHAR(64)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            with pytest.raises(DataError, match="too long"), conn.begin():
+                runner.run(conn, aliases, [("a", key, "m1", 1)])
+        else:
+            with conn.begin():
+                runner.run(conn, aliases, [("a", key, "m1", 1)])
+            assert conn.execute(text("SELECT smsc_key FROM part_aliases")).scalar() == key
