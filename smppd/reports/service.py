@@ -504,25 +504,23 @@ class ReportService:
             return None
         generation = self._schedules_made
 
-        def made(count: int) -> None:
-            if count:
-                log.info("reports: %d periodic report(s) queued", count)
-                self.sweep()
-
-        def learn(next_run: datetime | None) -> None:
-            if generation == self._schedules_made:
-                self._next_run = float("inf") if next_run is None \
-                    else next_run.replace(tzinfo=UTC).timestamp()
-
         def run() -> tuple[int, datetime | None]:
             count = self._make_runs(now)
             with self.engine.connect() as conn:
                 return count, rs.first_next_run(conn)
 
+        def made(found: tuple[int, datetime | None]) -> None:
+            count, next_run = found
+            if count:
+                log.info("reports: %d periodic report(s) queued", count)
+                self.sweep()
+            if generation == self._schedules_made:  # no schedule was made meanwhile
+                self._next_run = float("inf") if next_run is None \
+                    else next_run.replace(tzinfo=UTC).timestamp()
+
         return self.read_thread(run).addCallbacks(
-            lambda found: (made(found[0]), learn(found[1])),
-            lambda failure: log.error("reports: periodic runs failed: %s",
-                                      failure.getErrorMessage()))
+            made, lambda failure: log.error("reports: periodic runs failed: %s",
+                                            failure.getErrorMessage()))
 
     def _make_runs(self, now: float, catch_up: int = 62) -> int:
         made = 0

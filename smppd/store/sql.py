@@ -91,34 +91,27 @@ class BulkUpdate:
     def width(self) -> int:
         return len(self.key) + len(self.assign)
 
-    def render(self, rows: int, marker: str, cast: bool) -> str:
-        names = list(self.key) + list(self.assign)
-        if cast:
-            types = [self.table.c[name].type.compile(dialect=postgresql.dialect())
-                     for name in names]
-            group = "(" + ", ".join(f"CAST({marker} AS {kind})" for kind in types) + ")"
-            alias = "v(" + ", ".join(f"column{i}" for i in range(1, len(names) + 1)) + ")"
-        else:
-            group = "(" + ", ".join([marker] * len(names)) + ")"
-            alias = "v"  # SQLite names a VALUES list's columns column1, column2, ...
-        value_of = {name: f"v.column{i}" for i, name in enumerate(names, 1)}
-        sets = ", ".join(f"{column} = " + (expression or "{}").format(value_of[column])
-                         for column, expression in self.assign.items())
-        match = " AND ".join(f"{self.table.name}.{name} = {value_of[name]}"
-                             for name in self.key)
-        return (f"UPDATE {self.table.name} SET {sets} FROM (VALUES "
-                + ", ".join([group] * rows) + f") AS {alias} WHERE {match}")
+    def render(self, rows: int, marker: str) -> str:
+        """SQLite: the rows as a VALUES list, whose columns are column1, column2, ..."""
+        group = "(" + ", ".join([marker] * self.width) + ")"
+        return (f"UPDATE {self.table.name} SET {self._sets()} FROM (VALUES "
+                + ", ".join([group] * rows) + f") AS v WHERE {self._match()}")
 
     def render_arrays(self, marker: str) -> str:
         """PostgreSQL: the rows as one array per column (see the module's docstring)."""
         names = list(self.key) + list(self.assign)
-        sets = ", ".join(f"{column} = " + (expression or "{}").format(f"v.column{i}")
+        return (f"UPDATE {self.table.name} SET {self._sets()} "
+                f"FROM {_unnest(self.table, names, marker)} WHERE {self._match()}")
+
+    def _sets(self) -> str:
+        """The assignments, reading the row's values as v.column<position>."""
+        return ", ".join(f"{column} = " + (expression or "{}").format(f"v.column{i}")
                          for i, (column, expression) in enumerate(self.assign.items(),
                                                                   len(self.key) + 1))
-        match = " AND ".join(f"{self.table.name}.{name} = v.column{i}"
-                             for i, name in enumerate(self.key, 1))
-        return (f"UPDATE {self.table.name} SET {sets} "
-                f"FROM {_unnest(self.table, names, marker)} WHERE {match}")
+
+    def _match(self) -> str:
+        return " AND ".join(f"{self.table.name}.{name} = v.column{i}"
+                            for i, name in enumerate(self.key, 1))
 
 
 def _unnest(table: Table, names: Sequence[str], marker: str, insert: bool = False) -> str:
@@ -143,7 +136,8 @@ class Runner:
     def __init__(self, dialect_name: str, paramstyle: str) -> None:
         self.postgres = dialect_name == "postgresql"
         self.marker = "%s" if paramstyle in ("format", "pyformat") else "?"
-        self._rendered: dict[tuple[int, int], str] = {}
+        self._rendered: dict[tuple[int, int], str] = {}  # SQLite: per row count
+        self._rendered_arrays: dict[int, str] = {}  # PostgreSQL: one per statement
 
     def ts(self, moment: datetime) -> Any:
         """A timestamp parameter: SQLite keeps DATETIME as text in SQLAlchemy's
@@ -176,10 +170,9 @@ class Runner:
                                  tuple(chain.from_iterable(chunk)))
 
     def _arrays(self, statement: BulkInsert | BulkUpdate) -> str:
-        key = (id(statement), 0)
-        sql = self._rendered.get(key)
+        sql = self._rendered_arrays.get(id(statement))
         if sql is None:
-            sql = self._rendered[key] = statement.render_arrays(self.marker)
+            sql = self._rendered_arrays[id(statement)] = statement.render_arrays(self.marker)
         return sql
 
     def _sql(self, statement: BulkInsert | BulkUpdate, rows: int, full: bool) -> str:
@@ -188,9 +181,7 @@ class Runner:
         key = (id(statement), rows)
         sql = self._rendered.get(key)
         if sql is None:
-            sql = (statement.render(rows, self.marker, self.postgres)
-                   if isinstance(statement, BulkUpdate)
-                   else statement.render(rows, self.marker))
+            sql = statement.render(rows, self.marker)
             if rows <= 64 or full:
                 self._rendered[key] = sql
         return sql

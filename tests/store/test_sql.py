@@ -8,13 +8,13 @@ from smppd.store.sql import BulkInsert, Runner
 
 
 def test_an_update_renders_for_sqlite_and_postgresql_from_the_same_declaration() -> None:
-    sqlite = PART_STATUS.render(2, "?", cast=False)
+    sqlite = PART_STATUS.render(2, "?")
     assert sqlite.startswith("UPDATE parts SET status = v.column3, error_code = "
                              "COALESCE(v.column4, parts.error_code)")
     assert "FROM (VALUES (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)) AS v WHERE" in sqlite
     assert sqlite.endswith("parts.message_id = v.column1 AND parts.part_no = v.column2")
-    postgres = MESSAGE_STATUS.render(1, "%s", cast=True)
-    assert "CAST(%s AS VARCHAR(32))" in postgres and "CAST(%s AS TIMESTAMP" in postgres
+    postgres = MESSAGE_STATUS.render_arrays("%s")
+    assert "CAST(%s AS VARCHAR(32)[])" in postgres and "CAST(%s AS TIMESTAMP" in postgres
     assert "AS v(column1, column2, column3, column4, column5, column6, column7)" in postgres
 
 
