@@ -291,8 +291,10 @@ def main() -> None:
                 except psutil.NoSuchProcess:
                     return 0.0
                 return times.user + times.system
-            return used(process), sum(used(child) for child in
-                                      process.children(recursive=True))
+            children = process.children(recursive=True)
+            writer = [child for child in children if _is_writer(child)]  # the daemon's own
+            return (used(process) + sum(used(child) for child in writer),
+                    sum(used(child) for child in children if child not in writer))
 
         def cpu() -> float:
             """The daemon's and its callbacks worker's."""
@@ -434,5 +436,14 @@ def main() -> None:
     print(f"(files in {folder})")
 
 
+def _is_writer(process: psutil.Process) -> bool:
+    """The daemon's writer process (smppd.store.child), not a callbacks worker."""
+    try:
+        return "smppd.store.child" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
 if __name__ == "__main__":
     main()
+

@@ -34,6 +34,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.e2e import free_port, post_all, wait_port
+from bench.procstat import Tree
 from tests.support.polling import until
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -125,7 +126,7 @@ def main() -> None:
             ports.append(port)
             wait_port(port, 60)
         time.sleep(2.0)  # binds, and a heartbeat or two: every instance sees the others
-        processes = [psutil.Process(d.pid) for d in daemons]
+        processes = [Tree(d.pid) for d in daemons]  # each with its writer process
         before = [cpu(p) for p in processes]
         smsc_before = cpu(psutil.Process(smsc.pid))
         started = time.perf_counter()

@@ -31,6 +31,8 @@ import psutil
 # The repository, for the one polling helper the tests use too.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from procstat import Tree
+
 from tests.support.polling import until
 
 TOKEN = "bench-token-0123456789abcdef"
@@ -142,7 +144,7 @@ def main() -> None:
     try:
         wait_port(http_port)
         time.sleep(0.5)  # bind
-        process = psutil.Process(daemon.pid)
+        process = Tree(daemon.pid)  # with its writer process
         cpu_before = process.cpu_times()
         switches_before = process.num_ctx_switches()
         smsc_cpu_before = psutil.Process(smsc.pid).cpu_times()
@@ -176,9 +178,7 @@ def main() -> None:
                          reverse=True)
         smsc_cpu_after = psutil.Process(smsc.pid).cpu_times()
         peak_rss = max(peak_rss, process.memory_info().rss)
-        with open(f"/proc/{daemon.pid}/status") as status:
-            hwm = next((int(line.split()[1]) * 1024 for line in status
-                        if line.startswith("VmHWM")), peak_rss)
+        hwm = process.peak_rss() or peak_rss
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics").read().decode()
     finally:
         daemon.terminate()

@@ -28,11 +28,12 @@ sys.path.insert(0, str(PEER))
 import bench_kannel  # noqa: E402
 import bench_smppd  # noqa: E402
 import harness as H  # noqa: E402
-from procstat import cpu_ns, wakeups  # noqa: E402  (bench/ is the working directory)
+from procstat import cpu_ns, wakeups, with_children  # noqa: E402  (bench/ is the working directory)
 
 
 def measure(pids: list[int], seconds: float) -> tuple[float, float]:
     """(CPU s per minute, wake-ups per minute) over `seconds` of idling."""
+    pids = with_children(pids)  # smppd's writer process is the daemon's too
     cpu0, wake0 = cpu_ns(pids), wakeups(pids)
     time.sleep(seconds)
     cpu1, wake1 = cpu_ns(pids), wakeups(pids)

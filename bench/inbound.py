@@ -35,6 +35,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.e2e import free_port, until, wait_port
+from bench.procstat import Tree
 
 TOKEN = "bench-token-0123456789abcdef"
 SHARED = "48500600701"
@@ -125,7 +126,7 @@ def votes_end_to_end(count: int, py_spy: str | None = None) -> None:
                                         "--format", "raw", "-r", "250", "--threads"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-            process = psutil.Process(daemon.pid)
+            process = Tree(daemon.pid)  # with its writer process
             cpu_before = sum(process.cpu_times()[:2])
             system_before = process.cpu_times()[1]
             # This process is the fake SMSC: it shares the CPU with the daemon, so its

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 from e2e import TOKEN, final_count, free_port, until, wait_port  # bench/ is the working directory
+from procstat import Tree
 
 
 def start(folder: Path, smsc_port: int, http_port: int,
@@ -85,15 +86,13 @@ def queue_csv(rows: int, profile: str | None = None) -> None:
                 f'Hello {{name}}, your code is ready\r\n'
                 f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
                 f'filename="r.csv"\r\n\r\n{csv_text}\r\n--{boundary}--\r\n').encode()
-        process = psutil.Process(daemon.pid)
+        process = Tree(daemon.pid)  # with its writer process
         spy = spy_on(daemon.pid, profile)
         started = time.perf_counter()
         job = post(http_port, body, f"multipart/form-data; boundary={boundary}")
         elapsed = time.perf_counter() - started
         spy_off(spy)
-        with open(f"/proc/{daemon.pid}/status") as status:
-            hwm = next(int(line.split()[1]) * 1024 for line in status
-                       if line.startswith("VmHWM"))
+        hwm = process.peak_rss()  # the daemon's and its writer process's, summed
         cpu = process.cpu_times()
     finally:
         daemon.terminate()
@@ -115,7 +114,7 @@ def run_job(messages: int, profile: str | None = None, window: int = 100) -> Non
         body = json.dumps({"name": "bench", "from": "Acme", "text": "Hello {name}",
                            "recipients": [{"to": f"+4850{i:07d}", "name": f"n{i}"}
                                           for i in range(messages)]}).encode()
-        process, smsc_process = psutil.Process(daemon.pid), psutil.Process(smsc.pid)
+        process, smsc_process = Tree(daemon.pid), psutil.Process(smsc.pid)
         spy = spy_on(daemon.pid, profile)
         created_at = time.perf_counter()
         post(http_port, body, "application/json")

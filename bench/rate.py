@@ -24,9 +24,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import psutil
 from e2e import TOKEN, free_port, wait_port  # bench/ is the working directory
-from procstat import cpu_ns
+from procstat import Tree, cpu_ns, with_children
 
 COUNTER = r'''
 import json, sys, time
@@ -99,7 +98,7 @@ accounts:
         with urllib.request.urlopen(request, timeout=600) as answer:
             job = json.loads(answer.read())
         print(f"job {job['id']}: {job['messages']} messages at {args.rate}/s")
-        process = psutil.Process(daemon.pid)
+        process = Tree(daemon.pid)  # with its writer process
         spy = None
         if args.py_spy:
             spy = subprocess.Popen(["py-spy", "record", "-p", str(daemon.pid), "-o",
@@ -114,9 +113,9 @@ accounts:
         if spy is not None:
             spy.wait(60)
         time.sleep(total / args.rate - args.seconds + 3)  # the rest of the job drains
-        cpu_idle_start = cpu_ns([daemon.pid])
+        cpu_idle_start = cpu_ns(with_children([daemon.pid]))
         time.sleep(args.idle)
-        cpu_idle = (cpu_ns([daemon.pid]) - cpu_idle_start) / 1e9
+        cpu_idle = (cpu_ns(with_children([daemon.pid])) - cpu_idle_start) / 1e9
     finally:
         daemon.terminate()
         daemon.wait(60)

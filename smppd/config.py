@@ -676,6 +676,9 @@ def _read_list(r: _Reader, data: dict[str, Any], key: str, required: bool) -> li
     return value
 
 
+WRITERS = ("process", "thread")
+
+
 def _read_store(r: _Reader, data: Any) -> StoreLimits:
     """`store:` bounds on every wait on the database (smppd.store.limits)."""
     default = StoreLimits()
@@ -686,7 +689,8 @@ def _read_store(r: _Reader, data: Any) -> StoreLimits:
     counts = {name: r.get(data, "store", name, _integer, getattr(default, name), low=1,
                           high=3600)
               for name in ("keepalives_idle", "keepalives_interval", "keepalives_count")}
-    return StoreLimits(**seconds, **counts)
+    writer = r.get(data, "store", "writer", _choice, default.writer, choices=WRITERS)
+    return StoreLimits(**seconds, **counts, writer=writer)
 
 
 def _read_throttle(r: _Reader, data: Any) -> Pacing:

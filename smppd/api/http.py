@@ -279,13 +279,13 @@ class Api:
                                   self.lockout.window)
 
     def _send(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
-        counter = self.app.metrics.api_messages
+        metrics = self.app.metrics
         try:
             data = validation.parse_json_object(request.body)
             message = validation.message(data)
             key = idempotency.key_of(request)
         except ApiError:
-            counter.labels("invalid").inc()
+            metrics.api_message("invalid")
             raise
         sent_by = _sent_by(request)
         if key is None:
@@ -298,7 +298,7 @@ class Api:
                 return self.app.accept_message(account, message, Claim(
                     account.id, key, fingerprint), "api", sent_by).addCallback(
                     self._accepted, fingerprint)
-            counter.labels("replayed").inc()
+            metrics.api_message("replayed")
             return idempotency.answer(stored, fingerprint)
 
         return self.in_progress.run(account.id, key, lambda: self.app.find_idempotency_key(

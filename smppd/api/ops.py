@@ -9,6 +9,7 @@ random paths must not mint a new time series per path.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -38,6 +39,7 @@ def ops_response(app: Any, path: str) -> HttpResponse:
     return _json(200, {"status": "ok"})
 
 
+@functools.lru_cache(maxsize=1024)  # every request is counted: most paths recur
 def route_template(path: str) -> str:
     """'/v1/messages/0194...' -> '/v1/messages/{id}'; unknown paths -> 'other'."""
     path = path.rstrip("/") or "/"

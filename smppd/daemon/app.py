@@ -10,6 +10,7 @@ awaited and their outcomes committed, the binds unbind, the writer empties.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from datetime import UTC
 from typing import Any
@@ -46,6 +47,7 @@ from ..status import Status
 from ..store import database, idempotency, leases, outbox, outcomes, queries, recovery
 from ..store import operations as ops
 from ..store.batch import BatchApplier
+from ..store.child import EXIT_CHILD_GONE, WriterProcess
 from ..store.links import Recoded
 from ..store.messages import params_json
 from ..store.writer import StoreUnavailable, Writer
@@ -79,6 +81,17 @@ OUTCOME_QUIET = 0.1
 # fell by a quarter and throughput rose (c=20); 4 ms gained no more CPU and lost
 # throughput to the wait; 1 ms was noisy, sometimes no better than none.
 GROUP_COMMIT = 0.002
+
+
+def _writer_process_gone(how: str) -> None:
+    """The writer process died under the daemon (on the writer thread): end the daemon
+    as if it had been killed, so that it restarts and recovers as after any crash
+    (smppd.store.child says why)."""
+    log.critical("store: the writer process ended (%s); smppd exits (status %d) to "
+                 "restart and recover", how, EXIT_CHILD_GONE)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_CHILD_GONE)
 
 
 def _router(settings: Settings) -> Router:
@@ -119,11 +132,15 @@ class Daemon:
         self.reader = self._reader(settings, self.engine)
         self.pool = ThreadPool(minthreads=1, maxthreads=4, name="smppd-read")
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
+        writer_process = WriterProcess(settings.database, settings.store,
+                                       self.applier.memory, settings.log_level) \
+            if settings.store.writer == "process" else None
         self.writer = Writer(self.engine, self.applier, reactor, on_batch=self._committed,
                              stall_timeout=settings.store.stall_timeout,
                              recovery=recovery.for_engine(self.engine),
                              linger=OUTCOME_LINGER, quiet=OUTCOME_QUIET,
-                             linger_kinds=outcomes.KINDS, gather=GROUP_COMMIT)
+                             linger_kinds=outcomes.KINDS, gather=GROUP_COMMIT,
+                             process=writer_process, on_process_gone=_writer_process_gone)
         router = _router(settings)
         links = settings.links
         self.intake = Intake(router, Tariff(settings.price_default, settings.price_by_prefix),
@@ -424,21 +441,21 @@ class Daemon:
                   "encoding": info.encoding.value, "points": op.points}
         if claim is not None:  # the answer is kept with the message, in its transaction
             op = replace(op, idempotency=replace(claim, response=json_body(answer).decode()))
-        counter = self.metrics.api_messages
+        metrics = self.metrics
 
         def stored(result: Any) -> Any:
             if isinstance(result, idempotency.Stored):
-                counter.labels("replayed").inc()
+                metrics.api_message("replayed")
                 return result  # the same key was committed first by another instance
-            counter.labels("accepted").inc()
+            metrics.api_message("accepted")
             # A link code already taken was replaced in the store (same length).
             sent = replace(op, text=result.text) if isinstance(result, Recoded) else op
             self.dispatcher.accepted(queued(sent))
             return answer
 
         def failed(failure: Any) -> Any:
-            counter.labels("insufficient_balance" if failure.check(ops.InsufficientBalance)
-                           else "unavailable").inc()
+            metrics.api_message("insufficient_balance" if failure.check(
+                ops.InsufficientBalance) else "unavailable")
             return refused(failure)
 
         return self.writer.put(op).addCallbacks(stored, failed)

@@ -70,7 +70,9 @@ class Metrics:
             registry=r)
         self.store_operations = Counter("smppd_store_operations_total",
                                         "Operations written to the store", registry=r)
-        self._children: dict[tuple[str, str], Any] = {}
+        # Labelled children looked up once (see `_child`); their label values come from
+        # fixed vocabularies (route templates, statuses, SMSC names), so this stays small.
+        self._children: dict[tuple[Any, ...], Any] = {}
         self._add_operations(r)
 
     # Operations (issue 13): what an operator's dashboard and alerts are built on.
@@ -101,8 +103,22 @@ class Metrics:
         if applied:
             self.reload_time.set_to_current_time()
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: prometheus-client takes a lock and checks
+        the values on every labels() call, and the API counted two per message."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def http_request(self, route: str, status: int) -> None:
-        self.http_requests.labels(route, f"{status // 100}xx").inc()
+        self._child(self.http_requests, route, f"{status // 100}xx").inc()
+
+    def api_message(self, result: str) -> None:
+        """POST /v1/messages answered: accepted, replayed, invalid, insufficient_balance
+        or unavailable."""
+        self._child(self.api_messages, result).inc()
 
     def response(self, smsc: str, status: int, seconds: float) -> None:
         latency = self.latency.get(smsc)
@@ -121,11 +137,7 @@ class Metrics:
         self.unknown_total.labels(smsc).inc()
 
     def receipt(self, smsc: str, status: str) -> None:
-        key = (smsc, status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.receipts.labels(smsc, status)
-        child.inc()
+        self._child(self.receipts, smsc, status).inc()
 
     def batch(self, operations: int, seconds: float) -> None:
         self.store_batch.observe(seconds)

@@ -25,10 +25,16 @@ def notify(*assignments: str) -> bool:
     if address.startswith("@"):  # abstract namespace socket
         address = "\0" + address[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Never waits (this runs on the reactor): a datagram socket whose reader has
+        # fallen behind (its queue holds ten) would block a plain send until it read.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                           | socket.SOCK_NONBLOCK) as sock:
             sock.connect(address)
             sock.sendall("\n".join(assignments).encode())
         return True
+    except BlockingIOError:
+        log.debug("sd_notify to %s dropped: its reader is behind", address)
+        return False
     except OSError as exc:
         log.warning("sd_notify to %s failed: %s", address, exc)
         return False

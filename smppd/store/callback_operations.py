@@ -4,7 +4,7 @@ writer operation (see operations.py), applied by outbox.py and links.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +127,7 @@ class TooManyEndpoints(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"an account has at most {limit} callback endpoints")
         self.limit = limit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A result that crosses from the writer process (smppd.store.child).
+        return type(self), (self.limit,)

@@ -27,6 +27,9 @@ class StoreLimits:
     keepalives_count: int = 3  # this many unanswered probes end the connection
     tcp_user_timeout: float = 5.0  # sent data unacknowledged this long ends it (Linux)
     stall_timeout: float = 3.0  # no commit this long while work waits: unavailable
+    # Where the writer's transactions run (issue 14, smppd.store.child): "process", its
+    # own process on another core; "thread", the daemon's writer thread.
+    writer: str = "process"
 
     @property
     def answer_timeout(self) -> float:

@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from .sql import driver_execute
+
 SLOT_SECONDS = 900
 _SLOT_MS = SLOT_SECONDS * 1000
 _COLUMNS = "account_id, bucket, status, error, messages, parts, points, refunded"
@@ -92,10 +94,12 @@ class RollupDeltas:
 def upsert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     marker = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
     group = "(" + ", ".join([marker] * 8) + ")"
+    # SQLite: straight to the driver, as the writer's other bulk statements (smppd.store.sql)
+    execute = driver_execute if conn.dialect.name == "sqlite" else Connection.exec_driver_sql
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start:start + _ROWS_PER_STATEMENT]
-        conn.exec_driver_sql(
-            f"INSERT INTO message_rollups ({_COLUMNS}) VALUES "
+        execute(
+            conn, f"INSERT INTO message_rollups ({_COLUMNS}) VALUES "
             + ", ".join([group] * len(chunk))
             + " ON CONFLICT (account_id, bucket, status, error) DO UPDATE SET "
               "messages = message_rollups.messages + excluded.messages, "

@@ -58,6 +58,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from twisted.internet import defer, task
 
 from .batch import BatchApplier
+from .child import WriterProcess, WriterProcessGone
 from .operations import describe
 from .recovery import NoRecovery, Recovery
 
@@ -94,9 +95,16 @@ class Writer:
                  stall_timeout: float = 3.0, recovery: Recovery | None = None,
                  clock: Callable[[], float] = time.monotonic, linger: float = 0.0,
                  quiet: float = 0.02, linger_kinds: Sequence[type] = (),
-                 gather: float = 0.0, gather_after: int = 4, gather_batch: int = 16) -> None:
+                 gather: float = 0.0, gather_after: int = 4, gather_batch: int = 16,
+                 process: WriterProcess | None = None,
+                 on_process_gone: Callable[[str], None] | None = None) -> None:
         self.engine = engine
         self.applier = applier
+        # Issue 14: the batches' transactions in a process of their own (smppd.store.child);
+        # None: in this thread. Should that process die, `on_process_gone` is called
+        # (on this thread) with how it ended.
+        self.process = process
+        self.on_process_gone = on_process_gone
         self.reactor = reactor
         self.max_batch = max_batch
         self.retry_delay = retry_delay
@@ -130,6 +138,8 @@ class Writer:
         self.healthy = True
 
     def start(self) -> None:
+        if self.process is not None:
+            self.process.start()
         self._thread = threading.Thread(target=self._run, name="smppd-writer", daemon=True)
         self._thread.start()
         self._shedder = task.LoopingCall(self._shed)
@@ -198,6 +208,8 @@ class Writer:
             self.reactor.callFromThread(self._stop_shedder)
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.process is not None:
+            self.process.stop()
 
     # Reactor thread ---------------------------------------------------------------
 
@@ -358,19 +370,33 @@ class Writer:
         """One transaction; `ops` may be a callable, called once the connection is
         in hand and before anything of the batch is sent."""
         self._check_recovery()
-        pending = self.applier.pending_receipts
         try:
-            with self.engine.begin() as conn:
-                results = self.applier.apply(conn, ops() if callable(ops) else ops)
+            if self.process is not None:
+                results = self.process.apply(ops() if callable(ops) else list(ops))
+            else:
+                results = self._in_thread(ops)
+        except WriterProcessGone as exc:
+            if self.on_process_gone is not None:
+                self.on_process_gone(exc.how)
+            raise
         except Exception as exc:
-            # The transaction did not happen: undo what the applier assumed it would.
-            self.applier.pending_receipts = pending
-            self.applier.reset()
             self.recovery.failed(exc)
             raise
         self.last_commit = self.clock()
         self.recovery.committed()
         return results
+
+    def _in_thread(self, ops: Sequence[Any] | Callable[[], list[Any]]) -> list[Any]:
+        pending = self.applier.pending_receipts
+        try:
+            with self.engine.begin() as conn:
+                return self.applier.apply(conn, ops() if callable(ops) else ops)
+        except Exception:
+            # The transaction did not happen: undo what the applier assumed it would.
+            # (A writer process undoes its own: smppd.store.child.)
+            self.applier.pending_receipts = pending
+            self.applier.reset()
+            raise
 
     def _one_by_one(self, batch: list[Entry]) -> list[Any] | None:
         """Each operation in a transaction of its own; None when the database went

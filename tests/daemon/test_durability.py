@@ -21,6 +21,20 @@ def _inbound(running: Any) -> list[Any]:
         engine.dispose()
 
 
+def _break_store(running: Any, monkeypatch: Any) -> Any:
+    """Every transaction fails with an I/O error (where the writer's transactions run:
+    its process, or its thread); returns what mends it."""
+    writer = running.daemon.writer
+    target = writer.process if writer.process is not None else running.daemon.applier
+    real_apply = target.apply
+
+    def broken(*_args: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(target, "apply", broken)
+    return lambda: monkeypatch.setattr(target, "apply", real_apply)
+
+
 def test_mo_parts_survive_a_restart_between_parts(start_daemon: Any) -> None:
     """Checklist 25: part 1 is acked (so durably kept), the daemon restarts, part 2
     arrives at the new process: one whole message."""
@@ -45,19 +59,13 @@ def test_store_down_answers_temporary_error_then_dedupes_the_redelivery(
     ack; the SMSC's redelivery after recovery is stored once."""
     running = start_daemon()
     smsc = running.smsc
-    applier = running.daemon.applier
-    real_apply = applier.apply
-
-    def broken(conn: Any, ops: Any) -> Any:
-        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
-
-    monkeypatch.setattr(applier, "apply", broken)
+    mend = _break_store(running, monkeypatch)
     call(smsc.inject_mo, "48500100200", "1234", "hello while down")
     wait_for(lambda: smsc.deliver_responses, what="an answer while the store is down")
     assert list(smsc.deliver_responses.values()) == [c.ESME_RX_T_APPN]
     status, ready = running.client.request("GET", "/readyz")
     assert status == 503 and ready["store"] == "unavailable"
-    monkeypatch.setattr(applier, "apply", real_apply)
+    mend()
     for _ in range(2):  # the SMSC redelivers; a second copy arrives as well
         call(smsc.inject_mo, "48500100200", "1234", "hello while down")
     wait_for(lambda: len(smsc.deliver_responses) == 3, what="redeliveries answered")
@@ -74,17 +82,11 @@ def test_an_mo_refused_while_the_store_is_down_arrives_by_the_smscs_own_retry(
     running = start_daemon()
     smsc = running.smsc
     smsc.behaviour.redeliver_after = 0.2
-    applier = running.daemon.applier
-    real_apply = applier.apply
-
-    def broken(conn: Any, ops: Any) -> Any:
-        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
-
-    monkeypatch.setattr(applier, "apply", broken)
+    mend = _break_store(running, monkeypatch)
     call(smsc.inject_mo, "48500100200", "1234", "retried by the SMSC")
     wait_for(lambda: smsc.redelivered >= 2, what="two retries refused while down")
     assert set(smsc.deliver_responses.values()) == {c.ESME_RX_T_APPN}
-    monkeypatch.setattr(applier, "apply", real_apply)
+    mend()
     wait_for(lambda: _inbound(running), what="the retried MO stored")
     wait_for(lambda: 0 in smsc.deliver_responses.values(), what="the retry acknowledged")
     assert _inbound(running) == [("retried by the SMSC", 1)]

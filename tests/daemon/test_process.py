@@ -3,14 +3,18 @@ reload. `smppd run` runs as a subprocess; the fake SMSC runs in the test process
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from smppd import status as st
 from smppd.status import Status
+from smppd.store.child import EXIT_CHILD_GONE
 from tests.conftest import wait_for
 from tests.support.polling import until
 from tests.support.process import DaemonProcess, free_port, post_many, query, write_config
@@ -27,8 +31,30 @@ def _wait_db(db: Path, sql: str, predicate: Any, timeout: float, what: str,
                  timeout, what, interval=0.1, detail=lambda: log.read_text()[-3000:])
 
 
+def _writer_process(daemon: DaemonProcess) -> int:
+    """The pid of the daemon's writer process (smppd.store.child)."""
+    assert daemon.process is not None
+    for task in Path(f"/proc/{daemon.process.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"smppd.store.child" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise AssertionError("the daemon has no writer process")
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie no one has reaped yet (a container's init may not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("victim", ["daemon", "writer process"])
 def test_kill_9_mid_burst_then_restart_accounts_for_every_message(
-        smsc: Any, tmp_path: Path) -> None:
+        smsc: Any, tmp_path: Path, victim: str) -> None:
+    """Either process killed: the daemon itself, or its writer process (smppd.store.child),
+    after which the daemon exits at once with EX_SOFTWARE (70) rather than guess what
+    its last batch came to, so the restart's recovery is the same."""
     window = 50
     http_port = free_port()
     config = write_config(tmp_path, smsc.port, http_port, window=window, log_level="warning")
@@ -45,7 +71,15 @@ def test_kill_9_mid_burst_then_restart_accounts_for_every_message(
             wait_for(lambda: len(smsc.submits) >= 2000, timeout=60, what="the burst under way")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{daemon.log.read_text()[-3000:]}") from None
-        daemon.kill()  # SIGKILL: no drain, no unbind, whatever was in memory is gone
+        if victim == "daemon":
+            writer = _writer_process(daemon)
+            daemon.kill()  # SIGKILL: no drain, no unbind, whatever was in memory is gone
+            until(lambda: _ended(writer), 10, "the writer process to die with the daemon",
+                  interval=0.05)
+        else:
+            os.kill(_writer_process(daemon), signal.SIGKILL)
+            assert daemon.wait(30) == EXIT_CHILD_GONE
+            assert "the writer process ended (killed by signal 9)" in daemon.log.read_text()
         sender.join(60)
         submitted_at_kill = len(smsc.submits)
         restarted.start()

@@ -117,3 +117,56 @@ def test_an_over_long_value_is_refused_not_cut(engine) -> None:  # type: ignore[
             with conn.begin():
                 runner.run(conn, aliases, [("a", key, "m1", 1)])
             assert conn.execute(text("SELECT smsc_key FROM part_aliases")).scalar() == key
+
+
+def test_a_bad_row_is_sqlalchemys_integrity_error_and_nothing_of_it_stays(engine) -> None:  # type: ignore[no-untyped-def]
+    """SQLite's statements go straight to the driver; its errors still come out as
+    SQLAlchemy's, so the writer tells a bad row (written again one by one) from an
+    unavailable database (kept and retried) as it did."""
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from smppd.store.writer import unavailable
+
+    runner = Runner(engine.dialect.name, engine.dialect.paramstyle)
+    aliases = BulkInsert(t.part_aliases, ("smsc", "smsc_key", "message_id", "part_no"))
+    with engine.connect() as conn:
+        with pytest.raises(IntegrityError, match="part_aliases") as caught, conn.begin():
+            runner.run(conn, aliases, [("a", "k1", "m1", 1), ("a", None, "m1", 2)])
+        assert not unavailable(caught.value)
+        assert "INSERT INTO part_aliases" in str(caught.value)
+        with conn.begin():
+            assert runner.fetch(conn, "SELECT count(*) FROM part_aliases") == [(0,)]
+            assert conn.execute(text("SELECT count(*) FROM part_aliases")).scalar() == 0
+
+
+def test_a_locked_sqlite_database_is_unavailable_not_a_bad_row(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Another process holding the write lock past the wait: the batch's BEGIN (sent
+    to the driver directly) fails as SQLAlchemy's OperationalError, which the writer
+    treats as the database being unavailable (kept and retried, not refused)."""
+    import sqlite3
+
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    from smppd.store import database
+    from smppd.store.limits import StoreLimits
+    from smppd.store.writer import unavailable
+
+    path = tmp_path / "locked.db"
+    database.upgrade_url(f"sqlite:///{path}")
+    engine = database.make_engine(f"sqlite:///{path}",
+                                  limits=StoreLimits(statement_timeout=0.05))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked") as caught, engine.begin():
+            pass
+        assert unavailable(caught.value)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        engine.dispose()
+    with engine.begin() as conn:  # the lock gone, the same engine writes again
+        Runner("sqlite", "qmark").execute(conn, "DELETE FROM part_aliases")

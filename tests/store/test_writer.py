@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from smppd.store import database, outcomes, recovery
 from smppd.store import operations as ops
+from smppd.store.child import WriterProcess
 from smppd.store.limits import StoreLimits
 from smppd.store.writer import StoreUnavailable, Writer
 from tests.conftest import call, wait_for
@@ -66,16 +67,28 @@ def bench(request: Any, tmp_path: Path, reactor_running: Any) -> Iterator[tuple[
         engine.dispose()
 
 
-def start_writer(store: Store, reactor: Any) -> Writer:
-    writer = Writer(store.engine, store.applier, reactor, retry_delay=0.1,
-                    stall_timeout=LIMITS.stall_timeout,
-                    recovery=recovery.for_engine(store.engine))
+@pytest.fixture(params=["thread", "process"])
+def mode(request: Any) -> str:
+    """Where the writer's transactions run: its thread, or its process (smppd.store.child)."""
+    return str(request.param)
+
+
+def make_writer(store: Store, reactor: Any, mode: str, **options: Any) -> Writer:
+    process = WriterProcess(store.engine.url.render_as_string(hide_password=False), LIMITS,
+                            store.applier.memory) if mode == "process" else None
+    return Writer(store.engine, store.applier, reactor, process=process, **options)
+
+
+def start_writer(store: Store, reactor: Any, mode: str = "thread") -> Writer:
+    writer = make_writer(store, reactor, mode, retry_delay=0.1,
+                         stall_timeout=LIMITS.stall_timeout,
+                         recovery=recovery.for_engine(store.engine))
     writer.start()
     return writer
 
 
 def test_a_batch_failing_for_one_row_is_written_one_by_one(
-        bench: tuple[Store, Any], reactor_running: Any) -> None:
+        bench: tuple[Store, Any], reactor_running: Any, mode: str) -> None:
     """A duplicate message id (a primary key violation, a real database error) in
     one batch with good operations: the batch fails, each operation is then
     written on its own, and only the bad one fails."""
@@ -84,7 +97,7 @@ def test_a_batch_failing_for_one_row_is_written_one_by_one(
     store.apply(sent)
     first, second = accept(store), accept(store)
     duplicate = accept(store, message_id=first.message_id)
-    writer = Writer(store.engine, store.applier, reactor_running)
+    writer = make_writer(store, reactor_running, mode)
     outcomes = Outcomes()
     # Queued before the thread starts: one batch for certain.
     for key, op in (("first", first), ("duplicate", duplicate), ("second", second),
@@ -108,7 +121,7 @@ def test_a_batch_failing_for_one_row_is_written_one_by_one(
 
 
 def test_facts_are_held_through_an_outage_and_the_rest_is_given_back(
-        bench: tuple[Store, Any], reactor_running: Any) -> None:
+        bench: tuple[Store, Any], reactor_running: Any, mode: str) -> None:
     """While the database cannot be written, a message id from the SMSC waits in
     the writer (its Deferred does not fire: the dispatcher keeps the window slot)
     and is stored once the database is back; an API accept and a receipt fail back
@@ -116,7 +129,7 @@ def test_facts_are_held_through_an_outage_and_the_rest_is_given_back(
     store, outage = bench
     sent = accept(store)
     store.apply(sent)
-    writer = start_writer(store, reactor_running)
+    writer = start_writer(store, reactor_running, mode)
     outcomes = Outcomes()
     try:
         outage.begin()
@@ -199,11 +212,11 @@ def test_the_database_going_away_during_the_one_by_one_fallback_loses_no_fact(
 
 
 def test_an_idle_store_that_failed_is_probed_back_to_available(
-        bench: tuple[Store, Any], reactor_running: Any) -> None:
+        bench: tuple[Store, Any], reactor_running: Any, mode: str) -> None:
     """After a failed write and with nothing more to write, the writer looks at the
     database by itself: readiness comes back without waiting for traffic."""
     store, outage = bench
-    writer = start_writer(store, reactor_running)
+    writer = start_writer(store, reactor_running, mode)
     outcomes = Outcomes()
     try:
         outage.begin()
