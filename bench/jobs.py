@@ -39,6 +39,7 @@ smscs:
      window: {window}, throughput: 0}}
 accounts:
   - {{name: bench, token: {TOKEN}, balance: 100000000}}
+store: {{writer: {WRITER[0]}}}
 """)
     daemon = subprocess.Popen([sys.executable, "-m", "smppd.cli", "run", "--config",
                                str(config)], env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -54,6 +55,7 @@ def post(port: int, body: bytes, content_type: str) -> dict[str, object]:
 
 
 SPY_GIL: list[str] = []  # ["--gil"]: only the samples holding the GIL
+WRITER = ["process"]  # store.writer: where the writer's transactions run
 
 
 def spy_on(pid: int, profile: str | None) -> subprocess.Popen[bytes] | None:
@@ -148,9 +150,13 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="FILE",
                         help="profile the daemon (raw folded stacks): FILE for (c), "
                         "FILE.csv for (b)")
+    parser.add_argument("--writer", choices=["process", "thread"], default="process",
+                        help="store.writer: the writer's transactions in their own "
+                        "process (the default) or in the daemon's writer thread")
     parser.add_argument("--gil", action="store_true",
                         help="with --py-spy: only samples holding the GIL (py-spy --gil)")
     args = parser.parse_args()
+    WRITER[0] = args.writer
     if args.gil:
         SPY_GIL.append("--gil")
     if args.only != "job":
