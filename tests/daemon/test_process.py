@@ -56,6 +56,7 @@ def test_kill_9_mid_burst_then_restart_accounts_for_every_message(
     after which the daemon exits at once with EX_SOFTWARE (70) rather than guess what
     its last batch came to, so the restart's recovery is the same."""
     window = 50
+    smsc.behaviour.keep_unanswered = True  # receipts in flight at the kill come again
     http_port = free_port()
     config = write_config(tmp_path, smsc.port, http_port, window=window, log_level="warning")
     db = tmp_path / "smppd.db"

@@ -72,6 +72,11 @@ class Behaviour:
     # ESME_RTHROTTLED) is sent again this many seconds later, as a real SMSC retries
     # an MO; None leaves it answered (tests that check the refusal itself).
     redeliver_after: float | None = None
+    # A deliver_sm still unanswered when its connection is lost is kept and sent again
+    # on the next receiving bind, as a real SMSC keeps a receipt until it is
+    # acknowledged (the kill -9 tests: an ESME killed between committing a part's
+    # submit_sm_resp and its receipt gets the receipt again after its restart).
+    keep_unanswered: bool = False
     charset: CharsetProfile = field(default_factory=CharsetProfile)
 
 
@@ -121,6 +126,12 @@ class SmscProtocol(Protocol):
         self.open = False
         if self in self.smsc.connections:
             self.smsc.connections.remove(self)
+        if self.smsc.behaviour.keep_unanswered:
+            unanswered, self.sent_delivers = self.sent_delivers, {}
+            for pdu in unanswered.values():
+                self.smsc.kept_unanswered += 1
+                self.smsc.deliver(dict(pdu.fields), list(pdu.unknown_tlvs),
+                                  system_id=self.system_id, command=pdu.command)
 
     def next_sequence(self) -> int:
         return next(self._sequence)
@@ -260,6 +271,7 @@ class FakeSmsc(Factory):
         self.nacks_received: list[Pdu] = []
         self.deliver_responses: dict[int, int] = {}
         self.redelivered = 0  # MO sent again after a temporary error (redeliver_after)
+        self.kept_unanswered = 0  # deliver_sm kept from a lost connection (keep_unanswered)
         self.receipts_sent = 0
         self.drops = 0  # connections closed by `drop_every`
         self.enquire_links_received = 0
@@ -441,7 +453,7 @@ class FakeSmsc(Factory):
             self._stored.append((system_id or "", pdu))
             return None
         pdu.sequence = connection.next_sequence()
-        if self.behaviour.redeliver_after is not None:
+        if self.behaviour.redeliver_after is not None or self.behaviour.keep_unanswered:
             connection.sent_delivers[pdu.sequence] = pdu
         connection.send(pdu)
         return pdu.sequence
