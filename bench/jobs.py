@@ -55,7 +55,7 @@ def post(port: int, body: bytes, content_type: str) -> dict[str, object]:
 
 
 SPY_GIL: list[str] = []  # ["--gil"]: only the samples holding the GIL
-WRITER = ["process"]  # store.writer: where the writer's transactions run
+WRITER = ["auto"]  # store.writer: where the writer's transactions run
 
 
 def spy_on(pid: int, profile: str | None) -> subprocess.Popen[bytes] | None:
@@ -150,9 +150,10 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="FILE",
                         help="profile the daemon (raw folded stacks): FILE for (c), "
                         "FILE.csv for (b)")
-    parser.add_argument("--writer", choices=["process", "thread"], default="process",
+    parser.add_argument("--writer", choices=["auto", "process", "thread"], default="auto",
                         help="store.writer: the writer's transactions in their own "
-                        "process (the default) or in the daemon's writer thread")
+                        "process or in the daemon's writer thread (auto: the process "
+                        "on SQLite)")
     parser.add_argument("--gil", action="store_true",
                         help="with --py-spy: only samples holding the GIL (py-spy --gil)")
     args = parser.parse_args()

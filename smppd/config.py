@@ -676,7 +676,7 @@ def _read_list(r: _Reader, data: dict[str, Any], key: str, required: bool) -> li
     return value
 
 
-WRITERS = ("process", "thread")
+WRITERS = ("auto", "process", "thread")
 
 
 def _read_store(r: _Reader, data: Any) -> StoreLimits:

@@ -134,7 +134,7 @@ class Daemon:
         self.applier = BatchApplier({s.name: s.receipt_policy for s in settings.smscs})
         writer_process = WriterProcess(settings.database, settings.store,
                                        self.applier.memory, settings.log_level) \
-            if settings.store.writer == "process" else None
+            if settings.store.writer_process(self.engine.dialect.name) else None
         self.writer = Writer(self.engine, self.applier, reactor, on_batch=self._committed,
                              stall_timeout=settings.store.stall_timeout,
                              recovery=recovery.for_engine(self.engine),

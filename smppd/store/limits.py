@@ -28,8 +28,14 @@ class StoreLimits:
     tcp_user_timeout: float = 5.0  # sent data unacknowledged this long ends it (Linux)
     stall_timeout: float = 3.0  # no commit this long while work waits: unavailable
     # Where the writer's transactions run (issue 14, smppd.store.child): "process", its
-    # own process on another core; "thread", the daemon's writer thread.
-    writer: str = "process"
+    # own process on another core; "thread", the daemon's writer thread; "auto", a
+    # process on SQLite (one instance per database: its way to a second core) and the
+    # thread on PostgreSQL (instances scale out instead; bench/cluster.py, two instances
+    # and the server on two cores: 841 msg/s with threads, 469-501 with processes).
+    writer: str = "auto"
+
+    def writer_process(self, dialect: str) -> bool:
+        return self.writer == "process" or (self.writer == "auto" and dialect == "sqlite")
 
     @property
     def answer_timeout(self) -> float:

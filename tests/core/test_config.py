@@ -187,6 +187,22 @@ def test_store_limits_default_and_read(tmp_path: Path) -> None:
     assert settings.store.answer_timeout == 2.5
 
 
+def test_where_the_writers_transactions_run(tmp_path: Path) -> None:
+    """store.writer: auto (a process on SQLite, the thread on PostgreSQL), process or
+    thread; anything else is refused, naming the key and the choices."""
+    default = config.load(write(tmp_path, VALID)).store
+    assert default.writer == "auto"
+    assert default.writer_process("sqlite") and not default.writer_process("postgresql")
+    for chosen, sqlite, postgresql in (("process", True, True), ("thread", False, False)):
+        store = config.load(write(tmp_path, edit(lambda d, w=chosen: d.update(
+            store={"writer": w})))).store
+        assert (store.writer_process("sqlite"), store.writer_process("postgresql")) == (
+            sqlite, postgresql)
+    assert problems(tmp_path, edit(lambda d: d.update(store={"writer": "fork"}))) == [
+        f"{tmp_path / 'smppd.yaml'}: store.writer: expected one of auto, process, thread, "
+        "got 'fork'"]
+
+
 def test_a_missing_environment_variable_is_named(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CARRIER_A_PASSWORD")
