@@ -65,6 +65,11 @@ class Admission:
     _infos: dict[tuple[str, int], TextInfo] = field(default_factory=dict, compare=False,
                                                     hash=False, repr=False)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # To the writer process (smppd.store.child) without `_infos`: a cache that other
+        # threads fill while this one pickles ("dictionary changed size").
+        return Admission, (self.router, self.tariff, self.shortener)
+
     def prepare(self, account_id: int, sender: str, recipient: str, country: str | None,
                 text: str, references: ConcatReferences, now: float, *,
                 ref_id: str | None = None, params: str | None = None,

@@ -24,16 +24,21 @@ def notify(*assignments: str) -> bool:
         return False
     if address.startswith("@"):  # abstract namespace socket
         address = "\0" + address[1:]
+    # This runs on the reactor. A datagram socket whose reader has fallen behind (its
+    # queue holds ten) blocks a plain send until it reads: a watchdog ping, sent every
+    # few seconds, is dropped then instead; a state change (READY, STOPPING,
+    # RELOADING, STATUS) waits up to a second, as it happens once.
+    ping = assignments == ("WATCHDOG=1",)
     try:
-        # Never waits (this runs on the reactor): a datagram socket whose reader has
-        # fallen behind (its queue holds ten) would block a plain send until it read.
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
-                           | socket.SOCK_NONBLOCK) as sock:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(0.0 if ping else 1.0)
             sock.connect(address)
             sock.sendall("\n".join(assignments).encode())
         return True
-    except BlockingIOError:
-        log.debug("sd_notify to %s dropped: its reader is behind", address)
+    except (BlockingIOError, TimeoutError):
+        (log.debug if ping else log.warning)(
+            "sd_notify to %s dropped (%s): its reader is behind", address,
+            ", ".join(assignments))
         return False
     except OSError as exc:
         log.warning("sd_notify to %s failed: %s", address, exc)

@@ -71,7 +71,8 @@ def _memory_state(memory: WriterMemory) -> dict[str, Any]:
     """What the daemon decides in the writer's memory; compared by identity for the
     snapshots swapped whole (pool, admission), by value for the rest."""
     intake = memory.inbound.intake
-    return {"receipt_policy": dict(memory.receipt_policy), "owner": memory.owner,
+    return {"log_level": logging.getLogger().level,  # a reload may change it
+            "receipt_policy": dict(memory.receipt_policy), "owner": memory.owner,
             "pending_receipts": memory.pending_receipts, "pool": memory.inbound.pool,
             "admission": intake.admission if intake is not None else None}
 
@@ -101,7 +102,8 @@ class WriterProcess:
         try:
             with theirs:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "smppd.store.child", str(theirs.fileno())],
+                    [sys.executable, "-m", "smppd.store.child", str(theirs.fileno()),
+                     str(os.getpid())],
                     pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=_child_env())
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -119,6 +121,7 @@ class WriterProcess:
             changed = self._changes()
             if changed:
                 conn.send_bytes(pickle.dumps(("memory", changed), PROTOCOL))
+                self._sent.update(changed)  # only once it is sent
             conn.send_bytes(pickle.dumps(("apply", ops), PROTOCOL))
             kind, payload = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError) as exc:
@@ -135,7 +138,6 @@ class WriterProcess:
                     self._sent[key] is not value if key in ("pool", "admission")
                     else self._sent[key] != value):
                 changed[key] = value
-        self._sent.update(changed)
         return changed
 
     def _how_it_ended(self, exc: BaseException) -> str:
@@ -186,12 +188,14 @@ def portable(exc: BaseException) -> BaseException:
     return detail
 
 
-def _die_with_parent() -> None:
-    """SIGKILL when the daemon dies, however it dies (Linux)."""
+def _die_with_parent(daemon: int) -> None:
+    """SIGKILL when the daemon (pid `daemon`) dies, however it dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the daemon is already gone
+    # Gone before the line above: this process was handed to another parent. (Not
+    # "the parent is 1": in a container the daemon may be PID 1 itself.)
+    if os.getppid() != daemon:
         os._exit(0)
 
 
@@ -221,6 +225,8 @@ def serve(conn: Connection) -> None:
 
 
 def _remember(memory: WriterMemory, changed: dict[str, Any]) -> None:
+    if "log_level" in changed:
+        logging.getLogger().setLevel(changed["log_level"])
     if "receipt_policy" in changed:
         memory.receipt_policy = changed["receipt_policy"]
     if "owner" in changed:
@@ -267,7 +273,7 @@ def _apply(engine: Any, applier: Any, ops: list[Any]) -> bytes:
 
 
 def main() -> None:
-    _die_with_parent()
+    _die_with_parent(int(sys.argv[2]))
     for signum in STOP_SIGNALS:  # a pending one is dropped, then nothing blocks
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

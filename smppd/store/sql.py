@@ -216,5 +216,11 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> An
     try:
         return conn.connection.driver_connection.execute(sql, params)  # type: ignore[union-attr]
     except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would: a connection the dialect calls broken ("Cannot operate
+        # on a closed database") leaves the pool, and the error says so (unavailable).
+        broken = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        if broken:
+            conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
+                                  connection_invalidated=broken,
                                   dialect=conn.dialect) from exc

@@ -208,7 +208,9 @@ class Writer:
             self.reactor.callFromThread(self._stop_shedder)
         if self._thread is not None:
             self._thread.join(timeout)
-        if self.process is not None:
+        if self.process is not None and not self.running:
+            # Not under a thread still writing (past `timeout`): the process then ends
+            # with the daemon (smppd.store.child).
             self.process.stop()
 
     # Reactor thread ---------------------------------------------------------------
@@ -376,7 +378,7 @@ class Writer:
             else:
                 results = self._in_thread(ops)
         except WriterProcessGone as exc:
-            if self.on_process_gone is not None:
+            if self.on_process_gone is not None and not self._stopping:
                 self.on_process_gone(exc.how)
             raise
         except Exception as exc:

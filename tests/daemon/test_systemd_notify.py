@@ -27,6 +27,13 @@ def test_a_reader_that_falls_behind_drops_pings_instead_of_blocking_the_reactor(
         pinger.join(10)
         assert not pinger.is_alive(), "notify() blocked on a full socket"
         assert sent[0] is True and sent[-1] is False  # queued while there was room
+        # A state change waits a little (it happens once), then gives up too.
+        stopping: list[bool] = []
+        waiter = threading.Thread(target=lambda: stopping.append(
+            systemd.notify("STOPPING=1")), daemon=True)
+        waiter.start()
+        waiter.join(10)
+        assert stopping == [False]
         reader.settimeout(1)
         assert reader.recv(64) == b"WATCHDOG=1"
     finally:

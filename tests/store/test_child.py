@@ -65,15 +65,23 @@ def test_what_the_daemon_changes_in_the_writers_memory_is_sent_once(
         store: Store) -> None:
     memory = WriterMemory({"smsc": "all"})
     process = WriterProcess(_url(store), None, memory)
-    first = process._changes()
-    assert set(first) == {"receipt_policy", "owner", "pending_receipts", "pool", "admission"}
-    assert process._changes() == {}
+
+    def sent() -> dict[str, Any]:  # what apply() does once the change is on its way
+        changed = process._changes()
+        process._sent.update(changed)
+        return changed
+
+    first = sent()
+    assert set(first) == {"log_level", "receipt_policy", "owner", "pending_receipts", "pool",
+                          "admission"}
+    assert sent() == {}
     memory.receipt_policy["smsc"] = "first"  # a reload changes the dict in place
     memory.inbound.pool = Pool()  # swapped whole: an equal pool is still news
     memory.owner = "instance-2"
     assert process._changes() == {"receipt_policy": {"smsc": "first"},
                                   "pool": memory.inbound.pool, "owner": "instance-2"}
-    assert process._changes() == {}
+    assert sent() != {}  # not marked sent until it was sent
+    assert sent() == {}
 
 
 def test_the_process_uses_the_receipt_policy_the_daemon_has_now(
@@ -214,3 +222,17 @@ def test_the_operations_of_every_message_cross_as_they_are() -> None:
     arrived = pickle.loads(pickle.dumps(sent, 5))
     assert arrived == sent
     assert len(arrived[1].smsc_key) == len(sent[1].smsc_key) < 100
+
+
+def test_a_process_whose_daemon_is_gone_ends_at_once(tmp_path: Path) -> None:
+    """Handed to another parent before it could ask to die with the daemon: it ends.
+    (Compared with the daemon's pid, not with 1: in a container the daemon may be
+    PID 1.)"""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        child = subprocess.Popen([sys.executable, "-m", "smppd.store.child",
+                                  str(theirs.fileno()), "999999999"],
+                                 pass_fds=[theirs.fileno()])
+        assert child.wait(30) == 0

@@ -325,3 +325,38 @@ def test_under_concurrency_the_writer_gathers_a_group_commit(
         writer.stop()
     assert all(results[key] == ("ok", op.message_id) for key, op in zip("abcdefg", ops_,
                                                                          strict=True))
+
+
+def test_a_stop_that_outlasts_its_wait_is_not_taken_for_a_dead_writer_process(
+        tmp_path: Path, reactor_running: Any) -> None:
+    """The drain gives up on a writer still holding a fact through an outage: the
+    writer process is left to end with the daemon, and that is no "writer process
+    ended" (which would exit the daemon with status 70 before its stop completed)."""
+    path = tmp_path / "store.db"
+    database.upgrade_url(f"sqlite:///{path}")
+    engine = database.make_engine(f"sqlite:///{path}", limits=LIMITS)
+    store = Store(engine)
+    sent = accept(store)
+    store.apply(sent)
+    gone: list[str] = []
+    process = WriterProcess(f"sqlite:///{path}", LIMITS, store.applier.memory)
+    writer = Writer(engine, store.applier, reactor_running, retry_delay=0.1,
+                    stall_timeout=LIMITS.stall_timeout, process=process,
+                    on_process_gone=gone.append)
+    lock = SqliteWriteLock(path)
+    writer.start()
+    try:
+        lock.begin()
+        Outcomes().put(writer, "fact", ops.PartSubmitted(sent.message_id, 1, "smsc",
+                                                         "id-7", "id-7"))
+        wait_for(lambda: not writer.available, timeout=15, what="unavailable")
+        writer.stop(timeout=0.5)
+        assert writer.running  # still holding the fact
+        time.sleep(3 * writer.retry_delay)
+        assert gone == []
+    finally:
+        lock.end()
+        wait_for(lambda: not writer.running, timeout=15, what="the writer thread ended")
+        process.stop()
+        engine.dispose()
+    assert gone == []
