@@ -17,7 +17,14 @@ from smppd.status import Status
 from smppd.store.child import EXIT_CHILD_GONE
 from tests.conftest import wait_for
 from tests.support.polling import until
-from tests.support.process import DaemonProcess, free_port, post_many, query, write_config
+from tests.support.process import (
+    DaemonProcess,
+    ended,
+    free_port,
+    post_many,
+    query,
+    write_config,
+)
 
 
 def _submitted_texts(smsc: Any) -> Counter[str]:
@@ -41,12 +48,6 @@ def _writer_process(daemon: DaemonProcess) -> int:
     raise AssertionError("the daemon has no writer process")
 
 
-def _ended(pid: int) -> bool:
-    """Gone, or a zombie no one has reaped yet (a container's init may not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 @pytest.mark.parametrize("victim", ["daemon", "writer process"])
@@ -75,7 +76,7 @@ def test_kill_9_mid_burst_then_restart_accounts_for_every_message(
         if victim == "daemon":
             writer = _writer_process(daemon)
             daemon.kill()  # SIGKILL: no drain, no unbind, whatever was in memory is gone
-            until(lambda: _ended(writer), 10, "the writer process to die with the daemon",
+            until(lambda: ended(writer), 10, "the writer process to die with the daemon",
                   interval=0.05)
         else:
             os.kill(_writer_process(daemon), signal.SIGKILL)

@@ -26,6 +26,7 @@ from smppd.store.ledger import BalanceRace
 from tests.store.conftest import Store
 from tests.store.test_store import accept
 from tests.support.polling import until
+from tests.support.process import ended
 
 
 def _url(store: Store) -> str:
@@ -160,17 +161,12 @@ def test_the_process_dies_with_the_daemon(store: Store, tmp_path: Path) -> None:
         assert Path(f"/proc/{writer}").exists()
         daemon.kill()
         daemon.wait(10)
-        until(lambda: _ended(writer), 10, "the writer process to die", interval=0.05)
+        until(lambda: ended(writer), 10, "the writer process to die", interval=0.05)
     finally:
         daemon.kill()
         daemon.wait(10)
 
 
-def _ended(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_an_unknown_database_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:

@@ -189,3 +189,12 @@ def post_many(port: int, texts: list[str], connections: int = 20,
 
     asyncio.run(post_all(port, [(body, b"") for body in bodies], connections, answered))
     return accepted
+
+
+def ended(pid: int) -> bool:
+    """The process is gone, or a zombie no one has reaped yet (a container's init may
+    not reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
