@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from .sql import driver_execute
+from .sql import execute
 
 SLOT_SECONDS = 900
 _SLOT_MS = SLOT_SECONDS * 1000
@@ -94,8 +94,6 @@ class RollupDeltas:
 def upsert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     marker = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
     group = "(" + ", ".join([marker] * 8) + ")"
-    # SQLite: straight to the driver, as the writer's other bulk statements (smppd.store.sql)
-    execute = driver_execute if conn.dialect.name == "sqlite" else Connection.exec_driver_sql
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start:start + _ROWS_PER_STATEMENT]
         execute(

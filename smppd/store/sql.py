@@ -179,10 +179,7 @@ class Runner:
 
     def execute(self, conn: Connection, sql: str, params: Sequence[Any] = ()) -> None:
         """One statement in the batch's transaction (see the module's docstring)."""
-        if self.postgres:
-            conn.exec_driver_sql(sql, tuple(params))
-        else:
-            driver_execute(conn, sql, params)
+        execute(conn, sql, params)
 
     def fetch(self, conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """The rows of one read in the batch's transaction, as tuples."""
@@ -206,6 +203,15 @@ class Runner:
             if rows <= 64 or full:
                 self._rendered[key] = sql
         return sql
+
+
+def execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> None:
+    """One statement of a batch: the driver's own path on SQLite, SQLAlchemy's on
+    PostgreSQL (see the module's docstring)."""
+    if conn.dialect.name == "sqlite":
+        driver_execute(conn, sql, params)
+    else:
+        conn.exec_driver_sql(sql, tuple(params))
 
 
 def driver_execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> Any:
