@@ -80,6 +80,9 @@ PHASES: tuple[tuple[tuple[type, ...], Phase], ...] = (
     (portal.KINDS, portal.apply),  # users and sessions (issue 15), in their own order
 )
 _KNOWN = frozenset(kind for kinds, _ in PHASES for kind in kinds)
+# The same, each phase's kinds as a set: which phases have work is one C-level test
+# each, 3 us a batch instead of 7 with a generator per phase.
+_PHASE_SETS = tuple((frozenset(kinds), phase) for kinds, phase in PHASES)
 # Kinds that change messages already in progress: with several instances, a batch
 # holding one takes the writers' turn first (smppd.store.epoch).
 _SHARED = frozenset((*outcomes.KINDS, ops.StopJob, ops.AbortJob, ops.LearnIdMode))
@@ -134,8 +137,8 @@ class BatchApplier:
         if turn and not _EARLY.isdisjoint(by_kind):
             epoch.take_turn(ctx)  # first, before any other row lock of the batch
             turn = False
-        for kinds, phase in PHASES:
-            if any(kind in by_kind for kind in kinds):
+        for kinds, phase in _PHASE_SETS:
+            if not by_kind.keys().isdisjoint(kinds):
                 if turn and not _SHARED.isdisjoint(kinds):
                     # Late, so that accepts in the same batch do not hold the turn: no
                     # lock before it that a turn's holder could want (balances are
@@ -146,4 +149,6 @@ class BatchApplier:
         if ctx.account_deltas:
             ledger.flush(ctx)
         ctx.rollups.write(conn)
+        if ctx.turn is not None:
+            epoch.record(ctx)
         return ctx.results

@@ -78,6 +78,18 @@ class BatchContext:
     rollups: RollupDeltas = field(default_factory=RollupDeltas)
     # Several instances (issue 14): balance changes written at the end (ledger.flush).
     account_deltas: dict[int, int] = field(default_factory=dict)
+    # Several instances (issue 14): the writers' turn this batch took, if any, and the
+    # messages whose state it changed (None: too many or unknown), which the turn
+    # records for the other writers (smppd.store.epoch).
+    turn: int | None = None
+    touched: set[str] | None = field(default_factory=set)
+
+    def touch(self, message_ids: Any) -> None:
+        if self.memory.owner is not None and self.touched is not None:
+            self.touched.update(message_ids)
+
+    def touch_everything(self) -> None:
+        self.touched = None
 
     @property
     def cache(self) -> InProgress:

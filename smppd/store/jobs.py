@@ -183,6 +183,7 @@ def _abort(ctx: BatchContext, op: AbortJob) -> int:
     if row is None:
         return 0
     _unroll(ctx, row.account_id, op.job_id)
+    ctx.touch_everything()  # its messages go; another writer forgets all it knows (rare)
     ids = select(m.id).where(m.job_id == op.job_id).scalar_subquery()
     conn.execute(t.parts.delete().where(t.parts.c.message_id.in_(ids)))
     conn.execute(t.messages.delete().where(m.job_id == op.job_id))
@@ -268,6 +269,7 @@ def _stop(ctx: BatchContext, op: StopJob) -> tuple[int, int] | None:
                                 for message_id in ids])
     for message_id in ids:
         ctx.cache.forget(message_id)
+    ctx.touch(ids)
     ledger.refund(ctx, {op.account_id: refund})
     conn.execute(update(t.jobs).where(j.id == op.job_id).values(
         state=JobState.STOPPED if state != JobState.COMPLETED else state,

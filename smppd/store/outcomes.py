@@ -98,6 +98,7 @@ def apply(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None
     if seen:
         for message_id, part_no, status, error in receipts.match(ctx, seen):
             _part_status(ctx, message_id, part_no, status, error, None, changes)
+    ctx.touch(changes.touched)
     run = ctx.sql.run
     run(ctx.conn, PART_SUBMITTED, changes.part_submitted)
     run(ctx.conn, PART_ID, changes.part_id)

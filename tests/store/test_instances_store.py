@@ -86,6 +86,78 @@ def test_a_writer_forgets_states_another_instance_changed(pg: Any) -> None:
     assert {status: n for status, n in rollups.items() if n} == {"delivered": 1}
 
 
+def _two_sent_by_a(engine: Any) -> tuple[Instance, Instance, ops.Accept, ops.Accept]:
+    """Instances A and B; two messages A accepted and sent (ids "300" and "301"), so
+    A's memory knows both: its first turn."""
+    account = _accounts(engine)
+    a, b = Instance(engine, "a"), Instance(engine, "b")
+    first, second = _accept(account), _accept(account)
+    a.apply(first, second)
+    a.apply(ops.PartSubmitted(first.message_id, 1, "s", "300", "300"),
+            ops.PartSubmitted(second.message_id, 1, "s", "301", "301"))
+    return a, b, first, second
+
+
+def test_a_writer_forgets_only_the_messages_other_turns_changed(pg: Any) -> None:
+    """B's turn records what it changed; A, taking the next turn, forgets that message
+    only and keeps the state of the other (it used to forget them all, and two instances
+    taking turns in alternation read everything again at every batch)."""
+    a, b, mine, theirs = _two_sent_by_a(pg)
+    b.apply(ops.ReceiptSeen("s", "301", "delivered", None))
+    assert _rows(pg, "SELECT writer, message_ids FROM writer_touches ORDER BY epoch") == [
+        ("a", ",".join(sorted([mine.message_id, theirs.message_id]))),
+        ("b", theirs.message_id)]
+    a.apply(ops.ReceiptSeen("s", "399", "delivered", None))  # a turn; waits, changes nothing
+    cache = a.applier.memory.cache
+    assert theirs.message_id not in cache
+    assert cache.get(mine.message_id).parts == ["submitted"]
+    # What A reads again is the truth: a duplicate receipt changes nothing.
+    a.apply(ops.ReceiptSeen("s", "301", "delivered", None))
+    assert _rows(pg, f"SELECT status FROM message_events WHERE part_no IS NULL AND "
+                     f"message_id = '{theirs.message_id}' ORDER BY id") == \
+        [("submitted",), ("delivered",)]
+
+
+def test_turns_that_cannot_be_listed_make_a_writer_forget_everything(pg: Any) -> None:
+    """A turn whose record is gone (pruned, or taken by an smppd that does not record)
+    or that recorded "too many to list" leaves nothing to trust: all is read again."""
+    a, b, first, second = _two_sent_by_a(pg)
+    b.apply(ops.ReceiptSeen("s", "499", "delivered", None))  # a turn that changed nothing
+    with pg.begin() as conn:
+        conn.execute(text("DELETE FROM writer_touches WHERE writer = 'b'"))
+    a.apply(ops.ReceiptSeen("s", "498", "delivered", None))
+    assert first.message_id not in a.applier.memory.cache
+    assert second.message_id not in a.applier.memory.cache
+    a.apply(ops.PartSubmitted(first.message_id, 1, "s", "300", "300"))  # known again
+    assert first.message_id in a.applier.memory.cache
+    with pg.begin() as conn:
+        conn.execute(text("UPDATE writer_epoch SET epoch = epoch + 1"))
+        conn.execute(text("INSERT INTO writer_touches (epoch, writer, message_ids) "
+                          "SELECT epoch, 'c', NULL FROM writer_epoch"))
+    a.apply(ops.ReceiptSeen("s", "497", "delivered", None))
+    assert first.message_id not in a.applier.memory.cache
+
+
+def test_a_job_stopped_on_one_instance_is_forgotten_by_the_other(pg: Any) -> None:
+    account = _accounts(pg, balance=100)
+    a, b = Instance(pg, "a"), Instance(pg, "b")
+    other = _accept(account)
+    a.apply(other)
+    a.apply(ops.PartSubmitted(other.message_id, 1, "s", "500", "500"))
+    job = new_id()
+    rows = tuple(ops.Accept(account, new_id(), "Acme", "48500100200", "PL", "t", "gsm", 1,
+                            1, 7, None, None, None, time.time(), job_id=job)
+                 for _ in range(2))
+    a.apply(ops.CreateJob(account, job, "j", "Acme", "t", None, None, rows, time.time()),
+            ops.FinishJob(job, "running", 0, None))
+    a.apply(ops.Warm(tuple((r.message_id, account, 1, None, 1) for r in rows)))
+    assert all(r.message_id in a.applier.memory.cache for r in rows)
+    assert b.apply(ops.StopJob(job, account, frozenset(), "b"))[0] == (2, 2)
+    a.apply(ops.ReceiptSeen("s", "599", "delivered", None))
+    assert not any(r.message_id in a.applier.memory.cache for r in rows)
+    assert other.message_id in a.applier.memory.cache
+
+
 def test_a_receipt_one_instance_kept_settles_the_part_another_sends_later(pg: Any) -> None:
     account = _accounts(pg)
     a, b = Instance(pg, "a"), Instance(pg, "b")
