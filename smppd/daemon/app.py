@@ -294,6 +294,9 @@ class Daemon:
         self.connectors[smsc.name] = connector
         self.dispatcher.add_channel(Channel(smsc, connector, self.reactor.seconds(),
                                             self.settings.throttle))
+        # At start the applier already has it; an SMSC a reload adds does not (it got
+        # "all" until a restart, whatever its configuration said).
+        self.applier.receipt_policy[smsc.name] = smsc.receipt_policy
         connector.start()
 
     def _retire_connector(self, name: str) -> None:

@@ -7,10 +7,11 @@ import time
 from collections import Counter
 from typing import Any
 
+from smppd import config
 from smppd.protocol import constants as c
 from tests.conftest import call, wait_for
 from tests.support.peer import record_commands
-from tests.support.running import TOKEN_B, Client
+from tests.support.running import TOKEN_B, Client, settings_dict
 
 
 def test_message_reaches_delivered_and_history_is_readable(start_daemon: Any) -> None:
@@ -415,3 +416,19 @@ def test_routes_fail_over_and_unrouted_numbers_are_refused(start_daemon: Any) ->
     finally:
         call(port.stopListening)
         call(backup.drop_all)
+
+
+def test_an_smsc_a_reload_adds_gets_its_receipt_policy(start_daemon: Any) -> None:
+    """It used to get "all" until a restart, whatever its configuration said: the
+    policy was set for SMSCs present at start and for those a reload changed only."""
+    running = start_daemon()
+    daemon = running.daemon
+    database = str(daemon.settings.database)
+    added = {"name": "carrier-b", "host": "127.0.0.1", "port": running.smsc.port,
+             "system_id": "acme", "password": "secret", "receipt_policy": "first"}
+    settings = config.parse(settings_dict(database, running.smsc.port, extra_smscs=[added]),
+                            "test.yaml")
+    changes = call(daemon.reload, settings)
+    assert "smsc carrier-b: added" in changes
+    assert daemon.applier.receipt_policy["carrier-b"] == "first"
+    assert daemon.applier.receipt_policy["carrier-a"] == "all"
