@@ -76,6 +76,11 @@ class InProgress:
         if state is not None:
             self._forget_keys(state)
 
+    def forget_key(self, key: PartKey) -> None:
+        """Another writer stored this SMSC id (smppd.store.epoch): which parts it names
+        is read again from the database on its next receipt."""
+        self.keys.pop(key, None)
+
     def _forget_keys(self, state: MessageState) -> None:
         for key in state.keys:
             self.keys.pop(key, None)

@@ -78,15 +78,17 @@ class BatchContext:
     rollups: RollupDeltas = field(default_factory=RollupDeltas)
     # Several instances (issue 14): balance changes written at the end (ledger.flush).
     account_deltas: dict[int, int] = field(default_factory=dict)
-    # Several instances (issue 14): the writers' turn this batch took, if any, and the
-    # messages whose state it changed (None: too many or unknown), which the turn
-    # records for the other writers (smppd.store.epoch).
+    # Several instances (issue 14): the writers' turn this batch took, if any, the
+    # messages whose state it changed (None: too many or unknown) and the SMSC ids it
+    # stored, which the turn records for the other writers (smppd.store.epoch).
     turn: int | None = None
     touched: set[str] | None = field(default_factory=set)
+    keys_stored: set[tuple[str, str]] = field(default_factory=set)
 
-    def touch(self, message_ids: Any) -> None:
+    def touch(self, message_ids: Any, keys: Any = ()) -> None:
         if self.memory.owner is not None and self.touched is not None:
             self.touched.update(message_ids)
+            self.keys_stored.update(keys)
 
     def touch_everything(self) -> None:
         self.touched = None

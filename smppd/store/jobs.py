@@ -248,7 +248,12 @@ def _stop(ctx: BatchContext, op: StopJob) -> tuple[int, int] | None:
     query = select(m.id, m.points, m.parts, m.error_code, m.refunded).where(
         m.job_id == op.job_id, m.status == Status.QUEUED, ~started.exists())
     if op.owner is not None:  # issue 14: not what another live instance is sending
-        query = query.where(leases.not_held_elsewhere(op.owner))
+        # Locked as read: an instance leasing the job's next page meanwhile skips them
+        # (its lease is FOR UPDATE SKIP LOCKED) instead of taking, warming and sending
+        # a message this stop cancels and refunds; one it is leasing now is skipped
+        # here (it cancels what it holds itself once it sees the stop).
+        query = query.where(leases.not_held_elsewhere(op.owner)).with_for_update(
+            of=t.messages, skip_locked=True)
     rows = conn.execute(query).all()
     cancelled = [row for row in rows if row.id not in op.in_flight]
     refund = sum(row.points for row in cancelled)

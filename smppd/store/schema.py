@@ -704,12 +704,13 @@ writer_epoch = Table(
     Column("writer", String(64), nullable=True),
 )
 
-# One row per turn taken (smppd.store.epoch): the messages that turn's batch changed,
-# so that the next writer to take a turn forgets only those instead of all it knows.
-# NULL: too many to list, or not known (everything is forgotten). Pruned by epoch.
+# One row per turn taken (smppd.store.epoch): what that turn's batch changed, as JSON
+# ({"m": message ids, "k": [smsc, SMSC id] pairs it stored}), so that the next writer
+# to take a turn forgets only those instead of all it knows. NULL: too many to list
+# (everything is forgotten). Pruned by epoch.
 writer_touches = Table(
     "writer_touches", metadata,
     Column("epoch", BigInteger, primary_key=True, autoincrement=False),
     Column("writer", String(64), nullable=True),
-    Column("message_ids", Text, nullable=True),
+    Column("changes", Text, nullable=True),
 )

@@ -5,6 +5,7 @@ printed when SMPPD_TEST_POSTGRES_URL is unset."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from smppd.ids import new_id
-from smppd.store import database, instances, leases, ledger, queries
+from smppd.store import database, epoch, instances, jobs, leases, ledger, queries
 from smppd.store import operations as ops
 from smppd.store.batch import BatchApplier
 from smppd.store.database import DatabaseError
@@ -104,9 +105,12 @@ def test_a_writer_forgets_only_the_messages_other_turns_changed(pg: Any) -> None
     taking turns in alternation read everything again at every batch)."""
     a, b, mine, theirs = _two_sent_by_a(pg)
     b.apply(ops.ReceiptSeen("s", "301", "delivered", None))
-    assert _rows(pg, "SELECT writer, message_ids FROM writer_touches ORDER BY epoch") == [
-        ("a", ",".join(sorted([mine.message_id, theirs.message_id]))),
-        ("b", theirs.message_id)]
+    records = [(writer, json.loads(changes)) for writer, changes in _rows(
+        pg, "SELECT writer, changes FROM writer_touches ORDER BY epoch")]
+    assert records == [
+        ("a", {"m": sorted([mine.message_id, theirs.message_id]),
+               "k": [["s", "300"], ["s", "301"]]}),
+        ("b", {"m": [theirs.message_id], "k": []})]
     a.apply(ops.ReceiptSeen("s", "399", "delivered", None))  # a turn; waits, changes nothing
     cache = a.applier.memory.cache
     assert theirs.message_id not in cache
@@ -132,10 +136,64 @@ def test_turns_that_cannot_be_listed_make_a_writer_forget_everything(pg: Any) ->
     assert first.message_id in a.applier.memory.cache
     with pg.begin() as conn:
         conn.execute(text("UPDATE writer_epoch SET epoch = epoch + 1"))
-        conn.execute(text("INSERT INTO writer_touches (epoch, writer, message_ids) "
+        conn.execute(text("INSERT INTO writer_touches (epoch, writer, changes) "
                           "SELECT epoch, 'c', NULL FROM writer_epoch"))
     a.apply(ops.ReceiptSeen("s", "497", "delivered", None))
     assert first.message_id not in a.applier.memory.cache
+
+
+def test_an_smsc_id_another_instance_stored_is_looked_up_again(pg: Any) -> None:
+    """The SMSC reused an id while both messages are in progress: A indexes it for
+    its message, B stores it for another. A receipt for it on A settles both, as a
+    single writer would: B's turn listed the id, so A read its parts again."""
+    account = _accounts(pg)
+    a, b = Instance(pg, "a"), Instance(pg, "b")
+    x, z = _accept(account), _accept(account)
+    a.apply(x)
+    a.apply(ops.PartSubmitted(x.message_id, 1, "s", "600", "600"))
+    b.apply(z)
+    b.apply(ops.PartSubmitted(z.message_id, 1, "s", "600", "600"))
+    a.apply(ops.ReceiptSeen("s", "600", "delivered", None))
+    assert _rows(pg, "SELECT status FROM messages") == [("delivered",), ("delivered",)]
+
+
+def test_too_many_turns_since_a_writer_s_own_are_not_read(pg: Any) -> None:
+    """Reading them would hold the lock every turn waits for: the cache is read again
+    instead."""
+    a, b, first, _second = _two_sent_by_a(pg)
+    for n in range(epoch.MAX_READ + 1):
+        b.apply(ops.ReceiptSeen("s", f"7{n:02d}", "delivered", None))
+    a.apply(ops.ReceiptSeen("s", "799", "delivered", None))
+    assert first.message_id not in a.applier.memory.cache
+
+
+def test_a_page_leased_while_a_stop_reads_it_is_not_handed_out(pg: Any,
+                                                              monkeypatch: Any) -> None:
+    """B's stop locks the queued messages it reads: A, leasing the job's next page
+    between B's read and B's update, skips them instead of sending a message B then
+    cancels and refunds (found by review: A's warmed state said queued, and its
+    dispatcher sent it)."""
+    account = _accounts(pg, balance=100)
+    a, b = Instance(pg, "a"), Instance(pg, "b")
+    job = new_id()
+    rows = (ops.Accept(account, new_id(), "Acme", "48500100200", "PL", "t", "gsm", 1, 1, 7,
+                       None, None, None, time.time(), job_id=job),)
+    a.apply(ops.CreateJob(account, job, "j", "Acme", "t", None, None, rows, time.time()),
+            ops.FinishJob(job, "running", 0, None))
+    leased: list[Any] = []
+    real_chunks = jobs.chunks
+
+    def lease_meanwhile(ids: Any) -> Any:  # between B's read and its update
+        if not leased:
+            with pg.begin() as conn:
+                leased.append(leases.lease_job_page(conn, "a", job, 10)[0])
+        return real_chunks(ids)
+
+    monkeypatch.setattr(jobs, "chunks", lease_meanwhile)
+    assert b.apply(ops.StopJob(job, account, frozenset(), "b"))[0] == (1, 1)
+    assert leased == [[]]
+    assert _rows(pg, "SELECT status, refunded, lease_owner FROM messages") == \
+        [("cancelled", 1, None)]
 
 
 def test_a_job_stopped_on_one_instance_is_forgotten_by_the_other(pg: Any) -> None:

@@ -17,7 +17,7 @@ def upgrade() -> None:
     op.create_table('writer_touches',
     sa.Column('epoch', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('writer', sa.String(length=64), nullable=True),
-    sa.Column('message_ids', sa.Text(), nullable=True),
+    sa.Column('changes', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('epoch', name=op.f('pk_writer_touches'))
     )
 
