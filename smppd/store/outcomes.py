@@ -5,6 +5,7 @@ never accepted). States never go backwards (smppd.status.merge)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from .. import status as vocabulary
@@ -98,8 +99,9 @@ def apply(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None
     if seen:
         for message_id, part_no, status, error in receipts.match(ctx, seen):
             _part_status(ctx, message_id, part_no, status, error, None, changes)
-    ctx.touch(changes.touched, [(row[2], row[4]) for row in changes.part_submitted] +
-              [(row[0], row[1]) for row in changes.aliases])
+    # Lazily: nothing is built for them on a single instance (ctx.touch ignores them).
+    ctx.touch(changes.touched, chain(((row[2], row[4]) for row in changes.part_submitted),
+                                     ((row[0], row[1]) for row in changes.aliases)))
     run = ctx.sql.run
     run(ctx.conn, PART_SUBMITTED, changes.part_submitted)
     run(ctx.conn, PART_ID, changes.part_id)
