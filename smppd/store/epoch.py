@@ -96,8 +96,9 @@ def _forget_others(ctx: BatchContext, mine: int | None, current: int) -> None:
 
 
 def record(ctx: BatchContext) -> None:
-    """At the end of a batch that took the turn: the messages it changed, for the next
-    writer to take one (in this transaction, so it is seen with the turn)."""
+    """At the end of a batch that took the turn: the messages it changed and the SMSC
+    ids it stored, for the next writer to take one (in this transaction, so it is seen
+    with the turn); NULL when that is too much to list or not known (an abort)."""
     touched, keys = ctx.touched, ctx.keys_stored
     changes = None if touched is None or len(touched) + len(keys) > MAX_LISTED else \
         json.dumps({"m": sorted(touched), "k": sorted(keys)}, separators=(",", ":"))

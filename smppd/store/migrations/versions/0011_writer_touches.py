@@ -2,7 +2,7 @@
 
 Revision ID: 0011
 Revises: 0010
-(issue 14: a writer forgets only the messages another instance's turns changed)
+(issue 14: a writer forgets only the messages and SMSC ids other instances' turns changed)
 """
 import sqlalchemy as sa
 from alembic import op
