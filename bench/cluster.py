@@ -9,7 +9,14 @@ bulk job through the first instance, which every instance feeds. The clock stops
 when the last message's final status is committed. Prints figures; asserts nothing.
 
     python bench/cluster.py --database postgresql+psycopg://postgres@127.0.0.1/bench \
-        [--instances 2] [--count 10000] [--job 10000] [--connections 40]
+        [--instances 2] [--count 10000] [--job 10000] [--connections 240] \
+        [--writer auto|process|thread]
+
+The connections are shared out among the instances. Each waits for its 201 before its
+next POST, so the rate they can offer is connections / latency of an accept: 240 by
+default, because 40 (the earlier default) left two instances waiting on the load
+generator (measured 2026-11-30, thread writer, 20,000 messages: one instance 1,071-1,326
+msg/s and two 943-1,298 at 40 connections; at 240, one 1,089-1,557 and two 1,749-2,221).
 
 (--database defaults to $SMPPD_TEST_POSTGRES_URL; that database is emptied.)
 """
@@ -42,11 +49,13 @@ FINAL = "('delivered','undelivered','expired','rejected','failed','unknown')"
 
 
 def write_config(folder: Path, database: str, smsc_port: int, http_port: int,
-                 window: int) -> Path:
+                 window: int, writer: str = "auto") -> Path:
     path = folder / "smppd.yaml"
     path.write_text(f"""
 database: {database}
 log_level: warning
+store:
+  writer: {writer}
 http:
   listen: 127.0.0.1:{http_port}
 smscs:
@@ -100,8 +109,10 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--count", type=int, default=10_000, help="messages POSTed")
     parser.add_argument("--job", type=int, default=0, help="messages in one bulk job")
-    parser.add_argument("--connections", type=int, default=40)
+    parser.add_argument("--connections", type=int, default=240)
     parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--writer", choices=("auto", "process", "thread"), default="auto",
+                        help="store.writer of every instance (auto: thread on PostgreSQL)")
     args = parser.parse_args()
     if not args.database:
         parser.error("--database (or SMPPD_TEST_POSTGRES_URL) names the PostgreSQL database")
@@ -118,7 +129,7 @@ def main() -> None:
             home = folder / f"instance-{index}"
             home.mkdir()
             port = free_port()
-            config = write_config(home, args.database, smsc_port, port, args.window)
+            config = write_config(home, args.database, smsc_port, port, args.window, args.writer)
             logs.append((home / "daemon.log").open("w"))
             daemons.append(subprocess.Popen([sys.executable, "-m", "smppd.cli", "run",
                                              "--config", str(config)], env=env,
