@@ -464,7 +464,11 @@ class EsmeSession:
                 self._close("no enquire_link_resp within "
                             f"{self.config.enquire_link_timeout:g} s")
             return
-        if now - self._last_received >= self.config.enquire_link_interval:
+        # The same sum next_deadline() gives: `now - last >= interval` differs from it
+        # in the last bit for some values (60.004999999999995 - 30.005 < 30), and a
+        # timer set for that deadline then found nothing due and was set again for it
+        # at once, as often as the reactor could run it.
+        if now >= self._last_received + self.config.enquire_link_interval:
             self._send_request("enquire_link", "enquire_link", {})
             self._enquire_deadline = now + self.config.enquire_link_timeout
 

@@ -26,6 +26,14 @@ if TYPE_CHECKING:  # pyOpenSSL is imported only when an SMSC uses TLS
     from .tls import ClientTls
 
 EventSink = Callable[["SessionProtocol", list[Event]], None]
+# A timer due more than this before the session's next deadline is moved, not left to
+# fire for nothing. After an enquire_link is answered the next deadline jumps from its
+# response timeout (10 s) to the next enquire_link (30 s): left in place, the timer woke
+# an idle daemon for nothing once per enquire_link, a third of its wake-ups, and a
+# wake-up of an idle process is what a virtual machine charges most for (issue 13,
+# bench/coldwake.py). A busy window's oldest deadline creeps forward by milliseconds:
+# that keeps the timer, which then fires at most once per response timeout.
+RESCHEDULE_SLACK = 1.0
 
 
 @implementer(IHandshakeListener)
@@ -198,7 +206,7 @@ class SessionProtocol(Protocol):
             self._cancel_timer()
             return
         if timer is not None and timer.active():
-            if timer.getTime() <= deadline:
+            if deadline - RESCHEDULE_SLACK <= timer.getTime() <= deadline:
                 return  # fires early enough; a tick with nothing due is harmless
             timer.cancel()
         delay = max(0.0, deadline - self._clock.seconds())

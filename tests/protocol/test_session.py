@@ -173,6 +173,21 @@ def test_enquire_link_answered_keeps_the_link() -> None:
     assert peer.session.state is State.BOUND
 
 
+def test_the_enquire_link_is_due_at_exactly_the_deadline_the_session_gives() -> None:
+    """next_deadline() is when the transport's timer fires; tick() at that moment must
+    find the enquire_link due, whatever the float rounding (30.005 + 30 - 30.005 is
+    29.999999999999996), or the timer is set again for the same moment, forever."""
+    peer = Peer(enquire_link_interval=30)
+    peer.now = 30.005
+    peer.bind()  # the bind response is the last thing received, at 30.005
+    deadline = peer.session.next_deadline()
+    assert deadline is not None and deadline - 30.005 < 30  # the rounding in question
+    peer.now = deadline
+    peer.session.tick(deadline)
+    (enquire,) = peer.sent()
+    assert enquire.command == "enquire_link"
+
+
 def test_smsc_enquire_link_is_answered_at_once() -> None:
     peer = Peer()
     peer.bind()
