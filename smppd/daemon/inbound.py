@@ -143,6 +143,7 @@ class InboundService:
         self.runtime.intake = intake
         if self.runtime.references is None:
             self.runtime.references = ConcatReferences(bits=16)  # the writer thread's own
+        self.forwarder.resume()  # smtp may have come or gone with a reload
 
     @defer.inlineCallbacks
     def start(self) -> Any:
