@@ -32,7 +32,8 @@ EventSink = Callable[["SessionProtocol", list[Event]], None]
 # an idle daemon for nothing once per enquire_link, a third of its wake-ups, and a
 # wake-up of an idle process is what a virtual machine charges most for (issue 13,
 # bench/coldwake.py). A busy window's oldest deadline creeps forward by milliseconds:
-# that keeps the timer, which then fires at most once per response timeout.
+# the timer is kept until it has fallen a second behind, so at full speed it is set
+# again about once a second, not once per response.
 RESCHEDULE_SLACK = 1.0
 
 
