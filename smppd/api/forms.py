@@ -3,10 +3,11 @@
 The multipart grammar is python-multipart's (the parser behind Starlette's forms):
 the boundary search, and part headers read as RFC 7578 says (a `name` parameter
 anywhere in Content-Disposition, quoted or not, never mistaken for `filename`).
-What is done here is only the memory discipline for a 30 MB upload that is already
-in memory: the body is written to the parser in one piece, so each part's data
-comes back as offsets into that body, and each part is copied out once (the
-standard library's email parser copies an upload several times over).
+What is done here is only the memory discipline for a 30 MB upload: a body in memory
+is written to the parser in one piece, and one on disk a block at a time, so each
+part's data comes back as offsets into that body, and each part is copied out once
+or not at all (the standard library's email parser copies an upload several times
+over).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from . import uploads
+from .uploads import Body, SpooledBody
 from .validation import ApiError
 
 MAX_BOUNDARY = 70  # RFC 2046
@@ -32,12 +35,14 @@ def is_multipart(content_type: bytes) -> bool:
     return content_type.lower().startswith(b"multipart/form-data")
 
 
-def parse_multipart(body: bytes, content_type: bytes,
-                    views: bool = False) -> dict[str, bytes]:
+def parse_multipart(body: Body, content_type: bytes,
+                    views: bool = False) -> dict[str, Any]:
     """name -> content of each part (the last wins for a repeated name). With
     `views`, a part that lies in one piece of `body` is a memoryview of it, not a
     copy (issue 14: a 30 MB CSV was held twice, the body and its part, while its job
-    was built); form_text, csv_rows and hashlib take either."""
+    was built); form_text, csv_rows and hashlib take either. A body kept on disk
+    (uploads.SpooledBody) is read a block at a time, and a part of it that lies in
+    one piece is a window of the same file, whatever `views` says."""
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
@@ -48,7 +53,14 @@ def parse_multipart(body: bytes, content_type: bytes,
     parser = MultipartParser(boundary, parts.callbacks())
     parser.logger = _QUIET  # it logs each malformed body: a client's flood in our log
     try:
-        parser.write(body)
+        if isinstance(body, SpooledBody):
+            block = uploads.READ_BYTES
+            for offset in range(0, len(body), block):
+                chunk = body[offset:offset + block]
+                parts.at(chunk, offset)
+                parser.write(chunk)
+        else:
+            parser.write(body)
     except MultipartParseError as exc:
         raise ApiError(400, f"malformed multipart body: {exc}") from None
     if not parts.complete:
@@ -60,10 +72,13 @@ class _Parts:
     """Callbacks for MultipartParser that keep, per part, where its data lies in
     `body` (copied out once at the part's end) and the name its headers give."""
 
-    def __init__(self, body: bytes, views: bool = False) -> None:
+    def __init__(self, body: Body, views: bool = False) -> None:
         self.body = body
-        self._view = memoryview(body) if views else body
-        self.fields: dict[str, bytes] = {}
+        self._views = views
+        self._view: Any = body if isinstance(body, SpooledBody) else memoryview(body)
+        self._chunk: Any = body  # what the parser is being given, at `_base` in body
+        self._base = 0
+        self.fields: dict[str, Any] = {}
         self.complete = False
         self.count = 0
         self._header_name = b""
@@ -71,6 +86,9 @@ class _Parts:
         self._disposition: bytes | None = None
         self._name: str | None = None
         self._pieces: list[tuple[int, int] | bytes] = []
+
+    def at(self, chunk: bytes, base: int) -> None:
+        self._chunk, self._base = chunk, base
 
     def callbacks(self) -> dict[str, Any]:
         return {"on_part_begin": self._begin, "on_header_field": self._field,
@@ -110,7 +128,8 @@ class _Parts:
         self._name = name.decode("utf-8", "replace")
 
     def _data(self, data: bytes, start: int, end: int) -> None:
-        if data is self.body:
+        if data is self._chunk:
+            start, end = start + self._base, end + self._base
             last = self._pieces[-1] if self._pieces else None
             if isinstance(last, tuple) and last[1] == start:
                 self._pieces[-1] = (last[0], end)  # contiguous: still one slice
@@ -120,17 +139,20 @@ class _Parts:
             self._pieces.append(bytes(data[start:end]))
 
     def _end(self) -> None:
-        pieces = [self._view[p[0]:p[1]] if isinstance(p, tuple) else p for p in self._pieces]
+        view = self._view
+        pieces = [(view.window(*p) if isinstance(view, SpooledBody) else view[p[0]:p[1]])
+                  if isinstance(p, tuple) else p for p in self._pieces]
         self._pieces = []
         if self._name is not None:
-            self.fields[self._name] = (pieces[0] if len(pieces) == 1  # type: ignore[assignment]
-                                       else b"".join(pieces))
+            self.fields[self._name] = (
+                pieces[0] if isinstance(view, SpooledBody) or self._views else
+                bytes(pieces[0])) if len(pieces) == 1 else b"".join(map(bytes, pieces))
 
     def _finished(self) -> None:
         self.complete = True
 
 
-def form_text(fields: dict[str, bytes], name: str) -> str | None:
+def form_text(fields: dict[str, Any], name: str) -> str | None:
     value = fields.get(name)
     if value is None:
         return None
@@ -140,7 +162,7 @@ def form_text(fields: dict[str, bytes], name: str) -> str | None:
         raise ApiError(400, "not UTF-8 text", name) from None
 
 
-def csv_rows(data: bytes | memoryview, required: str = "to") -> Iterator[tuple[int, Any]]:
+def csv_rows(data: Body, required: str = "to") -> Iterator[tuple[int, Any]]:
     """(line number, {column: value}) of a CSV with a `required` column (`to` for a
     job, `phone` for contacts), read as it goes; the header is line 1. A line that is
     not UTF-8 becomes a bad row, not a failure of the whole file."""
@@ -161,7 +183,7 @@ def csv_rows(data: bytes | memoryview, required: str = "to") -> Iterator[tuple[i
 _BLOCK = 1 << 18  # bytes decoded at a time (whole lines; their text and StringIO: ~5x that)
 
 
-def _lines(data: bytes | memoryview, dirty: list[bool]) -> Iterator[str]:
+def _lines(data: Body, dirty: list[bool]) -> Iterator[str]:
     """The lines of `data` as text, a block of whole lines decoded at once (issue 14:
     one decode per line was a tenth of a CSV row's CPU). A block that is not UTF-8
     is decoded line by line, each bad sequence becoming U+FFFD, so that only its bad
@@ -186,7 +208,7 @@ def _lines(data: bytes | memoryview, dirty: list[bool]) -> Iterator[str]:
         yield from lines
 
 
-def _blocks(data: bytes | memoryview) -> Iterator[bytes]:
+def _blocks(data: Body) -> Iterator[bytes]:
     """`data` in blocks of whole lines: up to the last newline within _BLOCK bytes
     (further when one line is longer), each block copied out on its own."""
     start, size = 0, len(data)

@@ -25,6 +25,7 @@ from twisted.internet import defer
 
 from ..store.idempotency import Stored
 from .server import HttpRequest, HttpResponse
+from .uploads import chunks_of
 from .validation import ApiError
 
 HEADER = "Idempotency-Key"
@@ -60,12 +61,16 @@ def fingerprint(endpoint: str, data: Any) -> str:
     return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()
 
 
-def form_fingerprint(endpoint: str, parts: dict[str, bytes]) -> str:
+def form_fingerprint(endpoint: str, parts: dict[str, Any]) -> str:
     """Of a form upload: the endpoint, each field's name and a hash of its content
-    (the boundary differs from one try to the next)."""
+    (the boundary differs from one try to the next). A part may be on disk
+    (uploads.SpooledBody): it is hashed a block at a time."""
     digest = hashlib.sha256(f"{endpoint}\nform".encode())
     for name in sorted(parts):
-        digest.update(b"\n" + name.encode() + b"=" + hashlib.sha256(parts[name]).digest())
+        content = hashlib.sha256()
+        for block in chunks_of(parts[name]):
+            content.update(block)
+        digest.update(b"\n" + name.encode() + b"=" + content.digest())
     return digest.hexdigest()
 
 

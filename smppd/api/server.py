@@ -47,6 +47,7 @@ from zope.interface import implementer
 
 from ..ratelog import RateLimitedLog
 from . import send_now
+from .uploads import SpooledBody, UploadBuffer
 
 log = logging.getLogger("smppd.api")
 
@@ -91,6 +92,8 @@ class HttpLimits:
     max_pipelined: int = 16
 # Paths whose bodies may be uploads (recipient lists, contact CSVs): max_job_body.
 LARGE_BODIES = (b"/v1/jobs", b"/v1/contacts", b"/portal/jobs", b"/portal/contacts")
+# Of those, the bodies read a slice at a time, and so kept on disk when big.
+SPOOLED_TYPES = (b"multipart/form-data", b"text/csv")
 
 
 @dataclass(slots=True)
@@ -99,7 +102,9 @@ class HttpRequest:
     path: str  # as sent, still percent-encoded: for logs
     query: dict[str, list[str]]
     headers: dict[bytes, bytes]  # names in lower case
-    body: bytes
+    # bytes; on the upload paths (LARGE_BODIES) a bytearray, or for a big CSV or
+    # multipart upload its file on disk (smppd.api.uploads)
+    body: bytes | bytearray | SpooledBody
     too_large: bool = False
     # Routing works on these: split on '/' first, then each decoded, so an id that
     # contains %2F stays one segment. Empty trailing segments are dropped.
@@ -238,6 +243,7 @@ class HttpProtocol(Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._header_bytes = 0
         self._body: list[bytes] = []
+        self._upload: UploadBuffer | None = None  # the body, on an upload path
         self._body_size = 0
         self._too_large = False
         self._expects_body = False
@@ -261,6 +267,7 @@ class HttpProtocol(Protocol):
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._drop_upload()  # a half-sent upload's file goes now, not at collection
         self.pending.clear()
         self.waiting.clear()
         self.unparsed = b""
@@ -388,8 +395,12 @@ class HttpProtocol(Protocol):
         self._headers_done = True
         length = self._headers.get(b"content-length", b"0")
         self._expects_body = length != b"0" or b"transfer-encoding" in self._headers
+        if self._url.startswith(LARGE_BODIES):
+            kind = self._headers.get(b"content-type", b"").lower()
+            self._upload = UploadBuffer(spool=kind.startswith(SPOOLED_TYPES))
         if length.isdigit() and int(length) > self._limit():
             self._too_large = True
+            self._drop_upload()
         elif (self._headers.get(b"expect", b"").lower() == b"100-continue"
               and not self.pending and not self.waiting):
             # Only when nothing is owed before it: answers go out in request order.
@@ -402,8 +413,16 @@ class HttpProtocol(Protocol):
         if self._body_size > self._limit():
             self._too_large = True
             self._body.clear()
+            self._drop_upload()
+        elif self._upload is not None:
+            self._upload.add(chunk)
         else:
             self._body.append(chunk)
+
+    def _drop_upload(self) -> None:
+        if self._upload is not None:
+            self._upload.close()
+            self._upload = None
 
     def _limit(self) -> int:
         limits = self.limits
@@ -414,8 +433,14 @@ class HttpProtocol(Protocol):
         if self.input_done:
             return  # pipelined after a final request: never handled
         keep_alive = bool(self.parser.should_keep_alive()) and not self._too_large
-        body = b"".join(self._body)
-        self._body = []  # a 30 MB upload is held once, by the request only
+        upload, self._upload = self._upload, None
+        body: bytes | bytearray | SpooledBody | None = upload.finish() \
+            if upload is not None else b"".join(self._body)  # one chunk: itself, no copy
+        self._body = []  # held once, by the request only
+        if body is None:
+            assert upload is not None
+            self._fail(503, f"{upload.error}; retry later")
+            return
         try:
             url = httptools.parse_url(self._url)
         except httptools.HttpParserInvalidURLError:

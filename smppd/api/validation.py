@@ -16,6 +16,7 @@ from ..checks import ApiError, check_template, recipient, render
 from ..ids import bound_for_time, looks_like_id
 from ..protocol.segmentation import TextInfo, TooManyParts, describe
 from ..store.queries import MessageFilter
+from .uploads import SpooledBody
 
 # Alphanumeric sender ids travel as TON 5 in a GSM-7 world: letters, digits, space
 # and a few safe marks. '@' is 0x00 in GSM 03.38 and would cut the C-octet string
@@ -158,10 +159,12 @@ def extras(data: dict[str, Any], form: bool = False) -> Extras:
                   flag(data.get("shorten_links"), "shorten_links", form))
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
+def parse_json_object(body: bytes | bytearray | SpooledBody) -> dict[str, Any]:
     """A JSON object, strictly: NaN, Infinity and numbers that overflow a float are
     not JSON (RFC 8259) and would reach the store as nonsense; nesting too deep for
     the parser is a 400 naming the field, not a RecursionError."""
+    if isinstance(body, SpooledBody):
+        body = bytes(body)  # a big form or CSV sent where JSON is wanted: read, then refused
     try:
         data = _decoder().decode(body.decode(json.detect_encoding(body), "surrogatepass")
                                  if isinstance(body, bytes | bytearray) else body)

@@ -120,8 +120,8 @@ class Page:
         self._form, self._files = {}, {}
         if forms.is_multipart(content_type):
             for name, value in forms.parse_multipart(self.request.body, content_type).items():
-                if name == "file":
-                    self._files[name] = value
+                if name == "file":  # read into memory if it was kept on disk
+                    self._files[name] = value if isinstance(value, bytes) else bytes(value)
                 else:
                     self._form[name] = forms.form_text({name: value}, name) or ""
             return
