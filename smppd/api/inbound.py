@@ -123,7 +123,7 @@ def _phonebook(service: Any, request: HttpRequest, account: Any, path: str) -> A
 def _import(service: Any, request: HttpRequest, account: Any) -> Any:
     """A JSON contact or list, a multipart form with a `file` CSV, or a text/csv
     body. CSV rows are read and checked on a pool thread, as job CSVs are."""
-    content_type = request.headers.get(b"content-type", b"").lower()
+    content_type = request.headers.get(b"content-type", b"")  # the boundary keeps its case
     if forms.is_multipart(content_type):
         def rows() -> Any:
             parts = forms.parse_multipart(request.body, content_type)
@@ -132,7 +132,7 @@ def _import(service: Any, request: HttpRequest, account: Any) -> Any:
                 raise ApiError(400, "missing the CSV file part", "file")
             return forms.csv_rows(parts["file"], required="phone")
         return service.import_contacts(account, rows)
-    if content_type.startswith(b"text/csv"):
+    if content_type.lower().startswith(b"text/csv"):
         return service.import_contacts(account,
                                        lambda: forms.csv_rows(request.body, required="phone"))
     try:

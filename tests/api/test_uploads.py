@@ -184,3 +184,16 @@ def test_an_upload_the_disk_will_not_take_is_a_503(start_daemon: Any,
     assert answer["error"] == ("the upload could not be stored (No space left on device); "
                                "retry later")
     assert query(running.path / "smppd.db", "SELECT count(*) FROM jobs") == [(0,)]
+
+
+def test_a_contact_csv_kept_on_disk_is_imported_whole(start_daemon: Any,
+                                                      monkeypatch: Any) -> None:
+    monkeypatch.setattr(uploads, "SPOOL_BYTES", 64)
+    running = start_daemon()
+    csv = b"phone,first_name\r\n" + b"".join(b"+486001%05d,N%d\r\n" % (i, i)
+                                             for i in range(50))
+    status, answer = _send(running.client, "/v1/contacts", csv, "text/csv")
+    assert (status, answer["created"], answer["rejected_rows"]) == (201, 50, 0), answer
+    status, form = _send(running.client, "/v1/contacts", _form({"file": csv.replace(
+        b"+486001", b"+486002")}), "multipart/form-data; boundary=XyZ")
+    assert (status, form["created"]) == (201, 50), form

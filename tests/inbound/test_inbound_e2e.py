@@ -304,7 +304,7 @@ def test_contacts_crud_csv_import_and_a_job_to_a_group(inbound: Any) -> None:
               "+48600100203,Cecylia,Nowak,vip;staff,Gdańsk\r\n"
               "+48600100201,Anna,,vip,Kraków\r\n"
               "not-a-phone,X,,vip,\r\n").encode()
-    boundary = "----smppd"
+    boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW"  # as a browser makes it: capitals
     form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
             f"filename=\"c.csv\"\r\nContent-Type: text/csv\r\n\r\n").encode() + upload + \
         f"\r\n--{boundary}--\r\n".encode()
