@@ -33,6 +33,7 @@ import contextlib
 import logging
 import os
 import resource
+import tempfile
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -46,7 +47,7 @@ from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 from ..ratelog import RateLimitedLog
-from . import send_now
+from . import send_now, uploads
 from .uploads import SpooledBody, UploadBuffer
 
 log = logging.getLogger("smppd.api")
@@ -439,7 +440,11 @@ class HttpProtocol(Protocol):
         self._body = []  # held once, by the request only
         if body is None:
             assert upload is not None
-            self._fail(503, f"{upload.error}; retry later")
+            if self.owner is not None:
+                self.owner.refusals.warning("upload", "http: an upload of %d bytes from %s "
+                                            "could not be stored in %s: %s", self._body_size,
+                                            self.peer, tempfile.gettempdir(), upload.error)
+            self._fail(503, "the upload could not be stored; retry later")
             return
         try:
             url = httptools.parse_url(self._url)
@@ -847,7 +852,7 @@ def ensure_descriptors(max_connections: int) -> str | None:
     hard limit). Returns a warning when even the hard limit is too low: accepts
     would then fail with EMFILE before the cap could answer 503."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = max_connections + MAX_LINGERING_REFUSALS + FD_MARGIN
+    needed = max_connections + MAX_LINGERING_REFUSALS + FD_MARGIN + uploads.MAX_SPOOLED
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         if target > soft:

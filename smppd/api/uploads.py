@@ -10,19 +10,59 @@ never spooled: holding them on disk would only add a copy.
 
 Writing to the file happens on the reactor, a chunk at a time as it arrives, as
 twisted.web does with any body over 100 KB: a write into the page cache of at most
-a read's size. The file is unlinked from the start (tempfile.TemporaryFile), so
-nothing is left behind by a crash; it is closed when the last view of it goes.
+a read's size. The file is unbuffered, so a full disk shows in the write that met
+it (and becomes the request's 503), not in a flush later. It is unlinked from the
+start (tempfile.TemporaryFile), so nothing is left behind by a crash, and closed
+when the last view of it goes.
+
+At most MAX_SPOOLED uploads are on disk at once; past that an upload stays in
+memory, as all did before. This bounds the descriptors (the listener reserves
+them) and the disk that clients can take before their token is even checked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import IO
 
 SPOOL_BYTES = 1 << 20  # an upload past this goes to disk
 READ_BYTES = 1 << 18  # read back this much at a time
+MAX_SPOOLED = 32  # uploads on disk at once (each a descriptor until its job is built)
+
+
+class _Spooled:
+    """How many spool files are open; a file counts until it is collected (its last
+    view may go on a pool thread, hence the lock)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def open(self) -> IO[bytes] | None:
+        with self._lock:
+            if self.count >= MAX_SPOOLED:
+                return None
+            self.count += 1
+        try:
+            # Not a `with`: the file outlives this call, held by the body it becomes.
+            file = tempfile.TemporaryFile(prefix="smppd-upload-", buffering=0)  # noqa: SIM115
+        except BaseException:
+            self.released()
+            raise
+        weakref.finalize(file, self.released)
+        return file
+
+    def released(self) -> None:
+        with self._lock:
+            self.count -= 1
+
+
+SPOOLED = _Spooled()
 
 
 class SpooledBody:
@@ -96,17 +136,19 @@ class UploadBuffer:
             return
         try:
             if self._file is not None:
-                self._file.write(chunk)
+                _write_all(self._file, chunk)
                 return
             assert self._memory is not None
             self._memory += chunk
             if self.spool and len(self._memory) > SPOOL_BYTES:
-                # Not a `with`: the file outlives this call, held by the body it becomes.
-                self._file = tempfile.TemporaryFile(prefix="smppd-upload-")  # noqa: SIM115
-                self._file.write(self._memory)
+                self._file = SPOOLED.open()
+                if self._file is None:  # as many on disk as allowed: this one stays here
+                    self.spool = False
+                    return
+                _write_all(self._file, self._memory)
                 self._memory = None
         except OSError as exc:
-            self.error = f"the upload could not be stored ({exc.strerror or exc})"
+            self.error = exc.strerror or str(exc)
             self.close()
 
     def finish(self) -> bytearray | SpooledBody | None:
@@ -115,16 +157,21 @@ class UploadBuffer:
             return None
         if self._file is None:
             return self._memory if self._memory is not None else bytearray()
-        try:
-            self._file.flush()
-        except OSError as exc:
-            self.error = f"the upload could not be stored ({exc.strerror or exc})"
-            self.close()
-            return None
         return SpooledBody(self._file)
 
     def close(self) -> None:
         """Drop what was gathered (a body refused, or one that could not be stored)."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # unbuffered: nothing is left to write
+                self._file.close()
         self._file, self._memory = None, None
+
+
+def _write_all(file: IO[bytes], data: bytes | bytearray) -> None:
+    """An unbuffered write may take part of `data` (a disk nearly full, a signal)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(28, "No space left on device")  # ENOSPC: a write that took nothing
+        view = view[written:]

@@ -5,6 +5,7 @@ when the disk will not take them."""
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import tempfile
@@ -21,6 +22,7 @@ from tests.support.process import query
 from tests.support.running import TOKEN_A
 
 TYPE = b"multipart/form-data; boundary=XyZ"
+_REAL_TEMPORARY_FILE = tempfile.TemporaryFile  # the tests below replace it
 
 
 def _spooled(data: bytes) -> SpooledBody:
@@ -67,6 +69,36 @@ def test_a_small_body_and_one_not_to_be_spooled_stay_in_memory(monkeypatch: Any)
     assert isinstance(json_body.finish(), bytearray)
 
 
+class _Disk:
+    """A temporary file on a disk with `room` bytes left, taking at most `step` bytes
+    a write (unbuffered writes may be partial); its close fails as a full disk's may."""
+
+    def __init__(self, room: int, step: int = 1 << 30) -> None:
+        self.real = _REAL_TEMPORARY_FILE(buffering=0)
+        self.room, self.step = room, step
+
+    def write(self, data: Any) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        taken = min(len(data), self.step, self.room)
+        self.room -= taken
+        return self.real.write(bytes(data[:taken]))
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def close(self) -> None:
+        self.real.close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _disks(monkeypatch: Any, room: int, step: int = 1 << 30) -> list[_Disk]:
+    made: list[_Disk] = []
+    monkeypatch.setattr(tempfile, "TemporaryFile",
+                        lambda **kwargs: made.append(_Disk(room, step)) or made[-1])
+    return made
+
+
 def test_a_disk_that_will_not_take_the_upload_is_named(monkeypatch: Any) -> None:
     def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -77,7 +109,44 @@ def test_a_disk_that_will_not_take_the_upload_is_named(monkeypatch: Any) -> None
     buffer.add(b"to,name\r\n")
     buffer.add(b"more")  # ignored once it failed
     assert buffer.finish() is None
-    assert buffer.error == "the upload could not be stored (No space left on device)"
+    assert buffer.error == "No space left on device"
+
+
+def test_a_disk_that_fills_part_way_fails_the_write_that_met_it(monkeypatch: Any) -> None:
+    monkeypatch.setattr(uploads, "SPOOL_BYTES", 4)
+    disks = _disks(monkeypatch, room=12)
+    buffer = UploadBuffer(spool=True)
+    buffer.add(b"to,name\r\n")  # spooled: 9 bytes on disk
+    buffer.add(b"+48500100200\r\n")  # 3 more fit, then the disk is full
+    assert (buffer.finish(), buffer.error) == (None, "No space left on device")
+    assert disks[0].real.closed  # closed although its close failed
+
+
+def test_partial_writes_are_written_whole(monkeypatch: Any) -> None:
+    monkeypatch.setattr(uploads, "SPOOL_BYTES", 4)
+    _disks(monkeypatch, room=1 << 20, step=3)
+    buffer = UploadBuffer(spool=True)
+    for chunk in (b"to,name\r\n", b"+48500100200,Ann\r\n"):
+        buffer.add(chunk)
+    body = buffer.finish()
+    assert isinstance(body, SpooledBody)
+    assert bytes(body) == b"to,name\r\n+48500100200,Ann\r\n"
+
+
+def test_past_the_uploads_allowed_on_disk_one_stays_in_memory(monkeypatch: Any) -> None:
+    gc.collect()  # files of earlier tests' bodies
+    before = uploads.SPOOLED.count
+    monkeypatch.setattr(uploads, "SPOOL_BYTES", 4)
+    monkeypatch.setattr(uploads, "MAX_SPOOLED", before + 1)
+    first, second = UploadBuffer(spool=True), UploadBuffer(spool=True)
+    first.add(b"to\r\n+48500100200\r\n")
+    second.add(b"to\r\n+48500100201\r\n")
+    kept = first.finish()
+    assert isinstance(kept, SpooledBody) and uploads.SPOOLED.count == before + 1
+    assert second.finish() == bytearray(b"to\r\n+48500100201\r\n")
+    del kept, first
+    gc.collect()
+    assert uploads.SPOOLED.count == before  # its file collected: room for the next
 
 
 _NAMES = s.text(s.characters(blacklist_characters='"\\\r\n', blacklist_categories=("Cs",)),
@@ -169,20 +238,22 @@ def test_a_csv_job_kept_on_disk_is_created_whole_and_replayed_by_its_key(
     assert query(running.path / "smppd.db", "SELECT count(*) FROM messages") == [(300,)]
 
 
-def test_an_upload_the_disk_will_not_take_is_a_503(start_daemon: Any,
-                                                   monkeypatch: Any) -> None:
+@pytest.mark.parametrize("room", [None, 100], ids=["no-file", "fills-part-way"])
+def test_an_upload_the_disk_will_not_take_is_a_503(start_daemon: Any, monkeypatch: Any,
+                                                   room: int | None) -> None:
     def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     running = start_daemon()
     monkeypatch.setattr(uploads, "SPOOL_BYTES", 64)
-    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    if room is None:
+        monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    else:
+        _disks(monkeypatch, room)
     csv = b"to\r\n" + b"+48500100200\r\n" * 20
     status, answer = _send(running.client, "/v1/jobs", _form({"name": b"j", "file": csv}),
                            "multipart/form-data; boundary=XyZ")
-    assert status == 503
-    assert answer["error"] == ("the upload could not be stored (No space left on device); "
-                               "retry later")
+    assert (status, answer["error"]) == (503, "the upload could not be stored; retry later")
     assert query(running.path / "smppd.db", "SELECT count(*) FROM jobs") == [(0,)]
 
 
