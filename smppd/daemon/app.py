@@ -184,7 +184,6 @@ class Daemon:
         self.job_sync: JobSync | None = None
         if self.engine.dialect.name == "postgresql":
             self._join_cluster(settings)
-        self._expiry: task.LoopingCall | None = None
         self._purger: task.LoopingCall | None = None
         self.accepting = False
         self.started = False
@@ -259,8 +258,6 @@ class Daemon:
         self.port = self.reactor.listenTCP(self.settings.http_listen_port, factory,
                                            backlog=LISTEN_BACKLOG,
                                            interface=self.settings.http_listen_host)
-        self._expiry = task.LoopingCall(self.listener.expire)
-        self._expiry.start(60.0, now=False)
         self.dispatcher.start_ticking(self.settings.throttle.recovery_interval)
         self._purger = task.LoopingCall(self._purge)
         self._purger.start(3600.0, now=True)
@@ -626,9 +623,9 @@ class Daemon:
         self.reports.stop()
         if self.portal is not None:
             self.portal.stop()
-        for loop in (self._expiry, self._purger):
-            if loop is not None and loop.running:
-                loop.stop()
+        self.listener.stop_expiry()
+        if self._purger is not None and self._purger.running:
+            self._purger.stop()
         yield defer.DeferredList([c.stop() for c in self.connectors.values()])
         waited = 0.0
         while self.dispatcher.unsettled > 0 and waited < drain_timeout:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 
 from ..logs import mask_number
 from ..protocol import receipts
@@ -31,6 +31,7 @@ from .dispatcher import Dispatcher
 from .metrics import Metrics
 
 log = logging.getLogger("smppd.listener")
+EXPIRY_INTERVAL = 60.0  # how often a part waiting for the rest of its MO is looked at
 
 
 def _guarded(default: Any = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -64,6 +65,11 @@ class DaemonListener(ConnectorListener):
         self.metrics = metrics
         self.reactor = reactor
         self.reassembler = Reassembler(reassembly_timeout)
+        # Runs only while the reassembler holds something (issue 13: an idle daemon
+        # woke once a minute to expire nothing).
+        self._expiry = task.LoopingCall(self.expire)
+        self._expiry.clock = reactor
+        self._expiry_stopped = False
         self._fragment_ids: dict[tuple[str, str, int, int], list[int]] = {}
         self._fragment_keys: dict[tuple[str, str, int, int], list[str]] = {}
         # Told of every MO stored (replies to queue, forwards to wake): smppd.inbound.
@@ -163,6 +169,7 @@ class DaemonListener(ConnectorListener):
         now = self.reactor.seconds()
         duplicates = self.reassembler.duplicates
         message = self.reassembler.add(fragment, now)
+        self._expire_later()
         added = self.reassembler.duplicates == duplicates
         if added:
             self._fragment_keys.setdefault(group, []).append(op.dedupe_key)
@@ -211,6 +218,20 @@ class DaemonListener(ConnectorListener):
             self.metrics.inbound_expired.inc()
             log.warning("MO from %s to %s (reference %d) expired with parts %s of %d",
                         mask_number(key[0]), mask_number(key[1]), key[2], parts, key[3])
+        if self._expiry.running and self.reassembler.idle():
+            self._expiry.stop()
+
+    def _expire_later(self) -> None:
+        """After the reassembler took a part: look for expired ones every minute until
+        it holds nothing."""
+        if not (self._expiry_stopped or self._expiry.running or self.reassembler.idle()):
+            self._expiry.start(EXPIRY_INTERVAL, now=False)
+
+    def stop_expiry(self) -> None:
+        """At shutdown: no more expiry, and none started by a late part."""
+        self._expiry_stopped = True
+        if self._expiry.running:
+            self._expiry.stop()
 
     def add_fragment(self, smsc: str, fragment: MoFragment, row_id: int,
                      key: str | None = None, received_at: float | None = None) -> None:
@@ -225,6 +246,7 @@ class DaemonListener(ConnectorListener):
         # A part reloaded at start keeps the time it came: a vote is judged by it.
         now = self.reactor.seconds() if received_at is None else received_at
         message = self.reassembler.add(fragment, now)
+        self._expire_later()
         if message is None:
             return
         fragment_ids = self._fragment_ids.pop(group, [row_id])

@@ -209,6 +209,11 @@ class Reassembler:
             del group.parts[concat.number]
             self._groups[key] = group
 
+    def idle(self) -> bool:
+        """Nothing that expire() could ever drop: no group waiting for parts, no
+        completed one remembered (for redeliveries of its parts)."""
+        return not self._groups and not self._completed
+
     def expire(self, now: float) -> list[tuple[GroupKey, list[int]]]:
         """Drop groups older than the timeout; returns each key with the parts it had."""
         self._completed = {key: done for key, done in self._completed.items()

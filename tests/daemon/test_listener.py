@@ -53,3 +53,36 @@ def test_dedupe_keys_differ_by_part_and_content() -> None:
             dedupe_key("smsc", _part(1, b"y")), dedupe_key("other", _part(1))}
     assert len(keys) == 4
     assert dedupe_key("smsc", _part(1)) == dedupe_key("smsc", _part(1))
+
+
+def test_expiry_runs_only_while_parts_wait() -> None:
+    """Issue 13: an idle daemon woke once a minute to expire nothing. The expiry timer
+    runs from the first waiting part until the reassembler holds nothing."""
+    listener, clock, _ = _listener()
+    assert clock.getDelayedCalls() == []  # idle: nothing scheduled
+    listener.add_fragment("smsc", _part(1), 11)
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [60.0]
+    clock.advance(599)
+    assert listener.metrics.inbound_expired._value.get() == 0
+    clock.advance(1)  # the part is 600 s old at the tick at 600 s
+    assert listener.metrics.inbound_expired._value.get() == 1
+    assert clock.getDelayedCalls() == []  # nothing left to expire: no more ticks
+
+
+def test_a_completed_message_is_remembered_for_its_timeout_then_the_timer_stops() -> None:
+    listener, clock, _ = _listener()
+    listener.add_fragment("smsc", _part(1, b"hello "), 20)
+    listener.add_fragment("smsc", _part(2, b"world"), 21)  # complete: kept for redeliveries
+    assert listener.reassembler.idle() is False
+    clock.advance(600)
+    assert listener.reassembler.idle() and clock.getDelayedCalls() == []
+    assert listener.metrics.inbound_expired._value.get() == 0  # completed, not expired
+
+
+def test_no_expiry_timer_after_shutdown() -> None:
+    listener, clock, _ = _listener()
+    listener.add_fragment("smsc", _part(1), 11)
+    listener.stop_expiry()
+    assert clock.getDelayedCalls() == []
+    listener.add_fragment("smsc", _part(1, b"late"), 12)  # a part after the stop
+    assert clock.getDelayedCalls() == []
