@@ -33,6 +33,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import IntegrityError
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from ..checks import ApiError
@@ -59,6 +60,7 @@ MAIL_SECONDS = 10.0
 # idle daemon should idle (issue 13).
 ALONE_POLL_SECONDS = 300.0
 SOONEST_LOOK = 1.0  # seconds: a backlog (more due than one look takes) is read this often
+MAX_LOOK_DELAY = 3600.0  # alone, the schedules are looked at at least hourly
 
 
 def default_directory(database: str) -> Path:
@@ -101,6 +103,11 @@ class ReportService:
         self._next_run: float | None = None  # epoch seconds; None: read to find out
         self._schedules_made = 0  # schedules created: a read begun before one is stale
         self._timers: dict[str, Any] = {}  # "sweep"/"mail" -> the DelayedCall of _wake_at
+        # Alone: the DelayedCall (on self.clock) of the next look at the schedules, and
+        # while a look runs, those waiting for it (a second look at once would only
+        # race the first for the same runs).
+        self._schedule_timer: Any = None
+        self._looking: list[defer.Deferred[Any]] | None = None
         self._loops: list[task.LoopingCall] = []
         self.made = Counter("smppd_reports_total", "Reports finished, by type, format and "
                             "result (ready, failed)", ["type", "format", "result"],
@@ -142,11 +149,14 @@ class ReportService:
                         requeued)
         sweep, mail = (SWEEP_SECONDS, MAIL_SECONDS) if self.shared else \
             (ALONE_POLL_SECONDS, ALONE_POLL_SECONDS)
-        for interval, fn, clock in ((sweep, self.sweep, self.reactor),
-                                    (mail, self.mail_due, self.reactor),
-                                    (3600.0, self.expire, self.reactor),
-                                    (self.config.schedule_check, self.run_schedules,
-                                     self.clock)):
+        loops: list[tuple[float, Callable[[], Any], Any]] = [
+            (sweep, self.sweep, self.reactor), (mail, self.mail_due, self.reactor),
+            (3600.0, self.expire, self.reactor)]
+        if self.shared:  # another instance may make schedules: look every schedule_check
+            loops.append((self.config.schedule_check, self.run_schedules, self.clock))
+        else:  # alone: look now, then when the next run is due (_look_later)
+            self.run_schedules()
+        for interval, fn, clock in loops:
             loop = task.LoopingCall(fn)
             loop.clock = clock
             loop.start(interval, now=True).addErrback(self._loop_failed, fn.__name__)
@@ -162,8 +172,8 @@ class ReportService:
         for loop in self._loops:
             if loop.running:
                 loop.stop()
-        for timer in self._timers.values():
-            if timer.active():
+        for timer in (*self._timers.values(), self._schedule_timer):
+            if timer is not None and timer.active():
                 timer.cancel()
 
     def join(self) -> None:
@@ -476,6 +486,7 @@ class ReportService:
         def inserted(view: dict[str, Any]) -> dict[str, Any]:
             self._schedules_made += 1
             self._next_run = None
+            self._look_later()  # at once: the new schedule's first run is learnt
             return view
 
         return self.read_thread(insert).addCallback(inserted)
@@ -496,13 +507,21 @@ class ReportService:
         return self._write(remove)
 
     def run_schedules(self) -> defer.Deferred[Any] | None:
-        """Make the reports of every run that is due (catching up missed ones)."""
+        """Make the reports of every run that is due (catching up missed ones). Alone,
+        this runs when the next run is due (or a schedule was made), not every
+        schedule_check: an idle daemon woke once a minute for it (issue 13)."""
         if self.stopping or not self.duty():
             return None  # issue 14: another instance makes the periodic runs
+        if self._looking is not None:  # a look is running: this one is that one
+            waiter: defer.Deferred[Any] = defer.Deferred()
+            self._looking.append(waiter)
+            return waiter
         now = self.clock.seconds()
         if not self.shared and self._next_run is not None and now < self._next_run:
+            self._look_later()
             return None
         generation = self._schedules_made
+        failed = [False]
 
         def run() -> tuple[int, datetime | None]:
             count = self._make_runs(now)
@@ -518,9 +537,41 @@ class ReportService:
                 self._next_run = float("inf") if next_run is None \
                     else next_run.replace(tzinfo=UTC).timestamp()
 
-        return self.read_thread(run).addCallbacks(
-            made, lambda failure: log.error("reports: periodic runs failed: %s",
-                                            failure.getErrorMessage()))
+        def not_made(failure: Any) -> None:
+            failed[0] = True
+            log.error("reports: periodic runs failed: %s", failure.getErrorMessage())
+
+        def looked(result: Any) -> None:
+            if isinstance(result, Failure):  # from `made` itself: said, and looked again
+                not_made(result)
+            waiting, self._looking = self._looking or [], None
+            self._look_later(self.config.schedule_check if failed[0] else 0.0)
+            for waiter in waiting:
+                waiter.callback(None)
+
+        self._looking = []
+        return self.read_thread(run).addCallbacks(made, not_made).addBoth(looked)
+
+    def _look_later(self, unknown: float = 0.0) -> None:
+        """Alone: set the timer for the next look at the schedules, at the next run
+        (at most MAX_LOOK_DELAY away, so a clock that jumped is noticed within the
+        hour), or after `unknown` s when the next run is not known (a schedule made
+        during a look, or a look that failed)."""
+        if self.shared or self.stopping:
+            return
+        if self._next_run is None:
+            delay = unknown
+        elif self._next_run == float("inf"):
+            delay = None  # no schedule: the next one made sets the timer
+        else:
+            delay = min(MAX_LOOK_DELAY, max(0.0, self._next_run - self.clock.seconds()))
+        timer = self._schedule_timer
+        if timer is not None and timer.active():
+            if delay is not None and timer.getTime() <= self.clock.seconds() + delay:
+                return  # one as early is set already
+            timer.cancel()
+        self._schedule_timer = None if delay is None else \
+            self.clock.callLater(delay, self.run_schedules)
 
     def _make_runs(self, now: float, catch_up: int = 62) -> int:
         made = 0

@@ -431,6 +431,47 @@ def test_alone_the_schedules_are_read_when_a_run_is_due_not_every_check(
           == ["ready"], "the run's report")
 
 
+def test_alone_a_timer_at_the_next_run_makes_it_and_nothing_wakes_in_between(
+        smsc: Any, daemons: list[Any], tmp_path: Path) -> None:
+    """Issue 13: alone, no schedule means no timer at all; a schedule made sets one at
+    once, its look sets one at the next run (at most an hour away), and that timer
+    makes the run: no look every schedule_check, and no one calls run_schedules."""
+    clock = task.Clock()
+    clock.advance(dt.datetime(2026, 3, 28, 21, 0, tzinfo=dt.UTC).timestamp())  # 22:00 Warsaw
+    daemon = start(database_url("sqlite", tmp_path), smsc.port, clock=clock,
+                   schedule_check=60)
+    daemons.append(daemon)
+    reports = daemon.reports
+    reports.isolate = False
+    until(lambda: reports._looking is None and reports._next_run == float("inf"),
+          "the start's look")
+    assert call(clock.getDelayedCalls) == []  # no schedule: nothing to wake for
+    looks: list[float] = []
+    original = reports._make_runs
+    reports._make_runs = lambda now, **kw: (looks.append(now), original(now, **kw))[1]
+    client = Client(daemon.http_port)
+    code, daily = client.request("POST", "/v1/report-schedules", {
+        "every": "day", "type": "daily", "format": "csv"})
+    assert code == 201 and daily["next_run"] == "2026-03-28T23:00:00Z", daily
+    assert [c.getTime() for c in call(clock.getDelayedCalls)] == [clock.seconds()]
+    call(clock.advance, 0)  # the look the new schedule asked for
+    until(lambda: reports._looking is None and reports._next_run != float("inf") and
+          reports._next_run is not None, "the look after the schedule")
+    assert len(looks) == 1
+    due = dt.datetime(2026, 3, 28, 23, 0, tzinfo=dt.UTC).timestamp()
+    assert [c.getTime() for c in call(clock.getDelayedCalls)] == [
+        clock.seconds() + 3600]  # an hour at most, then again up to the run
+    call(clock.advance, 3600)
+    until(lambda: reports._looking is None, "the hourly look")
+    assert len(looks) == 1  # it was not due: the timer is set again, nothing read
+    assert [c.getTime() for c in call(clock.getDelayedCalls)] == [due]
+    call(clock.advance, due - clock.seconds())
+    until(lambda: [r["state"] for r in client.request("GET", "/v1/reports")[1]["reports"]]
+          == ["ready"], "the run's report, made by the timer")
+    assert len(looks) == 2
+    client.close()
+
+
 def test_expired_reports_and_their_files_are_removed(smsc: Any, daemons: list[Any],
                                                     tmp_path: Path) -> None:
     url = database_url("sqlite", tmp_path)
