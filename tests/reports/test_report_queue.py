@@ -390,24 +390,31 @@ def test_periodic_reports_run_once_per_period_on_a_simulated_clock(
     engine.dispose()
 
 
-def test_alone_the_schedules_are_read_when_a_run_is_due_not_every_check(
-        smsc: Any, daemons: list[Any], tmp_path: Path) -> None:
-    """Issue 13: an idle daemon idles. Alone, the daemon makes every schedule itself, so
-    it knows when the next run is due; a schedule made meanwhile is seen at once."""
+def _alone(smsc: Any, daemons: list[Any], tmp_path: Path,
+           hour: int) -> tuple[Any, task.Clock, list[float]]:
+    """A lone daemon on a simulated clock at `hour` UTC on 28 March 2026, its start's
+    look at the schedules ended, and the moments of its looks from now on."""
     clock = task.Clock()
-    clock.advance(dt.datetime(2026, 3, 28, 9, 0, tzinfo=dt.UTC).timestamp())  # 10:00 Warsaw
+    clock.advance(dt.datetime(2026, 3, 28, hour, 0, tzinfo=dt.UTC).timestamp())
     daemon = start(database_url("sqlite", tmp_path), smsc.port, clock=clock,
                    schedule_check=60)
     daemons.append(daemon)
     reports = daemon.reports
     reports.isolate = False
-    for loop in reports._loops:  # the test looks itself, and waits for each look
-        if loop.f == reports.run_schedules:
-            call(loop.stop)
-    call(reports.run_schedules)  # the start's look may still be running: wait for one
+    until(lambda: reports._looking is None and reports._next_run == float("inf"),
+          "the start's look")
     looks: list[float] = []
     original = reports._make_runs
     reports._make_runs = lambda now, **kw: (looks.append(now), original(now, **kw))[1]
+    return daemon, clock, looks
+
+
+def test_alone_the_schedules_are_read_when_a_run_is_due_not_every_check(
+        smsc: Any, daemons: list[Any], tmp_path: Path) -> None:
+    """Issue 13: an idle daemon idles. Alone, the daemon makes every schedule itself, so
+    it knows when the next run is due; a schedule made meanwhile is seen at once."""
+    daemon, clock, looks = _alone(smsc, daemons, tmp_path, 9)  # 10:00 in Warsaw
+    reports = daemon.reports
 
     def check(minutes: int) -> None:
         """`minutes` of schedule checks, each waited for."""
@@ -436,19 +443,9 @@ def test_alone_a_timer_at_the_next_run_makes_it_and_nothing_wakes_in_between(
     """Issue 13: alone, no schedule means no timer at all; a schedule made sets one at
     once, its look sets one at the next run (at most an hour away), and that timer
     makes the run: no look every schedule_check, and no one calls run_schedules."""
-    clock = task.Clock()
-    clock.advance(dt.datetime(2026, 3, 28, 21, 0, tzinfo=dt.UTC).timestamp())  # 22:00 Warsaw
-    daemon = start(database_url("sqlite", tmp_path), smsc.port, clock=clock,
-                   schedule_check=60)
-    daemons.append(daemon)
+    daemon, clock, looks = _alone(smsc, daemons, tmp_path, 21)  # 22:00 in Warsaw
     reports = daemon.reports
-    reports.isolate = False
-    until(lambda: reports._looking is None and reports._next_run == float("inf"),
-          "the start's look")
     assert call(clock.getDelayedCalls) == []  # no schedule: nothing to wake for
-    looks: list[float] = []
-    original = reports._make_runs
-    reports._make_runs = lambda now, **kw: (looks.append(now), original(now, **kw))[1]
     client = Client(daemon.http_port)
     code, daily = client.request("POST", "/v1/report-schedules", {
         "every": "day", "type": "daily", "format": "csv"})
