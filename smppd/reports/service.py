@@ -60,7 +60,7 @@ MAIL_SECONDS = 10.0
 # idle daemon should idle (issue 13).
 ALONE_POLL_SECONDS = 300.0
 SOONEST_LOOK = 1.0  # seconds: a backlog (more due than one look takes) is read this often
-MAX_LOOK_DELAY = 3600.0  # alone, the schedules are looked at at least hourly
+MAX_LOOK_DELAY = 3600.0  # alone, with a schedule, they are looked at at least hourly
 
 
 def default_directory(database: str) -> Path:
@@ -539,6 +539,9 @@ class ReportService:
 
         def not_made(failure: Any) -> None:
             failed[0] = True
+            # The next run is not known any more (it may be the one that failed, now
+            # past): looked again after schedule_check, not at once and over and over.
+            self._next_run = None
             log.error("reports: periodic runs failed: %s", failure.getErrorMessage())
 
         def looked(result: Any) -> None:
@@ -556,7 +559,7 @@ class ReportService:
         """Alone: set the timer for the next look at the schedules, at the next run
         (at most MAX_LOOK_DELAY away, so a clock that jumped is noticed within the
         hour), or after `unknown` s when the next run is not known (a schedule made
-        during a look, or a look that failed)."""
+        during a look, or a look that failed). Without any schedule, no timer."""
         if self.shared or self.stopping:
             return
         if self._next_run is None:

@@ -19,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import OperationalError
 from twisted.internet import task
 
 from smppd.ids import new_id
@@ -466,6 +467,36 @@ def test_alone_a_timer_at_the_next_run_makes_it_and_nothing_wakes_in_between(
     until(lambda: [r["state"] for r in client.request("GET", "/v1/reports")[1]["reports"]]
           == ["ready"], "the run's report, made by the timer")
     assert len(looks) == 2
+    client.close()
+
+
+def test_alone_a_look_that_fails_is_tried_again_after_schedule_check(
+        smsc: Any, daemons: list[Any], tmp_path: Path) -> None:
+    """A look at the due run that fails (a locked or full database) is tried again a
+    schedule_check later, not at once and over and over."""
+    daemon, clock, looks = _alone(smsc, daemons, tmp_path, 22)  # 23:00 in Warsaw
+    reports = daemon.reports
+    client = Client(daemon.http_port)
+    assert client.request("POST", "/v1/report-schedules", {
+        "every": "day", "type": "daily", "format": "csv"})[0] == 201
+    call(clock.advance, 0)
+    until(lambda: reports._looking is None and isinstance(reports._next_run, float)
+          and reports._next_run != float("inf"), "the look after the schedule")
+    working = reports._make_runs
+
+    def locked(now: float, **kw: Any) -> int:
+        looks.append(now)
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    reports._make_runs = locked
+    call(clock.advance, 3600)  # midnight in Warsaw: the run is due, and its look fails
+    until(lambda: reports._looking is None and len(looks) == 2, "the failed look")
+    assert [c.getTime() for c in call(clock.getDelayedCalls)] == [clock.seconds() + 60]
+    reports._make_runs = working
+    call(clock.advance, 60)
+    until(lambda: [r["state"] for r in client.request("GET", "/v1/reports")[1]["reports"]]
+          == ["ready"], "the run, made a schedule_check later")
+    assert len(looks) == 3
     client.close()
 
 
