@@ -152,6 +152,12 @@ class _Parts:
         self.complete = True
 
 
+def is_blank(data: Body) -> bool:
+    """Nothing but whitespace (a form's empty file input sends an empty part), read a
+    block at a time: a file part on disk is not read into memory to say so."""
+    return not any(bytes(block).strip() for block in uploads.chunks_of(data))
+
+
 def form_text(fields: dict[str, Any], name: str) -> str | None:
     value = fields.get(name)
     if value is None:

@@ -80,7 +80,7 @@ class Page:
     pre_token: str | None = None  # the login form's double-submit token
     zone: tzinfo = UTC  # the account's time zone (UTC in the console): smppd.portal.localtime
     _form: dict[str, str] | None = None
-    _files: dict[str, bytes] | None = None
+    _files: dict[str, Any] | None = None  # bytes, or uploads.SpooledBody
 
     # What the page is about -------------------------------------------------------------
 
@@ -120,8 +120,8 @@ class Page:
         self._form, self._files = {}, {}
         if forms.is_multipart(content_type):
             for name, value in forms.parse_multipart(self.request.body, content_type).items():
-                if name == "file":  # read into memory if it was kept on disk
-                    self._files[name] = value if isinstance(value, bytes) else bytes(value)
+                if name == "file":  # bytes, or a window of an upload kept on disk
+                    self._files[name] = value
                 else:
                     self._form[name] = forms.form_text({name: value}, name) or ""
             return
@@ -140,7 +140,7 @@ class Page:
         return self._form
 
     @property
-    def files(self) -> dict[str, bytes]:
+    def files(self) -> dict[str, Any]:
         if self._files is None:
             self._parse()
         assert self._files is not None

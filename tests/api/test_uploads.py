@@ -268,3 +268,10 @@ def test_a_contact_csv_kept_on_disk_is_imported_whole(start_daemon: Any,
     status, form = _send(running.client, "/v1/contacts", _form({"file": csv.replace(
         b"+486001", b"+486002")}), "multipart/form-data; boundary=XyZ")
     assert (status, form["created"]) == (201, 50), form
+
+
+@pytest.mark.parametrize(("data", "blank"), [(b"", True), (b" \r\n\t" * 5000, True),
+                                             (b" " * 300_000 + b"x", False), (b"to\n", False)])
+def test_blank_is_read_a_block_at_a_time_whatever_holds_it(data: bytes, blank: bool) -> None:
+    for held in (data, memoryview(data), _spooled(data)):
+        assert forms.is_blank(held) is blank

@@ -279,3 +279,36 @@ def test_pages_carry_a_strict_content_security_policy(portal: Any) -> None:
     assert css.status == 200 and css.headers["content-type"].startswith("text/css")
     assert client.get("/portal/static/../templates/base.html").status == 404
     assert "<script>" not in answer.text and "style=" not in answer.text
+
+
+def test_a_csv_kept_on_disk_makes_the_same_job_and_contacts(portal: Any,
+                                                            monkeypatch: Any) -> None:
+    """Portal uploads are read from disk as API uploads are (smppd.api.uploads): the
+    file part is a window of the spooled body, not read into memory."""
+    from smppd.api import forms, uploads
+
+    seen: list[Any] = []
+    finish, csv_rows = uploads.UploadBuffer.finish, forms.csv_rows
+    monkeypatch.setattr(uploads, "SPOOL_BYTES", 64)
+    monkeypatch.setattr(uploads.UploadBuffer, "finish",
+                        lambda self: seen.append(finish(self)) or seen[-1])
+    read: list[type] = []  # what the views give the CSV reader
+    monkeypatch.setattr(forms, "csv_rows", lambda data, *args, **kwargs: (
+        read.append(type(data)), csv_rows(data, *args, **kwargs))[1])
+    client = PageClient(portal.daemon.http_port)
+    client.login("ann")
+    _job(client)
+    assert isinstance(seen[-1], uploads.SpooledBody)
+    status, page = portal.client.request("GET", "/v1/messages?channel=job&limit=100")
+    assert status == 200 and len(page["messages"]) == 30
+    blank = client.form("/portal/jobs/new", "/portal/jobs",
+                        {"name": "J", "from": "Acme", "text": "Hi", "throughput": "1"},
+                        files={"file": ("r.csv", b" \n" * 100)})
+    assert blank.status == 400 and "upload a CSV file" in blank.text
+    contacts = "phone,first_name\n" + "".join(f"+4860010{n:04d},C{n}\n" for n in range(20))
+    answer = client.form("/portal/contacts", "/portal/contacts/import", {},
+                         files={"file": ("c.csv", contacts.encode())})
+    assert answer.status == 200 and isinstance(seen[-1], uploads.SpooledBody)
+    status, listed = portal.client.request("GET", "/v1/contacts?limit=100")
+    assert status == 200 and len(listed["contacts"]) == 20, listed
+    assert read == [uploads.SpooledBody, uploads.SpooledBody]  # the job's, the contacts'

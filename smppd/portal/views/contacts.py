@@ -50,7 +50,7 @@ def save(portal: Any, page: Page) -> Any:
 def import_csv(portal: Any, page: Page) -> Any:
     upload = page.files.get("file", b"")
     try:
-        if not upload.strip():
+        if forms.is_blank(upload):
             raise ApiError(400, "choose a CSV file with a 'phone' column", "file")
         result = yield portal.backend.app.inbound.import_contacts(
             page.account, lambda: forms.csv_rows(upload, required="phone"))

@@ -63,7 +63,7 @@ def create(portal: Any, page: Page) -> Any:
         if values["group"]:
             fields["group"] = values["group"]
             rows = None
-        elif upload.strip():
+        elif not forms.is_blank(upload):
             rows = forms.csv_rows(upload)
         else:
             raise ApiError(400, "upload a CSV file with a 'to' column, or choose a contact "
