@@ -396,7 +396,7 @@ class HttpProtocol(Protocol):
         self._headers_done = True
         length = self._headers.get(b"content-length", b"0")
         self._expects_body = length != b"0" or b"transfer-encoding" in self._headers
-        if self._url.startswith(LARGE_BODIES):
+        if self._expects_body and self._url.startswith(LARGE_BODIES):
             kind = self._headers.get(b"content-type", b"").lower()
             self._upload = UploadBuffer(spool=kind.startswith(SPOOLED_TYPES))
         if length.isdigit() and int(length) > self._limit():
