@@ -54,11 +54,11 @@ def parse_multipart(body: Body, content_type: bytes,
     parser.logger = _QUIET  # it logs each malformed body: a client's flood in our log
     try:
         if isinstance(body, SpooledBody):
-            block = uploads.READ_BYTES
-            for offset in range(0, len(body), block):
-                chunk = body[offset:offset + block]
+            offset = 0
+            for chunk in body.chunks(uploads.READ_BYTES):
                 parts.at(chunk, offset)
                 parser.write(chunk)
+                offset += len(chunk)
         else:
             parser.write(body)
     except MultipartParseError as exc:
@@ -139,14 +139,22 @@ class _Parts:
             self._pieces.append(bytes(data[start:end]))
 
     def _end(self) -> None:
+        pieces, self._pieces = [self._piece(p) for p in self._pieces], []
+        if self._name is None:
+            return
+        if len(pieces) != 1:  # a look-behind split it: copied out whole
+            self.fields[self._name] = b"".join(map(bytes, pieces))
+        elif isinstance(self._view, SpooledBody) or self._views:
+            self.fields[self._name] = pieces[0]  # a window of the file, or a memoryview
+        else:
+            self.fields[self._name] = bytes(pieces[0])
+
+    def _piece(self, piece: tuple[int, int] | bytes) -> Any:
+        if not isinstance(piece, tuple):
+            return piece
+        start, end = piece
         view = self._view
-        pieces = [(view.window(*p) if isinstance(view, SpooledBody) else view[p[0]:p[1]])
-                  if isinstance(p, tuple) else p for p in self._pieces]
-        self._pieces = []
-        if self._name is not None:
-            self.fields[self._name] = (
-                pieces[0] if isinstance(view, SpooledBody) or self._views else
-                bytes(pieces[0])) if len(pieces) == 1 else b"".join(map(bytes, pieces))
+        return view.window(start, end) if isinstance(view, SpooledBody) else view[start:end]
 
     def _finished(self) -> None:
         self.complete = True
