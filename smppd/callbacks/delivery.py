@@ -17,9 +17,8 @@ from typing import Any
 
 import hyperlink
 from twisted.internet import defer, error
-from twisted.internet.ssl import Certificate
-from twisted.web.client import BrowserLikePolicyForHTTPS
 
+from ..protocol.tls import HttpsPolicy, TlsError
 from . import signing
 from .client import Pool, target_of
 from .queries import Event
@@ -67,6 +66,8 @@ def _describe(failure: Any, timeout: float) -> tuple[str, str]:
         return "connect_error", "connection refused"
     if failure.check(error.ConnectError):
         return "connect_error", f"cannot connect: {value}"
+    if failure.check(TlsError):  # the name check after the handshake
+        return "tls_error", str(value)[:250]
     text = str(value) or type(value).__name__
     if "SSL" in type(value).__module__ or "certificate" in text:
         return "tls_error", f"TLS: {text}"[:250]
@@ -78,12 +79,8 @@ class Sender:
                  ca_file: str | None = None) -> None:
         self.reactor = reactor
         self.timeout = timeout
-        trust = None
-        if ca_file is not None:
-            with open(ca_file, "rb") as pem:
-                trust = Certificate.loadPEM(pem.read())
-        self.pool = Pool(reactor, BrowserLikePolicyForHTTPS(trustRoot=trust), timeout,
-                         concurrency)
+        # Not Twisted's BrowserLikePolicyForHTTPS: see smppd.protocol.tls (issue 13).
+        self.pool = Pool(reactor, HttpsPolicy(ca_file), timeout, concurrency)
 
     def send(self, event: Event) -> defer.Deferred[Outcome]:
         """Never fails: every way an attempt can end is an Outcome."""

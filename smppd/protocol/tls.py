@@ -10,6 +10,11 @@ inside Twisted and the link hung in "connecting".
 Here OpenSSL verifies the chain by itself (VERIFY_PEER, no callback), and the
 name is checked by service_identity right after the handshake, before the
 session sends its bind: a certificate for another host never sees the password.
+
+The same holds for the webhooks' https (smppd.callbacks.client, through
+`HttpsPolicy`): Twisted's BrowserLikePolicyForHTTPS is optionsForClientTLS
+underneath, so under the unit every https delivery failed with MemoryError. There
+the request waits for the name check as the bind does.
 """
 
 from __future__ import annotations
@@ -33,27 +38,38 @@ class TlsError(Exception):
     """The TLS set-up or the peer's identity is wrong; the message says which."""
 
 
+def client_context(ca_file: str | None = None) -> SSL.Context:
+    """A client context that trusts `ca_file` (PEM) or the system's store, with no
+    callback into Python. Raises TlsError when the trust cannot be loaded."""
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(SSL.OP_NO_COMPRESSION)
+    context.set_verify(SSL.VERIFY_PEER)  # no callback: OpenSSL's own chain check
+    try:
+        if ca_file:
+            context.load_verify_locations(ca_file)
+        else:
+            context.set_default_verify_paths()
+    except SSL.Error as exc:
+        where = f"the CA file {ca_file!r}" if ca_file else "the system's trust store"
+        raise TlsError(f"cannot load {where}: {_openssl_reason(exc)}") from None
+    return context
+
+
 @implementer(IOpenSSLClientConnectionCreator)
 class ClientTls:
-    """Connections to one SMSC: trust `ca_file` (PEM) or the system's store, and
-    expect a certificate for `server_name`, a DNS name or an IP address."""
+    """Connections to one peer (an SMSC; a webhook's host): trust `ca_file` (PEM) or
+    the system's store, and expect a certificate for `server_name`, a DNS name or an
+    IP address. `context`: one shared by several peers (HttpsPolicy); `peer`: what
+    the errors call it."""
 
-    def __init__(self, server_name: str, ca_file: str | None = None) -> None:
+    def __init__(self, server_name: str, ca_file: str | None = None, *,
+                 context: SSL.Context | None = None, peer: str = "the SMSC") -> None:
         self.server_name = server_name
         self.ca_file = ca_file
+        self.peer = peer
         self._is_address = isIPAddress(server_name) or isIPv6Address(server_name)
-        self.context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-        self.context.set_min_proto_version(SSL.TLS1_2_VERSION)
-        self.context.set_options(SSL.OP_NO_COMPRESSION)
-        self.context.set_verify(SSL.VERIFY_PEER)  # no callback: OpenSSL's own chain check
-        try:
-            if ca_file:
-                self.context.load_verify_locations(ca_file)
-            else:
-                self.context.set_default_verify_paths()
-        except SSL.Error as exc:
-            where = f"the CA file {ca_file!r}" if ca_file else "the system's trust store"
-            raise TlsError(f"cannot load {where}: {_openssl_reason(exc)}") from None
+        self.context = context if context is not None else client_context(ca_file)
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self.context, None)
@@ -66,16 +82,33 @@ class ClientTls:
         """After the handshake: the chain was verified, now the name. Raises TlsError."""
         certificate = connection.get_peer_certificate(as_cryptography=True)
         if certificate is None:
-            raise TlsError("TLS: the SMSC sent no certificate")
+            raise TlsError(f"TLS: {self.peer} sent no certificate")
         try:
             if self._is_address:
                 verify_certificate_ip_address(certificate, self.server_name)
             else:
                 verify_certificate_hostname(certificate, self.server_name)
         except (VerificationError, CertificateError):
-            raise TlsError(f"TLS: the SMSC's certificate is not valid for "
-                           f"{self.server_name!r} (it names {_names(certificate)}); set "
-                           "tls.server_name to a name it was issued for") from None
+            hint = "; set tls.server_name to a name it was issued for" \
+                if self.peer == "the SMSC" else ""
+            raise TlsError(f"TLS: {self.peer}'s certificate is not valid for "
+                           f"{self.server_name!r} (it names {_names(certificate)}){hint}"
+                           ) from None
+
+
+class HttpsPolicy:
+    """What Twisted's HTTPS endpoints ask of a TLS policy (`creatorForNetloc`), for
+    the webhooks' client: one context for every host (the trust is loaded once), a
+    ClientTls per host. The caller checks the name with `verify_peer` once the
+    handshake is done, before it sends anything."""
+
+    def __init__(self, ca_file: str | None = None) -> None:
+        self.context = client_context(ca_file)
+        self.ca_file = ca_file
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> ClientTls:
+        return ClientTls(hostname.decode("ascii"), self.ca_file, context=self.context,
+                         peer="the endpoint")
 
 
 def describe_failure(reason: Failure | None, handshake_done: bool) -> str | None:

@@ -154,3 +154,87 @@ def test_no_http_answer_is_a_connection_error(scripted: Any, sender: Sender,
     assert (outcome.ok, outcome.result) == (False, "connection_error")
     assert outcome.error is not None and outcome.error.startswith(error), outcome.error
     assert send(sender, server.server_address[1], 2).ok
+
+
+# https: the chain checked by OpenSSL, the name by service_identity after the handshake,
+# no callback into Python (smppd.protocol.tls.HttpsPolicy; issue 13) --------------------
+
+class ScriptedTls(Scripted):
+    """Scripted, over TLS with a certificate for 127.0.0.1 (the handshake happens in
+    the handler's thread, at its first read)."""
+
+    def __init__(self, answers: list[bytes | None], cert: str, key: str) -> None:
+        import ssl
+
+        super().__init__(answers)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False), address
+
+
+@pytest.fixture
+def https(tmp_path: Any) -> Iterator[tuple[ScriptedTls, str]]:
+    from tests.support.receiver import self_signed
+
+    cert, key = self_signed(tmp_path)
+    server = ScriptedTls([], str(cert), str(key))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+def _tls_sender(ca_file: str | None) -> Sender:
+    from twisted.internet import reactor
+
+    return call(Sender, reactor, 2.0, 4, ca_file)
+
+
+def _send_to(sender: Sender, url: str, seq: int = 1) -> Outcome:
+    return call(sender.send, Event(seq, f"01evt{seq:027d}", 1, "ep", url, SECRET,
+                                   "message.status", f'{{"n": {seq}}}', 0.0, 0))
+
+
+def test_https_trusting_the_configured_ca_delivers_over_one_connection(
+        https: tuple[ScriptedTls, str]) -> None:
+    server, ca_file = https
+    sender = _tls_sender(ca_file)
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/hook"
+        assert [_send_to(sender, url, n).ok for n in (1, 2)] == [True, True]
+        assert server.connections == 1 and len(server.requests) == 2
+    finally:
+        call(sender.close)
+
+
+def test_https_to_a_name_the_certificate_does_not_carry_sends_nothing(
+        https: tuple[ScriptedTls, str]) -> None:
+    """The chain is trusted but the certificate names 127.0.0.1, not localhost: the
+    attempt fails on the name, and the event is never written to that connection."""
+    server, ca_file = https
+    sender = _tls_sender(ca_file)
+    try:
+        outcome = _send_to(sender, f"https://localhost:{server.server_address[1]}/hook")
+        assert (outcome.ok, outcome.result) == (False, "tls_error"), outcome
+        assert outcome.error == ("TLS: the endpoint's certificate is not valid for "
+                                 "'localhost' (it names 127.0.0.1)"), outcome.error
+        assert server.requests == []
+    finally:
+        call(sender.close)
+
+
+def test_https_with_an_unknown_ca_fails_the_handshake(
+        https: tuple[ScriptedTls, str]) -> None:
+    server, _ = https
+    sender = _tls_sender(None)  # the system's store does not know the receiver's CA
+    try:
+        outcome = _send_to(sender, f"https://127.0.0.1:{server.server_address[1]}/hook")
+        assert (outcome.ok, outcome.result) == (False, "tls_error"), outcome
+        assert outcome.error is not None and "certificate verify failed" in outcome.error
+        assert server.requests == []
+    finally:
+        call(sender.close)
