@@ -325,16 +325,54 @@ class _Reader:
         return text[:-1] if text.endswith("\n") else text
 
 
+class _WrittenInt(int):
+    """A YAML 1.1 integer not written in plain decimal digits (`0123` is octal 83,
+    `1:30` is 90, `0x1F` is 31), with the text as written: wherever such a value
+    would be taken as a number or a string of digits, it is refused instead."""
+
+    written: str
+
+    def __new__(cls, value: int, written: str) -> _WrittenInt:
+        made = super().__new__(cls, value)
+        made.written = written
+        return made
+
+
+_PLAIN_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")  # 1_000 is 1000 as written
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load, but an integer keeps how it was written (_WrittenInt)."""
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    value = loader.construct_yaml_int(node)
+    if _PLAIN_DECIMAL.fullmatch(node.value) is None:
+        return _WrittenInt(value, node.value)
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _not_as_written(value: _WrittenInt) -> ValueError:
+    return ValueError(f"YAML read {value.written} as the number {int(value)}; put the "
+                      "value in quotes (or write the number in plain decimal digits)")
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
     return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+            int: "a number", float: "a number", _WrittenInt: "a number"}.get(
+        type(value), type(value).__name__)
 
 
 def _text(value: Any, allow_empty: bool = False, max_length: int = 256) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError(f"expected a string, got {_kind(value)}")
+    if isinstance(value, _WrittenInt):  # `number: 0123` is not "83"
+        raise _not_as_written(value)
     text = str(value)
     if not text and not allow_empty:
         raise ValueError("expected a non-empty string")
@@ -348,7 +386,8 @@ def _quoted(value: Any, allow_empty: bool = False, max_length: int = 256) -> str
     `00001234` as 668, so a credential that is not written as text is refused
     rather than silently turned into another one. ${VAR} values are text already."""
     if not isinstance(value, str):
-        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        shown = str(value).lower() if isinstance(value, bool) else str(int(value)) \
+            if isinstance(value, _WrittenInt) else str(value)
         raise ValueError(f"expected text in quotes, but YAML read {shown} as {_kind(value)}; "
                          "put the value in quotes: unquoted, 0123 becomes 83 and 00001234 "
                          "becomes 668")
@@ -358,6 +397,8 @@ def _quoted(value: Any, allow_empty: bool = False, max_length: int = 256) -> str
 def _integer(value: Any, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
         value = int(value)  # from ${VAR}
+    if isinstance(value, _WrittenInt):  # `port: 0080` is not 64
+        raise _not_as_written(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number, got {_kind(value)} {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
@@ -370,6 +411,8 @@ def _number(value: Any, low: float = 0.0) -> float:
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
+    if isinstance(value, _WrittenInt):
+        raise _not_as_written(value)
     if isinstance(value, bool) or not isinstance(value, int | float) \
             or not math.isfinite(value):
         raise ValueError(f"expected a number, got {_kind(value)} {value!r}")
@@ -883,8 +926,8 @@ def _read_smtp(r: _Reader, data: Any, key: str = "smtp") -> SmtpSettings | None:
     smtp = SmtpSettings(
         host=get("host", _text) or "", port=get("port", _integer, 587, low=1, high=65535),
         starttls=get("starttls", _boolean, not implicit_tls), tls=implicit_tls,
-        username=get("username", _text, None),
-        password=get("password", _text, None, allow_empty=True, max_length=1024),
+        username=get("username", _quoted, None),
+        password=get("password", _quoted, None, allow_empty=True, max_length=1024),
         sender=get("from", _text, "smppd@localhost"),
         timeout=get("timeout", _number, 30.0, low=0.1),
         ca_file=get("ca_file", _text, None, max_length=4096))
@@ -968,7 +1011,7 @@ def load(path: str | Path) -> Settings:
         raise ConfigError([f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) \
             from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

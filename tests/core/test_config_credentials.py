@@ -50,6 +50,54 @@ def test_quoted_values_and_environment_values_keep_their_digits(
     assert (smsc.system_id, smsc.password) == ("0123", "00001234")
 
 
+@pytest.mark.parametrize(("section", "key", "written", "read_as"), [
+    ("smtp", "username", "0123", "83"),
+    ("smtp", "password", "00001234", "668"),
+    ("reports", "smtp", None, None),  # the reports' own SMTP server reads the same way
+])
+def test_smtp_credentials_yaml_reads_as_numbers_are_refused(
+        tmp_path: Path, section: str, key: str, written: str | None,
+        read_as: str | None) -> None:
+    if section == "reports":
+        text = VALID + "reports:\n  smtp:\n    host: mail.test\n    password: 00001234\n"
+        where, read_as = "reports.smtp.password", "668"
+    else:
+        text = VALID + f"smtp:\n  host: mail.test\n  {key}: {written}\n"
+        where = f"smtp.{key}"
+    (found,) = problems(tmp_path, text)
+    assert found.startswith(f"{tmp_path / 'smppd.yaml'}: {where}: "), found
+    assert f"YAML read {read_as} as a number" in found and "quotes" in found
+
+
+@pytest.mark.parametrize(("text_change", "where", "written", "read_as"), [
+    # numbers and prefixes are digits, but 0123 is not "83" (YAML 1.1 octal)
+    ("inbound_numbers:\n  - number: 0123\n    kind: dedicated\n    account: acme\n",
+     "inbound_numbers[0].number", "0123", "83"),
+    ("routes:\n  - prefix: 0123\n    smsc: carrier-a\n", "routes[0].prefix", "0123", "83"),
+    # a number written so that YAML turns it into another one
+    ("retry:\n  max_attempts: 1:30\n", "retry.max_attempts", "1:30", "90"),
+])
+def test_digits_yaml_reads_as_another_number_are_refused(
+        tmp_path: Path, text_change: str, where: str, written: str, read_as: str) -> None:
+    found = problems(tmp_path, VALID + text_change)
+    expected = f"{tmp_path / 'smppd.yaml'}: {where}: YAML read {written} as the number " \
+               f"{read_as}; put the value in quotes (or write the number in plain decimal " \
+               "digits)"
+    assert expected in found, found
+
+
+def test_plain_numbers_are_still_numbers(tmp_path: Path) -> None:
+    text = VALID.replace("window: 10", "window: 1_000").replace(
+        "throughput: 100", "throughput: +100") + \
+        "inbound_numbers:\n  - number: 48500100200\n    kind: dedicated\n    account: acme\n" \
+        "smtp:\n  host: mail.test\n  username: \"0123\"\n  password: \"00001234\"\n"
+    settings = config.load(write(tmp_path, text))
+    assert (settings.smscs[0].window, settings.smscs[0].throughput) == (1000, 100)
+    assert settings.inbound_numbers[0].number == "48500100200"
+    assert settings.smtp is not None
+    assert (settings.smtp.username, settings.smtp.password) == ("0123", "00001234")
+
+
 # systemd credentials ------------------------------------------------------------------
 
 def _with_credentials(text: str) -> str:
