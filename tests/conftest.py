@@ -206,3 +206,19 @@ def _id_clock() -> Iterator[None]:
     with ids._lock:
         ids._state.update(saved)
 
+
+@pytest.fixture
+def pg() -> Any:
+    """A freshly emptied PostgreSQL test database at head (several instances share
+    PostgreSQL only); skips with the reason when there is none."""
+    from smppd.store import database
+    from tests.store.conftest import POSTGRES_URL, _reset_postgres
+
+    if not POSTGRES_URL:
+        pytest.skip("needs SMPPD_TEST_POSTGRES_URL (several instances share PostgreSQL "
+                    "only)")
+    engine = database.make_engine(POSTGRES_URL, pool_size=4)
+    _reset_postgres(engine)
+    database.upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -580,6 +580,8 @@ class Daemon:
             self._set_accounts({name: ids[name] for name in (a.name for a in settings.accounts)
                                 if name in ids})
         self.reports.reload(self.settings)  # issue 10: account time zones
+        if self.cluster is not None:  # a changed contract is split again at once
+            self.cluster.reapply()
         self.dispatcher.pump_soon()
         for change in changes:
             log.info("reload: %s", change)

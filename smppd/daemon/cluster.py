@@ -15,6 +15,18 @@ heartbeat). If a heartbeat then finds the lease expired, others may hold its wor
 the queues in memory are dropped (what is in flight still settles) and it registers
 again under a new id.
 
+Joining a shared contract. The others learn of a newcomer at their next heartbeat
+and go on sending their old share until then, so a newcomer that sent at once would
+push the sum past the contract for up to a heartbeat (1.5 times it, for two
+instances). So an instance holds each SMSC with a contract (sends nothing to it)
+from its registration until it has announced the bind in a heartbeat and every other
+live instance bound to that SMSC has beaten since (their heartbeat numbers are
+higher than its announcement's): each of them has then read the newcomer's row and
+cut its share. The held bind's bucket then starts empty, on the release grid, not
+with a saved-up burst. The cost: a bind joins up to about two heartbeats late; alone
+on an SMSC, it sends after its first heartbeat. A reload, which puts the whole
+contract back on a changed SMSC's rate, splits it again at once from the last view.
+
 Why split the contract rather than coordinate each submit through the database:
 a submit costs a fraction of a millisecond, a round trip to PostgreSQL about as much
 again and a lock across instances much more; an even split by the heartbeats' count
@@ -47,6 +59,7 @@ class View:
     members: list[instances.Live] = field(default_factory=list)
     duties: frozenset[str] = frozenset()
     leased: int = 0
+    beat: int = 0  # this heartbeat's number (smppd.store.instances)
 
 
 class Cluster:
@@ -72,6 +85,9 @@ class Cluster:
         self._taking = False
         self._releasing: list[str] = []
         self.fenced = 0  # times this instance found itself presumed dead
+        # smsc -> the number of our first heartbeat that said we are bound to it (the
+        # announcement the others must have beaten after; see the module docstring)
+        self._announced: dict[str, int] = {}
 
     # Start and stop ------------------------------------------------------------------
 
@@ -84,6 +100,7 @@ class Cluster:
         self.valid_until = sent + self.lease - self.heartbeat
         self.dispatcher.lease_ok = self.lease_ok
         self.dispatcher.on_spill = self._spilled
+        self.dispatcher.held = set(self.dispatcher.channels)  # until a heartbeat says
         log.info("cluster: instance %s registered (lease %.1f s)", self.id, self.lease)
 
     def start(self) -> None:
@@ -140,6 +157,7 @@ class Cluster:
                 return
             self.valid_until = sent + self.lease - self.heartbeat
             self.members, self.duties, self.leased = view.members, view.duties, view.leased
+            self._announce(bound, view.beat)
             self._apply_shares()
             self._look_for_work()
             self.dispatcher.pump_soon()
@@ -153,26 +171,57 @@ class Cluster:
         self.transaction(self._beat, bound).addCallbacks(done, failed)
 
     def _beat(self, conn: Any, bound: list[str]) -> View:
-        """On a pool thread, one transaction."""
-        if not instances.heartbeat(conn, self.id, self.lease, bound):
+        """On a pool thread, one transaction. The count first: the heartbeat takes
+        the lock that orders all heartbeats, held from there to the commit."""
+        leased = instances.leased_count(conn, self.id)
+        beat = instances.heartbeat(conn, self.id, self.lease, bound)
+        if beat is None:
             return View(alive=False)
         duties = frozenset(name for name in DUTIES
                            if instances.claim_duty(conn, name, self.id, self.lease))
-        return View(True, instances.live(conn), duties,
-                    instances.leased_count(conn, self.id))
+        return View(True, instances.live(conn), duties, leased, beat)
+
+    def _announce(self, bound: list[str], beat: int) -> None:
+        """Remember when each bind was first announced; a bind that went down is
+        announced afresh when it is back (the others may have taken its share)."""
+        for name in bound:
+            self._announced.setdefault(name, beat)
+        for name in set(self._announced) - set(bound):
+            del self._announced[name]
+
+    def acknowledged(self, smsc: str) -> bool:
+        """Every other live instance bound to `smsc` has beaten since we announced
+        our bind to it: they count us in their shares."""
+        announced = self._announced.get(smsc)
+        return announced is not None and all(
+            member.beat > announced for member in self.members
+            if member.id != self.id and smsc in member.smscs)
+
+    def reapply(self) -> None:
+        """After a reload (which puts the whole contract back on a changed SMSC's
+        rate): split again now, from the last heartbeat's view."""
+        self._shares.clear()
+        self._apply_shares()
 
     def _apply_shares(self) -> None:
-        for name, channel in self.dispatcher.channels.items():
+        dispatcher = self.dispatcher
+        now = self.reactor.seconds()
+        for name, channel in dispatcher.channels.items():
             contract = channel.settings.throughput
             share = self.share(name, contract)
-            # Compared with what was applied for this contract: a reload resets the
-            # rate to the whole contract, and the next heartbeat splits it again.
+            # Compared with what was applied for this contract (reapply forgets it,
+            # after a reload has put the whole contract back).
             if self._shares.get(name) != (contract, share):
                 self._shares[name] = (contract, share)
                 if share != contract:
                     log.info("cluster: smsc=%s sends %.1f/s here (its %g/s shared)", name,
                              share, contract)
                 channel.rate.set_contract(share)
+            if contract > 0 and not self.acknowledged(name):
+                dispatcher.held.add(name)
+            elif name in dispatcher.held:
+                dispatcher.held.discard(name)
+                channel.bucket.restart(now)  # from the release grid, no saved-up burst
         members = max(1, len(self.members))
         for job_id, feeder in self.dispatcher.feeders.items():
             if feeder.cap is None:
@@ -242,6 +291,8 @@ class Cluster:
                   "it and registering again", self.id, self.lease)
         forget_queued(self.dispatcher)
         self.valid_until = 0.0  # nothing is sent or taken into memory until registered
+        self._announced.clear()  # the new id announces its binds afresh
+        self.dispatcher.held = set(self.dispatcher.channels)
         # Until then accepts are still leased to the old, dead id: free for any
         # instance, and given back by this one (its lease is not valid).
         new_id = instances.new_instance_id()

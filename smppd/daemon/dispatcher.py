@@ -144,6 +144,8 @@ class Dispatcher:
         # Several instances (issue 14, smppd.daemon.cluster): send only while this
         # instance's lease holds, and give back to the queue what memory cannot take.
         self.lease_ok: Callable[[], bool] | None = None
+        # SMSCs not to send to for now (a bind joining a shared contract: cluster.py)
+        self.held: set[str] = set()
         self.on_spill: Callable[[str], None] | None = None
 
     # Wiring ------------------------------------------------------------------------
@@ -307,7 +309,8 @@ class Dispatcher:
         throttle, not the window, is what held work back."""
         connector = channel.connector
         room = min(connector.window_available, channel.window - channel.unsettled)
-        if room <= 0 or not self.accepting or channel.retiring is not None:
+        if room <= 0 or not self.accepting or channel.retiring is not None or \
+                channel.name in self.held:
             return None
         bucket = channel.bucket
         tokens = bucket.available(now)

@@ -10,6 +10,11 @@ instance's: machines whose clocks disagree still agree on who is alive. An insta
 whose heartbeat finds its own lease already expired has been presumed dead (a long
 pause, a database outage longer than the lease): what it held may be another's by
 now, so the caller drops its queues and registers again under a new id (fencing).
+
+Heartbeats are numbered (`beat`) in one order for all instances: each takes a
+transaction-scoped advisory lock, so one runs at a time and sees every earlier
+one committed. A heartbeat numbered after another instance's therefore read that
+instance's row as it was then: the basis of smppd.daemon.cluster's join rule.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sqlalchemy import Connection, text
 from ..ids import new_id
 
 NOW = "timezone('utc', now())"
+BEATS_LOCK = 0x736D7070640002  # "smppd" + 2: pg_advisory_xact_lock's key for heartbeats
 # Dead instances' rows are kept a day for the operator to see, then removed.
 FORGET_AFTER = "interval '1 day'"
 
@@ -40,6 +46,7 @@ class Live:
 
     id: str
     smscs: tuple[str, ...]
+    beat: int = 0  # its last heartbeat's number (0: none since it registered)
 
 
 def register(conn: Connection, instance_id: str, lease: float) -> None:
@@ -52,20 +59,25 @@ def register(conn: Connection, instance_id: str, lease: float) -> None:
 
 
 def heartbeat(conn: Connection, instance_id: str, lease: float,
-              smscs: list[str]) -> bool:
-    """Extend this instance's lease; False when it had expired already (fenced)."""
-    result = conn.execute(text(
+              smscs: list[str]) -> int | None:
+    """Extend this instance's lease and say which SMSCs it is bound to; the
+    heartbeat's number, or None when the lease had expired already (fenced). The
+    lock is held to the end of the caller's transaction: read `live` after this, in
+    the same transaction, and keep what follows short."""
+    conn.execute(text(f"SELECT pg_advisory_xact_lock({BEATS_LOCK})"))
+    return conn.execute(text(
         f"UPDATE instances SET heartbeat_at = {NOW}, "
-        f"lease_until = {NOW} + make_interval(secs => :lease), smscs = :smscs "
-        f"WHERE id = :id AND lease_until > {NOW}"),
-        {"id": instance_id, "lease": lease, "smscs": json.dumps(sorted(smscs))})
-    return result.rowcount == 1
+        f"lease_until = {NOW} + make_interval(secs => :lease), smscs = :smscs, "
+        "beat = (SELECT coalesce(max(beat), 0) + 1 FROM instances) "
+        f"WHERE id = :id AND lease_until > {NOW} RETURNING beat"),
+        {"id": instance_id, "lease": lease, "smscs": json.dumps(sorted(smscs))}).scalar()
 
 
 def live(conn: Connection) -> list[Live]:
-    rows = conn.execute(text(f"SELECT id, smscs FROM instances WHERE lease_until > {NOW} "
-                             "ORDER BY id")).all()
-    return [Live(row.id, tuple(json.loads(row.smscs or "[]"))) for row in rows]
+    rows = conn.execute(text(f"SELECT id, smscs, beat FROM instances "
+                             f"WHERE lease_until > {NOW} ORDER BY id")).all()
+    return [Live(row.id, tuple(json.loads(row.smscs or "[]")), row.beat or 0)
+            for row in rows]
 
 
 def retire(conn: Connection, instance_id: str) -> int:

@@ -683,6 +683,8 @@ instances = Table(
     Column("heartbeat_at", DateTime, nullable=False),
     Column("lease_until", DateTime, nullable=False),
     Column("smscs", Text, nullable=True),  # JSON list of the SMSCs it is bound to
+    # Its last heartbeat's place in the order of all heartbeats (smppd.store.instances).
+    Column("beat", BigInteger, nullable=True),
 )
 
 # Work that must run on one instance at a time (sweepers, schedules, the callback

@@ -110,6 +110,15 @@ class TokenBucket:
             return max(0.0, self.next_release - now)
         return 0.0 if self.tokens >= 1 - _EPSILON else (1 - self.tokens) / self.rate
 
+    def restart(self, now: float) -> None:
+        """Nothing saved up: the next tokens come at the next release point. For a
+        bind that was held (a newcomer to a shared contract, smppd.daemon.cluster):
+        a burst saved while it waited would land on top of the others' releases."""
+        if not self.unlimited:
+            self.tokens = 0.0
+            self.updated = now
+            self._run_dry(now)
+
     def pause(self, seconds: float, now: float) -> None:
         self.paused_until = max(self.paused_until, now + seconds)
 

@@ -13,6 +13,7 @@ SMPPD_TEST_POSTGRES_URL."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -200,15 +201,48 @@ def test_a_shared_contract_of_100_per_second_holds_every_second(
         _stop_all(daemons)
     records = [record for record in smsc.submits if record.message_id]
     binds = {record.connection for record in records}
-    # Counted while both instances had a backlog: from the later one's first submit
-    # to the earlier one's last, in whole seconds; the first second left out (each
-    # bind's bucket starts full, a tenth of its rate, as with a single instance).
-    start = max(min(r.at for r in records if r.connection == c) for c in binds) + 1.0
-    end = min(max(r.at for r in records if r.connection == c) for c in binds)
-    full = [sum(1 for r in records if start + s <= r.at < start + s + 1)
-            for s in range(int(end - start))]
+    # Counted as a carrier counts, per second of the clock (the buckets release on a
+    # grid of the clock's quarter seconds, off its whole seconds), while both
+    # instances had a backlog: the whole seconds from the later one's first submit to
+    # the earlier one's last.
+    start = math.ceil(max(min(r.at for r in records if r.connection == c) for c in binds))
+    end = math.floor(min(max(r.at for r in records if r.connection == c) for c in binds))
+    full = [sum(1 for r in records if second <= r.at < second + 1)
+            for second in range(start, end)]
     per_bind = by_connection(smsc)
     print(f"\nshared 100/s: per second {full}, per bind {dict(per_bind)}")
     assert len(full) >= 5
     assert all(99 <= count <= 101 for count in full), full
     assert all(350 <= n <= 450 for n in per_bind.values()), per_bind
+
+
+def test_an_instance_joining_a_shared_contract_under_load_never_pushes_it_past_it(
+        smsc: Any, tmp_path: Path, database: str) -> None:
+    """B starts while A sends a job at the whole 200/s contract, and has work at once:
+    the job's second page, which A has not leased yet. Every whole second at the SMSC,
+    the join included, holds at most 201: B sends only after A has cut its share."""
+    (a,) = start_instances(tmp_path, smsc.port, database, count=1, window=50,
+                           throughput=200)
+    daemons = [a]
+    total = JobFeeder.PAGE + 600
+    try:
+        _job(a.http_port, "a", total)
+        until(lambda: len(texts(smsc, "a-")) >= 400, 30, "A sending at 200/s")
+        daemons += start_instances(tmp_path, smsc.port, database, count=1, window=50,
+                                   throughput=200, first=1)
+        until(lambda: len(texts(smsc)) == total, 60, f"{total} submits")
+    finally:
+        _stop_all(daemons)
+    records = [record for record in smsc.submits if record.message_id]
+    binds = by_connection(smsc)
+    assert len(binds) == 2, f"B sent nothing: {binds}"
+    # Clock seconds, from the first whole one after A started: in A's first second its
+    # bucket, idle until then, gave its saved-up burst on top of the grid's releases
+    # (up to an eighth of the rate more, as with a single instance).
+    first = min(r.at for r in records)
+    full = [sum(1 for r in records if second <= r.at < second + 1)
+            for second in range(math.ceil(first), math.ceil(max(r.at for r in records)))]
+    b_first = min(r.at for r in records if r.connection == max(binds))
+    print(f"\njoin under a 200/s contract: per second {full}, per bind {dict(binds)}, "
+          f"B's first submit {b_first - first:.2f} s after A's")
+    assert max(full) <= 201, full

@@ -25,18 +25,6 @@ from smppd.store.single import lock_sqlite
 from tests.store.conftest import POSTGRES_URL, _reset_postgres
 
 
-@pytest.fixture
-def pg() -> Any:
-    if not POSTGRES_URL:
-        pytest.skip("needs SMPPD_TEST_POSTGRES_URL (several instances share PostgreSQL "
-                    "only)")
-    engine = database.make_engine(POSTGRES_URL, pool_size=4)
-    _reset_postgres(engine)
-    database.upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 def _accounts(engine: Any, balance: int = 1000) -> int:
     with engine.begin() as conn:
         return queries.seed_accounts(conn, [("acme", balance)])["acme"]

@@ -17,11 +17,12 @@ HEARTBEAT = 0.5
 
 def start_instances(tmp_path: Path, smsc_port: int, database: str, count: int = 2, *,
                     window: int = 20, throughput: float = 0,
-                    log_level: str = "warning") -> list[DaemonProcess]:
+                    log_level: str = "warning", first: int = 0) -> list[DaemonProcess]:
     """`count` instances, started one after the other (so the fake SMSC's connection
-    serials follow the instances' order: instance i's first bind is serial i + 1)."""
+    serials follow the instances' order: instance i's first bind is serial i + 1).
+    `first`: the first one's index (its folder's name), to start more later."""
     started = []
-    for index in range(count):
+    for index in range(first, first + count):
         folder = tmp_path / f"instance-{index}"
         folder.mkdir()
         port = free_port()

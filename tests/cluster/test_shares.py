@@ -1,0 +1,161 @@
+"""A shared contract while instances join, leave and flap (issue 14), on task.Clock:
+two Cluster objects on one PostgreSQL database, beating by hand, so every order of
+heartbeats can be written down. What must hold after each step: the rates of the
+binds that may send add up to no more than the contract. Skipped with a printed
+reason without SMPPD_TEST_POSTGRES_URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import text
+from twisted.internet import defer, task
+
+from smppd.daemon.cluster import Cluster
+from smppd.store import instances
+from smppd.throttle.bucket import TokenBucket
+
+CONTRACT = 100.0
+
+
+class _Rate:
+    def __init__(self, clock: task.Clock) -> None:
+        self.bucket = TokenBucket(CONTRACT, now=clock.seconds())
+
+    def set_contract(self, rate: float) -> None:
+        self.bucket.set_rate(rate)
+
+
+@dataclass
+class _Channel:
+    clock: task.Clock
+    bound: bool = True
+    rate: Any = None
+    settings: Any = field(default_factory=lambda: SimpleNamespace(throughput=CONTRACT))
+
+    def __post_init__(self) -> None:
+        self.rate = _Rate(self.clock)
+        self.connector = SimpleNamespace(bound=self.bound)
+
+    @property
+    def bucket(self) -> TokenBucket:
+        return self.rate.bucket
+
+
+class _Dispatcher:
+    """What the cluster reads and sets on the dispatcher, for one SMSC "s"."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        self.channels = {"s": _Channel(clock)}
+        self.held: set[str] = set()
+        self.feeders: dict[str, Any] = {}
+        self.stopped = False
+        self.memory_limit = 0  # no free work is looked for
+        self.singles = SimpleNamespace(size=0)
+        self.lease_ok: Any = None
+        self.on_spill: Any = None
+
+    def pump_soon(self) -> None:
+        pass
+
+    def bind(self, up: bool) -> None:
+        self.channels["s"].connector.bound = up
+
+    @property
+    def sending_at(self) -> float:
+        """The rate this instance may send to "s" now (0 while held)."""
+        return 0.0 if "s" in self.held else self.channels["s"].bucket.rate
+
+
+class _Instance:
+    def __init__(self, engine: Any, clock: task.Clock) -> None:
+        def transaction(fn: Any, *args: Any) -> defer.Deferred[Any]:
+            with engine.begin() as conn:
+                return defer.succeed(fn(conn, *args))
+
+        self.dispatcher = _Dispatcher(clock)
+        self.cluster = Cluster(clock, transaction, self.dispatcher,
+                               SimpleNamespace(owner=None), lease=30.0, heartbeat=1.0)
+        self.cluster.register()
+
+    def beat(self) -> None:
+        self.cluster.beat()
+
+    @property
+    def sending_at(self) -> float:
+        return self.dispatcher.sending_at
+
+
+def test_heartbeats_are_numbered_in_one_order_and_a_fenced_one_gets_none(pg: Any) -> None:
+    with pg.begin() as conn:
+        instances.register(conn, "a", 60)
+        instances.register(conn, "b", 60)
+    numbers = []
+    for name in ("a", "b", "a", "a", "b"):
+        with pg.begin() as conn:
+            numbers.append(instances.heartbeat(conn, name, 60, ["s"]))
+            seen = {member.id: member.beat for member in instances.live(conn)}
+        assert seen[name] == numbers[-1]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 5
+    with pg.begin() as conn:
+        conn.execute(text("UPDATE instances SET lease_until = now() - interval '1 day' "
+                          "WHERE id = 'b'"))
+        assert instances.heartbeat(conn, "b", 60, ["s"]) is None
+
+
+def test_a_newcomer_sends_only_once_the_others_have_cut_their_share(pg: Any) -> None:
+    clock = task.Clock()
+    clock.advance(1_000)
+    a = _Instance(pg, clock)
+    assert a.sending_at == 0  # registered, not yet beaten: nothing is known
+    a.beat()
+    assert a.sending_at == CONTRACT  # alone on "s"
+
+    b = _Instance(pg, clock)
+    b.beat()  # B announces its bind; A has not seen it yet, still sends it all
+    assert (a.sending_at, b.sending_at) == (CONTRACT, 0)
+    b.beat()  # still not: A has not beaten since
+    assert b.sending_at == 0
+    a.beat()  # A reads B's row: half
+    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, 0)
+    b.beat()  # A has beaten since B's announcement: B sends its half
+    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
+    bucket = b.dispatcher.channels["s"].bucket
+    assert bucket.dry and bucket.tokens == 0  # from the release grid, no saved burst
+
+    # B's bind flaps: A takes the whole contract back once it sees B unbound...
+    b.dispatcher.bind(False)
+    b.beat()
+    a.beat()
+    assert a.sending_at == CONTRACT
+    # ...so B, bound again, waits for A to see it once more.
+    b.dispatcher.bind(True)
+    b.beat()
+    assert (a.sending_at, b.sending_at) == (CONTRACT, 0)
+    a.beat()
+    b.beat()
+    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
+
+
+def test_two_instances_starting_together_never_both_send_it_all(pg: Any) -> None:
+    clock = task.Clock()
+    a, b = _Instance(pg, clock), _Instance(pg, clock)
+    for step in ("a", "b", "a", "b", "a", "b"):
+        (a if step == "a" else b).beat()
+        assert a.sending_at + b.sending_at <= CONTRACT, step
+    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
+
+
+def test_a_reload_splits_a_changed_contract_again_at_once(pg: Any) -> None:
+    clock = task.Clock()
+    a, b = _Instance(pg, clock), _Instance(pg, clock)
+    for instance in (a, b, a, b):
+        instance.beat()
+    assert a.sending_at == CONTRACT / 2
+    channel = a.dispatcher.channels["s"]
+    channel.settings = SimpleNamespace(throughput=80.0)
+    channel.rate.set_contract(80.0)  # what Channel.reconfigure does on a reload
+    a.cluster.reapply()
+    assert a.sending_at == 40.0
