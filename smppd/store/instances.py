@@ -29,7 +29,9 @@ from sqlalchemy import Connection, text
 from ..ids import new_id
 
 NOW = "timezone('utc', now())"
-BEATS_LOCK = 0x736D7070640002  # "smppd" + 2: pg_advisory_xact_lock's key for heartbeats
+# PostgreSQL advisory lock keys ("smppd" and a number), in one place so none is reused.
+MIGRATION_LOCK = 0x736D7070640001  # pg_advisory_lock's: migrations (migrations/env.py)
+BEATS_LOCK = 0x736D7070640002  # pg_advisory_xact_lock's: heartbeats, one at a time
 # Dead instances' rows are kept a day for the operator to see, then removed.
 FORGET_AFTER = "interval '1 day'"
 

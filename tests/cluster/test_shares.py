@@ -1,8 +1,9 @@
-"""A shared contract while instances join, leave and flap (issue 14), on task.Clock:
-two Cluster objects on one PostgreSQL database, beating by hand, so every order of
-heartbeats can be written down. What must hold after each step: the rates of the
-binds that may send add up to no more than the contract. Skipped with a printed
-reason without SMPPD_TEST_POSTGRES_URL."""
+"""Cluster objects on one PostgreSQL database and task.Clock, beating by hand, so every
+order of heartbeats can be written down (issue 14): a shared contract while instances
+join, leave and flap (the rates of the binds that may send add up to no more than
+the contract after each step), and fencing (an instance presumed dead stops, drops
+what it queued and comes back under a new id). Skipped with a printed reason
+without SMPPD_TEST_POSTGRES_URL."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class _Channel:
     def __post_init__(self) -> None:
         self.rate = _Rate(self.clock)
         self.connector = SimpleNamespace(bound=self.bound)
+        self.current: Any = None
+        self.retries: list[Any] = []
 
     @property
     def bucket(self) -> TokenBucket:
@@ -53,7 +56,8 @@ class _Dispatcher:
         self.feeders: dict[str, Any] = {}
         self.stopped = False
         self.memory_limit = 0  # no free work is looked for
-        self.singles = SimpleNamespace(size=0)
+        self.singles = SimpleNamespace(size=0, queues={})
+        self.spilled = False
         self.lease_ok: Any = None
         self.on_spill: Any = None
 
@@ -70,14 +74,15 @@ class _Dispatcher:
 
 
 class _Instance:
-    def __init__(self, engine: Any, clock: task.Clock) -> None:
+    def __init__(self, engine: Any, clock: task.Clock, lease: float = 30.0) -> None:
         def transaction(fn: Any, *args: Any) -> defer.Deferred[Any]:
             with engine.begin() as conn:
                 return defer.succeed(fn(conn, *args))
 
         self.dispatcher = _Dispatcher(clock)
-        self.cluster = Cluster(clock, transaction, self.dispatcher,
-                               SimpleNamespace(owner=None), lease=30.0, heartbeat=1.0)
+        self.memory = SimpleNamespace(owner=None)
+        self.cluster = Cluster(clock, transaction, self.dispatcher, self.memory,
+                               lease=lease, heartbeat=1.0)
         self.cluster.register()
 
     def beat(self) -> None:
@@ -159,3 +164,35 @@ def test_a_reload_splits_a_changed_contract_again_at_once(pg: Any) -> None:
     channel.rate.set_contract(80.0)  # what Channel.reconfigure does on a reload
     a.cluster.reapply()
     assert a.sending_at == 40.0
+
+
+def test_an_instance_presumed_dead_stops_drops_its_queue_and_comes_back_anew(
+        pg: Any) -> None:
+    clock = task.Clock()
+    a = _Instance(pg, clock, lease=3.0)
+    a.beat()
+    first_id = a.cluster.id
+    assert a.memory.owner == first_id and a.cluster.lease_ok()
+    # No heartbeat gets through (a pause, a database outage): by its own clock the
+    # lease is no longer surely valid one heartbeat before it ends, and nothing is
+    # sent from then on (the dispatcher asks lease_ok before every pass).
+    clock.advance(3.0 - 1.0)
+    assert not a.cluster.lease_ok()
+    # Meanwhile the others saw its row expire; its next heartbeat finds that out.
+    a.dispatcher.singles.queues["s"] = ["queued here"]
+    a.dispatcher.singles.size = 1
+    with pg.begin() as conn:
+        conn.execute(text("UPDATE instances SET lease_until = now() - interval '1 s' "
+                          "WHERE id = :id"), {"id": first_id})
+    a.beat()
+    assert a.cluster.fenced == 1
+    assert a.dispatcher.singles.queues == {} and a.dispatcher.singles.size == 0
+    assert a.dispatcher.spilled  # what it dropped is read from the store again
+    assert a.cluster.id != first_id and a.memory.owner == a.cluster.id
+    assert a.cluster.lease_ok() and a.sending_at == 0  # held until a heartbeat says
+    a.beat()
+    assert a.sending_at == CONTRACT
+    with pg.begin() as conn:
+        live = {member.id for member in instances.live(conn)}
+    assert live == {a.cluster.id}
+

@@ -21,8 +21,10 @@ from smppd.store import database, epoch, instances, jobs, leases, ledger, querie
 from smppd.store import operations as ops
 from smppd.store.batch import BatchApplier
 from smppd.store.database import DatabaseError
+from smppd.store.instances import MIGRATION_LOCK
 from smppd.store.single import lock_sqlite
 from tests.store.conftest import POSTGRES_URL, _reset_postgres
+from tests.support.polling import until
 
 
 def _accounts(engine: Any, balance: int = 1000) -> int:
@@ -306,17 +308,38 @@ def test_a_duty_has_one_holder_until_its_lease_lapses(pg: Any) -> None:
         assert instances.claim_duty(conn, "purge", "b", 60)
 
 
+def _waiting_on_advisory_locks(engine: Any) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )).scalar() or 0
+
+
 def test_migrations_run_once_while_other_instances_wait(pg: Any) -> None:
-    """Three processes (Alembic is one per process) migrate an empty database at once:
-    one does, the others wait on the advisory lock and find it at head."""
+    """Three processes (Alembic is one per process) migrate an empty database at once.
+    The test holds the migration lock first: all three are seen waiting on it with
+    the schema still empty; once it is let go, exactly one runs the migrations (its
+    log says so) and the other two find the schema at head."""
     _reset_postgres(pg)
-    script = "import sys; from smppd.store import database; database.upgrade_url(sys.argv[1])"
-    processes = [subprocess.Popen([sys.executable, "-c", script, POSTGRES_URL or ""],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                 for _ in range(3)]
+    script = ("import logging, sys; logging.basicConfig(level=logging.INFO); "
+              "from smppd.store import database; database.upgrade_url(sys.argv[1])")
+    with pg.connect() as holder:
+        holder.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        holder.commit()
+        processes = [subprocess.Popen([sys.executable, "-c", script, POSTGRES_URL or ""],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                     for _ in range(3)]
+        until(lambda: _waiting_on_advisory_locks(pg) == 3, 60,
+              "three migrations waiting on the lock")
+        assert database.current_revision(pg) is None  # none went past the lock
+        holder.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+        holder.commit()
     outputs = [process.communicate(timeout=120)[0].decode() for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], outputs
     assert database.current_revision(pg) == database.head_revision()
+    migrated = [output for output in outputs if "Running upgrade" in output]
+    assert len(migrated) == 1, outputs
 
 
 def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ on the lock and then find the schema at head (Alembic then has nothing to do).""
 from alembic import context
 from sqlalchemy import create_engine
 
+from smppd.store.instances import MIGRATION_LOCK
 from smppd.store.schema import metadata
-
-MIGRATION_LOCK = 0x736D7070640001  # "smppd" + 1: pg_advisory_lock's key for migrations
 
 config = context.config
 engine = config.attributes.get("engine")
