@@ -337,6 +337,9 @@ class _WrittenInt(int):
         made.written = written
         return made
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return int, (int(self),)  # copied or pickled, it is the number it was read as
+
 
 _PLAIN_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")  # 1_000 is 1000 as written
 
@@ -565,7 +568,7 @@ def _status_overrides(r: _Reader, data: Any, key: str) -> tuple[tuple[int, str],
 
 def _command_status(code: Any) -> int | None:
     if isinstance(code, int) and not isinstance(code, bool):
-        return code if 0 <= code <= 0xFFFFFFFF else None
+        return int(code) if 0 <= code <= 0xFFFFFFFF else None  # 0x45: 69, as written
     if not isinstance(code, str):
         return None
     text = code.strip()

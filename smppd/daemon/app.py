@@ -541,6 +541,7 @@ class Daemon:
             changes.append("http.ops_listen: needs a restart (ignored)")
             settings = replace(settings, ops_listen=self.settings.ops_listen)
         logs.set_level(settings.log_level)
+        reconfigured: list[str] = []  # SMSCs whose rate now holds the whole contract
         for smsc in settings.smscs:
             connector = self.connectors.get(smsc.name)
             if connector is None:
@@ -555,6 +556,7 @@ class Daemon:
             if smsc != channel.settings:
                 rebinding = connector.reload(connector_config(smsc))
                 channel.reconfigure(smsc, self.reactor.seconds())
+                reconfigured.append(smsc.name)
                 self.applier.receipt_policy[smsc.name] = smsc.receipt_policy
                 changes.append(f"smsc {smsc.name}: " + ("re-binding" if rebinding
                                                          else "updated, binds kept"))
@@ -581,7 +583,7 @@ class Daemon:
                                 if name in ids})
         self.reports.reload(self.settings)  # issue 10: account time zones
         if self.cluster is not None:  # a changed contract is split again at once
-            self.cluster.reapply()
+            self.cluster.reapply(reconfigured)
         self.dispatcher.pump_soon()
         for change in changes:
             log.info("reload: %s", change)

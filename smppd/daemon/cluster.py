@@ -88,6 +88,8 @@ class Cluster:
         # smsc -> the number of our first heartbeat that said we are bound to it (the
         # announcement the others must have beaten after; see the module docstring)
         self._announced: dict[str, int] = {}
+        self._held_since: dict[str, float] = {}  # smsc -> when it was first held
+        self._told: set[str] = set()  # held SMSCs whose wait was logged
 
     # Start and stop ------------------------------------------------------------------
 
@@ -100,7 +102,8 @@ class Cluster:
         self.valid_until = sent + self.lease - self.heartbeat
         self.dispatcher.lease_ok = self.lease_ok
         self.dispatcher.on_spill = self._spilled
-        self.dispatcher.held = set(self.dispatcher.channels)  # until a heartbeat says
+        self.dispatcher.cleared = set()  # no SMSC until a heartbeat says (even one
+        # whose channel does not exist yet: binds are made after this)
         log.info("cluster: instance %s registered (lease %.1f s)", self.id, self.lease)
 
     def start(self) -> None:
@@ -149,6 +152,9 @@ class Cluster:
         sent = self.reactor.seconds()
         bound = [name for name, channel in self.dispatcher.channels.items()
                  if channel.connector.bound]
+        cleared = self.dispatcher.cleared
+        if cleared is not None:  # a bind that is down now is announced afresh when back,
+            cleared.intersection_update(bound)  # even before this heartbeat ends
 
         def done(view: View) -> None:
             self._beating = False
@@ -174,7 +180,7 @@ class Cluster:
         """On a pool thread, one transaction. The count first: the heartbeat takes
         the lock that orders all heartbeats, held from there to the commit."""
         leased = instances.leased_count(conn, self.id)
-        beat = instances.heartbeat(conn, self.id, self.lease, bound)
+        beat = instances.heartbeat(conn, self.id, self.lease, bound, self.heartbeat)
         if beat is None:
             return View(alive=False)
         duties = frozenset(name for name in DUTIES
@@ -189,6 +195,21 @@ class Cluster:
         for name in set(self._announced) - set(bound):
             del self._announced[name]
 
+    def _waiting(self, smsc: str) -> None:
+        """Say once, after a few heartbeats, who a held bind waits for: an instance of
+        an older version never numbers its heartbeats, and holds it until it stops."""
+        since = self._held_since.setdefault(smsc, self.reactor.seconds())
+        if smsc in self._told or self.reactor.seconds() - since < 5 * self.heartbeat:
+            return
+        self._told.add(smsc)
+        announced = self._announced.get(smsc)
+        waiting = [member.id for member in self.members if member.id != self.id
+                   and smsc in member.smscs and (announced is None or member.beat <= announced)]
+        log.warning("cluster: smsc=%s is held here: waiting for %s to have a heartbeat "
+                    "since this instance announced its bind (an instance of an older smppd "
+                    "never does; it holds this bind until it stops)", smsc,
+                    ", ".join(waiting) or "this instance's own heartbeat")
+
     def acknowledged(self, smsc: str) -> bool:
         """Every other live instance bound to `smsc` has beaten since we announced
         our bind to it: they count us in their shares."""
@@ -197,10 +218,13 @@ class Cluster:
             member.beat > announced for member in self.members
             if member.id != self.id and smsc in member.smscs)
 
-    def reapply(self) -> None:
-        """After a reload (which puts the whole contract back on a changed SMSC's
-        rate): split again now, from the last heartbeat's view."""
-        self._shares.clear()
+    def reapply(self, changed: list[str]) -> None:
+        """After a reload, which put the whole contract back on the rates of the SMSCs
+        whose settings `changed` (and added new ones): split theirs again now, from the
+        last heartbeat's view. The others are left as they are (a rate an SMSC's
+        throttling slowed stays slowed)."""
+        for name in changed:
+            self._shares.pop(name, None)
         self._apply_shares()
 
     def _apply_shares(self) -> None:
@@ -217,10 +241,15 @@ class Cluster:
                     log.info("cluster: smsc=%s sends %.1f/s here (its %g/s shared)", name,
                              share, contract)
                 channel.rate.set_contract(share)
+            cleared = dispatcher.cleared
             if contract > 0 and not self.acknowledged(name):
-                dispatcher.held.add(name)
-            elif name in dispatcher.held:
-                dispatcher.held.discard(name)
+                if cleared is not None:
+                    cleared.discard(name)
+                self._waiting(name)
+            elif cleared is not None and name not in cleared:
+                cleared.add(name)
+                self._held_since.pop(name, None)
+                self._told.discard(name)
                 channel.bucket.restart(now)  # from the release grid, no saved-up burst
         members = max(1, len(self.members))
         for job_id, feeder in self.dispatcher.feeders.items():
@@ -292,7 +321,7 @@ class Cluster:
         forget_queued(self.dispatcher)
         self.valid_until = 0.0  # nothing is sent or taken into memory until registered
         self._announced.clear()  # the new id announces its binds afresh
-        self.dispatcher.held = set(self.dispatcher.channels)
+        self.dispatcher.cleared = set()
         # Until then accepts are still leased to the old, dead id: free for any
         # instance, and given back by this one (its lease is not valid).
         new_id = instances.new_instance_id()
@@ -360,3 +389,12 @@ class ClusterCollector:
         for name, (_contract, share) in list(cluster._shares.items()):
             shares.add_metric([name], share)
         yield shares
+        held = GaugeMetricFamily("smppd_cluster_smsc_held",
+                                 "1 while this instance holds an SMSC's bind back: it "
+                                 "joined a shared contract and waits for the other "
+                                 "instances bound to it to cut their shares",
+                                 labels=["smsc"])
+        cleared = cluster.dispatcher.cleared
+        for name in list(cluster.dispatcher.channels):
+            held.add_metric([name], 0.0 if cleared is None or name in cleared else 1.0)
+        yield held

@@ -144,8 +144,9 @@ class Dispatcher:
         # Several instances (issue 14, smppd.daemon.cluster): send only while this
         # instance's lease holds, and give back to the queue what memory cannot take.
         self.lease_ok: Callable[[], bool] | None = None
-        # SMSCs not to send to for now (a bind joining a shared contract: cluster.py)
-        self.held: set[str] = set()
+        # With several instances, the SMSCs it may send to now (a bind joining a shared
+        # contract waits: smppd.daemon.cluster); None: all of them, as a lone daemon.
+        self.cleared: set[str] | None = None
         self.on_spill: Callable[[str], None] | None = None
 
     # Wiring ------------------------------------------------------------------------
@@ -310,7 +311,7 @@ class Dispatcher:
         connector = channel.connector
         room = min(connector.window_available, channel.window - channel.unsettled)
         if room <= 0 or not self.accepting or channel.retiring is not None or \
-                channel.name in self.held:
+                (self.cleared is not None and channel.name not in self.cleared):
             return None
         bucket = channel.bucket
         tokens = bucket.available(now)

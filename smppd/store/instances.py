@@ -61,11 +61,19 @@ def register(conn: Connection, instance_id: str, lease: float) -> None:
 
 
 def heartbeat(conn: Connection, instance_id: str, lease: float,
-              smscs: list[str]) -> int | None:
+              smscs: list[str], wait: float = 1.0) -> int | None:
     """Extend this instance's lease and say which SMSCs it is bound to; the
     heartbeat's number, or None when the lease had expired already (fenced). The
     lock is held to the end of the caller's transaction: read `live` after this, in
-    the same transaction, and keep what follows short."""
+    the same transaction, and keep what follows short.
+
+    One instance must not stop the others' heartbeats: its wait for the lock ends
+    after `wait` seconds (that heartbeat fails, the next one tries again), and should
+    it stall while holding the lock (SIGSTOP, a paused VM, a network gone quiet), the
+    server ends its transaction after `wait` seconds idle, which lets the lock go."""
+    milliseconds = max(100, int(wait * 1000))
+    conn.execute(text(f"SET LOCAL lock_timeout = {milliseconds}"))
+    conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {milliseconds}"))
     conn.execute(text(f"SELECT pg_advisory_xact_lock({BEATS_LOCK})"))
     return conn.execute(text(
         f"UPDATE instances SET heartbeat_at = {NOW}, "

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer, task
 
 from smppd.daemon.cluster import Cluster
@@ -50,9 +52,10 @@ class _Channel:
 class _Dispatcher:
     """What the cluster reads and sets on the dispatcher, for one SMSC "s"."""
 
-    def __init__(self, clock: task.Clock) -> None:
-        self.channels = {"s": _Channel(clock)}
-        self.held: set[str] = set()
+    def __init__(self, clock: task.Clock, channel: bool = True) -> None:
+        self.clock = clock
+        self.channels = {"s": _Channel(clock)} if channel else {}
+        self.cleared: set[str] | None = None
         self.feeders: dict[str, Any] = {}
         self.stopped = False
         self.memory_limit = 0  # no free work is looked for
@@ -67,19 +70,25 @@ class _Dispatcher:
     def bind(self, up: bool) -> None:
         self.channels["s"].connector.bound = up
 
+    def add_channel(self) -> None:
+        self.channels["s"] = _Channel(self.clock)
+
     @property
     def sending_at(self) -> float:
         """The rate this instance may send to "s" now (0 while held)."""
-        return 0.0 if "s" in self.held else self.channels["s"].bucket.rate
+        if self.cleared is not None and "s" not in self.cleared:
+            return 0.0
+        return self.channels["s"].bucket.rate
 
 
 class _Instance:
-    def __init__(self, engine: Any, clock: task.Clock, lease: float = 30.0) -> None:
+    def __init__(self, engine: Any, clock: task.Clock, lease: float = 30.0,
+                 channel: bool = True) -> None:
         def transaction(fn: Any, *args: Any) -> defer.Deferred[Any]:
             with engine.begin() as conn:
                 return defer.succeed(fn(conn, *args))
 
-        self.dispatcher = _Dispatcher(clock)
+        self.dispatcher = _Dispatcher(clock, channel)
         self.memory = SimpleNamespace(owner=None)
         self.cluster = Cluster(clock, transaction, self.dispatcher, self.memory,
                                lease=lease, heartbeat=1.0)
@@ -153,16 +162,34 @@ def test_two_instances_starting_together_never_both_send_it_all(pg: Any) -> None
     assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
 
 
-def test_a_reload_splits_a_changed_contract_again_at_once(pg: Any) -> None:
+def test_a_bind_made_after_registering_waits_as_well(pg: Any) -> None:
+    """The daemon registers before it makes its binds: a channel the cluster never
+    saw is held too, not free to send the whole contract before the first heartbeat."""
+    clock = task.Clock()
+    a = _Instance(pg, clock)
+    a.beat()
+    b = _Instance(pg, clock, channel=False)
+    b.dispatcher.add_channel()
+    assert (a.sending_at, b.sending_at) == (CONTRACT, 0)
+    b.beat()
+    a.beat()
+    b.beat()
+    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
+
+
+def test_a_reload_splits_a_changed_contract_again_and_leaves_the_others(pg: Any) -> None:
     clock = task.Clock()
     a, b = _Instance(pg, clock), _Instance(pg, clock)
     for instance in (a, b, a, b):
         instance.beat()
     assert a.sending_at == CONTRACT / 2
     channel = a.dispatcher.channels["s"]
+    channel.rate.set_contract(10.0)  # slowed by the SMSC's throttling, say
+    a.cluster.reapply([])  # a reload that changed another SMSC, or none
+    assert a.sending_at == 10.0
     channel.settings = SimpleNamespace(throughput=80.0)
     channel.rate.set_contract(80.0)  # what Channel.reconfigure does on a reload
-    a.cluster.reapply()
+    a.cluster.reapply(["s"])
     assert a.sending_at == 40.0
 
 
@@ -195,4 +222,23 @@ def test_an_instance_presumed_dead_stops_drops_its_queue_and_comes_back_anew(
     with pg.begin() as conn:
         live = {member.id for member in instances.live(conn)}
     assert live == {a.cluster.id}
+
+
+def test_a_heartbeat_stalled_while_holding_the_lock_does_not_stop_the_others(
+        pg: Any) -> None:
+    """A stops (SIGSTOP, a paused VM) right after taking the heartbeats' lock and
+    never commits: the server ends its transaction once it has idled `wait` seconds,
+    so B's heartbeat, waiting for the lock meanwhile, gets it (without that, B's
+    wait would end in a lock timeout: an error, not a number)."""
+    with pg.begin() as conn:
+        instances.register(conn, "a", 60)
+        instances.register(conn, "b", 60)
+    stalled = pg.connect()
+    stalled.begin()
+    assert instances.heartbeat(stalled, "a", 60, ["s"], wait=0.5) is not None
+    with pg.begin() as conn:
+        assert instances.heartbeat(conn, "b", 60, ["s"], wait=5.0) is not None
+    with pytest.raises(DBAPIError):  # A's transaction was ended under it
+        stalled.commit()
+    stalled.close()
 

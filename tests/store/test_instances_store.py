@@ -308,12 +308,13 @@ def test_a_duty_has_one_holder_until_its_lease_lapses(pg: Any) -> None:
         assert instances.claim_duty(conn, "purge", "b", 60)
 
 
-def _waiting_on_advisory_locks(engine: Any) -> int:
+def _waiting_on_the_migration_lock(engine: Any) -> int:
     with engine.connect() as conn:
         return conn.execute(text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )).scalar() or 0
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND classid = :high AND objid = :low"),
+            {"high": MIGRATION_LOCK >> 32, "low": MIGRATION_LOCK & 0xFFFFFFFF}).scalar() or 0
 
 
 def test_migrations_run_once_while_other_instances_wait(pg: Any) -> None:
@@ -330,7 +331,7 @@ def test_migrations_run_once_while_other_instances_wait(pg: Any) -> None:
         processes = [subprocess.Popen([sys.executable, "-c", script, POSTGRES_URL or ""],
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                      for _ in range(3)]
-        until(lambda: _waiting_on_advisory_locks(pg) == 3, 60,
+        until(lambda: _waiting_on_the_migration_lock(pg) == 3, 60,
               "three migrations waiting on the lock")
         assert database.current_revision(pg) is None  # none went past the lock
         holder.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
