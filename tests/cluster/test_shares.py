@@ -102,6 +102,19 @@ class _Instance:
         return self.dispatcher.sending_at
 
 
+HALVES = (CONTRACT / 2, CONTRACT / 2)
+
+
+def _beat(*order: _Instance) -> None:
+    """Heartbeats, one after the other, in this order."""
+    for instance in order:
+        instance.beat()
+
+
+def _rates(a: _Instance, b: _Instance) -> tuple[float, float]:
+    return a.sending_at, b.sending_at
+
+
 def test_heartbeats_are_numbered_in_one_order_and_a_fenced_one_gets_none(pg: Any) -> None:
     with pg.begin() as conn:
         instances.register(conn, "a", 60)
@@ -129,13 +142,13 @@ def test_a_newcomer_sends_only_once_the_others_have_cut_their_share(pg: Any) -> 
 
     b = _Instance(pg, clock)
     b.beat()  # B announces its bind; A has not seen it yet, still sends it all
-    assert (a.sending_at, b.sending_at) == (CONTRACT, 0)
+    assert _rates(a, b) == (CONTRACT, 0)
     b.beat()  # still not: A has not beaten since
     assert b.sending_at == 0
     a.beat()  # A reads B's row: half
-    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, 0)
+    assert _rates(a, b) == (CONTRACT / 2, 0)
     b.beat()  # A has beaten since B's announcement: B sends its half
-    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
+    assert _rates(a, b) == HALVES
     bucket = b.dispatcher.channels["s"].bucket
     assert bucket.dry and bucket.tokens == 0  # from the release grid, no saved burst
 
@@ -147,19 +160,18 @@ def test_a_newcomer_sends_only_once_the_others_have_cut_their_share(pg: Any) -> 
     # ...so B, bound again, waits for A to see it once more.
     b.dispatcher.bind(True)
     b.beat()
-    assert (a.sending_at, b.sending_at) == (CONTRACT, 0)
-    a.beat()
-    b.beat()
-    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
+    assert _rates(a, b) == (CONTRACT, 0)
+    _beat(a, b)
+    assert _rates(a, b) == HALVES
 
 
 def test_two_instances_starting_together_never_both_send_it_all(pg: Any) -> None:
     clock = task.Clock()
     a, b = _Instance(pg, clock), _Instance(pg, clock)
-    for step in ("a", "b", "a", "b", "a", "b"):
-        (a if step == "a" else b).beat()
-        assert a.sending_at + b.sending_at <= CONTRACT, step
-    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
+    for step, instance in enumerate((a, b, a, b, a, b)):
+        instance.beat()
+        assert sum(_rates(a, b)) <= CONTRACT, step
+    assert _rates(a, b) == HALVES
 
 
 def test_a_bind_made_after_registering_waits_as_well(pg: Any) -> None:
@@ -170,19 +182,16 @@ def test_a_bind_made_after_registering_waits_as_well(pg: Any) -> None:
     a.beat()
     b = _Instance(pg, clock, channel=False)
     b.dispatcher.add_channel()
-    assert (a.sending_at, b.sending_at) == (CONTRACT, 0)
-    b.beat()
-    a.beat()
-    b.beat()
-    assert (a.sending_at, b.sending_at) == (CONTRACT / 2, CONTRACT / 2)
+    assert _rates(a, b) == (CONTRACT, 0)
+    _beat(b, a, b)
+    assert _rates(a, b) == HALVES
 
 
 def test_a_reload_splits_a_changed_contract_again_and_leaves_the_others(pg: Any) -> None:
     clock = task.Clock()
     a, b = _Instance(pg, clock), _Instance(pg, clock)
-    for instance in (a, b, a, b):
-        instance.beat()
-    assert a.sending_at == CONTRACT / 2
+    _beat(a, b, a, b)
+    assert _rates(a, b) == HALVES
     channel = a.dispatcher.channels["s"]
     channel.rate.set_contract(10.0)  # slowed by the SMSC's throttling, say
     a.cluster.reapply([])  # a reload that changed another SMSC, or none
