@@ -230,6 +230,9 @@ class Cluster:
     def _apply_shares(self) -> None:
         dispatcher = self.dispatcher
         now = self.reactor.seconds()
+        cleared = dispatcher.cleared
+        if cleared is None:  # not registered yet: nothing was held
+            cleared = dispatcher.cleared = set()
         for name, channel in dispatcher.channels.items():
             contract = channel.settings.throughput
             share = self.share(name, contract)
@@ -241,12 +244,10 @@ class Cluster:
                     log.info("cluster: smsc=%s sends %.1f/s here (its %g/s shared)", name,
                              share, contract)
                 channel.rate.set_contract(share)
-            cleared = dispatcher.cleared
             if contract > 0 and not self.acknowledged(name):
-                if cleared is not None:
-                    cleared.discard(name)
+                cleared.discard(name)
                 self._waiting(name)
-            elif cleared is not None and name not in cleared:
+            elif name not in cleared:
                 cleared.add(name)
                 self._held_since.pop(name, None)
                 self._told.discard(name)
