@@ -81,15 +81,28 @@ class TokenBucket:
             self._refill(now)
             self.tokens -= count
             if self.tokens < 1 - _EPSILON:
-                self._run_dry(now)
+                self._run_dry(now, released=True)
 
-    def _run_dry(self, now: float) -> None:
-        """The next release: the first grid point after now by which a token accrues."""
+    def _run_dry(self, now: float, released: bool = False) -> None:
+        """The next release: the first grid point after now by which a token accrues.
+
+        One release a slot of the grid (the period around each grid point). A release
+        before its slot's grid point (`released` early: the saved-up burst, the first
+        thing sent after an idle spell) stands for that slot's release, and what the
+        next one gives accrues from that grid point on, not from now. Otherwise the
+        slot's grid point released what accrued meanwhile on top of the burst, and the
+        clock second holding them carried up to an eighth more than the rate (a
+        carrier counting per second saw 112 at a 100/s contract)."""
         self.dry = True
         period = self.period
         # Half a period off the second: a release a little late or early stays in
         # its second (on the boundary it would land in either, 75 then 125).
         offset = period / 2
+        if released and self.burst > 1:
+            slot_point = math.floor(now / period + _EPSILON) * period + offset
+            if slot_point > now + _EPSILON:
+                self.updated = slot_point  # nothing accrues before it (see _refill)
+                now = slot_point
         ready = now + max(0.0, 1 - self.tokens) / self.rate
         if self.burst <= 1:  # one token a release (a rate of a few a second): no grid
             self.next_release = ready

@@ -4,9 +4,12 @@ rate controllers, the rate meter and fair turns."""
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smppd.throttle.backoff import Backoff
 from smppd.throttle.bucket import TokenBucket
@@ -33,26 +36,56 @@ def test_token_bucket_releases_a_quarter_second_at_once_after_running_dry() -> N
     bucket = TokenBucket(100, now=0.0)
     assert bucket.period == pytest.approx(0.25) and bucket.available(0.0) == 25
     bucket.spend(25, 0.0)
-    # Nothing before the next grid point (.125), then what accrued since.
-    assert bucket.available(0.1) == 0 and bucket.wait(0.1) == pytest.approx(0.025)
-    assert bucket.available(0.125) == 12
-    bucket.spend(3, 0.125)  # not dry: the rest may still be spent one by one
-    assert bucket.available(0.125) == 9 and bucket.wait(0.125) == 0.0
-    bucket.spend(9, 0.125)
-    assert bucket.available(0.3) == 0 and bucket.wait(0.3) == pytest.approx(0.075)
+    # The saved-up burst went out before the first slot's grid point (.125): it was
+    # that slot's release. Nothing more until the next slot's point (.375), which
+    # gives what accrued from .125.
+    assert bucket.available(0.125) == 0 and bucket.wait(0.1) == pytest.approx(0.275)
     assert bucket.available(0.375) == 25
-    bucket.spend(25, 0.375)
+    bucket.spend(3, 0.375)  # not dry: the rest may still be spent one by one
+    assert bucket.available(0.375) == 22 and bucket.wait(0.375) == 0.0
+    bucket.spend(22, 0.375)
+    assert bucket.available(0.6) == 0 and bucket.wait(0.6) == pytest.approx(0.025)
+    assert bucket.available(0.625) == 25
+    bucket.spend(25, 0.625)
     # A sender woken only when the bucket says, each time a little late. The clock is
     # the `now` passed in (simulated seconds), never the wall clock: a pacing check.
-    now, wakeups, per_second = 0.5, 0, [0] * 10
+    now, wakeups, per_second = 0.7, 0, [0] * 10
+    per_second[0] = 50
     while now < 10.0:
         wakeups += 1
         count = bucket.available(now)
         bucket.spend(count, now)
         per_second[int(now)] += count
         now += bucket.wait(now) + 0.013
-    assert per_second[1:] == [100] * 9  # the rate in each whole second
+    assert per_second[0] <= 100 and per_second[1:] == [100] * 9  # the rate, each second
     assert wakeups <= 40  # four wake-ups a second
+
+
+@given(rate=st.sampled_from([8, 20, 100, 250, 1000]),
+       start=st.floats(min_value=0.0, max_value=3.0),
+       idle=st.floats(min_value=0.0, max_value=5.0),
+       lateness=st.floats(min_value=0.0, max_value=0.002))
+def test_token_bucket_never_gives_a_clock_second_more_than_its_rate(
+        rate: int, start: float, idle: float, lateness: float) -> None:
+    """A carrier counts per second of the clock. A sender that starts at any moment
+    (after an idle spell of any length), takes all it is given and is woken when the
+    bucket says (a little late), is given at most the rate in every clock second
+    (plus what its lateness carries over: the catch-up that keeps the rate), and the
+    rate itself from the second whole second on (the first may have lent to the
+    second before it)."""
+    bucket = TokenBucket(rate, now=0.0)
+    now = start + idle
+    bucket.available(start)  # seen at `start`, then idle
+    given: dict[int, int] = {}
+    end = math.floor(now) + 6
+    while now < end:
+        count = bucket.available(now)
+        bucket.spend(count, now)
+        given[math.floor(now)] = given.get(math.floor(now), 0) + count
+        now += bucket.wait(now) + lateness
+    assert max(given.values()) <= rate + 1 + 4 * rate * lateness, given
+    whole = [given.get(second, 0) for second in range(math.floor(start + idle) + 2, end - 1)]
+    assert all(count >= rate - 1 for count in whole), given
 
 
 def test_token_bucket_after_an_idle_spell_saves_only_its_burst() -> None:
