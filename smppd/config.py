@@ -349,7 +349,12 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
-    value = loader.construct_yaml_int(node)
+    try:
+        value = loader.construct_yaml_int(node)
+    except ValueError:  # `!!int abc`: PyYAML's own constructor lets int() raise
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} tagged !!int is not a whole number",
+            node.start_mark) from None
     if _PLAIN_DECIMAL.fullmatch(node.value) is None:
         return _WrittenInt(value, node.value)
     return value
@@ -389,8 +394,7 @@ def _quoted(value: Any, allow_empty: bool = False, max_length: int = 256) -> str
     `00001234` as 668, so a credential that is not written as text is refused
     rather than silently turned into another one. ${VAR} values are text already."""
     if not isinstance(value, str):
-        shown = str(value).lower() if isinstance(value, bool) else str(int(value)) \
-            if isinstance(value, _WrittenInt) else str(value)
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
         raise ValueError(f"expected text in quotes, but YAML read {shown} as {_kind(value)}; "
                          "put the value in quotes: unquoted, 0123 becomes 83 and 00001234 "
                          "becomes 668")
@@ -1015,6 +1019,8 @@ def load(path: str | Path) -> Settings:
             from None
     try:
         data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except ValueError as exc:  # another explicit tag on a value it does not fit
+        raise ConfigError([f"{name}: invalid YAML: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -149,3 +149,15 @@ def test_a_credential_name_cannot_leave_the_folder(tmp_path: Path,
     assert config.load(write(tmp_path, text)).accounts[0].token.startswith("${cred:../x}")
     (found,) = problems(tmp_path, VALID.replace("${ACME_TOKEN}", "${cred:..}"))
     assert "accounts[0].token: systemd credential '..' is not loaded" in found
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("retry:\n  max_attempts: !!int abc\n",
+     "line 19, column 17: invalid YAML: 'abc' tagged !!int is not a whole number"),
+    ("retry:\n  max_attempts: !!float abc\n", "invalid YAML: could not convert"),
+])
+def test_a_tag_that_does_not_fit_its_value_is_a_config_error(
+        tmp_path: Path, line: str, expected: str) -> None:
+    (found,) = problems(tmp_path, VALID + line)
+    assert expected in found, found
+
