@@ -64,6 +64,7 @@ class SmscSettings:
     bind: BindKind = BindKind.TRANSCEIVER
     window: int = 10
     throughput: float = 0.0  # submit_sm per second; 0 = no limit
+    releases_per_second: float = 1.0  # a paced bind's sends a second (smppd.throttle.bucket)
     tls: TlsSettings | None = None
     dcs0_charset: str = "gsm"
     latin1: bool = False
@@ -471,9 +472,10 @@ def _database(value: Any) -> str:
 
 
 _SMSC_KEYS = {"name", "host", "port", "system_id", "password", "system_type", "bind", "window",
-              "throughput", "tls", "dcs0_charset", "latin1", "split", "max_parts", "id_format",
-              "receipt_policy", "response_timeout", "enquire_link_interval",
-              "throttle_policy", "status_overrides", "wait_ack_expire", "reconnect"}
+              "throughput", "releases_per_second", "tls", "dcs0_charset", "latin1", "split",
+              "max_parts", "id_format", "receipt_policy", "response_timeout",
+              "enquire_link_interval", "throttle_policy", "status_overrides", "wait_ack_expire",
+              "reconnect"}
 _HTTP_KEYS = {"listen", "ops_listen", "max_body_bytes", "max_job_body_bytes", "idle_timeout",
               "header_timeout", "body_timeout", "body_min_rate", "max_connections",
               "max_pipelined", "auth_failures", "auth_window"}
@@ -518,6 +520,7 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
                           choices=tuple(k.value for k in BindKind))),
         window=get("window", _integer, 10, low=1, high=10_000),
         throughput=get("throughput", _number, 0.0),
+        releases_per_second=get("releases_per_second", _number, 1.0, low=1),
         tls=tls,
         dcs0_charset=get("dcs0_charset", _choice, "gsm", choices=("gsm", "latin1")),
         latin1=get("latin1", _boolean, False),

@@ -72,9 +72,10 @@ PENDING_RECEIPT_DAYS = 7
 # operation 63 -> 52 us); a window slot is credited up to 30 ms later, which a
 # paced bind (the only one that idles long enough to linger) does not notice.
 OUTCOME_LINGER = 0.03
-# ...and only after it waited this long for work: paced sending leaves ~0.2 s gaps
-# (four releases a second), while at full speed a gap this long is rare even when the
-# machine's scheduler holds a thread back for tens of milliseconds.
+# ...and only after it waited this long for work: paced sending leaves gaps of about a
+# second (one release a second by default; 0.2 s at four), while at full speed a gap
+# this long is rare even when the machine's scheduler holds a thread back for tens of
+# milliseconds.
 OUTCOME_QUIET = 0.1
 # Group commit under concurrency (see smppd.store.writer): how long the writer waits
 # for more work once batches show several clients at once. 2 ms: the CPU per accept

@@ -87,14 +87,16 @@ class Channel:
         if policy_changed:
             self.rate = _controller(settings, now, self.pacing)
         else:
+            self.rate.bucket.releases = settings.releases_per_second  # set_contract applies it
             self.rate.set_contract(settings.throughput)
 
 
 def _controller(settings: SmscSettings, now: float, pacing: Pacing) -> RateController:
     """The bind's rate policy by name (config `throttle_policy`)."""
+    releases = settings.releases_per_second
     if settings.throttle_policy == "fixed":
-        return FixedRate(settings.throughput, now)
-    return AdaptiveRate(settings.throughput, now, pacing)
+        return FixedRate(settings.throughput, now, releases)
+    return AdaptiveRate(settings.throughput, now, pacing, releases)
 
 
 def _ids(settings: SmscSettings) -> AutoIds | IdPolicy:

@@ -20,8 +20,8 @@ once (the API answers 503, deliver_sm ESME_RX_T_APPN), and /readyz says so. Whil
 the store is unavailable and nothing is queued, the writer probes it, so that an
 idle daemon becomes ready again without waiting for traffic.
 
-Lingering (issue 14). At a contract rate (100/s, sent in ten releases a second) the
-SMSC's responses and receipts for one release come in over a millisecond or two;
+Lingering (issue 14). At a contract rate (100/s, sent in one release a second by
+default) the SMSC's responses and receipts for one release come in over a few ms;
 written as they come, each becomes a transaction (an fsync on SQLite) and a wake-up
 of both threads. So after a quiet period (the writer waited `quiet` s or more for
 work), when what arrives is only of the `linger_kinds` (outcomes and receipts, whose

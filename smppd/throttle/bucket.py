@@ -7,35 +7,43 @@ import math
 
 # Float slack: a clock advanced in steps of 0.01 reads 0.09999999999999999 at 0.1.
 _EPSILON = 1e-9
-# Releases a second while paced: few enough that a 100/s contract costs a few timer
-# calls, socket writes and store transactions a second; a quarter of a second's
-# worth of parts back to back is still far gentler than what an SMSC's per-second
-# count allows (Kannel sends a second's worth at once, then sleeps).
-RELEASES_PER_SECOND = 4
+# Releases a second while paced (the default of `smscs[].releases_per_second`). One:
+# on a virtual machine that charges a sleeping thread for waking (bench/coldwake.py:
+# 1.3 ms after 0.1 s asleep, 3 ms after 0.5-1 s), a paced bind's CPU is mostly the
+# wake-ups of a release (the reactor, the writer thread, the writer process), not the
+# messages. At a 100/s contract (peer-bench compare.py --throughput 100) smppd used
+# 0.42-0.49 CPU s per 1,000 messages with four releases a second, 0.40-0.43 with two
+# and 0.34 with one, against Kannel's 0.35-0.39. A second's worth back to back is
+# what a per-second count allows; an SMSC that minds bursts within the second gets
+# more releases from its own setting.
+RELEASES_PER_SECOND = 1
 
 
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved up; rate 0 means unlimited.
 
     Paced in releases: once the bucket has run dry, it gives nothing until the next
-    point of a fixed grid of the clock (every `period` = burst / rate seconds: four a
-    second, at .125, .375, .625 and .875 of each second, for a rate above 4/s;
-    below, one token at a time as it accrues), and then all the
-    whole tokens accrued since. The rate is the same as handing out one token every
-    1/rate s, but the sender wakes four times a second instead of `rate` times: at a
-    100/s contract that is 4 timer calls, 4 socket writes and about 4 store
-    transactions a second, not 100 of each (issue 14: the CPU per message at a
-    contract rate). A carrier counting per second still counts the rate: each second
-    holds four grid points, and a release that comes late keeps what accrued meanwhile
-    (up to one period's worth) instead of losing it to the cap.
+    point of a fixed grid of the clock (every `period` = burst / rate seconds, with
+    burst = rate / `releases` a second: at one release a second, at .5 of each
+    second; at four, at .125, .375, .625 and .875; at a rate below `releases`, one
+    token at a time as it accrues), and then all the whole tokens accrued since. The
+    rate is the same as handing out one token every 1/rate s, but the sender wakes
+    `releases` times a second instead of `rate` times: at a 100/s contract that is
+    one timer call, one socket write and about one store transaction a second, not
+    100 of each (issues 13 and 14: the CPU per message at a contract rate). A
+    carrier counting per second still counts the rate: each second holds whole
+    slots of the grid, and a release that comes late keeps what accrued meanwhile (up
+    to one period's worth) instead of losing it to the cap.
 
     `pause(seconds)` holds every token back for a while: what an SMSC's
     ESME_RTHROTTLED asks for.
     """
 
-    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0) -> None:
+    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0,
+                 releases: float = RELEASES_PER_SECOND) -> None:
         self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate / RELEASES_PER_SECOND)
+        self.releases = releases  # a second while paced; set_rate keeps it
+        self.burst = burst if burst is not None else max(1.0, rate / releases)
         self.tokens = self.burst
         self.updated = now
         self.paused_until = 0.0
@@ -53,11 +61,18 @@ class TokenBucket:
 
     def _refill(self, now: float) -> None:
         if now > self.updated:
-            # While paced, a release a little late keeps what accrued meanwhile, so
-            # timer lateness does not lower the rate; idle, at most the burst is saved.
+            # While paced, a release up to a period late keeps what accrued meanwhile,
+            # so timer lateness does not lower the rate; idle, at most the burst is
+            # saved.
             cap = 2 * self.burst if self.dry else self.burst
             self.tokens = min(cap, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
+
+    def _last_point(self, now: float) -> float:
+        """The latest point of the release grid at or before `now`."""
+        period = self.period
+        offset = period / 2
+        return math.floor((now - offset) / period + _EPSILON) * period + offset
 
     def available(self, now: float) -> int:
         """Whole tokens that may be spent now."""
@@ -65,9 +80,20 @@ class TokenBucket:
             return 0
         if self.unlimited:
             return 1 << 30
-        self._refill(now)
-        if self.dry:
-            if now < self.next_release - _EPSILON or self.tokens < 1 - _EPSILON:
+        if not self.dry:
+            self._refill(now)
+        else:
+            if now < self.next_release - _EPSILON:
+                return 0
+            # A release is what accrued up to its grid point, however late its timer
+            # fires: what accrued since comes with the next one. So each release holds
+            # `burst` tokens, and a clock second holding a release holds the rate,
+            # whatever the lateness within the slot (with what accrued up to the
+            # moment taken instead, a release 50 ms late held 105 and the next 95:
+            # seen at a carrier counting per second).
+            self._refill(now if self.burst <= 1 else max(self.next_release,
+                                                         self._last_point(now)))
+            if self.tokens < 1 - _EPSILON:
                 return 0
             self.dry = False
             if self.tokens >= 2 * self.burst - _EPSILON:
@@ -77,8 +103,9 @@ class TokenBucket:
         return int(self.tokens + _EPSILON)
 
     def spend(self, count: int, now: float) -> None:
+        """Take `count` of what `available` gave. No refill here: what accrued after
+        the release's grid point is counted at the next look, not in this release."""
         if not self.unlimited:
-            self._refill(now)
             self.tokens -= count
             if self.tokens < 1 - _EPSILON:
                 self._run_dry(now, released=True)
@@ -103,7 +130,8 @@ class TokenBucket:
             if slot_point > now + _EPSILON:
                 self.updated = slot_point  # nothing accrues before it (see _refill)
                 now = slot_point
-        ready = now + max(0.0, 1 - self.tokens) / self.rate
+        # Tokens accrue from `updated` (the release's grid point, or an early release's).
+        ready = max(now, self.updated + max(0.0, 1 - self.tokens) / self.rate)
         if self.burst <= 1:  # one token a release (a rate of a few a second): no grid
             self.next_release = ready
             return
@@ -118,9 +146,9 @@ class TokenBucket:
             return self.paused_until - now
         if self.unlimited:
             return 0.0
-        self._refill(now)
-        if self.dry:
+        if self.dry:  # no refill: `available` counts a release up to its grid point
             return max(0.0, self.next_release - now)
+        self._refill(now)
         return 0.0 if self.tokens >= 1 - _EPSILON else (1 - self.tokens) / self.rate
 
     def restart(self, now: float) -> None:
@@ -141,7 +169,7 @@ class TokenBucket:
             if now is not None:
                 self.updated = now
         self.rate = rate
-        self.burst = max(1.0, rate / RELEASES_PER_SECOND)
+        self.burst = max(1.0, rate / self.releases)
         self.tokens = min(self.tokens, self.burst)
         if rate > 0 and (self.dry or self.tokens < 1 - _EPSILON):
             self._run_dry(self.updated if now is None else now)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .backoff import Backoff
-from .bucket import TokenBucket
+from .bucket import RELEASES_PER_SECOND, TokenBucket
 from .meter import RateMeter
 
 
@@ -51,8 +51,9 @@ class RateController(Protocol):
 class FixedRate:
     """The configured rate, no adaptation (refused parts are still retried)."""
 
-    def __init__(self, rate: float, now: float = 0.0) -> None:
-        self.bucket = TokenBucket(rate, now=now)
+    def __init__(self, rate: float, now: float = 0.0,
+                 releases: float = RELEASES_PER_SECOND) -> None:
+        self.bucket = TokenBucket(rate, now=now, releases=releases)
         self.meter = RateMeter(now)
 
     def on_ok(self, now: float) -> None:
@@ -77,10 +78,11 @@ class FixedRate:
 
 
 class AdaptiveRate:
-    def __init__(self, rate: float, now: float = 0.0, pacing: Pacing | None = None) -> None:
+    def __init__(self, rate: float, now: float = 0.0, pacing: Pacing | None = None,
+                 releases: float = RELEASES_PER_SECOND) -> None:
         self.contract = rate  # 0 = no limit
         self.pacing = pacing = pacing or Pacing()
-        self.bucket = TokenBucket(rate, now=now)
+        self.bucket = TokenBucket(rate, now=now, releases=releases)
         self.meter = RateMeter(now)
         self.pauses = Backoff(pacing.pause_base, pacing.pause_max, 2.0, jitter=False)
         self.streak = 0  # refusals in a row
