@@ -64,7 +64,7 @@ class SmscSettings:
     bind: BindKind = BindKind.TRANSCEIVER
     window: int = 10
     throughput: float = 0.0  # submit_sm per second; 0 = no limit
-    releases_per_second: float = 1.0  # a paced bind's sends a second (smppd.throttle.bucket)
+    releases_per_second: int = 1  # how many sends a paced second is split into
     tls: TlsSettings | None = None
     dcs0_charset: str = "gsm"
     latin1: bool = False
@@ -520,7 +520,7 @@ def _read_smsc(r: _Reader, data: Any, key: str) -> SmscSettings | None:
                           choices=tuple(k.value for k in BindKind))),
         window=get("window", _integer, 10, low=1, high=10_000),
         throughput=get("throughput", _number, 0.0),
-        releases_per_second=get("releases_per_second", _number, 1.0, low=1),
+        releases_per_second=get("releases_per_second", _integer, 1, low=1, high=1000),
         tls=tls,
         dcs0_charset=get("dcs0_charset", _choice, "gsm", choices=("gsm", "latin1")),
         latin1=get("latin1", _boolean, False),

@@ -1,5 +1,5 @@
-"""A token bucket driven by the caller's clock (no timers of its own, so it is
-testable without a reactor and costs nothing while idle)."""
+"""A contract rate counted per clock second, driven by the caller's clock (no timers of
+its own, so it is testable without a reactor and costs nothing while idle)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 
 # Float slack: a clock advanced in steps of 0.01 reads 0.09999999999999999 at 0.1.
 _EPSILON = 1e-9
+# Seconds looked ahead for the next that may hold a token (a rate of 0.001/s: 1,000).
+_LOOKAHEAD = 100_000
 # Releases a second while paced (the default of `smscs[].releases_per_second`). One:
 # on a virtual machine that charges a sleeping thread for waking (bench/coldwake.py:
 # 1.3 ms after 0.1 s asleep, 3 ms after 0.5-1 s), a paced bind's CPU is mostly the
@@ -20,59 +22,97 @@ RELEASES_PER_SECOND = 1
 
 
 class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved up; rate 0 means unlimited.
+    """`rate` sends a second, counted per second of the clock; rate 0 means unlimited.
 
-    Paced in releases: once the bucket has run dry, it gives nothing until the next
-    point of a fixed grid of the clock (every `period` = burst / rate seconds, with
-    burst = rate / `releases` a second: at one release a second, at .5 of each
-    second; at four, at .125, .375, .625 and .875; at a rate below `releases`, one
-    token at a time as it accrues), and then all the whole tokens accrued since. The
-    rate is the same as handing out one token every 1/rate s, but the sender wakes
-    `releases` times a second instead of `rate` times: at a 100/s contract that is
-    one timer call, one socket write and about one store transaction a second, not
-    100 of each (issues 13 and 14: the CPU per message at a contract rate). A
-    carrier counting per second still counts the rate: each second holds whole
-    slots of the grid, and a release that comes late keeps what accrued meanwhile (up
-    to one period's worth) instead of losing it to the cap.
+    Why counted per clock second and not a classic token bucket: the carrier counts
+    per second of its clock, and a bucket refilling continuously gives a second its
+    saved-up burst plus what accrues within it (a release taken in part, then topped
+    up as a window frees, held 149-199 in one second at a 100/s contract). Here each
+    clock second holds at most its share of the rate (the rate, with a fractional
+    rate's fractions spread over seconds), whatever the caller does: takes in part,
+    looks late, pauses, changes the rate or the number of releases.
 
-    `pause(seconds)` holds every token back for a while: what an SMSC's
+    Within a second the count is spread over `releases` slots: by the end of slot j
+    at most (j + 1) / releases of the second's share has been given, so a slot
+    missed (a late timer) is made up later in the same second, never in the next. A
+    sender that has taken all it may (`dry`: it has work waiting) is given the next
+    slot's share at the middle of that slot (at .5 of each second with one release a
+    second): half a slot from either edge, so a release that comes late, or a
+    carrier's clock a little off ours, still counts it in its own second. A sender
+    that was not waiting (idle, or taking less than it may) is given what the count
+    allows at once: the first message after an idle spell is not held back.
+
+    One release a second (the default) wakes the sender once a second at any
+    contract rate, not `rate` times: one timer call, one socket write and about one
+    store transaction a second (issues 13 and 14: the CPU per message at a contract
+    rate).
+
+    `pause(seconds)` holds everything back for a while: what an SMSC's
     ESME_RTHROTTLED asks for.
     """
 
-    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0,
-                 releases: float = RELEASES_PER_SECOND) -> None:
+    def __init__(self, rate: float, now: float = 0.0,
+                 releases: int = RELEASES_PER_SECOND) -> None:
         self.rate = rate
-        self.releases = releases  # a second while paced; set_rate keeps it
-        self.burst = burst if burst is not None else max(1.0, rate / releases)
-        self.tokens = self.burst
-        self.updated = now
+        self._releases = releases
         self.paused_until = 0.0
-        self.dry = False  # ran out: nothing until `next_release`
+        self.dry = False  # took all it may: nothing until `next_release`
         self.next_release = 0.0
+        self._dry_at = 0.0  # when it went dry: the next release is recounted from here
+        self._origin = math.floor(now)  # seconds are counted from here (small floats)
+        self._second: int | None = None  # the clock second `_given` counts
+        self._given = 0
+        self._exhausted = False  # the next second looked at counts as used up
 
     @property
     def unlimited(self) -> bool:
         return self.rate <= 0
 
     @property
+    def releases(self) -> int:
+        """Slots a second (config `smscs[].releases_per_second`)."""
+        return self._releases
+
+    @releases.setter
+    def releases(self, releases: int) -> None:
+        """A reload: what this second holds still counts; a dry sender's next release
+        moves to the new slots."""
+        self._releases = releases
+        if self.dry and not self.unlimited:
+            self._run_dry(self._dry_at)
+
+    @property
     def period(self) -> float:
-        """Seconds between releases while the bucket is kept dry."""
-        return self.burst / self.rate
+        """Seconds between releases while the sender is kept dry."""
+        return 1.0 / self.releases
 
-    def _refill(self, now: float) -> None:
-        if now > self.updated:
-            # While paced, a release up to a period late keeps what accrued meanwhile,
-            # so timer lateness does not lower the rate; idle, at most the burst is
-            # saved.
-            cap = 2 * self.burst if self.dry else self.burst
-            self.tokens = min(cap, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
+    def _share(self, second: int) -> int:
+        """The most clock second `second` may hold: the rate, a fractional rate's
+        fractions carried from second to second (2.5/s: 2, 3, 2, 3...)."""
+        second -= self._origin
+        rate = self.rate
+        return math.floor((second + 1) * rate + _EPSILON) - math.floor(second * rate + _EPSILON)
 
-    def _last_point(self, now: float) -> float:
-        """The latest point of the release grid at or before `now`."""
-        period = self.period
-        offset = period / 2
-        return math.floor((now - offset) / period + _EPSILON) * period + offset
+    def _allowed(self, share: int, slot: int) -> int:
+        """What a second of `share` may have given by the end of its slot `slot`."""
+        if slot >= self.releases - 1:
+            return share
+        return math.floor((slot + 1) * share / self.releases + _EPSILON)
+
+    def _where(self, now: float) -> tuple[int, int]:
+        """(clock second, slot within it) of `now`, and the count moved to it."""
+        second = math.floor(now + _EPSILON)
+        slot = min(self.releases - 1, max(0, int((now - second) * self.releases + _EPSILON)))
+        if second != self._second:
+            self._second, self._given = second, 0
+            if self._exhausted:
+                self._given = self._share(second)
+        self._exhausted = False
+        return second, slot
+
+    def _left(self, now: float) -> int:
+        second, slot = self._where(now)
+        return self._allowed(self._share(second), slot) - self._given
 
     def available(self, now: float) -> int:
         """Whole tokens that may be spent now."""
@@ -80,65 +120,43 @@ class TokenBucket:
             return 0
         if self.unlimited:
             return 1 << 30
-        if not self.dry:
-            self._refill(now)
-        else:
-            if now < self.next_release - _EPSILON:
-                return 0
-            # A release is what accrued up to its grid point, however late its timer
-            # fires: what accrued since comes with the next one. So each release holds
-            # `burst` tokens, and a clock second holding a release holds the rate,
-            # whatever the lateness within the slot (with what accrued up to the
-            # moment taken instead, a release 50 ms late held 105 and the next 95:
-            # seen at a carrier counting per second).
-            self._refill(now if self.burst <= 1 else max(self.next_release,
-                                                         self._last_point(now)))
-            if self.tokens < 1 - _EPSILON:
-                return 0
-            self.dry = False
-            if self.tokens >= 2 * self.burst - _EPSILON:
-                # A whole period went by untaken: nobody was waiting (idle), not a
-                # late timer. Idle saves up the burst, no more.
-                self.tokens = self.burst
-        return int(self.tokens + _EPSILON)
+        if self.dry and now < self.next_release - _EPSILON:
+            return 0
+        left = self._left(now)
+        if left <= 0:
+            self._run_dry(now)
+            return 0
+        self.dry = False
+        return left
 
     def spend(self, count: int, now: float) -> None:
-        """Take `count` of what `available` gave. No refill here: what accrued after
-        the release's grid point is counted at the next look, not in this release."""
-        if not self.unlimited:
-            self.tokens -= count
-            if self.tokens < 1 - _EPSILON:
-                self._run_dry(now, released=True)
-
-    def _run_dry(self, now: float, released: bool = False) -> None:
-        """The next release: the first grid point after now by which a token accrues.
-
-        One release a slot of the grid (the period around each grid point). A release
-        before its slot's grid point (`released` early: the saved-up burst, the first
-        thing sent after an idle spell) stands for that slot's release, and what the
-        next one gives accrues from that grid point on, not from now. Otherwise the
-        slot's grid point released what accrued meanwhile on top of the burst, and the
-        clock second holding them carried up to an eighth more than the rate (a
-        carrier counting per second saw 112 at a 100/s contract)."""
-        self.dry = True
-        period = self.period
-        # Half a period off the second: a release a little late or early stays in
-        # its second (on the boundary it would land in either, 75 then 125).
-        offset = period / 2
-        if released and self.burst > 1:
-            slot_point = math.floor(now / period + _EPSILON) * period + offset
-            if slot_point > now + _EPSILON:
-                self.updated = slot_point  # nothing accrues before it (see _refill)
-                now = slot_point
-        # Tokens accrue from `updated` (the release's grid point, or an early release's).
-        ready = max(now, self.updated + max(0.0, 1 - self.tokens) / self.rate)
-        if self.burst <= 1:  # one token a release (a rate of a few a second): no grid
-            self.next_release = ready
+        """Take `count` of what `available(now)` gave."""
+        if self.unlimited:
             return
-        point = math.ceil((ready - offset) / period - _EPSILON) * period + offset
-        if point <= now + _EPSILON:
-            point += period
-        self.next_release = point
+        self._where(now)
+        self._given += count
+        if self._left(now) <= 0:
+            self._run_dry(now)
+
+    def _run_dry(self, now: float) -> None:
+        """Nothing more until the middle of the next slot whose count allows more."""
+        self.dry = True
+        self._dry_at = now
+        second, slot = self._where(now)
+        given = self._given
+        share = self._share(second)
+        if share > given:  # later in this second
+            wanted = math.ceil((given + 1) * self.releases / share - _EPSILON) - 1
+            self.next_release = second + (max(wanted, slot + 1) + 0.5) / self.releases
+            if max(wanted, slot + 1) < self.releases:
+                return
+        for ahead in range(1, _LOOKAHEAD + 1):
+            share = self._share(second + ahead)
+            if share >= 1:
+                first = max(0, math.ceil(self.releases / share - _EPSILON) - 1)
+                self.next_release = second + ahead + (first + 0.5) / self.releases
+                return
+        self.next_release = second + _LOOKAHEAD  # a rate of less than one in _LOOKAHEAD s
 
     def wait(self, now: float) -> float:
         """Seconds until tokens are available (0 if some are now)."""
@@ -146,30 +164,35 @@ class TokenBucket:
             return self.paused_until - now
         if self.unlimited:
             return 0.0
-        if self.dry:  # no refill: `available` counts a release up to its grid point
+        if not self.dry and self._left(now) <= 0:
+            self._run_dry(now)
+        if self.dry:
             return max(0.0, self.next_release - now)
-        self._refill(now)
-        return 0.0 if self.tokens >= 1 - _EPSILON else (1 - self.tokens) / self.rate
+        return 0.0
 
     def restart(self, now: float) -> None:
-        """Nothing saved up: the next tokens come at the next release point. For a
-        bind that was held (a newcomer to a shared contract, smppd.daemon.cluster):
-        a burst saved while it waited would land on top of the others' releases."""
+        """Nothing saved up: what the count allowed before now is taken as given, and
+        the next tokens come at the next release. For a bind that was held (a
+        newcomer to a shared contract, smppd.daemon.cluster): the others' releases
+        of this second are already out."""
         if not self.unlimited:
-            self.tokens = 0.0
-            self.updated = now
+            second, slot = self._where(now)
+            self._given = max(self._given, self._allowed(self._share(second), slot))
             self._run_dry(now)
 
     def pause(self, seconds: float, now: float) -> None:
         self.paused_until = max(self.paused_until, now + seconds)
 
     def set_rate(self, rate: float, now: float | None = None) -> None:
+        """A new rate from now on; what this second already holds still counts. From
+        unlimited, this second counts as used up (it may have held anything)."""
         if self.rate <= 0 < rate:
-            self.tokens = 0.0  # from unlimited: start empty, not with a free burst
-            if now is not None:
-                self.updated = now
+            self._exhausted = True
+            self._second = None
         self.rate = rate
-        self.burst = max(1.0, rate / self.releases)
-        self.tokens = min(self.tokens, self.burst)
-        if rate > 0 and (self.dry or self.tokens < 1 - _EPSILON):
-            self._run_dry(self.updated if now is None else now)
+        if rate <= 0:
+            return
+        if now is not None and (self.dry or self._exhausted):
+            self._run_dry(now)
+        elif self.dry:  # (used up from unlimited, with no `now`: the next look counts it)
+            self._run_dry(self._dry_at)

@@ -19,13 +19,15 @@ from smppd.throttle.rate import AdaptiveRate, FixedRate, Pacing
 
 
 def test_token_bucket_pause_and_rates() -> None:
-    bucket = TokenBucket(4, now=0.0, releases=4)  # a rate of `releases`: one at a time
+    bucket = TokenBucket(4, now=0.0, releases=4)  # a rate of `releases`: one a slot
     assert bucket.available(0.0) == 1
     bucket.spend(1, 0.0)
-    assert bucket.available(0.0) == 0 and bucket.wait(0.0) == pytest.approx(0.25)
+    # Dry: the next one in the middle of the next slot.
+    assert bucket.available(0.0) == 0 and bucket.wait(0.0) == pytest.approx(0.375)
     bucket.pause(2.0, 0.5)
     assert bucket.available(1.0) == 0 and bucket.wait(1.0) == 1.5
-    assert bucket.available(2.6) == 1
+    # After the pause, what the count allows by this slot of second 2 (3 of its 4).
+    assert bucket.available(2.6) == 3
     assert TokenBucket(0).available(5.0) > 10_000  # 0 = unlimited
 
 
@@ -127,10 +129,91 @@ def test_token_bucket_after_an_idle_spell_saves_only_its_burst() -> None:
 
 
 def test_token_bucket_from_unlimited_starts_dry() -> None:
+    """The second in which the adaptive rate leaves unlimited may have held anything:
+    it counts as used up, and the rate starts with the next second's first release."""
     bucket = TokenBucket(0, now=0.0, releases=4)
     bucket.set_rate(50, now=3.0)
-    assert bucket.available(3.0) == 0 and bucket.wait(3.0) == pytest.approx(0.125)
-    assert bucket.available(3.125) == 6
+    assert bucket.available(3.0) == 0 and bucket.wait(3.0) == pytest.approx(1.125)
+    assert bucket.available(3.9) == 0
+    assert bucket.available(4.125) == 12  # a quarter of 50, the half carried
+
+
+def test_a_release_taken_in_part_is_not_topped_up_within_its_second() -> None:
+    """A window-bound sender takes part of a release, then more as slots free: the
+    second still holds the rate, not the release plus what accrued meanwhile (a
+    continuously refilled bucket gave 199 here)."""
+    bucket = TokenBucket(100, now=0.0)
+    assert bucket.available(0.0) == 100
+    bucket.spend(99, 0.0)
+    assert bucket.available(0.99) == 1
+    bucket.spend(1, 0.99)
+    assert bucket.available(0.999) == 0 and bucket.wait(0.999) == pytest.approx(0.501)
+    assert bucket.available(1.5) == 100
+
+
+def test_a_restart_takes_this_seconds_count_as_given() -> None:
+    """A bind joining a shared contract mid-second (smppd.daemon.cluster) sends
+    nothing more in that second: the others' releases of it are out already."""
+    bucket = TokenBucket(100, now=0.0)
+    bucket.restart(0.01)
+    assert bucket.available(0.9) == 0 and bucket.wait(0.9) == pytest.approx(0.6)
+    assert bucket.available(1.5) == 100
+    quarters = TokenBucket(100, now=0.0, releases=4)
+    quarters.restart(0.7)  # in slot 2: slots 0-2 count as given
+    assert quarters.available(0.875) == 25 and quarters.available(1.125) == 25
+
+
+def test_late_timers_lose_nothing_within_the_second() -> None:
+    """Woken 60 ms late at ten releases a second (past each slot's end): the slots
+    missed are made up later in the same second. Only the last slot of a second,
+    pushed into the next, is lost: 90 a second (a bucket that moved a late release
+    to the next slot lost every other one: 50)."""
+    bucket = TokenBucket(100, now=0.0, releases=10)
+    now, given = 0.0, 0
+    while now < 10.0:
+        count = bucket.available(now)
+        bucket.spend(count, now)
+        given += count
+        now += bucket.wait(now) + 0.06
+    assert 890 <= given <= 1000
+
+
+def test_changing_the_releases_mid_second_keeps_the_count() -> None:
+    bucket = TokenBucket(100, now=0.0)
+    bucket.spend(bucket.available(2.5), 2.5)  # the second's release
+    bucket.releases = 4  # a reload (smppd.daemon.dispatcher.Channel.reconfigure)
+    bucket.set_rate(100)
+    assert bucket.available(2.7) == 0 and bucket.available(2.875) == 0
+    assert bucket.available(3.125) == 25
+
+
+@given(steps=st.lists(st.tuples(st.floats(min_value=0.0, max_value=0.7),
+                                st.sampled_from(["all", "part", "restart", "pause",
+                                                 "releases"]),
+                                st.integers(min_value=1, max_value=10)),
+                      min_size=1, max_size=60),
+       rate=st.sampled_from([3, 20, 100, 250]))
+def test_no_clock_second_holds_more_than_the_rate_whatever_the_sender_does(
+        steps: list[tuple[float, str, int]], rate: int) -> None:
+    """Takes of any part at any moment, restarts, pauses and reloads of the number of
+    releases, in any order: every clock second holds at most the rate."""
+    bucket = TokenBucket(rate, now=0.0)
+    now, given = 0.0, {}
+    for delay, action, number in steps:
+        now += delay
+        if action == "restart":
+            bucket.restart(now)
+        elif action == "pause":
+            bucket.pause(number / 10, now)
+        elif action == "releases":
+            bucket.releases = number
+            bucket.set_rate(rate, now)
+        else:
+            count = bucket.available(now)
+            taken = count if action == "all" else min(count, number)
+            bucket.spend(taken, now)
+            given[math.floor(now)] = given.get(math.floor(now), 0) + taken
+    assert all(count <= rate for count in given.values()), given
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
