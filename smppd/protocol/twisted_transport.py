@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from . import trace
+from .deadline_timer import DeadlineTimer, deadline_timer
 from .session import CloseConnection, EsmeSession, Event
 from .trace import PduTrace
 
@@ -26,14 +27,11 @@ if TYPE_CHECKING:  # pyOpenSSL is imported only when an SMSC uses TLS
     from .tls import ClientTls
 
 EventSink = Callable[["SessionProtocol", list[Event]], None]
-# A timer due more than this before the session's next deadline is moved, not left to
-# fire for nothing. After an enquire_link is answered the next deadline jumps from its
-# response timeout (10 s) to the next enquire_link (30 s): left in place, the timer woke
-# an idle daemon for nothing once per enquire_link, a third of its wake-ups, and a
-# wake-up of an idle process is what a virtual machine charges most for (issue 13,
-# bench/coldwake.py). A busy window's oldest deadline creeps forward by milliseconds:
-# the timer is kept until it has fallen a second behind, so at full speed it is set
-# again about once a second, not once per response.
+# A DelayedCall timer (task.Clock in tests, no timerfd) due more than this before the
+# session's next deadline is moved; one due less early is kept and fires for nothing.
+# A busy window's oldest deadline creeps forward by milliseconds: so at full speed it
+# is set again about once a second, not once per response. (On Linux the timer is a
+# timerfd, which moves without waking the reactor: smppd.protocol.deadline_timer.)
 RESCHEDULE_SLACK = 1.0
 
 
@@ -48,7 +46,8 @@ class SessionProtocol(Protocol):
         self._clock = clock
         self._on_lost = on_lost
         self._tls = tls
-        self._timer: IDelayedCall | None = None
+        self._timer: DeadlineTimer | None = None  # made at the first deadline
+        self._lost = False  # no timer after the connection is gone (a descriptor each)
         self._abort_call: IDelayedCall | None = None
         self._handshake_call: IDelayedCall | None = None
         self._close_reason: str | None = None  # why we closed, when we did
@@ -94,6 +93,7 @@ class SessionProtocol(Protocol):
         self.pump()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self._lost = True
         self._cancel_timer()
         self._cancel_handshake_timer()
         if self._abort_call is not None and self._abort_call.active():
@@ -196,24 +196,21 @@ class SessionProtocol(Protocol):
             self._abort_call = self._clock.callLater(5.0, self.abort)
 
     def _tick(self) -> None:
-        self._timer = None
         self.session.tick(self._clock.seconds())
         self.pump()
 
     def _schedule(self) -> None:
-        deadline = self.session.next_deadline()
-        timer = self._timer
+        deadline = None if self._lost else self.session.next_deadline()
         if deadline is None:
-            self._cancel_timer()
+            if self._timer is not None:
+                self._timer.clear()
             return
-        if timer is not None and timer.active():
-            if deadline - RESCHEDULE_SLACK <= timer.getTime() <= deadline:
-                return  # fires early enough; a tick with nothing due is harmless
-            timer.cancel()
-        delay = max(0.0, deadline - self._clock.seconds())
-        self._timer = self._clock.callLater(delay, self._tick)
+        if self._timer is None:
+            self._timer = deadline_timer(self._clock, self._tick, RESCHEDULE_SLACK)
+        self._timer.set(deadline)
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        if self._timer is not None:
+            self._timer.close()
         self._timer = None
+

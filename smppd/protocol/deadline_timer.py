@@ -1,0 +1,186 @@
+"""The session's one timer: a deadline that can move later without waking the reactor.
+
+Why not a DelayedCall alone: Twisted sleeps until the first entry of its heap of timed
+calls, cancelled or not (a cancelled call leaves the heap only when it comes due), and
+`DelayedCall.reset()` to a later time leaves the entry where it was. An SMPP session's
+deadline moves later all the time: an enquire_link is sent with a 10-s response
+deadline, its answer comes a few milliseconds later, and the next deadline is the
+next enquire_link, 30 s on. With a DelayedCall the idle reactor still woke at the old
+deadline, a third of an idle daemon's wake-ups, and on a virtual machine that
+charges for waking (bench/coldwake.py) a wake-up of an idle process costs far more
+than the work it does (issue 13: the CPU of an idle daemon).
+
+`KernelTimer` is a Linux timerfd registered with the reactor as a reader: moving it is
+one `timerfd_settime` call, and the reactor wakes only when the current deadline
+passes. Python 3.11 has no `os.timerfd_create` (3.13 adds it), so the two calls go
+through ctypes; they are plain foreign calls, no callbacks, so they work under
+systemd's MemoryDenyWriteExecute. `CallLaterTimer` keeps a DelayedCall (any
+IReactorTime: task.Clock in tests, a platform without timerfd) and moves it later only
+when it would fire more than `slack` s early; a tick with nothing due is harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReadDescriptor
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+_CLOCK_MONOTONIC = 1
+_TFD_NONBLOCK = os.O_NONBLOCK
+_TFD_CLOEXEC = os.O_CLOEXEC
+
+
+class DeadlineTimer(Protocol):
+    def set(self, when: float) -> None:
+        """Fire at `when` (the reactor's clock), instead of any earlier setting."""
+
+    def clear(self) -> None:
+        """Fire at no time."""
+
+    def close(self) -> None:
+        """Clear, and give back what the timer holds (its descriptor)."""
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+def _libc() -> Any | None:
+    """libc's timerfd functions, or None where there are none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        create, settime = libc.timerfd_create, libc.timerfd_settime
+    except (OSError, AttributeError):
+        return None
+    create.argtypes, create.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
+                        ctypes.c_void_p]
+    settime.restype = ctypes.c_int
+    return libc
+
+
+_LIBC = _libc()
+
+
+@implementer(IReadDescriptor)
+class KernelTimer:
+    """A timerfd watched by the reactor; `fire` is called on the reactor thread."""
+
+    def __init__(self, reactor: Any, fire: Callable[[], None]) -> None:
+        if _LIBC is None:
+            raise OSError(errno.ENOSYS, "timerfd is not available here")
+        fd = _LIBC.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"timerfd_create: {os.strerror(code)}")
+        self._fd = fd
+        self._reactor = reactor
+        self._fire = fire
+        self.armed = False
+        reactor.addReader(self)
+
+    def set(self, when: float) -> None:
+        # Relative to now: the reactor's clock is the wall clock, the timer's the
+        # monotonic one. All zeros would disarm it: a deadline past is 1 ns away.
+        delay = max(when - self._reactor.seconds(), 0.0)
+        seconds = int(delay)
+        self._settime(seconds, max(int((delay - seconds) * 1e9), 0 if seconds else 1))
+        self.armed = True
+
+    def clear(self) -> None:
+        if self.armed and self._fd >= 0:
+            self._settime(0, 0)
+        self.armed = False
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        self._reactor.removeReader(self)
+        os.close(self._fd)
+        self._fd = -1
+        self.armed = False
+
+    def _settime(self, seconds: int, nanoseconds: int) -> None:
+        spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, nanoseconds))
+        if _LIBC.timerfd_settime(self._fd, 0, ctypes.byref(spec), None) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"timerfd_settime: {os.strerror(code)}")
+
+    # IReadDescriptor ---------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def doRead(self) -> None:
+        try:
+            os.read(self._fd, 8)  # the expiry count: reading it re-arms readiness
+        except BlockingIOError:
+            return  # moved after it became readable: not due any more
+        self.armed = False
+        self._fire()
+
+    def connectionLost(self, reason: Failure) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
+
+    def logPrefix(self) -> str:
+        return "KernelTimer"
+
+
+class CallLaterTimer:
+    """A DelayedCall at the deadline, moved later only when more than `slack` s early."""
+
+    def __init__(self, clock: IReactorTime, fire: Callable[[], None],
+                 slack: float = 1.0) -> None:
+        self._clock = clock
+        self._fire = fire
+        self._slack = slack
+        self._call: IDelayedCall | None = None
+
+    @property
+    def armed(self) -> bool:
+        return self._call is not None and self._call.active()
+
+    def set(self, when: float) -> None:
+        call = self._call
+        if call is not None and call.active():
+            if when - self._slack <= call.getTime() <= when:
+                return  # fires early enough; a tick with nothing due is harmless
+            call.cancel()
+        self._call = self._clock.callLater(max(0.0, when - self._clock.seconds()), self._due)
+
+    def clear(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    close = clear
+
+    def _due(self) -> None:
+        self._call = None
+        self._fire()
+
+
+def deadline_timer(clock: IReactorTime, fire: Callable[[], None],
+                   slack: float = 1.0) -> DeadlineTimer:
+    """A KernelTimer on a real reactor where timerfd exists, else a CallLaterTimer."""
+    from twisted.internet.posixbase import PosixReactorBase
+
+    if _LIBC is not None and isinstance(clock, PosixReactorBase):
+        with contextlib.suppress(OSError):  # out of descriptors: the DelayedCall will do
+            return KernelTimer(clock, fire)
+    return CallLaterTimer(clock, fire, slack)
