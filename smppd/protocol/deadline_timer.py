@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReadDescrip
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+log = logging.getLogger("smppd.connector")
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = os.O_NONBLOCK
 _TFD_CLOEXEC = os.O_CLOEXEC
@@ -47,6 +49,10 @@ class DeadlineTimer(Protocol):
 
     def close(self) -> None:
         """Clear, and give back what the timer holds (its descriptor)."""
+
+    @property
+    def closed(self) -> bool:
+        """True once it cannot be set any more (a KernelTimer closed)."""
 
 
 class _Timespec(ctypes.Structure):
@@ -91,7 +97,17 @@ class KernelTimer:
         self._reactor = reactor
         self._fire = fire
         self.armed = False
-        reactor.addReader(self)
+        try:
+            reactor.addReader(self)
+        except BaseException:
+            os.close(fd)
+            self._fd = -1
+            raise
+
+    @property
+    def closed(self) -> bool:
+        """Closed by `close`, or by the reactor (at shutdown): make a new one."""
+        return self._fd < 0
 
     def set(self, when: float) -> None:
         # Relative to now: the reactor's clock is the wall clock, the timer's the
@@ -131,7 +147,12 @@ class KernelTimer:
         except BlockingIOError:
             return  # moved after it became readable: not due any more
         self.armed = False
-        self._fire()
+        try:
+            self._fire()
+        except Exception:
+            # A guarded handler: an error in what the timer runs is logged, and the
+            # timer stays (raised out of doRead, the reactor would close it for good).
+            log.exception("the session's timer: its tick failed")
 
     def connectionLost(self, reason: Failure) -> None:
         with contextlib.suppress(OSError):
@@ -143,6 +164,8 @@ class KernelTimer:
 
 class CallLaterTimer:
     """A DelayedCall at the deadline, moved later only when more than `slack` s early."""
+
+    closed = False  # nothing to give back: usable after `close`
 
     def __init__(self, clock: IReactorTime, fire: Callable[[], None],
                  slack: float = 1.0) -> None:

@@ -205,7 +205,7 @@ class SessionProtocol(Protocol):
             if self._timer is not None:
                 self._timer.clear()
             return
-        if self._timer is None:
+        if self._timer is None or self._timer.closed:  # (closed by the reactor's shutdown)
             self._timer = deadline_timer(self._clock, self._tick, RESCHEDULE_SLACK)
         self._timer.set(deadline)
 

@@ -7,8 +7,6 @@ import math
 
 # Float slack: a clock advanced in steps of 0.01 reads 0.09999999999999999 at 0.1.
 _EPSILON = 1e-9
-# Seconds looked ahead for the next that may hold a token (a rate of 0.001/s: 1,000).
-_LOOKAHEAD = 100_000
 # Releases a second while paced (the default of `smscs[].releases_per_second`). One:
 # on a virtual machine that charges a sleeping thread for waking (bench/coldwake.py:
 # 1.3 ms after 0.1 s asleep, 3 ms after 0.5-1 s), a paced bind's CPU is mostly the
@@ -150,23 +148,25 @@ class TokenBucket:
             self.next_release = second + (max(wanted, slot + 1) + 0.5) / self.releases
             if max(wanted, slot + 1) < self.releases:
                 return
-        for ahead in range(1, _LOOKAHEAD + 1):
-            share = self._share(second + ahead)
-            if share >= 1:
-                first = max(0, math.ceil(self.releases / share - _EPSILON) - 1)
-                self.next_release = second + ahead + (first + 0.5) / self.releases
-                return
-        self.next_release = second + _LOOKAHEAD  # a rate of less than one in _LOOKAHEAD s
+        # The first later second that may hold a token: the next one, or, at a rate
+        # below one a second, the one whose count first reaches the next whole token.
+        counted = math.floor((second + 1 - self._origin) * self.rate + _EPSILON)
+        later = max(second + 1,
+                    math.ceil((counted + 1) / self.rate - _EPSILON) - 1 + self._origin)
+        share = max(1, self._share(later))
+        first = max(0, math.ceil(self.releases / share - _EPSILON) - 1)
+        self.next_release = later + (first + 0.5) / self.releases
 
     def wait(self, now: float) -> float:
-        """Seconds until tokens are available (0 if some are now)."""
+        """Seconds until tokens are available: 0 only if `available(now)` gives some."""
         if now < self.paused_until:
             return self.paused_until - now
         if self.unlimited:
             return 0.0
-        if not self.dry and self._left(now) <= 0:
+        if self.dry and now < self.next_release - _EPSILON:
+            return self.next_release - now
+        if self._left(now) <= 0:  # (also a release that passed unlooked-at)
             self._run_dry(now)
-        if self.dry:
             return max(0.0, self.next_release - now)
         return 0.0
 
@@ -187,8 +187,9 @@ class TokenBucket:
         """A new rate from now on; what this second already holds still counts. From
         unlimited, this second counts as used up (it may have held anything)."""
         if self.rate <= 0 < rate:
-            self._exhausted = True
+            self._exhausted = True  # counted at the next look, in whichever second
             self._second = None
+            self.dry = False
         self.rate = rate
         if rate <= 0:
             return

@@ -60,12 +60,35 @@ def test_a_deadline_already_past_fires_at_once_and_a_cleared_one_never(
         call(timer.close)
 
 
+def test_a_tick_that_fails_is_logged_and_the_timer_stays(
+        reactor_running: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Raised out of doRead, the reactor would close the timer for good: every later
+    deadline of the session lost, and `set` on a closed descriptor an error."""
+    fired: list[float] = []
+
+    def tick() -> None:
+        fired.append(time.monotonic())
+        if len(fired) == 1:
+            raise RuntimeError("a handler's bug")
+
+    timer = call(timers.deadline_timer, reactor, tick)
+    try:
+        call(lambda: timer.set(reactor.seconds() + 0.05))
+        wait_for(lambda: fired, what="the first tick")
+        assert not call(lambda: timer.closed) and timer in call(reactor.getReaders)
+        call(lambda: timer.set(reactor.seconds() + 0.05))
+        wait_for(lambda: len(fired) == 2, what="the timer set again after the error")
+        assert "its tick failed" in caplog.text
+    finally:
+        call(timer.close)
+
+
 def test_close_gives_back_the_descriptor(reactor_running: Any) -> None:
     timer = _kernel_timer([])
     fd = timer.fileno()
     call(lambda: timer.set(reactor.seconds() + 30))
     call(timer.close)
-    assert timer.fileno() == -1 and timer not in call(reactor.getReaders)
+    assert timer.closed and timer not in call(reactor.getReaders)
     with pytest.raises(OSError):
         os.fstat(fd)
     call(timer.close)  # twice is harmless

@@ -138,6 +138,29 @@ def test_token_bucket_from_unlimited_starts_dry() -> None:
     assert bucket.available(4.125) == 12  # a quarter of 50, the half carried
 
 
+def test_back_from_unlimited_by_a_reload_the_second_counts_as_used_up() -> None:
+    """A reload to no limit and back while a release was awaited: the second that
+    ran unlimited holds nothing more (it held 600 when the flag was spent on the
+    second the sender had gone dry in)."""
+    bucket = TokenBucket(100, now=10.0)
+    bucket.spend(bucket.available(10.2), 10.2)
+    bucket.set_rate(0)
+    bucket.spend(500, 20.3)
+    bucket.set_rate(100)  # Channel.reconfigure passes no `now`
+    assert bucket.available(20.9) == 0
+    assert bucket.wait(20.9) == pytest.approx(0.6) and bucket.available(21.5) == 100
+
+
+def test_below_one_a_second_the_next_token_is_found_without_a_scan() -> None:
+    bucket = TokenBucket(0.3, now=0.0)  # seconds 3, 6, 9... hold one each
+    assert bucket.available(0.0) == 0 and bucket.wait(0.0) == pytest.approx(3.5)
+    # Not looked at in second 3: that token is gone, and wait says so.
+    assert bucket.available(4.2) == 0 and bucket.wait(4.2) == pytest.approx(2.3)
+    assert bucket.available(6.5) == 1
+    slow = TokenBucket(1e-6, now=1.8e9)  # one in about 11.6 days
+    assert slow.available(1.8e9) == 0 and 1e5 < slow.wait(1.8e9) <= 1e6 + 1
+
+
 def test_a_release_taken_in_part_is_not_topped_up_within_its_second() -> None:
     """A window-bound sender takes part of a release, then more as slots free: the
     second still holds the rate, not the release plus what accrued meanwhile (a
@@ -196,7 +219,8 @@ def test_changing_the_releases_mid_second_keeps_the_count() -> None:
 def test_no_clock_second_holds_more_than_the_rate_whatever_the_sender_does(
         steps: list[tuple[float, str, int]], rate: int) -> None:
     """Takes of any part at any moment, restarts, pauses and reloads of the number of
-    releases, in any order: every clock second holds at most the rate."""
+    releases, in any order: every clock second holds at most the rate, and `wait`
+    says 0 only when there is something to take."""
     bucket = TokenBucket(rate, now=0.0)
     now, given = 0.0, {}
     for delay, action, number in steps:
@@ -213,6 +237,8 @@ def test_no_clock_second_holds_more_than_the_rate_whatever_the_sender_does(
             taken = count if action == "all" else min(count, number)
             bucket.spend(taken, now)
             given[math.floor(now)] = given.get(math.floor(now), 0) + taken
+        # Never "now" while nothing is given: the dispatcher would spin on its timer.
+        assert bucket.available(now) > 0 or bucket.wait(now) > 0
     assert all(count <= rate for count in given.values()), given
 
 
