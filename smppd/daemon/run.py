@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import config as config_module
 from .. import logs
+from ..heap import freeze_startup_heap
 from ..store.database import DatabaseError
 from ..store.single import lock_sqlite
 from . import systemd
@@ -46,6 +47,7 @@ def run(path: str) -> int:
     outcome = {"code": 0}
 
     def started(_: Any) -> None:
+        log.debug("daemon: start-up heap frozen: %d objects", freeze_startup_heap())
         systemd.notify("READY=1", f"STATUS=HTTP on port {daemon.http_port}")
         interval = systemd.watchdog_interval()
         if interval:

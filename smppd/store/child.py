@@ -206,10 +206,12 @@ def serve(conn: Connection) -> None:
 
     url, limits, level = pickle.loads(conn.recv_bytes())
     from .. import logs
+    from ..heap import freeze_startup_heap
 
     logs.configure(level)
     engine = database.make_engine(url, limits=limits)
     applier = BatchApplier()
+    log.debug("writer process: start-up heap frozen: %d objects", freeze_startup_heap())
     try:
         while True:
             try:
