@@ -40,6 +40,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -209,7 +210,7 @@ def serve(conn: Connection) -> None:
     from ..heap import freeze_startup_heap
 
     logs.configure(level)
-    engine = database.make_engine(url, limits=limits)
+    link = Link(database.make_engine(url, limits=limits))
     applier = BatchApplier()
     log.debug("writer process: start-up heap frozen: %d objects", freeze_startup_heap())
     try:
@@ -221,9 +222,56 @@ def serve(conn: Connection) -> None:
             if kind == "memory":
                 _remember(applier.memory, payload)
             else:
-                conn.send_bytes(_apply(engine, applier, payload))
+                conn.send_bytes(_apply(link, applier, payload))
     finally:
-        engine.dispose()
+        link.close()
+
+
+class Link:
+    """This process's way to the database: one connection kept for its life on SQLite,
+    SQLAlchemy's pool on a server.
+
+    Why keep one: a checkout from the pool and its return (with the rollback that
+    resets the connection) cost about a seventh of this process's CPU at the 20 or so
+    messages a batch of the HTTP intake (py-spy, bench/intake.py), and one batch at a
+    time has nothing to share a pool with. Not on a server: there the pool's pre-ping
+    reconnects after a server restart without failing a batch, which a kept
+    connection would."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._keep = engine.dialect.name == "sqlite"
+        self._kept: Any = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A connection in a transaction, committed when the block ends cleanly."""
+        if not self._keep:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        if self._kept is None:
+            self._kept = self.engine.connect()
+        with self._kept.begin():
+            yield self._kept
+
+    def failed(self, io_error: bool) -> None:
+        """After a failed batch the kept connection is not trusted again (a begin that
+        failed half-way leaves SQLAlchemy's state in doubt); after an I/O error no
+        pooled one is either."""
+        if self._kept is not None:
+            with contextlib.suppress(Exception):
+                self._kept.invalidate()
+            self._kept = None
+        if io_error:  # as the daemon's recovery does with its own (recovery.py)
+            self.engine.dispose()
+
+    def close(self) -> None:
+        if self._kept is not None:
+            with contextlib.suppress(Exception):
+                self._kept.close()
+            self._kept = None
+        self.engine.dispose()
 
 
 def _remember(memory: WriterMemory, changed: dict[str, Any]) -> None:
@@ -255,22 +303,21 @@ class _Intake:
         self.admission = admission
 
 
-def _apply(engine: Any, applier: Any, ops: list[Any]) -> bytes:
+def _apply(link: Link, applier: Any, ops: list[Any]) -> bytes:
     pending = applier.pending_receipts
     try:
-        with engine.begin() as conn:
+        with link.transaction() as conn:
             results = applier.apply(conn, ops)
             # Before the commit: results that cannot travel (either way) roll the
             # batch back instead of leaving it committed and unanswered.
             answer = pickle.dumps(("ok", results), PROTOCOL)
             pickle.loads(answer)
-            return answer
+        return answer
     except Exception as exc:
         # The transaction did not happen: undo what the applier assumed it would.
         applier.pending_receipts = pending
         applier.reset()
-        if is_io_error(exc):  # as the daemon's recovery does with its own (recovery.py)
-            engine.dispose()
+        link.failed(is_io_error(exc))
         return pickle.dumps(("error", portable(exc)), PROTOCOL)
 
 

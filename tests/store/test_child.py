@@ -102,14 +102,14 @@ def test_the_process_uses_the_receipt_policy_the_daemon_has_now(
 def test_results_that_cannot_cross_roll_the_batch_back(store: Store) -> None:
     """Pickled before the commit: a result that cannot travel must not leave a batch
     committed that the daemon never hears of."""
-    from smppd.store.child import _apply
+    from smppd.store.child import Link, _apply
 
     class Unsendable(BatchApplier):
         def apply(self, conn: Any, batch: Any) -> list[Any]:
             conn.execute(text("UPDATE accounts SET balance = 1 WHERE name = 'acme'"))
             return [lambda: None]
 
-    kind, error = pickle.loads(_apply(store.engine, Unsendable(), [object()]))
+    kind, error = pickle.loads(_apply(Link(store.engine), Unsendable(), [object()]))
     assert kind == "error" and "pickle" in str(error).lower()
     assert store.balance() == 1000
 
@@ -232,3 +232,90 @@ def test_a_process_whose_daemon_is_gone_ends_at_once(tmp_path: Path) -> None:
                                   str(theirs.fileno()), "999999999"],
                                  pass_fds=[theirs.fileno()])
         assert child.wait(30) == 0
+
+
+def _raw(conn: Any) -> Any:
+    return conn.connection.dbapi_connection
+
+
+def test_one_connection_is_kept_between_batches_on_sqlite_the_pool_serves_a_server(
+        store: Store) -> None:
+    """Why it keeps one: see Link. On a server each batch checks one out (pre-ping)."""
+    from smppd.store.child import Link
+
+    link = Link(store.engine)
+    try:
+        with link.transaction() as conn:
+            first = _raw(conn)
+            checked_out = store.engine.pool.checkedout()
+        with link.transaction() as conn:
+            second = _raw(conn)
+        if store.engine.dialect.name == "sqlite":
+            assert first is second
+            assert store.engine.pool.checkedout() == 1  # kept between batches
+        else:
+            assert checked_out == 1 and store.engine.pool.checkedout() == 0
+    finally:
+        link.close()
+    assert store.engine.pool.checkedout() == 0
+
+
+def test_after_a_failed_batch_the_next_commits_on_a_fresh_connection(store: Store) -> None:
+    from smppd.store.child import Link, _apply
+
+    class FailsOnce(BatchApplier):
+        calls = 0
+
+        def apply(self, conn: Any, batch: Any) -> list[Any]:
+            FailsOnce.calls += 1
+            self.seen = _raw(conn)
+            conn.execute(text("UPDATE accounts SET balance = balance - 1 "
+                              "WHERE name = 'acme'"))
+            if FailsOnce.calls == 1:
+                raise RuntimeError("a bug in the first batch")
+            return ["done"]
+
+    link, applier = Link(store.engine), FailsOnce()
+    try:
+        kind, error = pickle.loads(_apply(link, applier, [object()]))
+        assert kind == "error" and "a bug in the first batch" in str(error)
+        failed_on = applier.seen
+        assert store.balance() == 1000  # rolled back
+        assert pickle.loads(_apply(link, applier, [object()])) == ("ok", ["done"])
+        assert store.balance() == 999
+        if store.engine.dialect.name == "sqlite":
+            assert applier.seen is not failed_on  # not trusted again
+    finally:
+        link.close()
+
+
+def test_a_begin_refused_by_a_locked_file_fails_the_batch_not_the_next_one(
+        tmp_path: Path) -> None:
+    """SQLite's BEGIN IMMEDIATE runs in SQLAlchemy's begin event; when the file stays
+    locked past the busy timeout it fails half-way into Connection.begin, and the kept
+    connection must not carry that into the next batch."""
+    import sqlite3
+
+    from smppd.store import database
+    from smppd.store.child import Link, _apply
+    from smppd.store.limits import StoreLimits
+
+    path = tmp_path / "locked.db"
+    engine = database.make_engine(f"sqlite:///{path}",
+                                  limits=StoreLimits(statement_timeout=0.2))
+    database.upgrade(engine)
+    applier = BatchApplier()
+    link = Link(engine)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        with link.transaction():
+            pass  # the kept connection exists before the lock is taken
+        holder.execute("BEGIN IMMEDIATE")
+        kind, error = pickle.loads(_apply(link, applier, []))
+        assert kind == "error" and "locked" in str(error).lower()
+        holder.execute("ROLLBACK")
+        assert pickle.loads(_apply(link, applier, [])) == ("ok", [])
+    finally:
+        holder.close()
+        link.close()
+        engine.dispose()
