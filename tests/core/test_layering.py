@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).parents[2] / "smppd"
 
 # room (a subpackage or a top-level module of smppd) -> floor
 FLOORS = {
-    "status": 0, "ids": 0, "ratelog": 0, "logs": 0, "checks": 0, "e164": 0, "twistedlog": 1,
+    "status": 0, "ids": 0, "ratelog": 0, "logs": 0, "checks": 0, "e164": 0, "heap": 0,
+    "twistedlog": 1,
     "throttle": 1, "inbound": 1,
     "protocol": 1, "explain": 1,
     "store": 2,
