@@ -47,6 +47,8 @@ def main() -> None:
                 continue
             count = int(count_text)
             frames = stack.split(";")
+            if frames[0].startswith("process ") and len(frames) > 1:  # --subprocesses
+                frames = [frames[0].partition(":")[0] + " " + frames[1], *frames[2:]]
             thread = frames[0]
             if args.thread and args.thread not in thread:
                 continue

@@ -80,7 +80,12 @@ def token_digest(token: str | bytes) -> bytes:
 def token_label(token: str | bytes) -> str:
     """Who sent a message through the API, as its history shows it: the token's
     fingerprint, never the token (issue 15)."""
-    return "token:" + token_digest(token.strip()).hex()[:12]
+    return digest_label(token_digest(token.strip()))
+
+
+def digest_label(digest: bytes) -> str:
+    """token_label from the digest authentication already made (one hash a request)."""
+    return "token:" + digest.hex()[:12]
 
 
 def _json(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None,
@@ -157,7 +162,7 @@ class Api:
             return self.pages(request)
         if not segments or segments[0] != "v1":
             raise ApiError(404, "no such path")
-        account = self._authenticate(request)
+        account, sent_by = self._authenticate(request)
         resource = segments[1:]
         path = "/" + "/".join(segments)  # for the routes that match on the path
         if request.too_large:
@@ -169,7 +174,7 @@ class Api:
             return handled
         if resource == ("messages",):
             if method == b"POST":
-                return self._send(request, account)
+                return self._send(request, account, sent_by)
             if method == b"GET":
                 return self._list(request, account)
             raise ApiError(405, "use GET or POST")
@@ -182,7 +187,7 @@ class Api:
         if resource == ("jobs",):
             if method != b"POST":
                 raise ApiError(405, "use POST")
-            return self._create_job(request, account)
+            return self._create_job(request, account, sent_by)
         if len(resource) in (2, 3) and resource[0] == "jobs":
             job_id = resource[1]
             if len(resource) == 2:
@@ -209,7 +214,8 @@ class Api:
             return inbound.route(self.app.inbound, request, account, path)  # issue 11
         raise ApiError(404, "no such path")
 
-    def _create_job(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
+    def _create_job(self, request: HttpRequest, account: Account,
+                    sent_by: str) -> defer.Deferred[Any]:
         # Parsed on the pool thread with the rows: a 30 MB JSON body would hold the
         # reactor for a third of a second. The fingerprint for an Idempotency-Key is
         # made there too, and read here once the job (or a kept answer) is back.
@@ -227,7 +233,7 @@ class Api:
             return HttpResponse(201, idempotency.json_body(result))
 
         def work() -> defer.Deferred[Any]:
-            return self.app.create_job(account, read, key, "api", _sent_by(request)) \
+            return self.app.create_job(account, read, key, "api", sent_by) \
                 .addCallback(created)
 
         return work() if key is None else self.in_progress.run(account.id, key, work)
@@ -252,20 +258,23 @@ class Api:
             job = replace(job, fingerprint=idempotency.form_fingerprint("POST /v1/jobs", parts))
         return job
 
-    def _authenticate(self, request: HttpRequest) -> Account:
+    def _authenticate(self, request: HttpRequest) -> tuple[Account, str]:
+        """The account, and the token's label for the history's "sent by" (never the
+        token)."""
         wait = self.lockout.retry_after(request.peer)
         if wait is not None:  # the token is not even looked at
             raise LockedOut(wait)
         header = request.headers.get(b"authorization")
         scheme, _, token = (header or b"").partition(b" ")
-        account = None
+        account = digest = None
         if scheme.lower() == b"bearer" and token:
-            account = self.tokens.get(token_digest(token.strip()))
-        if account is None:
+            digest = token_digest(token.strip())
+            account = self.tokens.get(digest)
+        if account is None or digest is None:
             if header is not None:  # a credential was offered, and it was wrong
                 self._auth_failed(request)
             raise ApiError(401, "a valid Authorization: Bearer token is required")
-        return account
+        return account, digest_label(digest)
 
     def _auth_failed(self, request: HttpRequest) -> None:
         """Counted against the address; logged rate-limited, never with the token."""
@@ -278,7 +287,8 @@ class Api:
                                   "failed authentications in %g s", request.peer, count,
                                   self.lockout.window)
 
-    def _send(self, request: HttpRequest, account: Account) -> defer.Deferred[Any]:
+    def _send(self, request: HttpRequest, account: Account,
+              sent_by: str) -> defer.Deferred[Any]:
         metrics = self.app.metrics
         try:
             data = validation.parse_json_object(request.body)
@@ -287,7 +297,6 @@ class Api:
         except ApiError:
             metrics.api_message("invalid")
             raise
-        sent_by = _sent_by(request)
         if key is None:
             return self.app.accept_message(account, message, None, "api", sent_by) \
                 .addCallback(self._accepted)
@@ -339,11 +348,6 @@ class Api:
         log.error("API %s %s failed: %s", request.method.decode(), request.path,
                   failure.getTraceback())
         return _json(500, {"error": "internal error"})
-
-
-def _sent_by(request: HttpRequest) -> str:
-    """The API token's label (never the token) for the history's "sent by"."""
-    return token_label(request.headers.get(b"authorization", b"").partition(b" ")[2])
 
 
 def make_factory(app: Application, tokens: dict[bytes, Account], limits: HttpLimits,

@@ -441,7 +441,7 @@ class Daemon:
         answer = {"id": op.message_id, "status": Status.QUEUED, "parts": info.parts,
                   "encoding": info.encoding.value, "points": op.points}
         if claim is not None:  # the answer is kept with the message, in its transaction
-            op = replace(op, idempotency=replace(claim, response=json_body(answer).decode()))
+            op = op._replace(idempotency=replace(claim, response=json_body(answer).decode()))
         metrics = self.metrics
 
         def stored(result: Any) -> Any:
@@ -450,7 +450,7 @@ class Daemon:
                 return result  # the same key was committed first by another instance
             metrics.api_message("accepted")
             # A link code already taken was replaced in the store (same length).
-            sent = replace(op, text=result.text) if isinstance(result, Recoded) else op
+            sent = op._replace(text=result.text) if isinstance(result, Recoded) else op
             self.dispatcher.accepted(queued(sent))
             return answer
 

@@ -95,8 +95,8 @@ class Admission:
                     shorten_links: bool, make_id: Callable[[], str] | None = None
                     ) -> ops.Accept | ops.JobMessage:
         """A job's row, priced as `prepare` prices a message (the same `priced`),
-        as a JobMessage: a tuple, cheaper to make than an Accept (issue 14). A row
-        with short links is an Accept, which the store may rewrite. `make_id`: the
+        as a JobMessage: the same fields as an Accept, a type of its own (issue 14).
+        A row with short links is an Accept, which the store may rewrite. `make_id`: the
         job's ids.IdBlocks (else new_id(now))."""
         route, text, links, info, points, reference = self.priced(
             recipient, text, references, shorten_links)

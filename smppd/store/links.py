@@ -8,7 +8,6 @@ import re
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -111,7 +110,7 @@ def _recode(op: Accept, taken: set[str], make_code: Callable[[], str]) -> Accept
             text = text.replace(code, fresh, 1)
             code = fresh
         links.append((code, url))
-    return replace(op, text=text, links=tuple(links))
+    return op._replace(text=text, links=tuple(links))
 
 
 def clicks(ctx: BatchContext, by_kind: dict[type, list[tuple[int, Any]]]) -> None:

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, func, select
 
@@ -17,9 +17,11 @@ from . import schema as t
 from .sql import utc
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedMessage:
-    """A message with parts still to send, as the dispatcher needs it."""
+class QueuedMessage(NamedTuple):
+    """A message with parts still to send, as the dispatcher needs it. A tuple: one
+    is made per message accepted over the API and per row of every page the
+    dispatcher loads, and a frozen dataclass of twelve fields cost about 3 µs to
+    make against under 1 (setting each field through object.__setattr__)."""
 
     id: str
     sender: str

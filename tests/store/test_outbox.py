@@ -357,8 +357,7 @@ def test_clicks_answered_before_their_commit_are_recorded_in_order(store: Store)
 
 
 def _with_text(op: ops.Accept, text_: str) -> ops.Accept:
-    from dataclasses import replace
-    return replace(op, text=text_)
+    return op._replace(text=text_)
 
 
 def _context(store: Store, conn: Any) -> BatchContext:
