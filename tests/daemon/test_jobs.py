@@ -184,7 +184,9 @@ def test_a_single_message_does_not_wait_behind_a_job(start_daemon: Any) -> None:
     accepted_at = len(smsc.submits)
     client.wait_status(single["id"], "delivered", timeout=20)
     position = _sent_texts(smsc).index("urgent")
-    assert position - accepted_at <= 10, (position, accepted_at)  # not behind ~280
+    # Within the release already under way (one a second: up to 50 submits handed
+    # to the session before the single message came), never behind the job's ~280.
+    assert position - accepted_at <= 50, (position, accepted_at)
     assert _get(client, job["id"])["counts"].get("queued", 0) > 100  # the job was not done
 
 
